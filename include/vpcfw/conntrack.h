@@ -1,0 +1,131 @@
+/* Connection tracking: the flow table of one worker (a shard; no locks).
+ *
+ * A flow is tracked *at an interface*: a packet admitted by interface X's
+ * security group starts a flow at X, and later packets of it, in either
+ * direction, skip X's security group (SPEC §4).  The key is therefore
+ * (interface ct_id, unordered 5-tuple).  All memory is allocated by
+ * ct_create(); nothing is allocated per packet.  The table never grows: when
+ * full, a new flow is refused and counted (conntrack_allowance_exceeded),
+ * except that embryonic TCP flows (SYN-sent/-received) are evicted, oldest
+ * first, to make room. */
+#ifndef VPCFW_CONNTRACK_H
+#define VPCFW_CONNTRACK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vpcfw/addr.h"
+
+struct conntrack;
+struct ct_entry;
+
+/* A packet's tuple as seen on the wire.  For ICMP queries and their replies
+ * sport = dport = the identifier; for protocols without ports both are 0. */
+struct ct_tuple {
+	struct ip_addr src, dst;
+	uint16_t sport, dport;
+	uint8_t proto;
+};
+
+/* Idle timeouts of the interface that tracks the flow, in seconds
+ * (ConnectionTrackingConfiguration; AWS defaults 432000 / 30 / 180). */
+struct ct_timeouts {
+	uint32_t tcp_established;
+	uint32_t udp;
+	uint32_t udp_stream;
+};
+
+/* Linux nf_conntrack defaults for what AWS does not document (SPEC §4). */
+enum {
+	CT_TIMEOUT_TCP_SYN_SENT = 120,
+	CT_TIMEOUT_TCP_SYN_RECV = 60,
+	CT_TIMEOUT_TCP_FIN_WAIT = 120,
+	CT_TIMEOUT_TCP_CLOSE_WAIT = 60,
+	CT_TIMEOUT_TCP_LAST_ACK = 30,
+	CT_TIMEOUT_TCP_TIME_WAIT = 120,
+	CT_TIMEOUT_TCP_CLOSE = 10,
+	CT_TIMEOUT_ICMP = 30,
+	CT_TIMEOUT_OTHER = 600,
+	CT_DEFAULT_TCP_ESTABLISHED = 432000,
+	CT_DEFAULT_UDP = 30,
+	CT_DEFAULT_UDP_STREAM = 180,
+};
+
+enum ct_tcp_state {
+	CT_TCP_NONE = 0,          /* not TCP */
+	CT_TCP_SYN_SENT,
+	CT_TCP_SYN_RECV,
+	CT_TCP_ESTABLISHED,
+	CT_TCP_FIN_WAIT,
+	CT_TCP_CLOSE_WAIT,
+	CT_TCP_LAST_ACK,
+	CT_TCP_TIME_WAIT,
+	CT_TCP_CLOSE,
+};
+
+struct ct_stats {
+	uint64_t used;                  /* flows in the table now */
+	uint64_t max;                   /* the table's hard limit */
+	uint64_t inserted;
+	uint64_t expired;
+	uint64_t allowance_exceeded;    /* new flows refused: table full */
+	uint64_t evicted_embryonic;     /* SYN-sent/-received flows evicted for room */
+};
+
+/* Allocates a table for at most max flows (max >= 1). NULL on ENOMEM. */
+struct conntrack *ct_create(uint32_t max);
+void ct_destroy(struct conntrack *ct);
+
+/* Direction-independent hash of the tuple: the same for a packet and its
+ * reply.  Computed once per packet and passed to the calls below. */
+uint64_t ct_hash(const struct ct_tuple *t);
+
+/* Finds the live flow of this tuple tracked at interface `iface`, or NULL.
+ * An entry found expired (now_ns past its deadline) is freed and NULL is
+ * returned.  Does not change the entry. */
+struct ct_entry *ct_lookup(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
+			   uint64_t hash, uint64_t now_ns);
+
+/* Records an accepted packet of a tracked flow: advances the TCP state
+ * machine (or the UDP stream flag) and pushes the deadline out by the
+ * timeout of the new state. */
+void ct_update(struct conntrack *ct, struct ct_entry *e, const struct ct_tuple *t,
+	       uint8_t tcp_flags, const struct ct_timeouts *to, uint64_t now_ns);
+
+/* Starts a flow at `iface` for this accepted packet (the packet's source is
+ * the originator).  Returns NULL if the table is full and no embryonic flow
+ * could be evicted; that refusal is counted in allowance_exceeded. */
+struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
+			   uint64_t hash, uint8_t tcp_flags, const struct ct_timeouts *to,
+			   uint64_t now_ns);
+
+/* Forgets a flow (used to roll back a half-made insertion). */
+void ct_remove(struct conntrack *ct, struct ct_entry *e);
+
+/* Frees expired flows, visiting at most `budget` hash buckets from where
+ * the previous call stopped: expiry in bounded slices.  Returns the number
+ * of flows freed. */
+unsigned ct_expire(struct conntrack *ct, uint64_t now_ns, unsigned budget);
+
+void ct_get_stats(const struct conntrack *ct, struct ct_stats *out);
+/* Free room: max - used (AWS's conntrack_allowance_available). */
+uint64_t ct_available(const struct conntrack *ct);
+
+/* Read access for listing flows (vpcfwctl flows) and tests. */
+struct ct_flow_info {
+	uint32_t iface;
+	struct ct_tuple orig;           /* as the originator sent it */
+	enum ct_tcp_state tcp_state;
+	bool seen_reply;
+	bool udp_stream;
+	uint64_t expires_ns;
+};
+void ct_entry_info(const struct ct_entry *e, struct ct_flow_info *out);
+/* Calls fn for every live flow; stops early if fn returns non-zero. */
+void ct_foreach(struct conntrack *ct, uint64_t now_ns,
+		int (*fn)(const struct ct_flow_info *info, void *arg), void *arg);
+
+/* Bytes of memory per flow slot, table and pool included. */
+size_t ct_bytes_per_flow(const struct conntrack *ct);
+
+#endif

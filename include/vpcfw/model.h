@@ -1,0 +1,175 @@
+/* The configuration as read from the EC2 API's JSON, validated field by field
+ * but not yet cross-checked or compiled.  config.c builds it; policy.c
+ * resolves references between objects and compiles it for the packet path.
+ *
+ * Every object carries `where` (file and JSON path, e.g.
+ * "vpc.json" / "SecurityGroups[2]") so that a later cross-object check can
+ * name the place.  All memory belongs to model.arena. */
+#ifndef VPCFW_MODEL_H
+#define VPCFW_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vpcfw/addr.h"
+#include "vpcfw/arena.h"
+
+struct where {
+	const char *file;
+	const char *path;
+};
+
+/* Protocol numbers used throughout; PROTO_ALL is AWS's "-1". */
+enum { PROTO_ALL = -1, PROTO_ICMP = 1, PROTO_TCP = 6, PROTO_UDP = 17, PROTO_ICMPV6 = 58 };
+
+struct m_vpc {
+	const char *id;
+	const char *owner_id;           /* may be NULL */
+	struct cidr *cidrs;             /* IPv4 then IPv6; cidrs[0] is the primary
+	                                   IPv4 CIDR when has_primary4 */
+	int n_cidrs;
+	bool has_primary4;
+	struct where where;
+};
+
+struct m_subnet {
+	const char *id;
+	const char *vpc_id;             /* may be NULL */
+	const char *az;                 /* AvailabilityZone, may be NULL */
+	const char *az_id;              /* AvailabilityZoneId, may be NULL */
+	const char *owner_id;           /* may be NULL */
+	bool has4;
+	struct cidr cidr4;              /* CidrBlock */
+	struct cidr *cidr6;             /* Ipv6CidrBlockAssociationSet[].Ipv6CidrBlock */
+	int n_cidr6;
+	struct where where;
+};
+
+/* One NACL entry (API NetworkAclEntry). */
+struct m_nacl_entry {
+	uint32_t number;                /* 1..32766, or 32767/32768 for the '*' rules */
+	bool egress;
+	bool allow;
+	int proto;                      /* PROTO_ALL or 0..255 */
+	bool has_ports;                 /* PortRange given (used for 6 and 17 only) */
+	uint16_t port_from, port_to;
+	bool has_icmp;                  /* IcmpTypeCode given (used for 1 and 58 only) */
+	int icmp_type, icmp_code;       /* -1 = all */
+	struct cidr cidr;               /* CidrBlock or Ipv6CidrBlock */
+	struct where where;
+};
+
+struct m_nacl {
+	const char *id;
+	const char *vpc_id;             /* may be NULL */
+	bool is_default;
+	struct m_nacl_entry *entries;
+	int n_entries;
+	const char **subnets;           /* Associations[].SubnetId */
+	struct where *subnet_where;     /* where each association is */
+	int n_subnets;
+	struct where where;
+};
+
+enum peer_kind { PEER_CIDR, PEER_PREFIX_LIST, PEER_GROUP };
+
+struct m_peer {
+	enum peer_kind kind;
+	struct cidr cidr;               /* PEER_CIDR */
+	const char *ref;                /* PEER_PREFIX_LIST / PEER_GROUP: the id */
+	struct where where;
+};
+
+/* One IpPermission.  from/to are ports for tcp/udp, type/code for
+ * icmp/icmpv6; -1 means all.  For other protocols they are ignored. */
+struct m_sg_rule {
+	int proto;                      /* PROTO_ALL or 0..255 */
+	int from, to;
+	struct m_peer *peers;
+	int n_peers;
+	int index;                      /* position in IpPermissions[Egress] */
+	struct where where;
+};
+
+struct m_sg {
+	const char *id;
+	const char *name;               /* may be NULL */
+	const char *vpc_id;             /* may be NULL */
+	struct m_sg_rule *in;           /* IpPermissions */
+	int n_in;
+	struct m_sg_rule *out;          /* IpPermissionsEgress */
+	int n_out;
+	struct where where;
+};
+
+struct m_eni_addr {
+	struct ip_addr addr;
+	int family;
+	bool primary;
+};
+
+/* Per-interface ConnectionTrackingConfiguration; 0 = AWS default. */
+struct m_ct_timeouts {
+	uint32_t tcp_established;       /* TcpEstablishedTimeout, 60..432000 */
+	uint32_t udp_stream;            /* UdpStreamTimeout, 60..180 */
+	uint32_t udp;                   /* UdpTimeout, 30..60 */
+};
+
+struct m_eni {
+	const char *id;
+	const char *subnet_id;          /* may be NULL */
+	const char *vpc_id;             /* may be NULL */
+	const char *owner_id;           /* may be NULL */
+	const char *instance_id;        /* Attachment.InstanceId, may be NULL */
+	struct m_eni_addr *addrs;       /* private IPv4 (primary first) and IPv6 */
+	int n_addrs;
+	const char **groups;            /* Groups[].GroupId */
+	struct where *group_where;
+	int n_groups;
+	bool source_dest_check;         /* default true */
+	struct m_ct_timeouts timeouts;
+	struct where where;
+};
+
+struct m_prefix_list {
+	const char *id;
+	struct cidr *cidrs;
+	int n_cidrs;
+	struct where where;
+};
+
+struct m_binding {
+	const char *eni_id;
+	const char *device;
+	struct where where;
+};
+
+/* The `Vpcfw` section: what AWS has no API for.  Defaults are set by
+ * model_init(); config.c documents every key in one table. */
+struct m_vpcfw {
+	uint16_t *queues;               /* NFQUEUE numbers */
+	int n_queues;
+	struct m_binding *bindings;     /* InterfaceBindings */
+	int n_bindings;
+	uint32_t conntrack_max;         /* ConntrackMax, default 262144 */
+	bool admit_related_icmp;        /* AdmitRelatedIcmp, default false */
+	bool fail_open;                 /* FailOpen, default false */
+	const char *flow_log_dir;       /* FlowLogDirectory */
+	const char *control_socket;     /* ControlSocket */
+	const char *region;             /* Region */
+	const char *account_id;         /* AccountId (flow logs) */
+	const char *decision_log;       /* DecisionLog */
+};
+
+struct model {
+	struct arena arena;
+	struct m_vpc *vpcs;             int n_vpcs;
+	struct m_subnet *subnets;       int n_subnets;
+	struct m_nacl *nacls;           int n_nacls;
+	struct m_sg *sgs;               int n_sgs;
+	struct m_eni *enis;             int n_enis;
+	struct m_prefix_list *pls;      int n_pls;
+	struct m_vpcfw vpcfw;
+};
+
+#endif

@@ -1,0 +1,59 @@
+/* Parsed headers of one IP packet.  Parsing copies the few fields the engine
+ * needs and nothing else; it is bounds-checked against both the captured
+ * length and the IP header's own length fields. */
+#ifndef VPCFW_PACKET_H
+#define VPCFW_PACKET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vpcfw/addr.h"
+
+enum packet_status {
+	PACKET_OK = 0,
+	PACKET_NOT_IP,        /* neither IPv4 nor IPv6 (version nibble) */
+	PACKET_MALFORMED,     /* an IP packet whose headers do not hold together */
+};
+
+enum {
+	PKT_F_L4        = 1 << 0, /* sport/dport/tcp_flags/icmp_* are valid */
+	PKT_F_FRAGMENT  = 1 << 1, /* a non-first fragment: no L4 header in it */
+	PKT_F_ICMP_ERR  = 1 << 2, /* an ICMP/ICMPv6 error; `inner` holds the quoted tuple */
+};
+
+/* TCP flag bits as on the wire (and as flow logs OR them). */
+enum { TCP_FIN = 0x01, TCP_SYN = 0x02, TCP_RST = 0x04, TCP_PSH = 0x08, TCP_ACK = 0x10 };
+
+struct packet_inner {
+	struct ip_addr src, dst;
+	uint16_t sport, dport;  /* ports of TCP/UDP, echo id in both for ICMP queries */
+	uint8_t proto;
+};
+
+struct packet {
+	struct ip_addr src, dst;
+	uint32_t ip_len;      /* length of the IP datagram on the wire, in bytes */
+	uint16_t sport, dport;/* TCP/UDP ports, host order; 0 for other protocols */
+	uint16_t icmp_id;     /* ICMP/ICMPv6 echo (and timestamp/info) identifier */
+	uint8_t family;       /* FAMILY_V4 or FAMILY_V6 */
+	uint8_t proto;        /* upper-layer protocol, after IPv6 extension headers */
+	uint8_t tcp_flags;    /* the TCP flags byte (FIN..CWR) */
+	uint8_t icmp_type, icmp_code;
+	uint8_t flags;        /* PKT_F_* */
+	struct packet_inner inner; /* valid with PKT_F_ICMP_ERR */
+};
+
+/* Parses an IP packet starting at its IP header.  `caplen` bytes are
+ * readable at buf; `wirelen` is the packet's length on the wire (equal to
+ * caplen unless a capture or NFQUEUE copy range cut it).  Headers needed for
+ * the verdict must lie within caplen.  On PACKET_OK every field is set. */
+enum packet_status packet_parse_ip(const uint8_t *buf, size_t caplen, size_t wirelen,
+				   struct packet *p);
+
+/* For ICMP/ICMPv6 query types that expect a reply (echo, timestamp,
+ * information, address mask requests) the reply's type; else -1. */
+int icmp_query_reply_type(int family, uint8_t type);
+/* True (1) for ICMP/ICMPv6 types that are replies to such queries. */
+int icmp_is_query_reply(int family, uint8_t type);
+
+#endif

@@ -1,0 +1,100 @@
+/* The order of SPEC §2 and the verdict with its reason:
+ *   exempt -> source/destination check -> SG egress of A -> NACL outbound of X
+ *   -> NACL inbound of Y -> SG ingress of B
+ * with connection tracking consulted first and updated last. */
+#ifndef VPCFW_PIPELINE_H
+#define VPCFW_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vpcfw/conntrack.h"
+#include "vpcfw/packet.h"
+#include "vpcfw/policy.h"
+
+enum stage {
+	STAGE_NONE = 0,     /* no stage was present: nothing to enforce */
+	STAGE_NOT_IP,
+	STAGE_PARSE,
+	STAGE_EXEMPT,
+	STAGE_SRCDST,
+	STAGE_SG_EGRESS,
+	STAGE_NACL_OUT,
+	STAGE_NACL_IN,
+	STAGE_SG_INGRESS,
+	STAGE_CONNTRACK,
+	STAGE_COUNT
+};
+
+/* Reasons; the refusals use AWS Reachability Analyzer's names. */
+enum reason {
+	REASON_RULES_ALLOW = 0,                 /* every present stage admitted it */
+	REASON_TRACKED_FLOW,                    /* admitted as part of a tracked flow */
+	REASON_EXEMPT_ADDRESS,                  /* SPEC §5 */
+	REASON_NOT_IP,
+	REASON_NOT_MODELLED,                    /* neither end is in a modelled subnet */
+	REASON_SUBNET_ACL_RESTRICTION,
+	REASON_ENI_SG_RULES_MISMATCH,
+	REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION,
+	REASON_MALFORMED_PACKET,
+	REASON_CONNTRACK_ALLOWANCE_EXCEEDED,
+	REASON_COUNT
+};
+
+const char *stage_name(enum stage s);   /* "sg-ingress", ... */
+const char *reason_name(enum reason r); /* "SUBNET_ACL_RESTRICTION", ... */
+
+struct verdict {
+	bool accept;
+	enum stage stage;       /* refusing stage; for ACCEPT the last deciding stage */
+	enum reason reason;
+	/* what decided, when a rule did */
+	const struct nacl *nacl;
+	const struct nacl_rule *nacl_rule;     /* NULL with nacl: the '*' rule */
+	const struct sg_rule *sg_rule;
+	const struct iface *stage_iface;       /* interface of an SG / src-dst stage */
+	/* where the packet was: flow logs and mirroring need these */
+	const struct iface *src_iface, *dst_iface;
+	const struct subnet *src_subnet, *dst_subnet;
+	bool exempt;
+	/* detail of a src/dst-check refusal: "spoofed source" or
+	 * "not addressed to interface" */
+	const char *detail;
+};
+
+/* Which modelled interfaces the packet came in on / goes out to, when the
+ * daemon knows the Linux devices (SPEC §6); NULL when unknown. */
+struct pkt_meta {
+	const struct iface *in_iface;
+	const struct iface *out_iface;
+};
+
+struct pipeline_stats {
+	uint64_t packets[STAGE_COUNT][REASON_COUNT];
+	uint64_t accepted, rejected;
+};
+
+/* Per-worker state of the packet path. */
+struct pipeline {
+	struct conntrack *ct;
+	struct pipeline_stats stats;
+};
+
+void pipeline_init(struct pipeline *pl, struct conntrack *ct);
+
+/* Decides one parsed packet.  `meta` may be NULL (replay).  now_ns is the
+ * packet's time (replay) or CLOCK_MONOTONIC (live).  Allocates nothing. */
+void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct packet *p,
+		   const struct pkt_meta *meta, uint64_t now_ns, struct verdict *v);
+
+/* Records a verdict for a packet that never reached the stages (not IP,
+ * malformed) so that it is counted like the rest. */
+void pipeline_verdict_unparsed(struct pipeline *pl, enum packet_status st, struct verdict *v);
+
+/* The deciding rule as text: "acl-1 inbound rule 100", "acl-1 outbound rule *",
+ * "sg-1 IpPermissions[2]", "eni-1 ingress: no rule admits it", "tracked flow",
+ * or "" when no rule applies.  Returns buf. */
+char *verdict_rule_format(const struct verdict *v, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,74 @@
+/* Security groups: allow-only rules, the union of every group on an
+ * interface, compiled per interface and direction (SPEC §4). */
+#ifndef VPCFW_SG_H
+#define VPCFW_SG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vpcfw/addr.h"
+#include "vpcfw/arena.h"
+#include "vpcfw/model.h"
+#include "vpcfw/packet.h"
+
+struct sg;
+
+/* A sorted set of host addresses (the members of a group). */
+struct addr_set {
+	struct ip_addr *addrs;
+	int n;
+};
+bool addr_set_contains(const struct addr_set *s, const struct ip_addr *a);
+
+enum sg_peer { SGP_CIDR, SGP_SET, SGP_NONE /* unresolved reference: matches nothing */ };
+
+/* One compiled rule: a (protocol, ports, peer) triple.  An IpPermission
+ * with several peers becomes several rules that share `m`. */
+struct sg_rule {
+	int16_t proto;                  /* PROTO_ALL or 0..255 */
+	int32_t from, to;               /* ports, or icmp type/code; -1 = all */
+	enum sg_peer peer;
+	uint8_t family;                 /* FAMILY_V4 / FAMILY_V6 for SGP_CIDR; 0 = both */
+	struct cidr cidr;               /* SGP_CIDR */
+	const struct addr_set *set;     /* SGP_SET */
+	bool world;                     /* peer is 0.0.0.0/0 or ::/0 */
+	const struct sg *group;         /* the group the rule belongs to */
+	const struct m_sg_rule *m;
+	bool egress;
+};
+
+/* The compiled union for one interface and direction. */
+struct sg_set {
+	struct sg_rule *rules;          /* world rules first (see sg_match) */
+	int n;
+	/* [family 0/1][0 = tcp, 1 = udp]: a rule admits every port of that
+	 * protocol (or all traffic) to/from the whole address space.  Used by
+	 * the untracked-flow test of the *opposite* direction. */
+	bool all_ports_world[2][2];
+};
+
+/* Resolves a peer of a model rule to cidrs/sets; supplied by policy.c. */
+struct sg_resolver {
+	/* prefix list id -> its cidrs (NULL and *n = 0 if unknown) */
+	const struct cidr *(*prefix_list)(void *ctx, const char *id, int *n);
+	/* group id -> member set (NULL if unknown) */
+	const struct addr_set *(*group_members)(void *ctx, const char *id);
+	void *ctx;
+};
+
+/* Builds the union of `n` groups' rules for one direction. */
+void sg_set_build(struct arena *a, const struct sg *const *groups, const struct m_sg *const *models,
+		  int n, bool egress, const struct sg_resolver *r, struct sg_set *out);
+
+/* True if some rule admits the packet.  Ingress matches the source address,
+ * egress the destination.  *rule gets an admitting rule, a world rule when
+ * one admits it (that is what decides whether the flow is tracked). */
+bool sg_match(const struct sg_set *s, const struct packet *p, bool egress,
+	      const struct sg_rule **rule);
+
+/* SPEC §4 "Untracked flows": the packet is TCP or UDP, the admitting rule is
+ * a world rule, and the opposite direction admits all ports to the world. */
+bool sg_untracked(const struct sg_rule *admitting, const struct sg_set *opposite,
+		  const struct packet *p);
+
+#endif

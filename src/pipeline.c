@@ -1,0 +1,1 @@
+#include "vpcfw/pipeline.h"
