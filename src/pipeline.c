@@ -1,1 +1,338 @@
+/* The packet's way through the stages of SPEC §2, in that order. */
 #include "vpcfw/pipeline.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const stage_names[STAGE_COUNT] = {
+	[STAGE_NONE] = "none",
+	[STAGE_NOT_IP] = "not-ip",
+	[STAGE_PARSE] = "parse",
+	[STAGE_EXEMPT] = "exempt",
+	[STAGE_SRCDST] = "source-dest-check",
+	[STAGE_SG_EGRESS] = "sg-egress",
+	[STAGE_NACL_OUT] = "nacl-outbound",
+	[STAGE_NACL_IN] = "nacl-inbound",
+	[STAGE_SG_INGRESS] = "sg-ingress",
+	[STAGE_CONNTRACK] = "conntrack",
+};
+
+static const char *const reason_names[REASON_COUNT] = {
+	[REASON_RULES_ALLOW] = "RULES_ALLOW",
+	[REASON_TRACKED_FLOW] = "TRACKED_FLOW",
+	[REASON_EXEMPT_ADDRESS] = "EXEMPT_ADDRESS",
+	[REASON_NOT_IP] = "NOT_IP",
+	[REASON_NOT_MODELLED] = "NOT_MODELLED",
+	[REASON_SUBNET_ACL_RESTRICTION] = "SUBNET_ACL_RESTRICTION",
+	[REASON_ENI_SG_RULES_MISMATCH] = "ENI_SG_RULES_MISMATCH",
+	[REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION] = "ENI_SOURCE_DEST_CHECK_RESTRICTION",
+	[REASON_MALFORMED_PACKET] = "MALFORMED_PACKET",
+	[REASON_CONNTRACK_ALLOWANCE_EXCEEDED] = "CONNTRACK_ALLOWANCE_EXCEEDED",
+};
+
+const char *stage_name(enum stage s)
+{
+	return (unsigned)s < STAGE_COUNT ? stage_names[s] : "?";
+}
+
+const char *reason_name(enum reason r)
+{
+	return (unsigned)r < REASON_COUNT ? reason_names[r] : "?";
+}
+
+void pipeline_init(struct pipeline *pl, struct conntrack *ct)
+{
+	memset(pl, 0, sizeof(*pl));
+	pl->ct = ct;
+}
+
+static void finish(struct pipeline *pl, struct verdict *v, bool accept, enum stage st,
+		   enum reason r)
+{
+	v->accept = accept;
+	v->stage = st;
+	v->reason = r;
+	pl->stats.packets[st][r]++;
+	if (accept)
+		pl->stats.accepted++;
+	else
+		pl->stats.rejected++;
+}
+
+void pipeline_verdict_unparsed(struct pipeline *pl, enum packet_status st, struct verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (st == PACKET_NOT_IP)
+		finish(pl, v, true, STAGE_NOT_IP, REASON_NOT_IP);
+	else
+		finish(pl, v, false, STAGE_PARSE, REASON_MALFORMED_PACKET);
+}
+
+static bool iface_has_addr(const struct iface *f, const struct ip_addr *a)
+{
+	for (int i = 0; i < f->m->n_addrs; i++)
+		if (addr_eq(&f->m->addrs[i].addr, a))
+			return true;
+	return false;
+}
+
+static void timeouts_of(const struct iface *f, struct ct_timeouts *to)
+{
+	to->tcp_established = f->tcp_established_timeout;
+	to->udp = f->udp_timeout;
+	to->udp_stream = f->udp_stream_timeout;
+}
+
+/* The tuple connection tracking keys on; false if this packet can neither
+ * start nor continue a tracked flow (ICMP other than queries and replies). */
+static bool ct_tuple_of(const struct packet *p, struct ct_tuple *t)
+{
+	t->src = p->src;
+	t->dst = p->dst;
+	t->proto = p->proto;
+	t->sport = p->sport;
+	t->dport = p->dport;
+	if (p->proto == PROTO_ICMP || p->proto == PROTO_ICMPV6) {
+		if (p->proto != (p->family == FAMILY_V4 ? PROTO_ICMP : PROTO_ICMPV6) ||
+		    !(p->flags & PKT_F_L4))
+			return false;
+		if (icmp_query_reply_type(p->family, p->icmp_type) < 0 &&
+		    !icmp_is_query_reply(p->family, p->icmp_type))
+			return false;
+		t->sport = t->dport = p->icmp_id;
+	}
+	return true;
+}
+
+/* May this accepted packet start a flow?  Only what opens a conversation:
+ * anything but ICMP replies (their request would have been tracked). */
+static bool may_start_flow(const struct packet *p)
+{
+	if (p->proto == PROTO_ICMP || p->proto == PROTO_ICMPV6)
+		return icmp_query_reply_type(p->family, p->icmp_type) >= 0;
+	return true;
+}
+
+/* AdmitRelatedIcmp: an ICMP error quoting a packet of a flow tracked at f. */
+static bool related_icmp(struct pipeline *pl, const struct policy *pol, const struct iface *f,
+			 const struct packet *p, uint64_t now)
+{
+	if (!f || !pol->admit_related_icmp || !(p->flags & PKT_F_ICMP_ERR))
+		return false;
+	struct ct_tuple t = {
+		.src = p->inner.src, .dst = p->inner.dst, .sport = p->inner.sport,
+		.dport = p->inner.dport, .proto = p->inner.proto,
+	};
+	return ct_lookup(pl->ct, f->ct_id, &t, ct_hash(&t), now) != NULL;
+}
+
+void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct packet *p,
+		   const struct pkt_meta *meta, uint64_t now, struct verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+
+	const struct subnet *ssub = policy_subnet_by_addr(pol, &p->src);
+	const struct subnet *dsub = policy_subnet_by_addr(pol, &p->dst);
+
+	/* 1. exempt addresses: nothing else is evaluated or logged */
+	if (policy_is_exempt(pol, &p->src, ssub) || policy_is_exempt(pol, &p->dst, dsub)) {
+		v->exempt = true;
+		finish(pl, v, true, STAGE_EXEMPT, REASON_EXEMPT_ADDRESS);
+		return;
+	}
+
+	/* Where the packet comes from and goes to.  A bound device names the
+	 * interface even when the address is not its own (source/destination
+	 * check off: NAT, appliances). */
+	const struct iface *a = meta && meta->in_iface ? meta->in_iface
+						       : policy_iface_by_addr(pol, &p->src);
+	const struct iface *b = meta && meta->out_iface ? meta->out_iface
+							: policy_iface_by_addr(pol, &p->dst);
+	if (a && !a->subnet)
+		a = NULL; /* not enforced: its subnet is unknown */
+	if (b && !b->subnet)
+		b = NULL;
+	const struct subnet *x = a ? a->subnet : ssub;
+	const struct subnet *y = b ? b->subnet : dsub;
+	v->src_iface = a;
+	v->dst_iface = b;
+	v->src_subnet = x;
+	v->dst_subnet = y;
+
+	/* 2. source/destination check (SPEC §6) */
+	if (meta && meta->in_iface && meta->in_iface->source_dest_check &&
+	    !iface_has_addr(meta->in_iface, &p->src)) {
+		v->stage_iface = meta->in_iface;
+		v->detail = "spoofed source";
+		finish(pl, v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION);
+		return;
+	}
+	if (meta && meta->out_iface && meta->out_iface->source_dest_check &&
+	    !iface_has_addr(meta->out_iface, &p->dst)) {
+		v->stage_iface = meta->out_iface;
+		v->detail = "not addressed to interface";
+		finish(pl, v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION);
+		return;
+	}
+
+	struct ct_tuple t;
+	bool trackable = (a || b) && ct_tuple_of(p, &t);
+	uint64_t hash = trackable ? ct_hash(&t) : 0;
+	struct ct_entry *ea = NULL, *eb = NULL;
+	bool tracked_a = false, tracked_b = false;
+	if (trackable) {
+		if (a)
+			ea = ct_lookup(pl->ct, a->ct_id, &t, hash, now);
+		if (b && b != a)
+			eb = ct_lookup(pl->ct, b->ct_id, &t, hash, now);
+		else if (b)
+			eb = ea;
+	}
+	tracked_a = ea || related_icmp(pl, pol, a, p, now);
+	tracked_b = eb || related_icmp(pl, pol, b, p, now);
+
+	const struct sg_rule *ra = NULL, *rb = NULL;
+	enum stage last = STAGE_NONE;
+
+	/* 3. security group egress of A */
+	if (a && !tracked_a) {
+		if (!sg_match(&a->out, p, true, &ra)) {
+			v->stage_iface = a;
+			finish(pl, v, false, STAGE_SG_EGRESS, REASON_ENI_SG_RULES_MISMATCH);
+			return;
+		}
+		v->sg_rule = ra;
+		v->stage_iface = a;
+		last = STAGE_SG_EGRESS;
+	}
+
+	/* 4. network ACLs, only when the packet crosses a subnet boundary */
+	if (x != y) {
+		const struct nacl_rule *nr;
+		if (x && x->nacl) {
+			v->nacl = x->nacl;
+			if (!nacl_eval(x->nacl, NACL_OUTBOUND, p, &nr)) {
+				v->nacl_rule = nr;
+				v->sg_rule = NULL;
+				finish(pl, v, false, STAGE_NACL_OUT, REASON_SUBNET_ACL_RESTRICTION);
+				return;
+			}
+			v->nacl_rule = nr;
+			last = STAGE_NACL_OUT;
+		}
+		if (y && y->nacl) {
+			v->nacl = y->nacl;
+			if (!nacl_eval(y->nacl, NACL_INBOUND, p, &nr)) {
+				v->nacl_rule = nr;
+				v->sg_rule = NULL;
+				finish(pl, v, false, STAGE_NACL_IN, REASON_SUBNET_ACL_RESTRICTION);
+				return;
+			}
+			v->nacl_rule = nr;
+			last = STAGE_NACL_IN;
+		}
+	}
+
+	/* 5. security group ingress of B */
+	if (b && !tracked_b) {
+		if (!sg_match(&b->in, p, false, &rb)) {
+			v->stage_iface = b;
+			v->sg_rule = NULL;
+			v->nacl = NULL;
+			v->nacl_rule = NULL;
+			finish(pl, v, false, STAGE_SG_INGRESS, REASON_ENI_SG_RULES_MISMATCH);
+			return;
+		}
+		v->sg_rule = rb;
+		v->stage_iface = b;
+		last = STAGE_SG_INGRESS;
+	}
+	if (last == STAGE_SG_INGRESS || last == STAGE_SG_EGRESS) {
+		v->nacl = NULL;
+		v->nacl_rule = NULL;
+	}
+
+	/* Accepted: connection tracking is updated last. */
+	if (trackable) {
+		struct ct_timeouts to;
+		if (ea) {
+			timeouts_of(a, &to);
+			ct_update(pl->ct, ea, &t, p->tcp_flags, &to, now);
+		}
+		if (eb && eb != ea) {
+			timeouts_of(b, &to);
+			ct_update(pl->ct, eb, &t, p->tcp_flags, &to, now);
+		}
+		struct ct_entry *na = NULL;
+		if (a && !tracked_a && may_start_flow(p) && !sg_untracked(ra, &a->in, p)) {
+			timeouts_of(a, &to);
+			na = ct_insert(pl->ct, a->ct_id, &t, hash, p->tcp_flags, &to, now);
+			if (!na) {
+				v->stage_iface = a;
+				finish(pl, v, false, STAGE_CONNTRACK, REASON_CONNTRACK_ALLOWANCE_EXCEEDED);
+				return;
+			}
+		}
+		if (b && b != a && !tracked_b && may_start_flow(p) && !sg_untracked(rb, &b->out, p)) {
+			timeouts_of(b, &to);
+			if (!ct_insert(pl->ct, b->ct_id, &t, hash, p->tcp_flags, &to, now)) {
+				if (na)
+					ct_remove(pl->ct, na);
+				v->stage_iface = b;
+				finish(pl, v, false, STAGE_CONNTRACK, REASON_CONNTRACK_ALLOWANCE_EXCEEDED);
+				return;
+			}
+		}
+	}
+
+	if (!a && !b && !x && !y) {
+		finish(pl, v, true, STAGE_NONE, REASON_NOT_MODELLED);
+		return;
+	}
+	if ((a && tracked_a) || (b && tracked_b)) {
+		finish(pl, v, true, STAGE_CONNTRACK, REASON_TRACKED_FLOW);
+		return;
+	}
+	finish(pl, v, true, last, REASON_RULES_ALLOW);
+}
+
+char *verdict_rule_format(const struct verdict *v, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	switch (v->stage) {
+	case STAGE_NACL_OUT:
+	case STAGE_NACL_IN:
+		if (!v->nacl)
+			break;
+		if (v->nacl_rule)
+			snprintf(buf, len, "%s %s rule %u", v->nacl->id,
+				 v->stage == STAGE_NACL_OUT ? "outbound" : "inbound", v->nacl_rule->number);
+		else
+			snprintf(buf, len, "%s %s rule *", v->nacl->id,
+				 v->stage == STAGE_NACL_OUT ? "outbound" : "inbound");
+		break;
+	case STAGE_SG_EGRESS:
+	case STAGE_SG_INGRESS:
+		if (v->sg_rule)
+			snprintf(buf, len, "%s %s[%d]", v->sg_rule->group->id,
+				 v->sg_rule->egress ? "IpPermissionsEgress" : "IpPermissions",
+				 v->sg_rule->m->index);
+		else if (v->stage_iface)
+			snprintf(buf, len, "no security-group rule of %s admits it (%s)",
+				 v->stage_iface->id, v->stage == STAGE_SG_EGRESS ? "egress" : "ingress");
+		break;
+	case STAGE_SRCDST:
+		if (v->stage_iface)
+			snprintf(buf, len, "%s: %s", v->stage_iface->id, v->detail ? v->detail : "");
+		break;
+	case STAGE_CONNTRACK:
+		if (v->reason == REASON_TRACKED_FLOW)
+			snprintf(buf, len, "tracked flow");
+		else if (v->stage_iface)
+			snprintf(buf, len, "%s: connection tracking table full", v->stage_iface->id);
+		break;
+	default:
+		break;
+	}
+	return buf;
+}

@@ -1,1 +1,772 @@
+/* The compiled policy (see policy.h): reference resolution, cross-object
+ * checks, lookups and --print-config. */
 #include "vpcfw/policy.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vpcfw/conntrack.h"
+
+/* ------------------------------------------------------------ id maps */
+
+/* Open-addressing map from id string to an index; built once per policy. */
+struct idmap {
+	const char **keys;
+	int *vals;
+	uint32_t mask;
+};
+
+static uint64_t str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
+static void idmap_init(struct arena *a, struct idmap *m, int n)
+{
+	uint32_t size = 16;
+	while (size < (uint32_t)n * 2 + 1)
+		size <<= 1;
+	m->keys = arena_calloc(a, size, sizeof(*m->keys));
+	m->vals = arena_calloc(a, size, sizeof(*m->vals));
+	m->mask = size - 1;
+}
+
+/* Returns the existing value for key, or stores val and returns -1. */
+static int idmap_put(struct idmap *m, const char *key, int val)
+{
+	uint32_t i = (uint32_t)str_hash(key) & m->mask;
+	while (m->keys[i]) {
+		if (strcmp(m->keys[i], key) == 0)
+			return m->vals[i];
+		i = (i + 1) & m->mask;
+	}
+	m->keys[i] = key;
+	m->vals[i] = val;
+	return -1;
+}
+
+static int idmap_get(const struct idmap *m, const char *key)
+{
+	if (!key || !m->keys)
+		return -1;
+	uint32_t i = (uint32_t)str_hash(key) & m->mask;
+	while (m->keys[i]) {
+		if (strcmp(m->keys[i], key) == 0)
+			return m->vals[i];
+		i = (i + 1) & m->mask;
+	}
+	return -1;
+}
+
+/* ------------------------------------------------------------ interning */
+
+static pthread_mutex_t intern_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **intern_ids;
+static uint32_t intern_n, intern_cap;
+
+uint32_t policy_intern_iface(const char *id)
+{
+	uint32_t r;
+
+	pthread_mutex_lock(&intern_lock);
+	for (r = 0; r < intern_n; r++)
+		if (strcmp(intern_ids[r], id) == 0)
+			goto out;
+	if (intern_n == intern_cap) {
+		uint32_t cap = intern_cap ? intern_cap * 2 : 64;
+		char **n = realloc(intern_ids, cap * sizeof(*n));
+		if (!n)
+			abort();
+		intern_ids = n;
+		intern_cap = cap;
+	}
+	intern_ids[intern_n] = strdup(id);
+	if (!intern_ids[intern_n])
+		abort();
+	r = intern_n++;
+out:
+	pthread_mutex_unlock(&intern_lock);
+	return r + 1; /* 0 is never an interface */
+}
+
+void policy_intern_reset(void)
+{
+	pthread_mutex_lock(&intern_lock);
+	for (uint32_t i = 0; i < intern_n; i++)
+		free(intern_ids[i]);
+	free(intern_ids);
+	intern_ids = NULL;
+	intern_n = intern_cap = 0;
+	pthread_mutex_unlock(&intern_lock);
+}
+
+/* ------------------------------------------------------------ building */
+
+struct builder {
+	struct policy *p;
+	struct model *m;
+	struct arena *a;
+	struct diag *d;
+	struct idmap vpcs, subnets, nacls, sgs, enis, pls;
+};
+
+static const struct cidr *resolve_prefix_list(void *ctx, const char *id, int *n)
+{
+	struct builder *b = ctx;
+	int i = idmap_get(&b->pls, id);
+	if (i < 0) {
+		*n = 0;
+		return NULL;
+	}
+	*n = b->m->pls[i].n_cidrs;
+	return b->m->pls[i].cidrs;
+}
+
+static const struct addr_set *resolve_group(void *ctx, const char *id)
+{
+	struct builder *b = ctx;
+	int i = idmap_get(&b->sgs, id);
+	return i < 0 ? NULL : &b->p->sgs[i].members;
+}
+
+static int cmp_addr(const void *x, const void *y)
+{
+	return addr_cmp(x, y);
+}
+
+static void build_vpcs(struct builder *b)
+{
+	struct policy *p = b->p;
+	p->n_vpcs = b->m->n_vpcs;
+	p->vpcs = arena_calloc(b->a, (size_t)p->n_vpcs + 1, sizeof(*p->vpcs));
+	p->vpc_dns = arena_calloc(b->a, (size_t)p->n_vpcs + 1, sizeof(*p->vpc_dns));
+	idmap_init(b->a, &b->vpcs, p->n_vpcs);
+	for (int i = 0; i < p->n_vpcs; i++) {
+		const struct m_vpc *mv = &b->m->vpcs[i];
+		struct vpc *v = &p->vpcs[i];
+		v->id = mv->id;
+		v->m = mv;
+		idmap_put(&b->vpcs, mv->id, i);
+		if (mv->has_primary4 && mv->n_cidrs > 0) {
+			/* "the base of the VPC network range plus two" (vpc-dns) */
+			v->dns = addr_add(&mv->cidrs[0].net, 2);
+			v->has_dns = true;
+			p->vpc_dns[p->n_vpc_dns++] = v->dns;
+		}
+	}
+	qsort(p->vpc_dns, (size_t)p->n_vpc_dns, sizeof(*p->vpc_dns), cmp_addr);
+}
+
+static void warn_missing(struct builder *b, const struct where *w, const char *field,
+			 const char *what, const char *id, const char *consequence)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s%s%s", w->path ? w->path : "", w->path && *w->path ? "." : "",
+		 field);
+	diag_warn(b->d, w->file, path, "%s %s is not in the configuration; %s", what, id, consequence);
+}
+
+static void build_subnets(struct builder *b)
+{
+	struct policy *p = b->p;
+	p->n_subnets = b->m->n_subnets;
+	p->subnets = arena_calloc(b->a, (size_t)p->n_subnets + 1, sizeof(*p->subnets));
+	idmap_init(b->a, &b->subnets, p->n_subnets);
+	for (int i = 0; i < p->n_subnets; i++) {
+		const struct m_subnet *ms = &b->m->subnets[i];
+		struct subnet *s = &p->subnets[i];
+		s->id = ms->id;
+		s->m = ms;
+		s->index = i;
+		idmap_put(&b->subnets, ms->id, i);
+		int v = idmap_get(&b->vpcs, ms->vpc_id);
+		if (v >= 0)
+			s->vpc = &p->vpcs[v];
+		else if (ms->vpc_id && b->m->n_vpcs > 0)
+			warn_missing(b, &ms->where, "VpcId", "VPC", ms->vpc_id,
+				     "its reserved VPC DNS address is not known");
+	}
+}
+
+static void build_nacls(struct builder *b)
+{
+	struct policy *p = b->p;
+	p->n_nacls = b->m->n_nacls;
+	p->nacls = arena_calloc(b->a, (size_t)p->n_nacls + 1, sizeof(*p->nacls));
+	idmap_init(b->a, &b->nacls, p->n_nacls);
+	for (int i = 0; i < p->n_nacls; i++) {
+		const struct m_nacl *mn = &b->m->nacls[i];
+		nacl_compile(b->a, mn, &p->nacls[i]);
+		p->nacls[i].index = i;
+		idmap_put(&b->nacls, mn->id, i);
+		for (int k = 0; k < mn->n_subnets; k++) {
+			int s = idmap_get(&b->subnets, mn->subnets[k]);
+			if (s < 0) {
+				diag_warn(b->d, mn->subnet_where[k].file, mn->subnet_where[k].path,
+					  "subnet %s is not in the configuration; the association is ignored",
+					  mn->subnets[k]);
+				continue;
+			}
+			/* two NACLs claiming one subnet is config_check's error */
+			if (!p->subnets[s].nacl)
+				p->subnets[s].nacl = &p->nacls[i];
+		}
+	}
+	/* Unassociated subnets take their VPC's default NACL (vpc-network-acls). */
+	for (int s = 0; s < p->n_subnets; s++) {
+		struct subnet *sn = &p->subnets[s];
+		if (sn->nacl)
+			continue;
+		const char *vpc_id = sn->m->vpc_id;
+		bool vpc_has_nacl = false;
+		for (int i = 0; i < p->n_nacls; i++) {
+			if (!vpc_id || !p->nacls[i].vpc_id || strcmp(p->nacls[i].vpc_id, vpc_id) != 0)
+				continue;
+			vpc_has_nacl = true;
+			if (p->nacls[i].is_default) {
+				sn->nacl = &p->nacls[i];
+				break;
+			}
+		}
+		if (!sn->nacl && vpc_has_nacl)
+			diag_warn(b->d, sn->m->where.file, sn->m->where.path,
+				  "subnet %s has no associated network ACL and its VPC's default "
+				  "network ACL is not in the configuration; its traffic is allowed "
+				  "as by a default network ACL",
+				  sn->id);
+	}
+}
+
+static void build_groups(struct builder *b)
+{
+	struct policy *p = b->p;
+	struct model *m = b->m;
+
+	p->n_sgs = m->n_sgs;
+	p->sgs = arena_calloc(b->a, (size_t)p->n_sgs + 1, sizeof(*p->sgs));
+	idmap_init(b->a, &b->sgs, p->n_sgs);
+	for (int i = 0; i < p->n_sgs; i++) {
+		p->sgs[i].id = m->sgs[i].id;
+		p->sgs[i].m = &m->sgs[i];
+		p->sgs[i].index = i;
+		idmap_put(&b->sgs, m->sgs[i].id, i);
+	}
+	idmap_init(b->a, &b->pls, m->n_pls);
+	for (int i = 0; i < m->n_pls; i++)
+		idmap_put(&b->pls, m->pls[i].id, i);
+
+	/* Members: every private address of every interface carrying the
+	 * group (SPEC §4 Decision), whether or not the interface is enforced. */
+	int *count = calloc((size_t)p->n_sgs + 1, sizeof(*count));
+	if (!count)
+		abort();
+	for (int e = 0; e < m->n_enis; e++)
+		for (int g = 0; g < m->enis[e].n_groups; g++) {
+			int i = idmap_get(&b->sgs, m->enis[e].groups[g]);
+			if (i >= 0)
+				count[i] += m->enis[e].n_addrs;
+		}
+	for (int i = 0; i < p->n_sgs; i++)
+		p->sgs[i].members.addrs = arena_calloc(b->a, (size_t)count[i] + 1, sizeof(struct ip_addr));
+	for (int e = 0; e < m->n_enis; e++)
+		for (int g = 0; g < m->enis[e].n_groups; g++) {
+			int i = idmap_get(&b->sgs, m->enis[e].groups[g]);
+			if (i < 0)
+				continue;
+			struct addr_set *s = &p->sgs[i].members;
+			for (int k = 0; k < m->enis[e].n_addrs; k++)
+				s->addrs[s->n++] = m->enis[e].addrs[k].addr;
+		}
+	free(count);
+	for (int i = 0; i < p->n_sgs; i++) {
+		struct addr_set *s = &p->sgs[i].members;
+		qsort(s->addrs, (size_t)s->n, sizeof(*s->addrs), cmp_addr);
+		int k = 0;
+		for (int j = 0; j < s->n; j++)
+			if (k == 0 || !addr_eq(&s->addrs[k - 1], &s->addrs[j]))
+				s->addrs[k++] = s->addrs[j];
+		s->n = k;
+	}
+
+	/* Every reference a rule makes, resolved or warned about once. */
+	for (int i = 0; i < m->n_sgs; i++) {
+		for (int dir = 0; dir < 2; dir++) {
+			const struct m_sg_rule *rules = dir ? m->sgs[i].out : m->sgs[i].in;
+			int nr = dir ? m->sgs[i].n_out : m->sgs[i].n_in;
+			for (int r = 0; r < nr; r++)
+				for (int k = 0; k < rules[r].n_peers; k++) {
+					const struct m_peer *pe = &rules[r].peers[k];
+					if (pe->kind == PEER_GROUP && idmap_get(&b->sgs, pe->ref) < 0)
+						diag_warn(b->d, pe->where.file, pe->where.path,
+							  "security group %s is not in the configuration; "
+							  "the reference matches nothing", pe->ref);
+					if (pe->kind == PEER_PREFIX_LIST && idmap_get(&b->pls, pe->ref) < 0)
+						diag_warn(b->d, pe->where.file, pe->where.path,
+							  "prefix list %s is not in the configuration; "
+							  "the reference matches nothing", pe->ref);
+				}
+		}
+	}
+}
+
+static bool addr_in_subnet(const struct m_subnet *s, const struct m_eni_addr *a)
+{
+	if (a->family == FAMILY_V4)
+		return s->has4 && cidr_contains(&s->cidr4, &a->addr);
+	for (int i = 0; i < s->n_cidr6; i++)
+		if (cidr_contains(&s->cidr6[i], &a->addr))
+			return true;
+	return false;
+}
+
+static void host_insert(struct builder *b, const struct ip_addr *a, const struct iface *ifc,
+			const struct where *w)
+{
+	struct policy *p = b->p;
+	uint32_t i = (uint32_t)addr_hash(a) & p->host_mask;
+	while (p->hosts[i].iface) {
+		if (addr_eq(&p->hosts[i].addr, a)) {
+			char buf[ADDR_STRLEN];
+			diag_warn(b->d, w->file, w->path,
+				  "address %s is also on interface %s; packets to it are "
+				  "attributed to %s",
+				  addr_format(a, addr_family(a), buf), p->hosts[i].iface->id,
+				  p->hosts[i].iface->id);
+			return;
+		}
+		i = (i + 1) & p->host_mask;
+	}
+	p->hosts[i].addr = *a;
+	p->hosts[i].iface = ifc;
+}
+
+static void build_ifaces(struct builder *b)
+{
+	struct policy *p = b->p;
+	struct model *m = b->m;
+	struct sg_resolver res = { resolve_prefix_list, resolve_group, b };
+	int total_addrs = 0;
+
+	p->n_ifaces = m->n_enis;
+	p->ifaces = arena_calloc(b->a, (size_t)p->n_ifaces + 1, sizeof(*p->ifaces));
+	idmap_init(b->a, &b->enis, p->n_ifaces);
+	for (int e = 0; e < m->n_enis; e++)
+		total_addrs += m->enis[e].n_addrs;
+	uint32_t size = 16;
+	while (size < (uint32_t)total_addrs * 2 + 1)
+		size <<= 1;
+	p->hosts = arena_calloc(b->a, size, sizeof(*p->hosts));
+	p->host_mask = size - 1;
+
+	for (int e = 0; e < m->n_enis; e++) {
+		const struct m_eni *me = &m->enis[e];
+		struct iface *f = &p->ifaces[e];
+		f->id = me->id;
+		f->m = me;
+		f->index = e;
+		f->ct_id = policy_intern_iface(me->id);
+		f->source_dest_check = me->source_dest_check;
+		f->ifindex_hint = -1;
+		f->tcp_established_timeout = me->timeouts.tcp_established ? me->timeouts.tcp_established
+									  : CT_DEFAULT_TCP_ESTABLISHED;
+		f->udp_timeout = me->timeouts.udp ? me->timeouts.udp : CT_DEFAULT_UDP;
+		f->udp_stream_timeout = me->timeouts.udp_stream ? me->timeouts.udp_stream
+								: CT_DEFAULT_UDP_STREAM;
+		idmap_put(&b->enis, me->id, e);
+		if (me->n_addrs > 0) {
+			f->primary = me->addrs[0].addr;
+			f->primary_family = me->addrs[0].family;
+		}
+
+		int s = idmap_get(&b->subnets, me->subnet_id);
+		if (s < 0) {
+			diag_warn(b->d, me->where.file, me->where.path,
+				  "interface %s: subnet %s is not in the configuration; the "
+				  "interface is not enforced",
+				  me->id, me->subnet_id ? me->subnet_id : "(none)");
+		} else {
+			f->subnet = &p->subnets[s];
+			for (int k = 0; k < me->n_addrs; k++) {
+				if (addr_in_subnet(f->subnet->m, &me->addrs[k]))
+					continue;
+				char buf[ADDR_STRLEN];
+				diag_error(b->d, me->where.file, me->where.path,
+					   "address %s of interface %s is outside its subnet %s",
+					   addr_format(&me->addrs[k].addr, me->addrs[k].family, buf),
+					   me->id, f->subnet->id);
+			}
+		}
+
+		f->groups = arena_calloc(b->a, (size_t)me->n_groups + 1, sizeof(*f->groups));
+		const struct m_sg **models = arena_calloc(b->a, (size_t)me->n_groups + 1,
+							  sizeof(*models));
+		for (int g = 0; g < me->n_groups; g++) {
+			int i = idmap_get(&b->sgs, me->groups[g]);
+			if (i < 0) {
+				diag_warn(b->d, me->group_where[g].file, me->group_where[g].path,
+					  "security group %s is not in the configuration; it "
+					  "admits nothing on %s",
+					  me->groups[g], me->id);
+				continue;
+			}
+			models[f->n_groups] = &m->sgs[i];
+			f->groups[f->n_groups++] = &p->sgs[i];
+		}
+		sg_set_build(b->a, f->groups, models, f->n_groups, false, &res, &f->in);
+		sg_set_build(b->a, f->groups, models, f->n_groups, true, &res, &f->out);
+
+		if (f->subnet)
+			for (int k = 0; k < me->n_addrs; k++)
+				host_insert(b, &me->addrs[k].addr, f, &me->where);
+	}
+
+	for (int i = 0; i < m->vpcfw.n_bindings; i++) {
+		const struct m_binding *bd = &m->vpcfw.bindings[i];
+		int e = idmap_get(&b->enis, bd->eni_id);
+		if (e < 0) {
+			diag_warn(b->d, bd->where.file, bd->where.path,
+				  "interface %s is not in the configuration; the binding to %s "
+				  "is ignored",
+				  bd->eni_id, bd->device);
+			continue;
+		}
+		p->ifaces[e].device = bd->device;
+	}
+}
+
+static int cmp_range(const void *x, const void *y)
+{
+	const struct subnet_range *a = x, *b = y;
+	int c = addr_cmp(&a->first, &b->first);
+	return c ? c : (a->subnet->index > b->subnet->index) - (a->subnet->index < b->subnet->index);
+}
+
+static void build_ranges(struct builder *b)
+{
+	struct policy *p = b->p;
+	int n = 0;
+	for (int s = 0; s < p->n_subnets; s++)
+		n += (p->subnets[s].m->has4 ? 1 : 0) + p->subnets[s].m->n_cidr6;
+	p->ranges = arena_calloc(b->a, (size_t)n + 1, sizeof(*p->ranges));
+	for (int s = 0; s < p->n_subnets; s++) {
+		const struct m_subnet *ms = p->subnets[s].m;
+		for (int k = -1; k < ms->n_cidr6; k++) {
+			const struct cidr *c = k < 0 ? (ms->has4 ? &ms->cidr4 : NULL) : &ms->cidr6[k];
+			if (!c)
+				continue;
+			struct subnet_range *r = &p->ranges[p->n_ranges++];
+			r->first = c->net;
+			r->last = cidr_last(c);
+			r->subnet = &p->subnets[s];
+			r->v6 = c->family == FAMILY_V6;
+		}
+	}
+	qsort(p->ranges, (size_t)p->n_ranges, sizeof(*p->ranges), cmp_range);
+	/* Subnets of different VPCs may overlap in a multi-VPC export; an address
+	 * can only be looked up in one of them. */
+	int k = 0;
+	for (int i = 0; i < p->n_ranges; i++) {
+		if (k > 0 && addr_cmp(&p->ranges[i].first, &p->ranges[k - 1].last) <= 0) {
+			const struct m_subnet *ms = p->ranges[i].subnet->m;
+			diag_warn(b->d, ms->where.file, ms->where.path,
+				  "subnet %s overlaps subnet %s; addresses in the overlap are "
+				  "attributed to %s",
+				  ms->id, p->ranges[k - 1].subnet->id, p->ranges[k - 1].subnet->id);
+			continue;
+		}
+		p->ranges[k++] = p->ranges[i];
+	}
+	p->n_ranges = k;
+}
+
+struct policy *policy_build(struct model *m, struct diag *d)
+{
+	static uint64_t generation;
+	struct policy *p = calloc(1, sizeof(*p));
+	if (!p)
+		abort();
+	struct builder b = { .p = p, .m = m, .a = &m->arena, .d = d };
+
+	p->model = m;
+	p->generation = __atomic_add_fetch(&generation, 1, __ATOMIC_RELAXED);
+	p->conntrack_max = m->vpcfw.conntrack_max ? m->vpcfw.conntrack_max : 262144;
+	p->admit_related_icmp = m->vpcfw.admit_related_icmp;
+
+	size_t errors_before = d->errors;
+	build_vpcs(&b);
+	build_subnets(&b);
+	build_nacls(&b);
+	build_groups(&b);
+	build_ifaces(&b);
+	build_ranges(&b);
+	if (d->errors > errors_before || diag_failed(d)) {
+		policy_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void policy_free(struct policy *p)
+{
+	if (!p)
+		return;
+	if (p->model) {
+		arena_free(&p->model->arena);
+		free(p->model);
+	}
+	free(p);
+}
+
+/* ------------------------------------------------------------ lookups */
+
+const struct iface *policy_iface_by_addr(const struct policy *p, const struct ip_addr *a)
+{
+	uint32_t i = (uint32_t)addr_hash(a) & p->host_mask;
+	while (p->hosts[i].iface) {
+		if (addr_eq(&p->hosts[i].addr, a))
+			return p->hosts[i].iface;
+		i = (i + 1) & p->host_mask;
+	}
+	return NULL;
+}
+
+const struct subnet *policy_subnet_by_addr(const struct policy *p, const struct ip_addr *a)
+{
+	int lo = 0, hi = p->n_ranges - 1;
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+		const struct subnet_range *r = &p->ranges[mid];
+		if (addr_cmp(a, &r->first) < 0)
+			hi = mid - 1;
+		else if (addr_cmp(a, &r->last) > 0)
+			lo = mid + 1;
+		else
+			return r->subnet;
+	}
+	return NULL;
+}
+
+const struct iface *policy_iface_by_id(const struct policy *p, const char *id)
+{
+	for (int i = 0; i < p->n_ifaces; i++)
+		if (strcmp(p->ifaces[i].id, id) == 0)
+			return &p->ifaces[i];
+	return NULL;
+}
+
+const struct iface *policy_iface_by_device(const struct policy *p, const char *device)
+{
+	for (int i = 0; i < p->n_ifaces; i++)
+		if (p->ifaces[i].device && strcmp(p->ifaces[i].device, device) == 0)
+			return &p->ifaces[i];
+	return NULL;
+}
+
+bool policy_is_exempt(const struct policy *p, const struct ip_addr *a, const struct subnet *s)
+{
+	/* 169.254.0.0/16 (IPv4 link-local: IMDS, Time Sync, DNS, ...) */
+	if (a->hi == 0 && (a->lo >> 16) == 0xffffa9feULL)
+		return true;
+	/* fe80::/10 */
+	if ((a->hi >> 54) == (0xfe80ULL >> 6))
+		return true;
+	/* fd00:ec2::/32, AWS's IPv6 service range */
+	if ((a->hi >> 32) == 0xfd000ec2ULL)
+		return true;
+	if (s) {
+		/* network, router (+1), DNS (+2), reserved (+3) and last address
+		 * (subnet-sizing: "IP addresses reserved in each subnet") */
+		const struct m_subnet *ms = s->m;
+		const struct cidr *c = NULL;
+		if (addr_family(a) == FAMILY_V4) {
+			c = ms->has4 ? &ms->cidr4 : NULL;
+		} else {
+			for (int i = 0; i < ms->n_cidr6; i++)
+				if (cidr_contains(&ms->cidr6[i], a)) {
+					c = &ms->cidr6[i];
+					break;
+				}
+		}
+		if (c && cidr_contains(c, a)) {
+			if (a->hi == c->net.hi && a->lo - c->net.lo <= 3)
+				return true;
+			struct ip_addr last = cidr_last(c);
+			if (addr_eq(a, &last))
+				return true;
+		}
+	}
+	int lo = 0, hi = p->n_vpc_dns - 1;
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+		int c = addr_cmp(&p->vpc_dns[mid], a);
+		if (c == 0)
+			return true;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------ printing */
+
+static const char *proto_text(int proto, char *buf)
+{
+	switch (proto) {
+	case PROTO_ALL: return "all";
+	case PROTO_TCP: return "tcp";
+	case PROTO_UDP: return "udp";
+	case PROTO_ICMP: return "icmp";
+	case PROTO_ICMPV6: return "icmpv6";
+	default: snprintf(buf, 8, "%d", proto); return buf;
+	}
+}
+
+static void print_nacl_list(const struct nacl_list *l4, const struct nacl_list *l6, FILE *out)
+{
+	const struct nacl_list *ls[2] = { l4, l6 };
+	int i[2] = { 0, 0 };
+	char pb[8], cb[CIDR_STRLEN];
+
+	/* merge the two families in rule-number order */
+	for (;;) {
+		int w = -1;
+		for (int f = 0; f < 2; f++)
+			if (i[f] < ls[f]->n &&
+			    (w < 0 || ls[f]->rules[i[f]].number < ls[w]->rules[i[w]].number))
+				w = f;
+		if (w < 0)
+			break;
+		const struct nacl_rule *r = &ls[w]->rules[i[w]++];
+		fprintf(out, "      %-5u %-5s %-6s %-20s", r->number, r->allow ? "allow" : "deny",
+			proto_text(r->proto, pb), cidr_format(&r->cidr, cb));
+		if (r->match_ports)
+			fprintf(out, " ports %u-%u", r->port_from, r->port_to);
+		if (r->icmp_type >= 0)
+			fprintf(out, " type %d code %d", r->icmp_type, r->icmp_code);
+		fputc('\n', out);
+	}
+	fprintf(out, "      %-5s %-5s %-6s %s\n", "*", "deny", "all", "0.0.0.0/0, ::/0");
+}
+
+static void print_addr_set(const struct addr_set *s, FILE *out)
+{
+	char buf[ADDR_STRLEN];
+	fputc('{', out);
+	for (int i = 0; i < s->n; i++)
+		fprintf(out, "%s%s", i ? ", " : "", addr_format(&s->addrs[i], addr_family(&s->addrs[i]), buf));
+	fputc('}', out);
+}
+
+static void print_rule_set(const struct sg_set *s, const char *dir, FILE *out)
+{
+	char pb[8], cb[CIDR_STRLEN];
+	fprintf(out, "    %s:%s\n", dir, s->n ? "" : " nothing (no rule)");
+	for (int i = 0; i < s->n; i++) {
+		const struct sg_rule *r = &s->rules[i];
+		fprintf(out, "      %s %s[%d]  %s", r->group->id,
+			r->egress ? "IpPermissionsEgress" : "IpPermissions", r->m->index,
+			proto_text(r->proto, pb));
+		if (r->proto == PROTO_TCP || r->proto == PROTO_UDP) {
+			if (r->from == r->to)
+				fprintf(out, " %d", r->from);
+			else
+				fprintf(out, " %d-%d", r->from, r->to);
+		} else if (r->proto == PROTO_ICMP || r->proto == PROTO_ICMPV6) {
+			fprintf(out, " type %d code %d", r->from, r->to);
+		}
+		fprintf(out, " %s ", r->egress ? "to" : "from");
+		switch (r->peer) {
+		case SGP_CIDR:
+			fputs(cidr_format(&r->cidr, cb), out);
+			break;
+		case SGP_SET:
+			fputs("members ", out);
+			print_addr_set(r->set, out);
+			break;
+		default:
+			fputs("nothing (unresolved reference)", out);
+		}
+		fputc('\n', out);
+	}
+}
+
+void policy_print(const struct policy *p, FILE *out)
+{
+	char cb[CIDR_STRLEN], ab[ADDR_STRLEN];
+
+	for (int i = 0; i < p->n_vpcs; i++) {
+		const struct vpc *v = &p->vpcs[i];
+		fprintf(out, "vpc %s", v->id);
+		for (int k = 0; k < v->m->n_cidrs; k++)
+			fprintf(out, "%s%s", k ? ", " : " ", cidr_format(&v->m->cidrs[k], cb));
+		if (v->has_dns)
+			fprintf(out, "; DNS %s", addr_format(&v->dns, FAMILY_V4, ab));
+		fputc('\n', out);
+	}
+	for (int i = 0; i < p->n_subnets; i++) {
+		const struct subnet *s = &p->subnets[i];
+		fprintf(out, "subnet %s", s->id);
+		if (s->m->vpc_id)
+			fprintf(out, " in %s", s->m->vpc_id);
+		if (s->m->has4)
+			fprintf(out, " %s", cidr_format(&s->m->cidr4, cb));
+		for (int k = 0; k < s->m->n_cidr6; k++)
+			fprintf(out, " %s", cidr_format(&s->m->cidr6[k], cb));
+		fputc('\n', out);
+		if (!s->nacl) {
+			fputs("  network ACL: none in the configuration (all traffic allowed)\n", out);
+			continue;
+		}
+		fprintf(out, "  network ACL %s%s\n", s->nacl->id, s->nacl->is_default ? " (default)" : "");
+		fputs("    inbound (source):\n", out);
+		print_nacl_list(&s->nacl->lists[NACL_INBOUND][0], &s->nacl->lists[NACL_INBOUND][1], out);
+		fputs("    outbound (destination):\n", out);
+		print_nacl_list(&s->nacl->lists[NACL_OUTBOUND][0], &s->nacl->lists[NACL_OUTBOUND][1], out);
+	}
+	for (int i = 0; i < p->n_ifaces; i++) {
+		const struct iface *f = &p->ifaces[i];
+		fprintf(out, "interface %s", f->id);
+		if (f->subnet)
+			fprintf(out, " in %s", f->subnet->id);
+		else
+			fputs(" NOT ENFORCED (subnet unknown)", out);
+		fputc('\n', out);
+		fputs("  addresses:", out);
+		for (int k = 0; k < f->m->n_addrs; k++)
+			fprintf(out, " %s%s", addr_format(&f->m->addrs[k].addr, f->m->addrs[k].family, ab),
+				f->m->addrs[k].primary ? " (primary)" : "");
+		fputc('\n', out);
+		fprintf(out, "  source/destination check: %s%s%s\n", f->source_dest_check ? "on" : "off",
+			f->device ? "; device " : "", f->device ? f->device : "");
+		fprintf(out, "  idle timeouts: tcp-established %us, udp %us, udp-stream %us\n",
+			f->tcp_established_timeout, f->udp_timeout, f->udp_stream_timeout);
+		fputs("  groups:", out);
+		for (int g = 0; g < f->n_groups; g++)
+			fprintf(out, " %s", f->groups[g]->id);
+		fputs(f->n_groups ? "\n" : " none\n", out);
+		print_rule_set(&f->in, "ingress", out);
+		print_rule_set(&f->out, "egress", out);
+	}
+	for (int i = 0; i < p->n_sgs; i++) {
+		const struct sg *g = &p->sgs[i];
+		fprintf(out, "security group %s", g->id);
+		if (g->m->name)
+			fprintf(out, " (%s)", g->m->name);
+		fputs(" members ", out);
+		print_addr_set(&g->members, out);
+		fputc('\n', out);
+	}
+	for (int i = 0; i < p->model->n_pls; i++) {
+		const struct m_prefix_list *pl = &p->model->pls[i];
+		fprintf(out, "prefix list %s:", pl->id);
+		for (int k = 0; k < pl->n_cidrs; k++)
+			fprintf(out, " %s", cidr_format(&pl->cidrs[k], cb));
+		fputc('\n', out);
+	}
+}

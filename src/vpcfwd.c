@@ -1,1 +1,166 @@
-int main(void) { return 1; }
+/* vpcfwd: Amazon VPC filtering semantics on Linux traffic.
+ * Modes: --check-config, --print-config, --replay (offline), else the live
+ * daemon on NFQUEUE. */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "vpcfw/config.h"
+#include "vpcfw/daemon.h"
+#include "vpcfw/diag.h"
+#include "vpcfw/policy.h"
+#include "vpcfw/replay.h"
+
+enum {
+	OPT_CHECK = 256,
+	OPT_PRINT,
+	OPT_STRICT,
+	OPT_REPLAY,
+	OPT_VERDICTS,
+	OPT_FLOW_LOG_DIR,
+};
+
+static void usage(FILE *out)
+{
+	fputs("usage: vpcfwd -c PATH [-c PATH ...] [options]\n"
+	      "  -c, --config PATH       AWS describe-* JSON file, or a directory of *.json (merged)\n"
+	      "      --check-config      validate the configuration and exit 0 (valid) or 1\n"
+	      "      --print-config      print what vpcfw understood and exit\n"
+	      "      --strict            treat warnings as errors\n"
+	      "      --replay FILE       decide the packets of a pcap/pcapng file offline\n"
+	      "      --verdicts OUT      with --replay: one JSON object per packet to OUT ('-': stdout)\n"
+	      "      --flow-log-dir DIR  write VPC flow logs under DIR\n"
+	      "  -q, --queues LIST       NFQUEUE numbers to serve, e.g. 0 or 0-3 or 0,2\n"
+	      "  -f, --foreground        stay in the foreground and log to stderr\n"
+	      "  -V, --version           print the version\n"
+	      "  -h, --help              this text\n",
+	      out);
+}
+
+/* Loads and compiles the configuration; prints every message to stderr. */
+static struct policy *load_policy(const char **paths, int n, bool strict)
+{
+	struct model *m = calloc(1, sizeof(*m));
+	struct diag d;
+
+	if (!m) {
+		perror("vpcfwd");
+		return NULL;
+	}
+	diag_init(&d);
+	d.strict = strict;
+	model_init(m);
+	for (int i = 0; i < n; i++)
+		config_load_path(m, paths[i], &d);
+	if (d.errors == 0)
+		config_check(m, &d);
+	struct policy *p = NULL;
+	if (d.errors == 0) {
+		p = policy_build(m, &d);
+	} else {
+		model_free(m);
+		free(m);
+	}
+	diag_print(&d, stderr);
+	if (p && diag_failed(&d)) {
+		policy_free(p);
+		p = NULL;
+	}
+	if (!p)
+		fprintf(stderr, "vpcfwd: configuration refused: %zu error(s), %zu warning(s)%s\n",
+			d.errors, d.warnings, strict && d.warnings ? " (--strict)" : "");
+	diag_free(&d);
+	return p;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, OPT_CHECK },
+		{ "print-config", no_argument, NULL, OPT_PRINT },
+		{ "strict", no_argument, NULL, OPT_STRICT },
+		{ "replay", required_argument, NULL, OPT_REPLAY },
+		{ "verdicts", required_argument, NULL, OPT_VERDICTS },
+		{ "flow-log-dir", required_argument, NULL, OPT_FLOW_LOG_DIR },
+		{ "queues", required_argument, NULL, 'q' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char **configs = calloc((size_t)argc + 1, sizeof(*configs));
+	int n_configs = 0;
+	bool check = false, print = false, strict = false, foreground = false;
+	const char *replay = NULL, *verdicts = NULL, *queues = NULL, *flow_log_dir = NULL;
+	int c, rc;
+
+	if (!configs) {
+		perror("vpcfwd");
+		return 1;
+	}
+	while ((c = getopt_long(argc, argv, "c:q:fVh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': configs[n_configs++] = optarg; break;
+		case OPT_CHECK: check = true; break;
+		case OPT_PRINT: print = true; break;
+		case OPT_STRICT: strict = true; break;
+		case OPT_REPLAY: replay = optarg; break;
+		case OPT_VERDICTS: verdicts = optarg; break;
+		case OPT_FLOW_LOG_DIR: flow_log_dir = optarg; break;
+		case 'q': queues = optarg; break;
+		case 'f': foreground = true; break;
+		case 'V': printf("vpcfwd %s\n", PACKAGE_VERSION); free(configs); return 0;
+		case 'h': usage(stdout); free(configs); return 0;
+		default: usage(stderr); free(configs); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "vpcfwd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		free(configs);
+		return 2;
+	}
+	if (n_configs == 0) {
+		fputs("vpcfwd: no configuration given (-c PATH)\n", stderr);
+		usage(stderr);
+		free(configs);
+		return 2;
+	}
+	if (verdicts && !replay) {
+		fputs("vpcfwd: --verdicts needs --replay\n", stderr);
+		free(configs);
+		return 2;
+	}
+
+	if (!check && !print && !replay) {
+		struct daemon_options opt = {
+			.config_paths = configs, .n_config_paths = n_configs, .strict = strict,
+			.queues = queues, .foreground = foreground, .flow_log_dir = flow_log_dir,
+		};
+		rc = daemon_run(&opt);
+		free(configs);
+		return rc;
+	}
+
+	struct policy *p = load_policy(configs, n_configs, strict);
+	free(configs);
+	if (!p)
+		return 1;
+	rc = 0;
+	if (print)
+		policy_print(p, stdout);
+	if (replay) {
+		struct replay_options ro = {
+			.pcap_path = replay, .verdicts_path = verdicts, .summary = stderr,
+			.flow_log_dir = flow_log_dir,
+		};
+		rc = replay_run(p, &ro);
+	}
+	policy_free(p);
+	policy_intern_reset();
+	return rc;
+}

@@ -138,6 +138,20 @@ struct m_prefix_list {
 	struct where where;
 };
 
+/* FlowLogs[] as describe-flow-logs prints them (SPEC §7).  LogFormat is kept
+ * as text; flowlog.c parses and validates it. */
+struct m_flowlog {
+	const char *id;                 /* FlowLogId */
+	const char *resource_id;        /* VPC, subnet or interface id */
+	const char *traffic_type;       /* "ACCEPT" | "REJECT" | "ALL" */
+	const char *log_format;         /* NULL: the default version-2 format */
+	uint32_t max_aggregation_interval; /* 60 | 600, default 600 */
+	const char *destination_type;   /* "s3" (default) | "cloud-watch-logs" | ... */
+	const char *destination;        /* LogDestination, may be NULL */
+	const char *log_group_name;     /* LogGroupName, may be NULL */
+	struct where where;
+};
+
 struct m_binding {
 	const char *eni_id;
 	const char *device;
@@ -169,6 +183,7 @@ struct model {
 	struct m_sg *sgs;               int n_sgs;
 	struct m_eni *enis;             int n_enis;
 	struct m_prefix_list *pls;      int n_pls;
+	struct m_flowlog *flowlogs;     int n_flowlogs;
 	struct m_vpcfw vpcfw;
 };
 

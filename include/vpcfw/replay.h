@@ -11,6 +11,7 @@ struct replay_options {
 	const char *pcap_path;
 	const char *verdicts_path;      /* NULL: none; "-": stdout */
 	FILE *summary;                  /* counts by verdict and reason (stderr) */
+	const char *flow_log_dir;       /* --flow-log-dir, NULL: Vpcfw.FlowLogDirectory */
 };
 
 /* Returns 0 on success; on an unreadable file prints why to stderr and

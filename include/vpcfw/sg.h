@@ -37,10 +37,26 @@ struct sg_rule {
 	bool egress;
 };
 
+/* Rules by protocol class (tcp, udp, icmp, icmpv6, other).  For tcp and
+ * udp the port space is cut into elementary intervals, each with the rules
+ * whose range covers it, so a new flow is checked against the few rules of
+ * its destination port rather than every rule of the interface. */
+enum { SGC_TCP, SGC_UDP, SGC_ICMP, SGC_ICMPV6, SGC_OTHER, SGC_COUNT };
+
+struct sg_index {
+	const struct sg_rule **any;     /* rules that do not depend on the port */
+	int n_any;
+	uint32_t *bounds;               /* interval i is [bounds[i], bounds[i+1]) */
+	int n_bounds;
+	uint32_t *off;                  /* n_bounds + 1 offsets into cand */
+	const struct sg_rule **cand;
+};
+
 /* The compiled union for one interface and direction. */
 struct sg_set {
 	struct sg_rule *rules;          /* world rules first (see sg_match) */
 	int n;
+	struct sg_index idx[SGC_COUNT];
 	/* [family 0/1][0 = tcp, 1 = udp]: a rule admits every port of that
 	 * protocol (or all traffic) to/from the whole address space.  Used by
 	 * the untracked-flow test of the *opposite* direction. */

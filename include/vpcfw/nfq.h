@@ -1,0 +1,3 @@
+#ifndef VPCFW_NFQ_H
+#define VPCFW_NFQ_H
+#endif

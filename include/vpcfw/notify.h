@@ -1,0 +1,3 @@
+#ifndef VPCFW_NOTIFY_H
+#define VPCFW_NOTIFY_H
+#endif
