@@ -46,6 +46,8 @@ void nacl_compile(struct arena *a, const struct m_nacl *m, struct nacl *out)
 					r->icmp_code = (int16_t)e->icmp_code;
 				}
 				r->cidr = e->cidr;
+				r->net = e->cidr.net;
+				r->mask = addr_mask(e->cidr.len);
 				r->m = e;
 			}
 			qsort(l->rules, (size_t)l->n, sizeof(*l->rules), by_number);
@@ -56,9 +58,9 @@ void nacl_compile(struct arena *a, const struct m_nacl *m, struct nacl *out)
 static bool rule_matches(const struct nacl_rule *r, const struct packet *p,
 			 const struct ip_addr *peer)
 {
-	if (r->proto != PROTO_ALL && r->proto != p->proto)
+	if ((peer->hi & r->mask.hi) != r->net.hi || (peer->lo & r->mask.lo) != r->net.lo)
 		return false;
-	if (!cidr_contains(&r->cidr, peer))
+	if (r->proto != PROTO_ALL && r->proto != p->proto)
 		return false;
 	if (r->match_ports) {
 		/* A non-first fragment carries no ports: only an all-ports range

@@ -113,6 +113,19 @@ static bool may_start_flow(const struct packet *p)
 	return true;
 }
 
+/* A tracked ICMP query flow admits requests from its originator and replies
+ * to it, nothing else: an echo request the other way is a new flow. */
+static struct ct_entry *icmp_direction_ok(struct ct_entry *e, const struct packet *p)
+{
+	if (!e || (p->proto != PROTO_ICMP && p->proto != PROTO_ICMPV6))
+		return e;
+	struct ct_flow_info info;
+	ct_entry_info(e, &info);
+	bool from_originator = addr_eq(&info.orig.src, &p->src);
+	bool request = icmp_query_reply_type(p->family, p->icmp_type) >= 0;
+	return from_originator == request ? e : NULL;
+}
+
 /* AdmitRelatedIcmp: an ICMP error quoting a packet of a flow tracked at f. */
 static bool related_icmp(struct pipeline *pl, const struct policy *pol, const struct iface *f,
 			 const struct packet *p, uint64_t now)
@@ -188,6 +201,9 @@ void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct p
 		else if (b)
 			eb = ea;
 	}
+	bool same_entry = eb == ea;
+	ea = icmp_direction_ok(ea, p);
+	eb = same_entry ? ea : icmp_direction_ok(eb, p);
 	tracked_a = ea || related_icmp(pl, pol, a, p, now);
 	tracked_b = eb || related_icmp(pl, pol, b, p, now);
 
@@ -264,7 +280,7 @@ void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct p
 			ct_update(pl->ct, eb, &t, p->tcp_flags, &to, now);
 		}
 		struct ct_entry *na = NULL;
-		if (a && !tracked_a && may_start_flow(p) && !sg_untracked(ra, &a->in, p)) {
+		if (a && !tracked_a && may_start_flow(p) && !sg_flow_untracked(&a->out, &a->in, ra, p, true)) {
 			timeouts_of(a, &to);
 			na = ct_insert(pl->ct, a->ct_id, &t, hash, p->tcp_flags, &to, now);
 			if (!na) {
@@ -273,7 +289,7 @@ void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct p
 				return;
 			}
 		}
-		if (b && b != a && !tracked_b && may_start_flow(p) && !sg_untracked(rb, &b->out, p)) {
+		if (b && b != a && !tracked_b && may_start_flow(p) && !sg_flow_untracked(&b->in, &b->out, rb, p, false)) {
 			timeouts_of(b, &to);
 			if (!ct_insert(pl->ct, b->ct_id, &t, hash, p->tcp_flags, &to, now)) {
 				if (na)

@@ -643,7 +643,7 @@ static void print_nacl_list(const struct nacl_list *l4, const struct nacl_list *
 		if (w < 0)
 			break;
 		const struct nacl_rule *r = &ls[w]->rules[i[w]++];
-		fprintf(out, "      %-5u %-5s %-6s %-20s", r->number, r->allow ? "allow" : "deny",
+		fprintf(out, "      %-5u %-5s %-6s %s", r->number, r->allow ? "allow" : "deny",
 			proto_text(r->proto, pb), cidr_format(&r->cidr, cb));
 		if (r->match_ports)
 			fprintf(out, " ports %u-%u", r->port_from, r->port_to);
@@ -681,16 +681,20 @@ static void print_rule_set(const struct sg_set *s, const char *dir, FILE *out)
 			fprintf(out, " type %d code %d", r->from, r->to);
 		}
 		fprintf(out, " %s ", r->egress ? "to" : "from");
+		if (r->src_peer && r->src_peer->kind == PEER_PREFIX_LIST)
+			fprintf(out, "prefix list %s ", r->src_peer->ref);
 		switch (r->peer) {
 		case SGP_CIDR:
 			fputs(cidr_format(&r->cidr, cb), out);
 			break;
 		case SGP_SET:
-			fputs("members ", out);
+			fprintf(out, "group %s ", r->src_peer->ref);
 			print_addr_set(r->set, out);
 			break;
 		default:
-			fputs("nothing (unresolved reference)", out);
+			fprintf(out, "%s%s: nothing (not in the configuration)",
+				r->src_peer && r->src_peer->kind == PEER_GROUP ? "group " : "",
+				r->src_peer && r->src_peer->ref ? r->src_peer->ref : "?");
 		}
 		fputc('\n', out);
 	}

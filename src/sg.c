@@ -52,10 +52,11 @@ static int world_first(const void *a, const void *b)
 }
 
 static void add_rule(struct sg_rule *rules, int *n, const struct sg *g, const struct m_sg_rule *mr,
-		     bool egress, enum sg_peer peer, const struct cidr *c,
+		     const struct m_peer *pe, bool egress, enum sg_peer peer, const struct cidr *c,
 		     const struct addr_set *set)
 {
 	struct sg_rule *r = &rules[(*n)++];
+	r->src_peer = pe;
 	r->proto = (int16_t)mr->proto;
 	r->from = mr->from;
 	r->to = mr->to;
@@ -195,20 +196,20 @@ void sg_set_build(struct arena *a, const struct sg *const *groups, const struct 
 			for (int k = 0; k < mr->n_peers; k++) {
 				const struct m_peer *pe = &mr->peers[k];
 				if (pe->kind == PEER_CIDR) {
-					add_rule(out->rules, &out->n, groups[g], mr, egress, SGP_CIDR,
+					add_rule(out->rules, &out->n, groups[g], mr, pe, egress, SGP_CIDR,
 						 &pe->cidr, NULL);
 				} else if (pe->kind == PEER_PREFIX_LIST) {
 					int npl = 0;
 					const struct cidr *c = res->prefix_list(res->ctx, pe->ref, &npl);
 					if (!c || npl == 0)
-						add_rule(out->rules, &out->n, groups[g], mr, egress,
+						add_rule(out->rules, &out->n, groups[g], mr, pe, egress,
 							 SGP_NONE, NULL, NULL);
 					for (int j = 0; c && j < npl; j++)
-						add_rule(out->rules, &out->n, groups[g], mr, egress,
+						add_rule(out->rules, &out->n, groups[g], mr, pe, egress,
 							 SGP_CIDR, &c[j], NULL);
 				} else {
 					const struct addr_set *set = res->group_members(res->ctx, pe->ref);
-					add_rule(out->rules, &out->n, groups[g], mr, egress,
+					add_rule(out->rules, &out->n, groups[g], mr, pe, egress,
 						 set ? SGP_SET : SGP_NONE, NULL, set);
 				}
 			}
@@ -312,12 +313,22 @@ bool sg_match(const struct sg_set *s, const struct packet *p, bool egress,
 	return hit != NULL;
 }
 
-bool sg_untracked(const struct sg_rule *admitting, const struct sg_set *opposite,
-		  const struct packet *p)
+bool sg_flow_untracked(const struct sg_set *same, const struct sg_set *opposite,
+		       const struct sg_rule *admitting, const struct packet *p, bool egress)
 {
-	if (!admitting || !admitting->world)
-		return false;
 	if (p->proto != PROTO_TCP && p->proto != PROTO_UDP)
 		return false;
-	return opposite->all_ports_world[p->family == FAMILY_V6][p->proto == PROTO_UDP];
+	int fam = p->family == FAMILY_V6, udp = p->proto == PROTO_UDP;
+	if (admitting && admitting->world && opposite->all_ports_world[fam][udp])
+		return true;
+	if (!same->all_ports_world[fam][udp])
+		return false;
+	/* the reply of an untracked flow started the other way */
+	struct packet rev = *p;
+	rev.src = p->dst;
+	rev.dst = p->src;
+	rev.sport = p->dport;
+	rev.dport = p->sport;
+	const struct sg_rule *r;
+	return sg_match(opposite, &rev, !egress, &r) && r->world;
 }

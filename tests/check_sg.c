@@ -191,27 +191,37 @@ START_TEST(test_untracked)
 	struct packet p = tu_pkt("203.0.113.7", "10.0.1.10", 6, 40000, 80, TCP_SYN);
 	ck_assert(sg_match(&in, &p, false, &r));
 	ck_assert(r->world);
-	ck_assert(sg_untracked(r, &out, &p));
+	ck_assert(sg_flow_untracked(&in, &out, r, &p, false));
 	/* the admitting rule is not a world rule: tracked */
 	p = tu_pkt("198.51.100.4", "10.0.1.10", 6, 40000, 22, TCP_SYN);
 	ck_assert(sg_match(&in, &p, false, &r));
-	ck_assert(!sg_untracked(r, &out, &p));
+	ck_assert(!sg_flow_untracked(&in, &out, r, &p, false));
 	/* ICMP is always tracked */
 	p = tu_icmp("203.0.113.7", "10.0.1.10", 8, 0, 1);
 	ck_assert(sg_match(&in, &p, false, &r));
-	ck_assert(!sg_untracked(r, &out, &p));
+	ck_assert(!sg_flow_untracked(&in, &out, r, &p, false));
 	/* an egress allowing only some ports keeps the flow tracked */
 	static const struct r out_443[] = { { 6, 443, 443, "0.0.0.0/0" } };
 	build(in_one, 7, in_two, 3, out_443, 1, &in, &out);
 	p = tu_pkt("203.0.113.7", "10.0.1.10", 6, 40000, 80, TCP_SYN);
 	ck_assert(sg_match(&in, &p, false, &r));
-	ck_assert(!sg_untracked(r, &out, &p));
+	ck_assert(!sg_flow_untracked(&in, &out, r, &p, false));
+	/* the reply of an untracked flow (web answers port 80) is untracked too:
+	 * the reversed packet is admitted by a world ingress rule and the egress
+	 * is all-open; a reply from port 22 (not world) is not */
+	build(in_one, 7, in_two, 3, out_all, 1, &in, &out);
+	p = tu_pkt("10.0.1.10", "203.0.113.7", 6, 80, 40000, TCP_SYN | TCP_ACK);
+	ck_assert(sg_match(&out, &p, true, &r));
+	ck_assert(sg_flow_untracked(&out, &in, r, &p, true));
+	p = tu_pkt("10.0.1.10", "198.51.100.4", 6, 22, 40000, TCP_SYN | TCP_ACK);
+	ck_assert(sg_match(&out, &p, true, &r));
+	ck_assert(!sg_flow_untracked(&out, &in, r, &p, true));
 	/* IPv4 all-open egress does not make an IPv6 flow untracked */
 	static const struct r in_v6[] = { { 6, 80, 80, "::/0" } };
 	build(in_v6, 1, NULL, 0, out_all, 1, &in, &out);
 	p = tu_pkt("2001:db8::7", "2001:db8:1::10", 6, 40000, 80, TCP_SYN);
 	ck_assert(sg_match(&in, &p, false, &r));
-	ck_assert(!sg_untracked(r, &out, &p));
+	ck_assert(!sg_flow_untracked(&in, &out, r, &p, false));
 }
 END_TEST
 

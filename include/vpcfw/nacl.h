@@ -13,6 +13,7 @@
 enum nacl_dir { NACL_INBOUND = 0, NACL_OUTBOUND = 1 };
 
 struct nacl_rule {
+	struct ip_addr net, mask;       /* the CIDR, with its mask precomputed */
 	uint32_t number;
 	bool allow;
 	int16_t proto;                  /* PROTO_ALL or 0..255 */

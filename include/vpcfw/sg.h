@@ -34,6 +34,7 @@ struct sg_rule {
 	bool world;                     /* peer is 0.0.0.0/0 or ::/0 */
 	const struct sg *group;         /* the group the rule belongs to */
 	const struct m_sg_rule *m;
+	const struct m_peer *src_peer;  /* the peer this rule came from */
 	bool egress;
 };
 
@@ -82,9 +83,12 @@ void sg_set_build(struct arena *a, const struct sg *const *groups, const struct 
 bool sg_match(const struct sg_set *s, const struct packet *p, bool egress,
 	      const struct sg_rule **rule);
 
-/* SPEC §4 "Untracked flows": the packet is TCP or UDP, the admitting rule is
- * a world rule, and the opposite direction admits all ports to the world. */
-bool sg_untracked(const struct sg_rule *admitting, const struct sg_set *opposite,
-		  const struct packet *p);
+/* SPEC §4 "Untracked flows": a TCP or UDP flow is not tracked when a world
+ * rule admits it and the other direction admits all ports to the world.
+ * The packet may be either way of such a flow: the request admitted by
+ * `same` (the set that admitted it, `admitting`), or a reply whose request
+ * `opposite` would admit by a world rule while `same` is all-open. */
+bool sg_flow_untracked(const struct sg_set *same, const struct sg_set *opposite,
+		       const struct sg_rule *admitting, const struct packet *p, bool egress);
 
 #endif

@@ -1,0 +1,147 @@
+/* VPC Flow Logs in AWS's own record format (SPEC §7).
+ *
+ * Workers aggregate into their own tables (flowlog_observe: no allocation,
+ * no lock, no system call); a writer thread drains closed capture windows
+ * through a bounded ring per worker and writes the files.  A full ring loses
+ * records into SKIPDATA and counts them; it never stalls a packet. */
+#ifndef VPCFW_FLOWLOG_H
+#define VPCFW_FLOWLOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vpcfw/diag.h"
+#include "vpcfw/model.h"
+#include "vpcfw/packet.h"
+#include "vpcfw/pipeline.h"
+#include "vpcfw/policy.h"
+
+struct flowlog;
+struct flowlog_worker;
+
+/* Validates the model's FlowLogs (LogFormat fields, ...) and reports errors
+ * with file and JSON path.  Called while the configuration loads. */
+void flowlog_check_config(const struct model *m, struct diag *d);
+
+struct flowlog_options {
+	const char *dir;                /* --flow-log-dir / Vpcfw.FlowLogDirectory */
+	int n_workers;
+	bool threaded;                  /* live: a writer thread; replay: synchronous */
+	/* 0: the defaults (AWS's 5 minutes / 75 MB; 16384 flows per worker
+	 * and window).  Tests make them small. */
+	uint32_t rotate_seconds;
+	uint64_t rotate_bytes;
+	uint32_t table_size;
+};
+
+/* True when flowlog_create would log anything (a flow-log directory or a
+ * decision log is configured): tells "off" from "failed" when it returns
+ * NULL. */
+bool flowlog_enabled(const struct policy *pol, const struct flowlog_options *opt);
+
+/* NULL with *err set if flow logging is off (no directory) or cannot start. */
+struct flowlog *flowlog_create(const struct policy *pol, const struct flowlog_options *opt);
+/* Called after a reload: which interfaces are logged, formats, ... */
+void flowlog_set_policy(struct flowlog *fl, const struct policy *pol);
+struct flowlog_worker *flowlog_worker(struct flowlog *fl, int index);
+
+/* The packet path: one call per decided packet.  wall_ns is the wall-clock
+ * time (the packet's timestamp in replay). */
+void flowlog_observe(struct flowlog_worker *w, const struct packet *p, const struct verdict *v,
+		     uint64_t wall_ns);
+/* Closes windows whose time has come (call between batches). */
+void flowlog_tick(struct flowlog_worker *w, uint64_t wall_ns);
+
+struct flowlog_stats {
+	uint64_t records_written;
+	uint64_t records_lost;          /* packets that found no room in an
+					   aggregation table: reported as SKIPDATA */
+	uint64_t files_written;
+	uint64_t skipdata_records;      /* SKIPDATA lines written */
+	uint64_t nodata_records;        /* NODATA lines written */
+	uint64_t decisions_written;     /* decision-log lines */
+	uint64_t write_errors;          /* files that could not be opened or written */
+};
+void flowlog_get_stats(const struct flowlog *fl, struct flowlog_stats *out);
+
+/* Emits every open window and stops the writer: nothing buffered is lost. */
+void flowlog_destroy(struct flowlog *fl);
+
+/* ---- the record format (flowlog_format.c); exposed for the unit tests */
+
+/* Every field of flow-log-records, in the documentation's table order. */
+enum fl_field {
+	FLF_VERSION, FLF_ACCOUNT_ID, FLF_INTERFACE_ID, FLF_SRCADDR, FLF_DSTADDR,
+	FLF_SRCPORT, FLF_DSTPORT, FLF_PROTOCOL, FLF_PACKETS, FLF_BYTES, FLF_START,
+	FLF_END, FLF_ACTION, FLF_LOG_STATUS,                              /* v2 */
+	FLF_VPC_ID, FLF_SUBNET_ID, FLF_INSTANCE_ID, FLF_TCP_FLAGS, FLF_TYPE,
+	FLF_PKT_SRCADDR, FLF_PKT_DSTADDR,                                 /* v3 */
+	FLF_REGION, FLF_AZ_ID, FLF_SUBLOCATION_TYPE, FLF_SUBLOCATION_ID,  /* v4 */
+	FLF_PKT_SRC_AWS_SERVICE, FLF_PKT_DST_AWS_SERVICE, FLF_FLOW_DIRECTION,
+	FLF_TRAFFIC_PATH,                                                 /* v5 */
+	FLF_ECS_CLUSTER_ARN, FLF_ECS_CLUSTER_NAME, FLF_ECS_CONTAINER_INSTANCE_ARN,
+	FLF_ECS_CONTAINER_INSTANCE_ID, FLF_ECS_CONTAINER_ID, FLF_ECS_SECOND_CONTAINER_ID,
+	FLF_ECS_SERVICE_NAME, FLF_ECS_TASK_DEFINITION_ARN, FLF_ECS_TASK_ARN,
+	FLF_ECS_TASK_ID,                                                  /* v7 */
+	FLF_REJECT_REASON,                                                /* v8 */
+	FLF_COUNT
+};
+
+#define FL_MAX_FIELDS 64
+
+struct fl_format {
+	uint8_t fields[FL_MAX_FIELDS];
+	int n;
+	int version;                    /* the highest version among the fields */
+};
+
+const char *fl_field_name(enum fl_field f);
+int fl_field_version(enum fl_field f);
+
+/* NULL or "": the default (the 14 version-2 fields).  Otherwise ${field}
+ * tokens separated by spaces.  On error returns false with a message in err
+ * naming the offending token. */
+bool fl_format_parse(const char *text, struct fl_format *out, char *err, size_t errlen);
+
+/* The S3 header line: the field names, space-separated (no newline). */
+size_t fl_format_header(const struct fl_format *f, char *buf, size_t len);
+
+/* One packet's TCP flags as flow logs OR them. */
+uint8_t fl_tcp_flags(uint8_t wire);
+
+enum fl_status { FL_OK, FL_NODATA, FL_SKIPDATA };
+
+/* Everything one record needs; NULL strings print "-". */
+struct fl_record {
+	const char *account_id, *interface_id, *vpc_id, *subnet_id, *instance_id;
+	const char *region, *az_id;
+	struct ip_addr srcaddr, dstaddr;        /* interface side (SPEC §7) */
+	struct ip_addr pkt_srcaddr, pkt_dstaddr;
+	uint8_t family;
+	uint8_t proto;
+	uint16_t sport, dport;
+	uint8_t tcp_flags;                      /* OR of fl_tcp_flags() */
+	bool accept;
+	bool egress;
+	int traffic_path;                       /* 0: "-" */
+	uint64_t packets, bytes;
+	uint64_t start, end;                    /* Unix seconds */
+	enum fl_status status;
+};
+
+/* One line without the newline; returns its length (truncated at len). */
+size_t fl_format_record(const struct fl_format *f, const struct fl_record *r, char *buf,
+			size_t len);
+
+/* "us-east-1" from "us-east-1a", "us-west-2" from "us-west-2-lax-1a";
+ * false if az does not look like an availability zone. */
+bool fl_region_of_az(const char *az, char *out, size_t len);
+
+/* AWS's S3 object key below DIR for a file starting at `t` (Unix seconds):
+ * AWSLogs/<account>/vpcflowlogs/<region>/<yyyy>/<mm>/<dd>/
+ *   <account>_vpcflowlogs_<region>_<id>_<yyyymmddThhmmZ>_<hash>.log.gz
+ * `seq` makes the hash differ between files of the same minute. */
+size_t fl_s3_key(const char *account, const char *region, const char *flow_log_id, uint64_t t,
+		 uint32_t seq, char *buf, size_t len);
+
+#endif
