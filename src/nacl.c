@@ -62,15 +62,17 @@ static bool rule_matches(const struct nacl_rule *r, const struct packet *p,
 		return false;
 	if (r->proto != PROTO_ALL && r->proto != p->proto)
 		return false;
-	if (r->match_ports) {
-		/* A non-first fragment carries no ports: only an all-ports range
-		 * can be said to match it. */
-		if (!(p->flags & PKT_F_L4))
-			return r->port_from == 0 && r->port_to == 65535;
+	/* A non-first fragment carries no ports or ICMP type.  As routers do
+	 * (RFC 1858 and Cisco's ACL fragment rules): an allow rule whose other
+	 * fields match admits it (the datagram cannot be reassembled without
+	 * its first fragment, which was judged on its ports), and a deny rule
+	 * that names ports cannot be said to match it. */
+	if (!(p->flags & PKT_F_L4) && (r->match_ports || r->icmp_type >= 0))
+		return r->allow;
+	if (r->match_ports)
 		return p->dport >= r->port_from && p->dport <= r->port_to;
-	}
 	if (r->icmp_type >= 0) {
-		if (!(p->flags & PKT_F_L4) || p->icmp_type != r->icmp_type)
+		if (p->icmp_type != r->icmp_type)
 			return false;
 		if (r->icmp_code >= 0 && p->icmp_code != r->icmp_code)
 			return false;

@@ -261,14 +261,17 @@ static inline bool l4_matches(const struct sg_rule *r, const struct packet *p)
 	switch (r->proto) {
 	case PROTO_TCP:
 	case PROTO_UDP:
+		/* a non-first fragment has no ports: see nacl.c */
 		if (!(p->flags & PKT_F_L4))
-			return r->from == 0 && r->to == 65535;
+			return true;
 		return p->dport >= r->from && p->dport <= r->to;
 	case PROTO_ICMP:
 	case PROTO_ICMPV6:
 		if (r->from < 0)
 			return true;
-		if (!(p->flags & PKT_F_L4) || p->icmp_type != r->from)
+		if (!(p->flags & PKT_F_L4))
+			return true;
+		if (p->icmp_type != r->from)
 			return false;
 		return r->to < 0 || p->icmp_code == r->to;
 	default:
@@ -294,7 +297,14 @@ bool sg_match(const struct sg_set *s, const struct packet *p, bool egress,
 	const struct sg_index *ix = &s->idx[proto_class(p->proto)];
 	const struct sg_rule *hit = scan(ix->any, ix->n_any, p, peer);
 
-	if ((!hit || !hit->world) && ix->n_bounds && (p->flags & PKT_F_L4)) {
+	if (!(p->flags & PKT_F_L4) && ix->n_bounds) {
+		/* no port: any ranged rule of the protocol may admit it */
+		if (!hit || !hit->world) {
+			const struct sg_rule *h2 = scan(ix->cand, (int)ix->off[ix->n_bounds], p, peer);
+			if (h2 && (!hit || h2->world))
+				hit = h2;
+		}
+	} else if ((!hit || !hit->world) && ix->n_bounds) {
 		/* last interval whose start <= dport */
 		int lo = 0, hi = ix->n_bounds - 1;
 		while (lo < hi) {

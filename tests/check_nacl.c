@@ -142,21 +142,28 @@ START_TEST(test_empty_nacl_denies_everything)
 }
 END_TEST
 
+/* A non-first fragment has no ports: a deny rule naming ports cannot match
+ * it, an allow rule whose address and protocol match admits it (RFC 1858). */
 START_TEST(test_fragment_without_ports)
 {
-	/* a non-first fragment has no ports: only an all-ports range matches it */
 	static const struct e es[] = {
-		{ 100, false, true, 6, "0.0.0.0/0", 80, 80, -2, 0 },
-		{ 200, false, true, 6, "0.0.0.0/0", 0, 65535, -2, 0 },
+		{ 90, false, false, 6, "0.0.0.0/0", 22, 22, -2, 0 },
+		{ 100, false, true, 6, "192.0.2.0/24", 80, 80, -2, 0 },
+		{ 110, false, false, 6, "0.0.0.0/0", -1, 0, -2, 0 },
 	};
 	struct arena a;
 	arena_init(&a);
-	struct nacl n = compile(&a, es, 2);
+	struct nacl n = compile(&a, es, 3);
 	struct packet p = tu_pkt("192.0.2.1", "10.0.1.10", 6, 0, 0, 0);
 	p.flags = PKT_F_FRAGMENT;
 	const struct nacl_rule *r;
 	ck_assert(nacl_eval(&n, NACL_INBOUND, &p, &r));
-	ck_assert_uint_eq(r->number, 200);
+	ck_assert_uint_eq(r->number, 100);
+	/* from elsewhere: rule 100's address does not match; 110 (no ports) denies */
+	p = tu_pkt("198.51.100.1", "10.0.1.10", 6, 0, 0, 0);
+	p.flags = PKT_F_FRAGMENT;
+	ck_assert(!nacl_eval(&n, NACL_INBOUND, &p, &r));
+	ck_assert_uint_eq(r->number, 110);
 	arena_free(&a);
 }
 END_TEST

@@ -269,6 +269,25 @@ START_TEST(test_many_rules_index)
 }
 END_TEST
 
+/* a non-first fragment (no ports) is admitted by a rule of its protocol
+ * whose peer matches, whatever the rule's ports (see nacl.c) */
+START_TEST(test_fragment)
+{
+	struct sg_set in, out;
+	build(in_one, 7, in_two, 3, out_all, 1, &in, &out);
+	const struct sg_rule *r;
+	struct packet p = tu_pkt("198.51.100.4", "10.0.1.10", 6, 0, 0, 0);
+	p.flags = PKT_F_FRAGMENT;
+	ck_assert(sg_match(&in, &p, false, &r));
+	ck_assert_int_eq(r->m->index, 2);
+	p = tu_pkt("198.18.0.1", "10.0.1.10", 6, 0, 0, 0);
+	p.flags = PKT_F_FRAGMENT;
+	ck_assert(sg_match(&in, &p, false, &r)); /* port 80 from 0.0.0.0/0 */
+	p.proto = 17;
+	ck_assert(!sg_match(&in, &p, false, &r));
+}
+END_TEST
+
 START_TEST(test_addr_set)
 {
 	struct ip_addr a;
@@ -292,6 +311,7 @@ int main(void)
 	tcase_add_test(tc, test_world_rule_preferred);
 	tcase_add_test(tc, test_many_rules_index);
 	tcase_add_test(tc, test_addr_set);
+	tcase_add_test(tc, test_fragment);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
