@@ -139,34 +139,53 @@ static bool related_icmp(struct pipeline *pl, const struct policy *pol, const st
 	return ct_lookup(pl->ct, f->ct_id, &t, ct_hash(&t), now) != NULL;
 }
 
-void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct packet *p,
-		   const struct pkt_meta *meta, uint64_t now, struct verdict *v)
+/* Where a packet is: its subnets and interfaces, and its flow's hash.  The
+ * part of a verdict that needs no flow state, so a batch can do it first and
+ * prefetch the flow table while it does. */
+struct located {
+	const struct subnet *ssub, *dsub;
+	const struct iface *a, *b;
+	bool exempt, trackable;
+	struct ct_tuple t;
+	uint64_t hash;
+};
+
+static void locate(const struct policy *pol, const struct packet *p, const struct pkt_meta *meta,
+		   struct located *l)
+{
+	l->ssub = policy_subnet_by_addr(pol, &p->src);
+	l->dsub = policy_subnet_by_addr(pol, &p->dst);
+	l->exempt = policy_is_exempt(pol, &p->src, l->ssub) || policy_is_exempt(pol, &p->dst, l->dsub);
+	if (l->exempt)
+		return;
+	/* A bound device names the interface even when the address is not its
+	 * own (source/destination check off: NAT, appliances). */
+	l->a = meta && meta->in_iface ? meta->in_iface : policy_iface_by_addr(pol, &p->src);
+	l->b = meta && meta->out_iface ? meta->out_iface : policy_iface_by_addr(pol, &p->dst);
+	if (l->a && !l->a->subnet)
+		l->a = NULL; /* not enforced: its subnet is unknown */
+	if (l->b && !l->b->subnet)
+		l->b = NULL;
+	l->trackable = (l->a || l->b) && ct_tuple_of(p, &l->t);
+	l->hash = l->trackable ? ct_hash(&l->t) : 0;
+}
+
+static void eval_located(struct pipeline *pl, const struct policy *pol, const struct packet *p,
+			 const struct pkt_meta *meta, uint64_t now, struct verdict *v,
+			 const struct located *l)
 {
 	memset(v, 0, sizeof(*v));
 
-	const struct subnet *ssub = policy_subnet_by_addr(pol, &p->src);
-	const struct subnet *dsub = policy_subnet_by_addr(pol, &p->dst);
-
 	/* 1. exempt addresses: nothing else is evaluated or logged */
-	if (policy_is_exempt(pol, &p->src, ssub) || policy_is_exempt(pol, &p->dst, dsub)) {
+	if (l->exempt) {
 		v->exempt = true;
 		finish(pl, v, true, STAGE_EXEMPT, REASON_EXEMPT_ADDRESS);
 		return;
 	}
 
-	/* Where the packet comes from and goes to.  A bound device names the
-	 * interface even when the address is not its own (source/destination
-	 * check off: NAT, appliances). */
-	const struct iface *a = meta && meta->in_iface ? meta->in_iface
-						       : policy_iface_by_addr(pol, &p->src);
-	const struct iface *b = meta && meta->out_iface ? meta->out_iface
-							: policy_iface_by_addr(pol, &p->dst);
-	if (a && !a->subnet)
-		a = NULL; /* not enforced: its subnet is unknown */
-	if (b && !b->subnet)
-		b = NULL;
-	const struct subnet *x = a ? a->subnet : ssub;
-	const struct subnet *y = b ? b->subnet : dsub;
+	const struct iface *a = l->a, *b = l->b;
+	const struct subnet *x = a ? a->subnet : l->ssub;
+	const struct subnet *y = b ? b->subnet : l->dsub;
 	v->src_iface = a;
 	v->dst_iface = b;
 	v->src_subnet = x;
@@ -188,9 +207,9 @@ void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct p
 		return;
 	}
 
-	struct ct_tuple t;
-	bool trackable = (a || b) && ct_tuple_of(p, &t);
-	uint64_t hash = trackable ? ct_hash(&t) : 0;
+	const struct ct_tuple t = l->t;
+	const bool trackable = l->trackable;
+	const uint64_t hash = l->hash;
 	struct ct_entry *ea = NULL, *eb = NULL;
 	bool tracked_a = false, tracked_b = false;
 	if (trackable) {
@@ -310,6 +329,51 @@ void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct p
 		return;
 	}
 	finish(pl, v, true, last, REASON_RULES_ALLOW);
+}
+
+void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct packet *p,
+		   const struct pkt_meta *meta, uint64_t now, struct verdict *v)
+{
+	struct located l;
+	locate(pol, p, meta, &l);
+	eval_located(pl, pol, p, meta, now, v, &l);
+}
+
+void pipeline_eval_batch(struct pipeline *pl, const struct policy *pol, const struct packet *pkts,
+			 const struct pkt_meta *metas, int n, uint64_t now, struct verdict *out)
+{
+	struct located l[PIPELINE_BATCH];
+
+	while (n > 0) {
+		int k = n < PIPELINE_BATCH ? n : PIPELINE_BATCH;
+		/* Flow-table lookups wait on memory; overlap them: locate every
+		 * packet and load its buckets, then their first entries, then
+		 * decide. */
+		for (int i = 0; i < k; i++) {
+			locate(pol, &pkts[i], metas ? &metas[i] : NULL, &l[i]);
+			if (l[i].trackable) {
+				if (l[i].a)
+					ct_prefetch(pl->ct, l[i].a->ct_id, l[i].hash, false);
+				if (l[i].b)
+					ct_prefetch(pl->ct, l[i].b->ct_id, l[i].hash, false);
+			}
+		}
+		for (int i = 0; i < k; i++) {
+			if (l[i].trackable) {
+				if (l[i].a)
+					ct_prefetch(pl->ct, l[i].a->ct_id, l[i].hash, true);
+				if (l[i].b)
+					ct_prefetch(pl->ct, l[i].b->ct_id, l[i].hash, true);
+			}
+		}
+		for (int i = 0; i < k; i++)
+			eval_located(pl, pol, &pkts[i], metas ? &metas[i] : NULL, now, &out[i], &l[i]);
+		pkts += k;
+		out += k;
+		if (metas)
+			metas += k;
+		n -= k;
+	}
 }
 
 char *verdict_rule_format(const struct verdict *v, char *buf, size_t len)

@@ -1,1 +1,962 @@
-int main(void) { return 77; }
+/* Connection tracking (SPEC §4; VPC user guide "security-group-connection-tracking"). */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vpcfw/conntrack.h"
+#include "vpcfw/model.h"
+#include "vpcfw/packet.h"
+
+#define NS 1000000000ULL
+/* A pcap-like epoch: the replay clock starts at a capture's wall time. */
+#define T0 (1700000000ULL * NS)
+
+static uint64_t at(double s)
+{
+	return T0 + (uint64_t)(s * 1e9);
+}
+
+static struct ct_tuple tup(const char *src, const char *dst, int proto, int sport, int dport)
+{
+	struct ct_tuple t;
+	int fam;
+	memset(&t, 0, sizeof(t));
+	ck_assert(addr_parse(src, &t.src, &fam));
+	ck_assert(addr_parse(dst, &t.dst, &fam));
+	t.proto = (uint8_t)proto;
+	t.sport = (uint16_t)sport;
+	t.dport = (uint16_t)dport;
+	return t;
+}
+
+static struct ct_tuple rev(const struct ct_tuple *t)
+{
+	struct ct_tuple r = *t;
+	r.src = t->dst;
+	r.dst = t->src;
+	r.sport = t->dport;
+	r.dport = t->sport;
+	return r;
+}
+
+static const struct ct_timeouts defaults = {
+	CT_DEFAULT_TCP_ESTABLISHED, CT_DEFAULT_UDP, CT_DEFAULT_UDP_STREAM
+};
+
+static struct ct_entry *find(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
+			     uint64_t now)
+{
+	return ct_lookup(ct, iface, t, ct_hash(t), now);
+}
+
+static struct ct_entry *insert(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
+			       uint8_t flags, const struct ct_timeouts *to, uint64_t now)
+{
+	return ct_insert(ct, iface, t, ct_hash(t), flags, to, now);
+}
+
+static struct ct_flow_info info_of(const struct ct_entry *e)
+{
+	struct ct_flow_info fi;
+	ck_assert_ptr_nonnull(e);
+	ct_entry_info(e, &fi);
+	return fi;
+}
+
+static uint64_t used(const struct conntrack *ct)
+{
+	struct ct_stats st;
+	ct_get_stats(ct, &st);
+	return st.used;
+}
+
+/* Alive one nanosecond before the deadline, gone at it (and freed). */
+static void assert_expires_at(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
+			      uint64_t deadline)
+{
+	struct ct_tuple r = rev(t);
+	uint64_t n = used(ct);
+	ck_assert_ptr_nonnull(find(ct, iface, t, deadline - 1));
+	ck_assert_ptr_nonnull(find(ct, iface, &r, deadline - 1));
+	ck_assert_ptr_null(find(ct, iface, &r, deadline));
+	ck_assert_uint_eq(used(ct), n - 1);
+	ck_assert_ptr_null(find(ct, iface, t, deadline));
+}
+
+START_TEST(test_lookup_both_directions)
+{
+	struct conntrack *ct = ct_create(16);
+	struct ct_tuple t = tup("10.0.1.10", "198.51.100.7", PROTO_TCP, 40000, 443);
+	struct ct_tuple r = rev(&t);
+	struct ct_entry *e = insert(ct, 7, &t, TCP_SYN, &defaults, at(0));
+	ck_assert_ptr_nonnull(e);
+	ck_assert_ptr_eq(find(ct, 7, &t, at(1)), e);
+	ck_assert_ptr_eq(find(ct, 7, &r, at(1)), e);
+
+	struct ct_flow_info fi = info_of(e);
+	ck_assert_uint_eq(fi.iface, 7);
+	ck_assert(addr_eq(&fi.orig.src, &t.src));
+	ck_assert(addr_eq(&fi.orig.dst, &t.dst));
+	ck_assert_uint_eq(fi.orig.sport, 40000);
+	ck_assert_uint_eq(fi.orig.dport, 443);
+	ck_assert_uint_eq(fi.orig.proto, PROTO_TCP);
+	ck_assert(!fi.seen_reply);
+
+	/* Half-swapped tuples are other flows. */
+	struct ct_tuple x = t;
+	x.sport = 443;
+	x.dport = 40000;
+	ck_assert_ptr_null(find(ct, 7, &x, at(1)));
+	x = t;
+	x.src = t.dst;
+	x.dst = t.src;
+	ck_assert_ptr_null(find(ct, 7, &x, at(1)));
+	x = t;
+	x.proto = PROTO_UDP;
+	ck_assert_ptr_null(find(ct, 7, &x, at(1)));
+	ct_destroy(ct);
+}
+END_TEST
+
+START_TEST(test_iface_is_part_of_the_key)
+{
+	struct conntrack *ct = ct_create(16);
+	struct ct_tuple t = tup("10.0.1.10", "10.0.2.20", PROTO_UDP, 5000, 53);
+	struct ct_tuple r = rev(&t);
+	struct ct_entry *a = insert(ct, 1, &t, 0, &defaults, at(0));
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_null(find(ct, 2, &t, at(1)));
+	ck_assert_ptr_null(find(ct, 2, &r, at(1)));
+	/* The same packet tracked at the destination interface too: two flows. */
+	struct ct_entry *b = insert(ct, 2, &t, 0, &defaults, at(0));
+	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_ne(a, b);
+	ck_assert_uint_eq(used(ct), 2);
+	ck_assert_ptr_eq(find(ct, 1, &r, at(1)), a);
+	ck_assert_ptr_eq(find(ct, 2, &r, at(1)), b);
+	ct_remove(ct, a);
+	ck_assert_ptr_null(find(ct, 1, &t, at(1)));
+	ck_assert_ptr_eq(find(ct, 2, &t, at(1)), b);
+	ct_destroy(ct);
+}
+END_TEST
+
+START_TEST(test_same_host_both_ends)
+{
+	/* src == dst: only the ports tell the directions apart. */
+	struct conntrack *ct = ct_create(16);
+	struct ct_tuple t = tup("2001:db8::1", "2001:db8::1", PROTO_UDP, 1000, 2000);
+	struct ct_tuple r = rev(&t);
+	struct ct_entry *e = insert(ct, 3, &t, 0, &defaults, at(0));
+	ct_update(ct, e, &t, 0, &defaults, at(1));
+	ck_assert(!info_of(e).seen_reply);
+	ck_assert_ptr_eq(find(ct, 3, &r, at(1)), e);
+	ct_update(ct, e, &r, 0, &defaults, at(2));
+	ck_assert(info_of(e).seen_reply);
+	ct_destroy(ct);
+}
+END_TEST
+
+static const struct {
+	const char *src, *dst;
+	int proto, sport, dport;
+} hash_cases[] = {
+	{ "10.0.1.10", "198.51.100.7", PROTO_TCP, 40000, 443 },
+	{ "198.51.100.7", "10.0.1.10", PROTO_TCP, 443, 40000 },
+	{ "10.0.0.1", "10.0.0.1", PROTO_UDP, 53, 5353 },
+	{ "10.0.0.1", "10.0.0.1", PROTO_UDP, 7, 7 },
+	{ "2001:db8::1", "2001:db8:ffff::2", PROTO_ICMPV6, 77, 77 },
+	{ "0.0.0.0", "255.255.255.255", 47, 0, 0 },
+	{ "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", PROTO_TCP, 0, 65535 },
+};
+
+START_TEST(test_hash_symmetric)
+{
+	struct ct_tuple t = tup(hash_cases[_i].src, hash_cases[_i].dst, hash_cases[_i].proto,
+				hash_cases[_i].sport, hash_cases[_i].dport);
+	struct ct_tuple r = rev(&t);
+	ck_assert_uint_eq(ct_hash(&t), ct_hash(&r));
+	/* ... and it depends on each field. */
+	struct ct_tuple x = t;
+	x.proto ^= 1;
+	ck_assert_uint_ne(ct_hash(&t), ct_hash(&x));
+	x = t;
+	x.sport ^= 1;
+	ck_assert_uint_ne(ct_hash(&t), ct_hash(&x));
+	x = t;
+	x.dport ^= 0x100;
+	ck_assert_uint_ne(ct_hash(&t), ct_hash(&x));
+	x = t;
+	x.src.lo ^= 1;
+	ck_assert_uint_ne(ct_hash(&t), ct_hash(&x));
+	x = t;
+	x.dst.hi ^= 1ULL << 63;
+	ck_assert_uint_ne(ct_hash(&t), ct_hash(&x));
+}
+END_TEST
+
+/* ---------------------------------------------------------------- TCP */
+
+enum { O = 0, R = 1 }; /* who sends: the originator or the replier */
+#define EST 0          /* expected timeout: the interface's tcp_established */
+
+struct step {
+	int dir;
+	uint8_t flags;
+	enum ct_tcp_state state;
+	uint32_t timeout;
+};
+
+static const struct tcp_case {
+	const char *name;
+	bool swapped;   /* the originator is now the first packet's destination */
+	struct step steps[12];
+} tcp_cases[] = {
+	{ "three-way handshake", false, {
+		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT },
+		{ R, TCP_SYN | TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ R, TCP_ACK | TCP_PSH, CT_TCP_ESTABLISHED, EST } } },
+	{ "SYN retransmitted stays SYN_SENT", false, {
+		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT },
+		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT } } },
+	{ "originator's ACK before SYN+ACK does not establish", false, {
+		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT },
+		{ O, TCP_ACK, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT } } },
+	{ "SYN+ACK from the originator does not advance", false, {
+		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT },
+		{ O, TCP_SYN | TCP_ACK, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT } } },
+	{ "replier's ACK in SYN_RECV does not establish", false, {
+		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT },
+		{ R, TCP_SYN | TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV } } },
+	{ "active close by the originator", false, {
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
+		{ R, TCP_ACK, CT_TCP_CLOSE_WAIT, CT_TIMEOUT_TCP_CLOSE_WAIT },
+		{ R, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
+		{ O, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT },
+		{ O, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT } } },
+	{ "active close by the replier, FINs back to back", false, {
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ R, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
+		{ O, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
+		{ R, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT } } },
+	{ "FIN retransmitted by the same side stays FIN_WAIT", false, {
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
+		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
+		{ O, TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT } } },
+	{ "LAST_ACK waits for the first closer's ACK", false, {
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
+		{ R, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
+		{ R, TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
+		{ O, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT } } },
+	{ "RST in SYN_SENT", false, {
+		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT },
+		{ R, TCP_RST | TCP_ACK, CT_TCP_CLOSE, CT_TIMEOUT_TCP_CLOSE },
+		{ R, TCP_ACK, CT_TCP_CLOSE, CT_TIMEOUT_TCP_CLOSE } } },
+	{ "RST in ESTABLISHED", false, {
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_RST, CT_TCP_CLOSE, CT_TIMEOUT_TCP_CLOSE } } },
+	{ "RST in FIN_WAIT", false, {
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_FIN, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
+		{ R, TCP_RST, CT_TCP_CLOSE, CT_TIMEOUT_TCP_CLOSE } } },
+	{ "SYN in ESTABLISHED changes nothing", false, {
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_SYN, CT_TCP_ESTABLISHED, EST } } },
+	{ "mid-stream pickup: ACK", false, {
+		{ O, TCP_ACK | TCP_PSH, CT_TCP_ESTABLISHED, EST } } },
+	{ "mid-stream pickup: SYN+ACK", false, {
+		{ O, TCP_SYN | TCP_ACK, CT_TCP_ESTABLISHED, EST } } },
+	{ "mid-stream pickup: FIN", false, {
+		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
+		{ R, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK } } },
+	{ "mid-stream pickup: RST", false, {
+		{ O, TCP_RST, CT_TCP_CLOSE, CT_TIMEOUT_TCP_CLOSE } } },
+	{ "SYN after TIME_WAIT reuses the port", false, {
+		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT },
+		{ R, TCP_SYN | TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
+		{ R, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
+		{ O, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT },
+		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT },
+		{ R, TCP_SYN | TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV } } },
+	{ "port reuse forgets who closed first", false, {
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ R, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
+		{ O, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
+		{ R, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT },
+		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT },
+		{ R, TCP_SYN | TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
+		{ R, TCP_ACK, CT_TCP_CLOSE_WAIT, CT_TIMEOUT_TCP_CLOSE_WAIT } } },
+	{ "SYN after CLOSE reuses the port", false, {
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ R, TCP_RST, CT_TCP_CLOSE, CT_TIMEOUT_TCP_CLOSE },
+		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT } } },
+	{ "SYN from the replier after TIME_WAIT makes it the originator", true, {
+		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
+		{ R, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
+		{ O, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT },
+		{ R, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT },
+		{ O, TCP_SYN | TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST } } },
+};
+
+/* Each step one second after the previous; after the last step the flow
+ * must expire exactly at now + the state's timeout. */
+START_TEST(test_tcp)
+{
+	const struct tcp_case *c = &tcp_cases[_i];
+	const struct ct_timeouts to = { 3600, 30, 180 };
+	struct conntrack *ct = ct_create(8);
+	struct ct_tuple t[2];
+	t[O] = tup("10.0.1.10", "198.51.100.7", PROTO_TCP, 40000, 443);
+	t[R] = rev(&t[O]);
+	struct ct_entry *e = NULL;
+	uint64_t now = 0, deadline = 0;
+	for (int k = 0; k < 12 && c->steps[k].flags; k++) {
+		const struct step *s = &c->steps[k];
+		now = at(k);
+		if (k == 0) {
+			e = insert(ct, 1, &t[s->dir], s->flags, &to, now);
+		} else {
+			ck_assert_ptr_eq(find(ct, 1, &t[s->dir], now), e);
+			ct_update(ct, e, &t[s->dir], s->flags, &to, now);
+		}
+		struct ct_flow_info fi = info_of(e);
+		ck_assert_msg(fi.tcp_state == s->state, "%s: step %d: state %d, expected %d",
+			      c->name, k, fi.tcp_state, s->state);
+		if (fi.tcp_state == CT_TCP_SYN_SENT)
+			ck_assert_msg(!fi.seen_reply, "%s: step %d: SYN_SENT after a reply", c->name, k);
+		deadline = now + (uint64_t)(s->timeout == EST ? to.tcp_established : s->timeout) * NS;
+		ck_assert_msg(fi.expires_ns == deadline, "%s: step %d: timeout %.0f s",
+			      c->name, k, (double)(fi.expires_ns - now) / 1e9);
+	}
+	struct ct_flow_info fi = info_of(e);
+	const struct ct_tuple *orig = &t[c->swapped ? R : O];
+	ck_assert(addr_eq(&fi.orig.src, &orig->src));
+	ck_assert_uint_eq(fi.orig.sport, orig->sport);
+	assert_expires_at(ct, 1, &t[O], deadline);
+	ct_destroy(ct);
+}
+END_TEST
+
+START_TEST(test_lookup_does_not_refresh)
+{
+	struct conntrack *ct = ct_create(4);
+	struct ct_tuple t = tup("10.0.1.10", "198.51.100.7", PROTO_TCP, 40000, 443);
+	insert(ct, 1, &t, TCP_SYN, &defaults, at(0));
+	for (int s = 1; s < 120; s += 7)
+		ck_assert_ptr_nonnull(find(ct, 1, &t, at(s)));
+	ck_assert_ptr_null(find(ct, 1, &t, at(CT_TIMEOUT_TCP_SYN_SENT)));
+	ct_destroy(ct);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- UDP, ICMP, other */
+
+static const struct udp_case {
+	const char *name;
+	struct ct_timeouts to;
+	const char *dirs;       /* packets, originator 'o' or replier 'r'; each 1 s apart */
+	bool stream;
+	uint32_t timeout;
+} udp_cases[] = {
+	{ "one packet", { 3600, 30, 180 }, "o", false, 30 },
+	{ "one packet, udp timeout 60", { 3600, 60, 180 }, "o", false, 60 },
+	{ "one direction only", { 3600, 45, 180 }, "ooooo", false, 45 },
+	{ "request and response", { 3600, 30, 180 }, "or", false, 30 },
+	{ "several responses", { 3600, 30, 180 }, "orrr", false, 30 },
+	{ "second request after a response: stream", { 3600, 30, 180 }, "oro", true, 180 },
+	{ "stream, udp_stream 60", { 3600, 30, 60 }, "oror", true, 60 },
+	{ "stream, udp_stream 120", { 3600, 50, 120 }, "orrroo", true, 120 },
+};
+
+START_TEST(test_udp)
+{
+	const struct udp_case *c = &udp_cases[_i];
+	struct conntrack *ct = ct_create(8);
+	struct ct_tuple t = tup("10.0.1.10", "10.0.9.53", PROTO_UDP, 33333, 53);
+	struct ct_tuple r = rev(&t);
+	struct ct_entry *e = insert(ct, 4, &t, 0, &c->to, at(0));
+	ck_assert(!info_of(e).udp_stream);
+	size_t n = strlen(c->dirs);
+	for (size_t k = 1; k < n; k++)
+		ct_update(ct, e, c->dirs[k] == 'o' ? &t : &r, 0, &c->to, at((double)k));
+	struct ct_flow_info fi = info_of(e);
+	ck_assert_msg(fi.udp_stream == c->stream, "%s", c->name);
+	ck_assert_msg(fi.seen_reply == (strchr(c->dirs, 'r') != NULL), "%s", c->name);
+	ck_assert_int_eq(fi.tcp_state, CT_TCP_NONE);
+	uint64_t deadline = at((double)(n - 1)) + (uint64_t)c->timeout * NS;
+	ck_assert_msg(fi.expires_ns == deadline, "%s: %.0f s", c->name,
+		      (double)(fi.expires_ns - at((double)(n - 1))) / 1e9);
+	assert_expires_at(ct, 4, &t, deadline);
+	ct_destroy(ct);
+}
+END_TEST
+
+static const struct {
+	const char *src, *dst;
+	int proto, id;
+	uint32_t timeout;
+} fixed_cases[] = {
+	{ "10.0.1.10", "8.8.8.8", PROTO_ICMP, 1234, CT_TIMEOUT_ICMP },
+	{ "2001:db8::10", "2001:db8:1::1", PROTO_ICMPV6, 99, CT_TIMEOUT_ICMP },
+	{ "10.0.1.10", "10.0.2.10", 47, 0, CT_TIMEOUT_OTHER },        /* GRE */
+	{ "10.0.1.10", "10.0.2.10", 50, 0, CT_TIMEOUT_OTHER },        /* ESP */
+	{ "2001:db8::10", "2001:db8:1::1", 132, 0, CT_TIMEOUT_OTHER }, /* SCTP: no ports here */
+};
+
+/* ICMP 30 s, other protocols 600 s (SPEC §4), whatever the interface says
+ * and after a reply too. */
+START_TEST(test_fixed_timeouts)
+{
+	const struct ct_timeouts to = { 60, 60, 60 };
+	struct conntrack *ct = ct_create(8);
+	struct ct_tuple t = tup(fixed_cases[_i].src, fixed_cases[_i].dst, fixed_cases[_i].proto,
+				fixed_cases[_i].id, fixed_cases[_i].id);
+	struct ct_tuple r = rev(&t);
+	uint64_t to_ns = (uint64_t)fixed_cases[_i].timeout * NS;
+	struct ct_entry *e = insert(ct, 9, &t, 0, &to, at(0));
+	ck_assert_uint_eq(info_of(e).expires_ns, at(0) + to_ns);
+	ck_assert_ptr_eq(find(ct, 9, &r, at(5)), e);
+	ct_update(ct, e, &r, 0, &to, at(5));
+	ct_update(ct, e, &t, 0, &to, at(6));
+	ck_assert(!info_of(e).udp_stream);
+	ck_assert(info_of(e).seen_reply);
+	ck_assert_uint_eq(info_of(e).expires_ns, at(6) + to_ns);
+	assert_expires_at(ct, 9, &t, at(6) + to_ns);
+	ct_destroy(ct);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- table limits */
+
+static struct ct_tuple nth(int i, int proto)
+{
+	struct ct_tuple t;
+	memset(&t, 0, sizeof(t));
+	t.src = addr_from_v4(0xCB000000u + (uint32_t)i);     /* 203.0.0.0/8 */
+	t.dst = addr_from_v4(0x0A000105u);                   /* 10.0.1.5 */
+	t.sport = (uint16_t)(1024 + i % 60000);
+	t.dport = 443;
+	t.proto = (uint8_t)proto;
+	return t;
+}
+
+START_TEST(test_full_table_evicts_embryonic_oldest_first)
+{
+	struct conntrack *ct = ct_create(4);
+	struct ct_stats st;
+	struct ct_tuple t[8];
+	for (int i = 0; i < 8; i++)
+		t[i] = nth(i, PROTO_TCP);
+
+	ck_assert_uint_eq(ct_available(ct), 4);
+	/* 0, 1, 2 embryonic (in that order), 3 established. */
+	for (int i = 0; i < 3; i++)
+		ck_assert_ptr_nonnull(insert(ct, 1, &t[i], TCP_SYN, &defaults, at(i)));
+	ck_assert_ptr_nonnull(insert(ct, 1, &t[3], TCP_ACK, &defaults, at(3)));
+	ck_assert_uint_eq(ct_available(ct), 0);
+	/* 0 advances to SYN_RECV: still embryonic, still the oldest. */
+	struct ct_tuple r0 = rev(&t[0]);
+	ct_update(ct, find(ct, 1, &r0, at(4)), &r0, TCP_SYN | TCP_ACK, &defaults, at(4));
+	ck_assert_int_eq(info_of(find(ct, 1, &t[0], at(4))).tcp_state, CT_TCP_SYN_RECV);
+
+	ck_assert_ptr_nonnull(insert(ct, 1, &t[4], TCP_ACK, &defaults, at(5)));
+	ck_assert_ptr_null(find(ct, 1, &t[0], at(5)));
+	ck_assert_ptr_nonnull(find(ct, 1, &t[1], at(5)));
+
+	/* 1 becomes established; 2 is now the only embryonic flow. */
+	struct ct_tuple r1 = rev(&t[1]);
+	ct_update(ct, find(ct, 1, &t[1], at(6)), &r1, TCP_SYN | TCP_ACK, &defaults, at(6));
+	ct_update(ct, find(ct, 1, &t[1], at(6)), &t[1], TCP_ACK, &defaults, at(6));
+	ck_assert_ptr_nonnull(insert(ct, 1, &t[5], TCP_SYN, &defaults, at(7)));
+	ck_assert_ptr_null(find(ct, 1, &t[2], at(7)));
+	ck_assert_ptr_nonnull(find(ct, 1, &t[1], at(7)));
+
+	/* 5 is embryonic and goes next; then nothing can be evicted. */
+	ck_assert_ptr_nonnull(insert(ct, 1, &t[6], TCP_ACK, &defaults, at(8)));
+	ck_assert_ptr_null(find(ct, 1, &t[5], at(8)));
+	ct_get_stats(ct, &st);
+	ck_assert_uint_eq(st.evicted_embryonic, 3);
+	ck_assert_uint_eq(st.allowance_exceeded, 0);
+
+	ck_assert_ptr_null(insert(ct, 1, &t[7], TCP_SYN, &defaults, at(9)));
+	ck_assert_ptr_null(insert(ct, 1, &t[7], TCP_ACK, &defaults, at(9)));
+	ct_get_stats(ct, &st);
+	ck_assert_uint_eq(st.allowance_exceeded, 2);
+	ck_assert_uint_eq(st.evicted_embryonic, 3);
+	ck_assert_uint_eq(st.used, 4);
+	ck_assert_uint_eq(st.max, 4);
+	ck_assert_uint_eq(st.inserted, 7);
+	ck_assert_uint_eq(ct_available(ct), 0);
+	static const int kept[] = { 1, 3, 4, 6 };
+	for (int k = 0; k < 4; k++)
+		ck_assert_ptr_nonnull(find(ct, 1, &t[kept[k]], at(9)));
+
+	/* Removing one makes room again. */
+	ct_remove(ct, find(ct, 1, &t[3], at(10)));
+	ck_assert_uint_eq(ct_available(ct), 1);
+	ck_assert_ptr_nonnull(insert(ct, 1, &t[7], TCP_ACK, &defaults, at(10)));
+	ct_destroy(ct);
+}
+END_TEST
+
+/* A full table reclaims expired flows before it refuses: here within one
+ * call, as the table has no more buckets than one reclaim sweeps (16). */
+START_TEST(test_full_table_reuses_expired)
+{
+	struct conntrack *ct = ct_create(16);
+	struct ct_stats st;
+	for (int i = 0; i < 15; i++) {
+		struct ct_tuple t = nth(i, PROTO_UDP);
+		ck_assert_ptr_nonnull(insert(ct, 1, &t, 0, &defaults, at(0)));
+	}
+	/* An embryonic flow, alive: it must not be evicted while expired flows
+	 * can make room. */
+	struct ct_tuple syn = nth(99, PROTO_TCP);
+	ck_assert_ptr_nonnull(insert(ct, 1, &syn, TCP_SYN, &defaults, at(0)));
+	ck_assert_uint_eq(ct_available(ct), 0);
+	/* 15 UDP flows expired at 30 s and never looked at: room is found anyway. */
+	for (int i = 16; i < 31; i++) {
+		struct ct_tuple t = nth(i, PROTO_UDP);
+		ck_assert_ptr_nonnull(insert(ct, 1, &t, 0, &defaults, at(30)));
+	}
+	ct_get_stats(ct, &st);
+	ck_assert_uint_eq(st.allowance_exceeded, 0);
+	ck_assert_uint_eq(st.evicted_embryonic, 0);
+	ck_assert_uint_eq(st.expired, 15);
+	ck_assert_uint_eq(st.used, 16);
+	ck_assert_ptr_nonnull(find(ct, 1, &syn, at(30)));
+	/* Now only the embryonic flow can go. */
+	struct ct_tuple t = nth(200, PROTO_UDP);
+	ck_assert_ptr_nonnull(insert(ct, 1, &t, 0, &defaults, at(30)));
+	ck_assert_ptr_null(find(ct, 1, &syn, at(30)));
+	ct_get_stats(ct, &st);
+	ck_assert_uint_eq(st.evicted_embryonic, 1);
+	ct_destroy(ct);
+}
+END_TEST
+
+START_TEST(test_insert_existing_flow_is_no_duplicate)
+{
+	struct conntrack *ct = ct_create(4);
+	struct ct_tuple t = nth(1, PROTO_UDP);
+	struct ct_tuple r = rev(&t);
+	struct ct_entry *e = insert(ct, 1, &t, 0, &defaults, at(0));
+	ck_assert_ptr_eq(insert(ct, 1, &r, 0, &defaults, at(1)), e);
+	ck_assert_uint_eq(used(ct), 1);
+	ck_assert(info_of(e).seen_reply);
+	ct_destroy(ct);
+}
+END_TEST
+
+START_TEST(test_available_and_remove)
+{
+	struct conntrack *ct = ct_create(10);
+	struct ct_entry *e[10];
+	for (int i = 0; i < 10; i++) {
+		struct ct_tuple t = nth(i, PROTO_TCP);
+		e[i] = insert(ct, 2, &t, TCP_ACK, &defaults, at(0));
+		ck_assert_uint_eq(ct_available(ct), 9 - (uint64_t)i);
+	}
+	for (int i = 0; i < 10; i += 2)
+		ct_remove(ct, e[i]);
+	ck_assert_uint_eq(ct_available(ct), 5);
+	ct_remove(ct, e[0]); /* already gone: nothing happens */
+	ck_assert_uint_eq(ct_available(ct), 5);
+	for (int i = 0; i < 10; i++) {
+		struct ct_tuple t = nth(i, PROTO_TCP);
+		if (i % 2)
+			ck_assert_ptr_eq(find(ct, 2, &t, at(1)), e[i]);
+		else
+			ck_assert_ptr_null(find(ct, 2, &t, at(1)));
+	}
+	struct ct_stats st;
+	ct_get_stats(ct, &st);
+	ck_assert_uint_eq(st.expired, 0);
+	ct_destroy(ct);
+}
+END_TEST
+
+START_TEST(test_expire_in_slices)
+{
+	/* 1000 flows over 1024 buckets; even ones idle out at 30 s, odd ones
+	 * were refreshed and live to 40 s. */
+	struct conntrack *ct = ct_create(1000);
+	for (int i = 0; i < 1000; i++) {
+		struct ct_tuple t = nth(i, PROTO_UDP);
+		struct ct_entry *e = insert(ct, 1, &t, 0, &defaults, at(0));
+		if (i % 2)
+			ct_update(ct, e, &t, 0, &defaults, at(10));
+	}
+	ck_assert_uint_eq(ct_expire(ct, at(29), 2048), 0);
+
+	unsigned total = 0, calls = 0, n;
+	uint64_t before = used(ct);
+	n = ct_expire(ct, at(30), 100);
+	ck_assert_uint_gt(n, 0);
+	ck_assert_uint_lt(n, 500);
+	ck_assert_uint_eq(used(ct), before - n);
+	total += n;
+	calls++;
+	while (calls < 11) {
+		total += ct_expire(ct, at(30), 100);
+		calls++;
+	}
+	/* 11 slices of 100 cover all 1024 buckets. */
+	ck_assert_uint_eq(total, 500);
+	ck_assert_uint_eq(used(ct), 500);
+	ck_assert_uint_eq(ct_expire(ct, at(30), 1024), 0);
+	for (int i = 1; i < 1000; i += 2) {
+		struct ct_tuple t = nth(i, PROTO_UDP);
+		ck_assert_ptr_nonnull(find(ct, 1, &t, at(30)));
+	}
+	/* The cursor wraps: small slices keep going round. */
+	total = 0;
+	for (int k = 0; k < 1024 / 7 + 1; k++)
+		total += ct_expire(ct, at(40), 7);
+	ck_assert_uint_eq(total, 500);
+	ck_assert_uint_eq(used(ct), 0);
+	struct ct_stats st;
+	ct_get_stats(ct, &st);
+	ck_assert_uint_eq(st.expired, 1000);
+	ck_assert_uint_eq(ct_available(ct), 1000);
+	ct_destroy(ct);
+}
+END_TEST
+
+struct seen {
+	int n;
+	int stop_after;
+	uint32_t ports[16];
+};
+
+static int collect(const struct ct_flow_info *fi, void *arg)
+{
+	struct seen *s = arg;
+	ck_assert_int_lt(s->n, 16);
+	s->ports[s->n++] = fi->orig.sport;
+	return s->n == s->stop_after;
+}
+
+START_TEST(test_foreach_live_only)
+{
+	struct conntrack *ct = ct_create(16);
+	/* UDP flows 0..9; 0..3 are refreshed and outlive the others. */
+	for (int i = 0; i < 10; i++) {
+		struct ct_tuple t = nth(i, PROTO_UDP);
+		struct ct_entry *e = insert(ct, 1, &t, 0, &defaults, at(0));
+		if (i < 4)
+			ct_update(ct, e, &t, 0, &defaults, at(20));
+	}
+	struct seen s = { 0, -1, { 0 } };
+	ct_foreach(ct, at(29), collect, &s);
+	ck_assert_int_eq(s.n, 10);
+
+	memset(&s, 0, sizeof(s));
+	s.stop_after = -1;
+	ct_foreach(ct, at(30), collect, &s);
+	ck_assert_int_eq(s.n, 4);
+	uint32_t mask = 0;
+	for (int k = 0; k < s.n; k++)
+		mask |= 1u << (s.ports[k] - 1024);
+	ck_assert_uint_eq(mask, 0xf);
+
+	memset(&s, 0, sizeof(s));
+	s.stop_after = 2;
+	ct_foreach(ct, at(30), collect, &s);
+	ck_assert_int_eq(s.n, 2);
+	ct_destroy(ct);
+}
+END_TEST
+
+/* A hint only: lookups find the same flows, empty buckets are fine. */
+START_TEST(test_prefetch_changes_nothing)
+{
+	struct conntrack *ct = ct_create(64);
+	for (int i = 0; i < 32; i++) {
+		struct ct_tuple t = nth(i, PROTO_TCP);
+		insert(ct, 1, &t, TCP_ACK, &defaults, at(0));
+	}
+	for (int i = 0; i < 64; i++) {
+		struct ct_tuple t = nth(i, PROTO_TCP);
+		ct_prefetch(ct, 1, ct_hash(&t), false);
+		ct_prefetch(ct, 1, ct_hash(&t), true);
+		ct_prefetch(ct, 2, ct_hash(&t), true);
+		ck_assert_int_eq(find(ct, 1, &t, at(1)) != NULL, i < 32);
+	}
+	ck_assert_uint_eq(used(ct), 32);
+	ct_destroy(ct);
+}
+END_TEST
+
+static const uint32_t sizes[] = { 1, 2, 3, 1000, 1024, 1025, 65537 };
+
+START_TEST(test_bytes_per_flow)
+{
+	struct conntrack *ct = ct_create(sizes[_i]);
+	ck_assert_ptr_nonnull(ct);
+	ck_assert_uint_le(ct_bytes_per_flow(ct), 128);
+	ck_assert_uint_ge(ct_bytes_per_flow(ct), 64);
+	ck_assert_uint_eq(ct_available(ct), sizes[_i]);
+	ct_destroy(ct);
+}
+END_TEST
+
+START_TEST(test_create_zero)
+{
+	ck_assert_ptr_null(ct_create(0));
+	ct_destroy(NULL);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- randomized */
+
+/* A reference model: an array of flows, searched linearly. */
+struct mflow {
+	bool present;
+	uint32_t iface;
+	struct ct_tuple orig;
+	uint64_t deadline;
+	bool seen_reply, stream, closed;
+};
+
+/* More room than the universe has flows: the table never fills here. */
+enum { UNIVERSE = 300, IFACES = 3, MODEL_MAX = UNIVERSE * IFACES };
+
+static uint64_t rng_state = 0x1234567;
+
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+/* The tuples drawn from: few addresses and ports so that the two
+ * orientations of a flow both come up. */
+static struct ct_tuple draw(void)
+{
+	static const int protos[] = { PROTO_TCP, PROTO_UDP, PROTO_ICMP, 47 };
+	struct ct_tuple t;
+	memset(&t, 0, sizeof(t));
+	int k = (int)(rnd() % UNIVERSE);
+	t.proto = (uint8_t)protos[k % 4];
+	t.src = addr_from_v4(0x0A000000u + (uint32_t)(k / 4 % 5));
+	t.dst = addr_from_v4(0x0A000000u + (uint32_t)(k / 20 % 5));
+	if (t.proto == PROTO_TCP || t.proto == PROTO_UDP) {
+		t.sport = (uint16_t)(1000 + k / 100);
+		t.dport = 80;
+	} else if (t.proto == PROTO_ICMP) {
+		t.sport = t.dport = (uint16_t)(k / 100);
+	}
+	return rnd() % 2 ? rev(&t) : t;
+}
+
+static bool tuple_eq(const struct ct_tuple *a, const struct ct_tuple *b)
+{
+	return addr_eq(&a->src, &b->src) && addr_eq(&a->dst, &b->dst) && a->sport == b->sport &&
+	       a->dport == b->dport && a->proto == b->proto;
+}
+
+static struct mflow *mfind(struct mflow *m, int n, uint32_t iface, const struct ct_tuple *t)
+{
+	struct ct_tuple r = rev(t);
+	for (int i = 0; i < n; i++) {
+		if (!m[i].present || m[i].iface != iface || m[i].orig.proto != t->proto)
+			continue;
+		if (tuple_eq(&m[i].orig, t) || tuple_eq(&m[i].orig, &r))
+			return &m[i];
+	}
+	return NULL;
+}
+
+static uint32_t mtimeout(const struct mflow *f, const struct ct_timeouts *to)
+{
+	switch (f->orig.proto) {
+	case PROTO_TCP: return f->closed ? CT_TIMEOUT_TCP_CLOSE : to->tcp_established;
+	case PROTO_UDP: return f->stream ? to->udp_stream : to->udp;
+	case PROTO_ICMP: return CT_TIMEOUT_ICMP;
+	default: return CT_TIMEOUT_OTHER;
+	}
+}
+
+static int count_flows(const struct ct_flow_info *fi, void *arg)
+{
+	(void)fi;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* Table sizes: never full; and small enough that it is full most of the
+ * time, with no more buckets than a reclaim sweeps, so that an insertion
+ * must fail exactly when the model has max live flows. */
+static const struct {
+	uint32_t max;
+	int ops;
+} random_cases[] = {
+	{ UNIVERSE * IFACES, 200000 },
+	{ 16, 100000 },
+	{ 5, 50000 },
+};
+
+/* TCP packets here are ACKs and RSTs only: mid-stream pickup, established
+ * or closed, which keeps the model small and the table free of embryonic
+ * flows. */
+START_TEST(test_random_against_model)
+{
+	const struct ct_timeouts to = { 90, 40, 70 };
+	const uint32_t max = random_cases[_i].max;
+	struct conntrack *ct = ct_create(max);
+	static struct mflow m[UNIVERSE * IFACES * 2];
+	int nm = 0;
+	uint64_t refused = 0;
+	memset(m, 0, sizeof(m));
+	uint64_t now = at(0);
+	rng_state = 0x1234567 + (uint64_t)_i;
+
+	for (int op = 0; op < random_cases[_i].ops; op++) {
+		now += rnd() % (NS / 2);
+		struct ct_tuple t = draw();
+		uint32_t iface = (uint32_t)(rnd() % IFACES) + 100;
+		uint8_t flags = rnd() % 16 ? TCP_ACK : TCP_RST;
+		struct mflow *f = mfind(m, nm, iface, &t);
+		bool live = f && now < f->deadline;
+		struct ct_entry *e = ct_lookup(ct, iface, &t, ct_hash(&t), now);
+		ck_assert_msg(live == (e != NULL), "op %d: model %d table %d", op, live, e != NULL);
+		if (f && !live)
+			f->present = false;
+		if (e) {
+			struct ct_flow_info fi = info_of(e);
+			ck_assert_uint_eq(fi.expires_ns, f->deadline);
+			ck_assert(tuple_eq(&fi.orig, &f->orig));
+			ck_assert_int_eq(fi.udp_stream, f->stream);
+			ck_assert_int_eq(fi.seen_reply, f->seen_reply);
+			if (t.proto == PROTO_TCP)
+				ck_assert_int_eq(fi.tcp_state, f->closed ? CT_TCP_CLOSE
+									 : CT_TCP_ESTABLISHED);
+		}
+		switch (rnd() % 4) {
+		case 0: /* the packet is dropped: nothing changes */
+			break;
+		case 1:
+		case 2: /* accepted */
+			if (e) {
+				bool reply = !tuple_eq(&f->orig, &t);
+				if (reply)
+					f->seen_reply = true;
+				else if (f->seen_reply && t.proto == PROTO_UDP)
+					f->stream = true;
+				if (t.proto == PROTO_TCP && (flags & TCP_RST))
+					f->closed = true;
+				ct_update(ct, e, &t, flags, &to, now);
+			} else {
+				uint32_t n_live = 0;
+				for (int i = 0; i < nm; i++) {
+					if (m[i].present && now >= m[i].deadline)
+						m[i].present = false;
+					n_live += m[i].present;
+				}
+				e = ct_insert(ct, iface, &t, ct_hash(&t), flags, &to, now);
+				if (n_live == max) {
+					ck_assert_msg(e == NULL, "op %d: inserted into a full table", op);
+					refused++;
+					break;
+				}
+				ck_assert_msg(e != NULL, "op %d: refused with %u of %u", op, n_live, max);
+				int i = 0;
+				while (m[i].present)
+					i++;
+				ck_assert_int_lt(i, (int)(sizeof(m) / sizeof(m[0])));
+				if (i == nm)
+					nm++;
+				f = &m[i];
+				memset(f, 0, sizeof(*f));
+				f->present = true;
+				f->iface = iface;
+				f->orig = t;
+				f->closed = t.proto == PROTO_TCP && (flags & TCP_RST);
+			}
+			f->deadline = now + (uint64_t)mtimeout(f, &to) * NS;
+			break;
+		case 3: /* a slice of expiry */
+			ct_expire(ct, now, (unsigned)(rnd() % 64));
+			break;
+		}
+		if (op % 5000 == 0) {
+			/* A full sweep leaves exactly the model's live flows. */
+			ct_expire(ct, now, 2 * max);
+			int n = 0, listed = 0;
+			for (int i = 0; i < nm; i++) {
+				if (m[i].present && now >= m[i].deadline)
+					m[i].present = false;
+				n += m[i].present;
+			}
+			ct_foreach(ct, now, count_flows, &listed);
+			ck_assert_int_eq(used(ct), n);
+			ck_assert_int_eq(listed, n);
+			ck_assert_uint_eq(ct_available(ct), max - (uint32_t)n);
+		}
+	}
+	struct ct_stats st;
+	ct_get_stats(ct, &st);
+	ck_assert_uint_eq(st.allowance_exceeded, refused);
+	ck_assert_uint_eq(st.evicted_embryonic, 0);
+	if (max < 100)
+		ck_assert_uint_gt(refused, 1000);
+	ck_assert_uint_gt(st.expired, max < 100 ? 10 : 1000);
+	ct_destroy(ct);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("conntrack");
+	TCase *tc = tcase_create("key");
+	tcase_add_test(tc, test_lookup_both_directions);
+	tcase_add_test(tc, test_iface_is_part_of_the_key);
+	tcase_add_test(tc, test_same_host_both_ends);
+	tcase_add_loop_test(tc, test_hash_symmetric, 0, sizeof(hash_cases) / sizeof(hash_cases[0]));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("timeouts");
+	tcase_add_loop_test(tc, test_tcp, 0, sizeof(tcp_cases) / sizeof(tcp_cases[0]));
+	tcase_add_test(tc, test_lookup_does_not_refresh);
+	tcase_add_loop_test(tc, test_udp, 0, sizeof(udp_cases) / sizeof(udp_cases[0]));
+	tcase_add_loop_test(tc, test_fixed_timeouts, 0, sizeof(fixed_cases) / sizeof(fixed_cases[0]));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("table");
+	tcase_add_test(tc, test_full_table_evicts_embryonic_oldest_first);
+	tcase_add_test(tc, test_full_table_reuses_expired);
+	tcase_add_test(tc, test_insert_existing_flow_is_no_duplicate);
+	tcase_add_test(tc, test_available_and_remove);
+	tcase_add_test(tc, test_expire_in_slices);
+	tcase_add_test(tc, test_foreach_live_only);
+	tcase_add_test(tc, test_prefetch_changes_nothing);
+	tcase_add_loop_test(tc, test_bytes_per_flow, 0, sizeof(sizes) / sizeof(sizes[0]));
+	tcase_add_test(tc, test_create_zero);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("random");
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, test_random_against_model, 0,
+			    sizeof(random_cases) / sizeof(random_cases[0]));
+	suite_add_tcase(s, tc);
+
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -394,6 +394,36 @@ START_TEST(test_stats_count_every_packet)
 }
 END_TEST
 
+/* A batch decides exactly as packets one at a time, in order: a flow the
+ * first packet of a batch starts admits the reply later in the same batch. */
+START_TEST(test_batch_equals_single)
+{
+	struct packet ps[40];
+	int n = 0;
+	for (int i = 0; i < 10; i++) {
+		ps[n++] = TCP("10.0.1.10", "10.0.2.10", 40000 + i, 8000, TCP_SYN);
+		ps[n++] = TCP("10.0.2.10", "10.0.1.10", 8000, 40000 + i, TCP_SYN | TCP_ACK);
+		ps[n++] = TCP("203.0.113.7", "10.0.2.10", 40000 + i, 8000, TCP_SYN);
+		ps[n++] = tu_icmp("10.0.3.10", "169.254.169.254", 8, 0, i);
+	}
+	struct verdict single[40], batch[40];
+	for (int i = 0; i < n; i++)
+		pipeline_eval(&pl, pol, &ps[i], NULL, tu_sec(0), &single[i]);
+	struct pipeline pl2;
+	pipeline_init(&pl2, ct_create(1024));
+	pipeline_eval_batch(&pl2, pol, ps, NULL, n, tu_sec(0), batch);
+	for (int i = 0; i < n; i++) {
+		ck_assert_msg(single[i].accept == batch[i].accept && single[i].stage == batch[i].stage &&
+				      single[i].reason == batch[i].reason && single[i].sg_rule == batch[i].sg_rule,
+			      "packet %d differs", i);
+	}
+	ck_assert(batch[1].accept && batch[1].reason == REASON_TRACKED_FLOW);
+	ck_assert(!batch[2].accept);
+	ck_assert_uint_eq(pl2.stats.accepted, pl.stats.accepted);
+	ct_destroy(pl2.ct);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pipeline");
@@ -412,6 +442,7 @@ int main(void)
 	tcase_add_test(tc, test_source_dest_check);
 	tcase_add_test(tc, test_ipv6);
 	tcase_add_test(tc, test_stats_count_every_packet);
+	tcase_add_test(tc, test_batch_equals_single);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

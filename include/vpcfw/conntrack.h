@@ -77,7 +77,9 @@ struct conntrack *ct_create(uint32_t max);
 void ct_destroy(struct conntrack *ct);
 
 /* Direction-independent hash of the tuple: the same for a packet and its
- * reply.  Computed once per packet and passed to the calls below. */
+ * reply.  Computed once per packet and passed to the calls below.  Keyed by
+ * a random secret chosen at program start, so bucket placement (and the
+ * order ct_foreach lists flows in) differs from run to run. */
 uint64_t ct_hash(const struct ct_tuple *t);
 
 /* Finds the live flow of this tuple tracked at interface `iface`, or NULL.
@@ -85,6 +87,13 @@ uint64_t ct_hash(const struct ct_tuple *t);
  * returned.  Does not change the entry. */
 struct ct_entry *ct_lookup(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
 			   uint64_t hash, uint64_t now_ns);
+
+/* Optional, for batches: a lookup of (iface, hash) follows soon.  A lookup
+ * waits on two cache misses, the bucket and then the entry; a batch can
+ * overlap them.  First call with entry = false for every packet (loads the
+ * bucket), then with entry = true for every packet (loads the bucket's first
+ * flow), then look up. */
+void ct_prefetch(const struct conntrack *ct, uint32_t iface, uint64_t hash, bool entry);
 
 /* Records an accepted packet of a tracked flow: advances the TCP state
  * machine (or the UDP stream flag) and pushes the deadline out by the
@@ -94,7 +103,9 @@ void ct_update(struct conntrack *ct, struct ct_entry *e, const struct ct_tuple *
 
 /* Starts a flow at `iface` for this accepted packet (the packet's source is
  * the originator).  Returns NULL if the table is full and no embryonic flow
- * could be evicted; that refusal is counted in allowance_exceeded. */
+ * could be evicted; that refusal is counted in allowance_exceeded.  A full
+ * table first reclaims expired flows from a bounded sweep.  If the flow is
+ * already tracked, it is updated as by ct_update and returned. */
 struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
 			   uint64_t hash, uint8_t tcp_flags, const struct ct_timeouts *to,
 			   uint64_t now_ns);

@@ -88,6 +88,13 @@ void pipeline_init(struct pipeline *pl, struct conntrack *ct);
 void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct packet *p,
 		   const struct pkt_meta *meta, uint64_t now_ns, struct verdict *v);
 
+/* The same for n packets of one batch, in order (metas may be NULL).  It
+ * overlaps the flow-table lookups of the batch, which at a million flows are
+ * main-memory bound: the way to decide a receive batch. */
+enum { PIPELINE_BATCH = 32 };
+void pipeline_eval_batch(struct pipeline *pl, const struct policy *pol, const struct packet *pkts,
+			 const struct pkt_meta *metas, int n, uint64_t now, struct verdict *out);
+
 /* Records a verdict for a packet that never reached the stages (not IP,
  * malformed) so that it is counted like the rest. */
 void pipeline_verdict_unparsed(struct pipeline *pl, enum packet_status st, struct verdict *v);
