@@ -153,6 +153,9 @@ struct located {
 static void locate(const struct policy *pol, const struct packet *p, const struct pkt_meta *meta,
 		   struct located *l)
 {
+	l->a = l->b = NULL;
+	l->trackable = false;
+	l->hash = 0;
 	l->ssub = policy_subnet_by_addr(pol, &p->src);
 	l->dsub = policy_subnet_by_addr(pol, &p->dst);
 	l->exempt = policy_is_exempt(pol, &p->src, l->ssub) || policy_is_exempt(pol, &p->dst, l->dsub);
