@@ -11,6 +11,7 @@
 #include "vpcfw/config.h"
 #include "vpcfw/daemon.h"
 #include "vpcfw/diag.h"
+#include "vpcfw/flowlog.h"
 #include "vpcfw/policy.h"
 #include "vpcfw/replay.h"
 
@@ -55,8 +56,10 @@ static struct policy *load_policy(const char **paths, int n, bool strict)
 	model_init(m);
 	for (int i = 0; i < n; i++)
 		config_load_path(m, paths[i], &d);
-	if (d.errors == 0)
+	if (d.errors == 0) {
 		config_check(m, &d);
+		flowlog_check_config(m, &d); /* flow logs (flowlog helper) */
+	}
 	struct policy *p = NULL;
 	if (d.errors == 0) {
 		p = policy_build(m, &d);

@@ -9,8 +9,7 @@ VPCFWD=${VPCFWD:-${top_builddir:-$top_srcdir/build}/src/vpcfwd}
 # The scenarios need scapy to build their packets (Debian: python3-scapy).
 /usr/bin/python3 -c 'import scapy' 2>/dev/null || { echo "SKIP: no python3-scapy"; exit 77; }
 
-# Flow logs are not written yet (a later issue): skip the scenarios'
-# flow-log expectations until vpcfwd has --flow-log-dir.
-export SCENARIO_NO_FLOWLOG=1
+# Scenarios with flow-log expectations also check the records vpcfwd writes
+# under --flow-log-dir.
 
 exec /usr/bin/python3 "$top_srcdir/tests/tools/scenario-check" "$VPCFWD" "$top_srcdir/tests/scenarios"

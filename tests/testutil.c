@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "vpcfw/config.h"
+#include "vpcfw/flowlog.h"
 
 struct policy *tu_policy_try(const char *json, char **out_text)
 {
@@ -16,8 +17,10 @@ struct policy *tu_policy_try(const char *json, char **out_text)
 	diag_init(&d);
 	model_init(m);
 	config_load_buffer(m, "test.json", json, strlen(json), &d);
-	if (d.errors == 0)
+	if (d.errors == 0) {
 		config_check(m, &d);
+		flowlog_check_config(m, &d); /* flow logs (flowlog helper) */
+	}
 	struct policy *p = NULL;
 	if (d.errors == 0) {
 		p = policy_build(m, &d);

@@ -39,7 +39,9 @@ struct flowlog_options {
  * NULL. */
 bool flowlog_enabled(const struct policy *pol, const struct flowlog_options *opt);
 
-/* NULL with *err set if flow logging is off (no directory) or cannot start. */
+/* NULL if flow logging is off (no directory, no decision log) or cannot
+ * start (the reason is printed to stderr; flowlog_enabled() tells which).
+ * Every function below takes a NULL flowlog / worker as "off". */
 struct flowlog *flowlog_create(const struct policy *pol, const struct flowlog_options *opt);
 /* Called after a reload: which interfaces are logged, formats, ... */
 void flowlog_set_policy(struct flowlog *fl, const struct policy *pol);
