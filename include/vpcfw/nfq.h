@@ -1,3 +1,97 @@
+/* One NFQUEUE queue over libmnl: setup, batched receive, batched verdicts.
+ * Knows nothing of policy: the caller decides each packet of a batch.
+ *
+ * A worker's loop:
+ *     n = nfqueue_recv_batch(q, 100);          (waits at most 100 ms)
+ *     for (i = 0; i < n; i++)
+ *             nfqueue_set_verdict(q, i, decide(nfqueue_packet(q, i)));
+ *     nfqueue_send_verdicts(q);
+ * Every packet received gets a verdict: one not decided by the caller is
+ * dropped by nfqueue_send_verdicts(). */
 #ifndef VPCFW_NFQ_H
 #define VPCFW_NFQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The headers the engine reads: IPv4/IPv6 with extension headers, the L4
+ * header, and for ICMP errors the quoted IP + L4 header. */
+#define NFQUEUE_COPY_RANGE_HEADERS 256u
+#define NFQUEUE_BATCH_MAX 64
+
+struct nfqueue_options {
+	uint16_t queue;
+	uint32_t copy_range;    /* bytes of each packet copied to us; 0: headers */
+	uint32_t queue_maxlen;  /* packets the kernel holds for us; 0: 4096 */
+	int rcvbuf;             /* socket receive buffer, bytes; 0: 8 MiB */
+	bool fail_open;         /* a full queue accepts instead of dropping */
+};
+
+struct nfqueue_packet {
+	uint32_t id;
+	uint16_t hw_proto;      /* ETH_P_IP / ETH_P_IPV6, host order */
+	uint8_t hook;
+	bool truncated;         /* our receive buffer cut the message: decide DROP */
+	const uint8_t *payload; /* the packet from its IP header; NULL if absent */
+	size_t caplen;          /* bytes at payload */
+	size_t wirelen;         /* the packet's real length (NFQA_CAP_LEN) */
+	uint32_t indev, outdev; /* ifindex, 0 if none */
+	uint32_t skb_info;      /* NFQA_SKB_* */
+};
+
+/* What this socket saw.  The kernel's own per-queue counters are read with
+ * nfqueue_kernel_stats(). */
+struct nfqueue_stats {
+	uint64_t packets;
+	uint64_t accepted, dropped;
+	uint64_t batches;
+	uint64_t verdict_msgs;          /* verdict messages sent (runs of one verdict) */
+	uint64_t enobufs;               /* receive overruns: the kernel lost messages to us */
+	uint64_t truncated;             /* messages larger than our buffer (dropped) */
+	uint64_t netlink_errors;        /* error replies from the kernel (e.g. a verdict refused) */
+	uint64_t recv_errors, send_errors;
+};
+
+/* /proc/net/netfilter/nfnetlink_queue, one line per bound queue. */
+struct nfqueue_kernel_stats {
+	uint32_t queue_total;           /* packets waiting in the kernel now */
+	uint64_t queue_dropped;         /* queue full: dropped (or accepted, fail-open) */
+	uint64_t user_dropped;          /* netlink could not deliver to us (socket buffer full) */
+	uint64_t id_sequence;           /* last packet id */
+};
+
+struct nfqueue;
+
+/* Binds the queue and configures it.  NULL on failure with a message in
+ * err (for example another process holds the queue). */
+struct nfqueue *nfqueue_open(const struct nfqueue_options *opt, char *err, size_t errlen);
+/* Unbinds; the kernel drops whatever is still queued (it flushes with DROP). */
+void nfqueue_close(struct nfqueue *q);
+
+/* Waits up to timeout_ms for the first packet, then takes whatever else is
+ * already waiting, up to NFQUEUE_BATCH_MAX.  Returns the number of packets (0 on
+ * timeout or if only non-packet messages came), -1 on a fatal socket error. */
+int nfqueue_recv_batch(struct nfqueue *q, int timeout_ms);
+const struct nfqueue_packet *nfqueue_packet(const struct nfqueue *q, int i);
+/* verdict: NF_ACCEPT or NF_DROP. */
+void nfqueue_set_verdict(struct nfqueue *q, int i, uint32_t verdict);
+/* Sends the batch's verdicts, one message per run of equal verdicts.
+ * Returns 0, or -1 if the kernel could not be told (counted). */
+int nfqueue_send_verdicts(struct nfqueue *q);
+
+/* Changes what a full queue does; safe while a worker uses q (the kernel's
+ * acknowledgement is a message the worker skips). */
+void nfqueue_set_fail_open(struct nfqueue *q, bool fail_open);
+
+uint16_t nfqueue_queue_num(const struct nfqueue *q);
+void nfqueue_get_stats(const struct nfqueue *q, struct nfqueue_stats *out);
+/* Reads the kernel's counters of queue `queue` in the current network
+ * namespace.  Returns false if the queue is not listed. */
+bool nfqueue_kernel_stats(uint16_t queue, struct nfqueue_kernel_stats *out);
+
+/* Parses "0", "0-3", "0,2,5-6" into a sorted list without duplicates.
+ * Returns the number of queues, or -1 (invalid, or more than max). */
+int nfqueue_parse_queues(const char *s, uint16_t *out, int max);
+
 #endif

@@ -1,0 +1,207 @@
+#!/bin/bash
+# Throughput and latency through a gateway namespace: figures, not a test.
+#   client (203.0.113.7, .8) -- gw -- server (10.0.1.10)
+# Modes, run in alternating order over ROUNDS rounds (the best of each is
+# kept): no filter; equivalent kernel rules (iptables + conntrack); a minimal
+# accept-all NFQUEUE reader with vpcfwd's own queue code and tuning (the
+# ceiling); vpcfwd; each NFQUEUE mode with 1 and 2 queues.
+# Measures: bulk TCP (iperf3, two streams, one per client address), 64-byte
+# UDP packet rate (iperf3 -u -l 64 -b 0), ICMP echo RTT p50/p99.
+# usage: bench/throughput/run.sh [path/to/vpcfwd]   (root; DURATION, ROUNDS)
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top_srcdir=${top_srcdir:-$here/../..}
+VPCFWD=${1:-${VPCFWD:-${top_builddir:-$top_srcdir}/src/vpcfwd}}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-2}
+PINGS=${PINGS:-1000}
+. "$top_srcdir/tests/lab/lib.sh"
+lab_can_run || exit 77
+command -v iperf3 >/dev/null || { echo "bench: iperf3 missing"; exit 77; }
+[ -x "$VPCFWD" ] || { echo "bench: no vpcfwd at $VPCFWD"; exit 77; }
+
+T=$(mktemp -d)
+trap 'lab_cleanup; rm -rf "$T"' EXIT
+trap 'exit 130' INT TERM HUP
+
+# The ceiling, built like vpcfwd (optimised, no sanitizers).
+${CC:-cc} -std=c11 -O2 -D_GNU_SOURCE -I"$top_srcdir/include" -o "$T/accept-all" \
+	"$here/accept-all.c" "$top_srcdir/src/nfq.c" \
+	$(pkg-config --cflags --libs libnetfilter_queue libmnl) -pthread || exit 1
+
+lab_gateway
+lab_host cli vcli 203.0.113.1 203.0.113.7/24 2001:db8:ffff::1 2001:db8:ffff::7/64
+lab_host srv vsrv 10.0.1.1 10.0.1.10/24 2001:db8:1234:1::1 2001:db8:1234:1::10/64
+in_ns cli ip addr add 203.0.113.8/24 dev eth0
+for p in 5201 5202; do
+	lab_bg srv iperf3 -s -p $p >/dev/null 2>&1
+done
+sleep 0.3
+
+# The server's security group admits iperf3 and ping from the client's /24
+# (tracked: not from 0.0.0.0/0), as the kernel rules below do.
+mkdir -p "$T/conf"
+cat >"$T/conf/bench.json" <<'JSON'
+{
+  "Vpcs": [{"VpcId": "vpc-0000000000bench", "CidrBlock": "10.0.0.0/16"}],
+  "Subnets": [{"SubnetId": "subnet-000000000bench", "VpcId": "vpc-0000000000bench",
+               "CidrBlock": "10.0.1.0/24"}],
+  "NetworkAcls": [{"NetworkAclId": "acl-0000000000bench", "VpcId": "vpc-0000000000bench",
+    "IsDefault": true, "Associations": [],
+    "Entries": [
+      {"RuleNumber": 100, "Egress": false, "Protocol": "-1", "RuleAction": "allow", "CidrBlock": "0.0.0.0/0"},
+      {"RuleNumber": 100, "Egress": true, "Protocol": "-1", "RuleAction": "allow", "CidrBlock": "0.0.0.0/0"}]}],
+  "SecurityGroups": [{"GroupId": "sg-0000000000bench", "GroupName": "bench", "VpcId": "vpc-0000000000bench",
+    "IpPermissions": [
+      {"IpProtocol": "tcp", "FromPort": 5201, "ToPort": 5202, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]},
+      {"IpProtocol": "udp", "FromPort": 5201, "ToPort": 5202, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]},
+      {"IpProtocol": "icmp", "FromPort": 8, "ToPort": -1, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]}],
+    "IpPermissionsEgress": [
+      {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]}],
+  "NetworkInterfaces": [{"NetworkInterfaceId": "eni-0000000000bench", "SubnetId": "subnet-000000000bench",
+    "VpcId": "vpc-0000000000bench", "PrivateIpAddress": "10.0.1.10",
+    "PrivateIpAddresses": [{"PrivateIpAddress": "10.0.1.10", "Primary": true}],
+    "Groups": [{"GroupId": "sg-0000000000bench"}], "SourceDestCheck": true}],
+  "Vpcfw": {"InterfaceBindings": [{"NetworkInterfaceId": "eni-0000000000bench", "Device": "vsrv"}]}
+}
+JSON
+"$VPCFWD" --check-config -c "$T/conf" || exit 1
+
+rules_none() {
+	in_ns gw iptables -F FORWARD
+	in_ns gw iptables -P FORWARD ACCEPT
+}
+rules_kernel() {
+	rules_none
+	in_ns gw iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+	in_ns gw iptables -A FORWARD -s 203.0.113.0/24 -d 10.0.1.10 -p tcp --dport 5201:5202 \
+		-m conntrack --ctstate NEW -j ACCEPT
+	in_ns gw iptables -A FORWARD -s 203.0.113.0/24 -d 10.0.1.10 -p udp --dport 5201:5202 \
+		-m conntrack --ctstate NEW -j ACCEPT
+	in_ns gw iptables -A FORWARD -s 203.0.113.0/24 -d 10.0.1.10 -p icmp --icmp-type echo-request \
+		-j ACCEPT
+	in_ns gw iptables -A FORWARD -s 10.0.1.10 -j ACCEPT
+	in_ns gw iptables -A FORWARD -j DROP
+}
+# Two queues: each client address and its replies to one queue, so that
+# both directions of a flow meet the same worker.
+rules_queue() {
+	rules_none
+	if [ "$1" = 1 ]; then
+		in_ns gw iptables -A FORWARD -j NFQUEUE --queue-num 0
+	else
+		in_ns gw iptables -A FORWARD -s 203.0.113.8 -j NFQUEUE --queue-num 1
+		in_ns gw iptables -A FORWARD -d 203.0.113.8 -j NFQUEUE --queue-num 1
+		in_ns gw iptables -A FORWARD -j NFQUEUE --queue-num 0
+	fi
+}
+
+READER=
+start_reader() { # start_reader accept-all|vpcfwd QUEUES
+	if [ "$1" = accept-all ]; then
+		ip netns exec "$(lab_ns gw)" "$T/accept-all" "$2" 2>>"$T/reader.log" &
+	else
+		ip netns exec "$(lab_ns gw)" "$VPCFWD" -f -c "$T/conf" -q "$2" 2>>"$T/reader.log" &
+	fi
+	READER=$!
+	sleep 0.5
+}
+stop_reader() {
+	[ -n "$READER" ] || return 0
+	kill "$READER" 2>/dev/null
+	wait "$READER" 2>/dev/null
+	READER=
+	# what the reader saw: batches, socket overruns, the kernel's drops
+	grep -E 'at exit: [0-9]+ packets|kernel queue|accept-all: queue' "$T/reader.log" |
+		sed 's/^/    /' >&2
+	: >"$T/reader.log"
+}
+
+# Returns "tcp_gbps udp_kpps p50_us p99_us" for the current setup.
+measure() {
+	local tcp udp lat pids
+	pids=
+	for i in 0 1; do
+		in_ns cli iperf3 -c 10.0.1.10 -B 203.0.113.$((7 + i)) -p $((5201 + i)) -t "$DURATION" -J \
+			>"$T/tcp$i.json" 2>/dev/null &
+		pids="$pids $!"
+	done
+	wait $pids
+	tcp=$("$PY" -c '
+import json, sys
+s = 0
+for f in sys.argv[1:]:
+    try: s += json.load(open(f))["end"]["sum_received"]["bits_per_second"]
+    except Exception: pass
+print("%.2f" % (s / 1e9))' "$T/tcp0.json" "$T/tcp1.json")
+	pids=
+	for i in 0 1; do
+		in_ns cli iperf3 -c 10.0.1.10 -B 203.0.113.$((7 + i)) -p $((5201 + i)) -u -l 64 -b 0 \
+			-t "$DURATION" -J >"$T/udp$i.json" 2>/dev/null &
+		pids="$pids $!"
+	done
+	wait $pids
+	udp=$("$PY" -c '
+import json, sys
+s = 0
+for f in sys.argv[1:]:
+    try:
+        e = json.load(open(f))["end"]["sum"]
+        s += (e["packets"] - e["lost_packets"]) / e["seconds"]
+    except Exception: pass
+print("%.0f" % (s / 1e3))' "$T/udp0.json" "$T/udp1.json")
+	lat=$(in_ns cli "$PY" "$top_srcdir/tests/lab/probe.py" rtt 10.0.1.10 "$PINGS" --interval 0.002)
+	echo "$tcp $udp ${lat% *}"
+}
+
+MODES="none kernel accept-all:1 vpcfwd:1 accept-all:2 vpcfwd:2"
+run_mode() {
+	case $1 in
+	none) rules_none;;
+	kernel) rules_kernel;;
+	*:*) rules_queue "${1#*:}"
+	     local q=0
+	     [ "${1#*:}" = 2 ] && q=0-1
+	     start_reader "${1%:*}" $q;;
+	esac
+	measure
+	stop_reader
+	rules_none
+}
+
+declare -A best
+for r in $(seq "$ROUNDS"); do
+	order=$MODES
+	[ $((r % 2)) = 0 ] && order=$(echo $MODES | tr ' ' '\n' | tac | tr '\n' ' ')
+	for m in $order; do
+		res=$(run_mode "$m")
+		echo "round $r $m: $res" >&2
+		prev=${best[$m]:-}
+		if [ -z "$prev" ]; then
+			best[$m]=$res
+		else
+			best[$m]=$(echo "$prev $res" | awk '{
+				printf "%s %s %s %s", ($1 > $5 ? $1 : $5), ($2 > $6 ? $2 : $6),
+					($3 < $7 ? $3 : $7), ($4 < $8 ? $4 : $8) }')
+		fi
+	done
+done
+
+echo
+echo "vpcfw throughput, $(nproc) CPU(s), $(uname -r), ${DURATION}s per test, best of $ROUNDS round(s)"
+printf '%-14s %10s %12s %9s %9s\n' mode "TCP Gbit/s" "UDP64 kpps" "p50 us" "p99 us"
+for m in $MODES; do
+	set -- ${best[$m]}
+	printf '%-14s %10s %12s %9s %9s\n' "$m" "$1" "$2" "$3" "$4"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+for q in 1 2; do
+	set -- ${best[vpcfwd:$q]}
+	v_tcp=$1 v_udp=$2
+	set -- ${best[accept-all:$q]}
+	echo "vpcfwd/ceiling with $q queue(s): TCP $(ratio "$v_tcp" "$1"), UDP64 $(ratio "$v_udp" "$2") (target >= 0.9)"
+done
+set -- ${best[none]}
+n99=$4
+set -- ${best[vpcfwd:1]}
+echo "p99 latency, vpcfwd minus no filter: $(awk -v a="$4" -v b="$n99" 'BEGIN { printf "%.0f", a - b }') us (target <= 50)"

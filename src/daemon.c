@@ -1,0 +1,759 @@
+/* The live daemon: one worker thread per NFQUEUE queue, each with its own
+ * conntrack shard, counters and buffers; the main thread handles signals,
+ * reloads and logging.
+ *
+ * The policy in force is a `generation` (policy + the ifindex -> interface
+ * table of its InterfaceBindings), published through one atomic pointer.  A
+ * worker takes it at the start of a batch and announces the epoch it read;
+ * a reload swaps the pointer, bumps the epoch and frees the old generation
+ * once every worker is idle or has started a later batch. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/netfilter.h>
+
+#include "vpcfw/config.h"
+#include "vpcfw/conntrack.h"
+#include "vpcfw/daemon.h"
+#include "vpcfw/diag.h"
+#include "vpcfw/flowlog.h"
+#include "vpcfw/nfq.h"
+#include "vpcfw/notify.h"
+#include "vpcfw/packet.h"
+#include "vpcfw/pipeline.h"
+#include "vpcfw/policy.h"
+
+#define MAX_QUEUES 64
+#define EXPIRE_EVERY_NS 10000000u /* conntrack expiry slice every 10 ms... */
+#define EXPIRE_SWEEP_SLICES 512   /* ...so that a whole table is swept in ~5 s */
+#define REFUSAL_RING 256        /* per worker */
+#define REFUSAL_TEXT 240
+#define REFUSALS_PER_SECOND 50
+
+struct binding {
+	uint32_t ifindex;
+	const struct iface *iface;
+};
+
+struct generation {
+	struct policy *pol;
+	struct binding *bindings;       /* sorted by ifindex */
+	int n_bindings;
+	uint64_t number;
+};
+
+struct refusal {
+	char text[REFUSAL_TEXT];
+};
+
+struct worker {
+	pthread_t thread;
+	bool running;
+	int index;
+	struct nfqueue *q;
+	struct conntrack *ct;
+	struct pipeline pl;
+	struct flowlog_worker *flw;     /* NULL: flow logs off */
+	_Atomic uint64_t in_epoch;      /* 0: between batches, holds no generation */
+	uint64_t next_expire_ns;
+	unsigned expire_budget;
+	/* refused packets, formatted by the worker, logged by the main thread */
+	struct refusal ring[REFUSAL_RING];
+	_Atomic uint32_t ring_head, ring_tail;
+	_Atomic uint64_t refusals_lost;
+};
+
+static _Atomic(struct generation *) current;
+static _Atomic uint64_t epoch = 1;
+static atomic_bool stopping;
+static atomic_bool worker_failed;
+static bool log_stderr;
+
+static struct worker *workers;
+static int n_workers;
+static struct flowlog *flowlog;
+
+/* ------------------------------------------------------------ logging */
+
+static void vlog(int prio, const char *fmt, va_list ap)
+{
+	if (log_stderr) {
+		char buf[1024];
+		vsnprintf(buf, sizeof(buf), fmt, ap);
+		fprintf(stderr, "vpcfwd: %s\n", buf);
+	} else {
+		vsyslog(prio, fmt, ap);
+	}
+}
+
+__attribute__((format(printf, 2, 3)))
+static void logmsg(int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(prio, fmt, ap);
+	va_end(ap);
+}
+
+static void log_diag(const struct diag *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		logmsg(d->msgs[i].error ? LOG_ERR : LOG_WARNING, "%s: %s",
+		       d->msgs[i].error ? "error" : "warning", d->msgs[i].text);
+}
+
+/* ------------------------------------------------------------ generations */
+
+static int cmp_binding(const void *a, const void *b)
+{
+	uint32_t x = ((const struct binding *)a)->ifindex;
+	uint32_t y = ((const struct binding *)b)->ifindex;
+
+	return x < y ? -1 : x > y;
+}
+
+static void generation_free(struct generation *g)
+{
+	if (!g)
+		return;
+	policy_free(g->pol);
+	free(g->bindings);
+	free(g);
+}
+
+/* Resolves InterfaceBindings to the devices of this network namespace.  A
+ * missing device is not an error: it may come later (a reload picks it up). */
+static int bind_devices(struct generation *g)
+{
+	const struct m_vpcfw *c = &g->pol->model->vpcfw;
+
+	g->bindings = calloc((size_t)c->n_bindings + 1, sizeof(*g->bindings));
+	if (!g->bindings)
+		return -1;
+	for (int i = 0; i < c->n_bindings; i++) {
+		const struct m_binding *b = &c->bindings[i];
+		const struct iface *ifc = policy_iface_by_device(g->pol, b->device);
+		unsigned idx;
+
+		if (!ifc)
+			ifc = policy_iface_by_id(g->pol, b->eni_id);
+		if (!ifc) {
+			logmsg(LOG_WARNING, "binding of %s to %s: no such interface in the configuration",
+			       b->eni_id, b->device);
+			continue;
+		}
+		idx = if_nametoindex(b->device);
+		if (idx == 0) {
+			logmsg(LOG_WARNING, "binding of %s: no device %s here; unbound until a reload",
+			       b->eni_id, b->device);
+			continue;
+		}
+		g->bindings[g->n_bindings].ifindex = idx;
+		g->bindings[g->n_bindings].iface = ifc;
+		g->n_bindings++;
+	}
+	qsort(g->bindings, (size_t)g->n_bindings, sizeof(*g->bindings), cmp_binding);
+	return 0;
+}
+
+static const struct iface *bound_iface(const struct generation *g, uint32_t ifindex)
+{
+	int lo = 0, hi = g->n_bindings - 1;
+
+	if (ifindex == 0)
+		return NULL;
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2;
+		if (g->bindings[mid].ifindex == ifindex)
+			return g->bindings[mid].iface;
+		if (g->bindings[mid].ifindex < ifindex)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
+}
+
+/* Loads and compiles the configuration beside whatever is running.  NULL
+ * (every message logged) if it is refused. */
+static struct generation *generation_load(const struct daemon_options *opt)
+{
+	static uint64_t number;
+	struct model *m = calloc(1, sizeof(*m));
+	struct generation *g = calloc(1, sizeof(*g));
+	struct diag d;
+
+	if (!m || !g) {
+		free(m);
+		free(g);
+		logmsg(LOG_ERR, "out of memory loading the configuration");
+		return NULL;
+	}
+	diag_init(&d);
+	d.strict = opt->strict;
+	model_init(m);
+	for (int i = 0; i < opt->n_config_paths; i++)
+		config_load_path(m, opt->config_paths[i], &d);
+	if (d.errors == 0)
+		config_check(m, &d);
+	if (d.errors == 0) {
+		g->pol = policy_build(m, &d);
+	} else {
+		model_free(m);
+		free(m);
+	}
+	log_diag(&d);
+	if (g->pol && diag_failed(&d)) {
+		policy_free(g->pol);
+		g->pol = NULL;
+	}
+	if (!g->pol) {
+		logmsg(LOG_ERR, "configuration refused: %zu error(s), %zu warning(s)%s",
+		       d.errors, d.warnings, opt->strict && d.warnings ? " (--strict)" : "");
+		diag_free(&d);
+		free(g);
+		return NULL;
+	}
+	diag_free(&d);
+	if (bind_devices(g) < 0) {
+		logmsg(LOG_ERR, "out of memory binding devices");
+		generation_free(g);
+		return NULL;
+	}
+	g->number = ++number;
+	return g;
+}
+
+/* ------------------------------------------------------------ workers */
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t monotonic_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+static const char *proto_name(uint8_t proto, char *buf)
+{
+	switch (proto) {
+	case 1: return "icmp";
+	case 6: return "tcp";
+	case 17: return "udp";
+	case 58: return "icmpv6";
+	default:
+		snprintf(buf, 8, "%u", proto);
+		return buf;
+	}
+}
+
+/* The packet path's only extra work for a refusal: a line into a bounded
+ * ring, no system call.  A full ring counts the loss. */
+static void note_refusal(struct worker *w, const struct packet *p, const struct verdict *v,
+			 const struct nfqueue_packet *np)
+{
+	uint32_t head = atomic_load_explicit(&w->ring_head, memory_order_relaxed);
+	uint32_t tail = atomic_load_explicit(&w->ring_tail, memory_order_acquire);
+	char src[ADDR_STRLEN], dst[ADDR_STRLEN], rule[128], pbuf[8], in[IF_NAMESIZE + 1],
+		out[IF_NAMESIZE + 1];
+
+	if (head - tail >= REFUSAL_RING) {
+		atomic_fetch_add_explicit(&w->refusals_lost, 1, memory_order_relaxed);
+		return;
+	}
+	struct refusal *r = &w->ring[head % REFUSAL_RING];
+	verdict_rule_format(v, rule, sizeof(rule));
+	snprintf(in, sizeof(in), "%u", np->indev);
+	snprintf(out, sizeof(out), "%u", np->outdev);
+	if (!p) {
+		snprintf(r->text, sizeof(r->text), "REJECT %s packet (ifindex in %s out %s): %s",
+			 v->reason == REASON_NOT_IP ? "non-IP" : "malformed", in, out,
+			 reason_name(v->reason));
+	} else if (p->proto == 6 || p->proto == 17) {
+		snprintf(r->text, sizeof(r->text), "REJECT %s %s:%u -> %s:%u: %s %s (%s)",
+			 proto_name(p->proto, pbuf), addr_format(&p->src, p->family, src), p->sport,
+			 addr_format(&p->dst, p->family, dst), p->dport, reason_name(v->reason),
+			 stage_name(v->stage), rule);
+	} else if (p->proto == 1 || p->proto == 58) {
+		snprintf(r->text, sizeof(r->text), "REJECT %s %s -> %s type %u id %u: %s %s (%s)",
+			 proto_name(p->proto, pbuf), addr_format(&p->src, p->family, src),
+			 addr_format(&p->dst, p->family, dst), p->icmp_type, p->icmp_id,
+			 reason_name(v->reason), stage_name(v->stage), rule);
+	} else {
+		snprintf(r->text, sizeof(r->text), "REJECT %s %s -> %s: %s %s (%s)",
+			 proto_name(p->proto, pbuf), addr_format(&p->src, p->family, src),
+			 addr_format(&p->dst, p->family, dst), reason_name(v->reason),
+			 stage_name(v->stage), rule);
+	}
+	atomic_store_explicit(&w->ring_head, head + 1, memory_order_release);
+}
+
+static uint32_t decide(struct worker *w, const struct generation *g, const struct nfqueue_packet *np,
+		       uint64_t now, uint64_t wall)
+{
+	struct packet pkt;
+	struct verdict v;
+	enum packet_status st = PACKET_MALFORMED;
+
+	if (np->payload)
+		st = packet_parse_ip(np->payload, np->caplen, np->wirelen, &pkt);
+	if (st != PACKET_OK) {
+		pipeline_verdict_unparsed(&w->pl, st, &v);
+		if (!v.accept)
+			note_refusal(w, NULL, &v, np);
+	} else {
+		struct pkt_meta meta = {
+			.in_iface = bound_iface(g, np->indev),
+			.out_iface = bound_iface(g, np->outdev),
+		};
+		pipeline_eval(&w->pl, g->pol, &pkt, &meta, now, &v);
+		if (!v.accept)
+			note_refusal(w, &pkt, &v, np);
+		flowlog_observe(w->flw, &pkt, &v, wall);
+	}
+	return v.accept ? NF_ACCEPT : NF_DROP;
+}
+
+/* One batch: take the generation, decide, send the verdicts, let go.
+ * Returns -1 if the kernel could not be given the verdicts. */
+static int run_batch(struct worker *w, int n)
+{
+	atomic_store(&w->in_epoch, atomic_load(&epoch));
+	const struct generation *g = atomic_load(&current);
+	uint64_t now = monotonic_ns(), wall = clock_ns(CLOCK_REALTIME);
+
+	for (int i = 0; i < n; i++)
+		nfqueue_set_verdict(w->q, i, decide(w, g, nfqueue_packet(w->q, i), now, wall));
+	int r = nfqueue_send_verdicts(w->q);
+	atomic_store(&w->in_epoch, 0);
+	if (r < 0) {
+		/* A later batch verdict would cover these packets with its own
+		 * verdict; better to stop: unbinding makes the kernel drop
+		 * them (or pass them, with --queue-bypass). */
+		logmsg(LOG_ERR, "queue %u: cannot send verdicts: %s; stopping",
+		       nfqueue_queue_num(w->q), strerror(errno));
+		atomic_store(&worker_failed, true);
+	}
+	return r;
+}
+
+/* Expiry in bounded slices, on a clock rather than per batch: at high
+ * packet rates batches are small, and a slice per batch would cost more
+ * than the packets. */
+static void expire(struct worker *w)
+{
+	uint64_t now = monotonic_ns();
+
+	if (now < w->next_expire_ns)
+		return;
+	ct_expire(w->ct, now, w->expire_budget);
+	flowlog_tick(w->flw, clock_ns(CLOCK_REALTIME));
+	w->next_expire_ns = now + EXPIRE_EVERY_NS;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	while (!atomic_load(&stopping)) {
+		int n = nfqueue_recv_batch(w->q, 100);
+		if (n < 0) {
+			logmsg(LOG_ERR, "queue %u: receive failed: %s", nfqueue_queue_num(w->q),
+			       strerror(errno));
+			atomic_store(&worker_failed, true);
+			return NULL;
+		}
+		if (n > 0 && run_batch(w, n) < 0)
+			return NULL;
+		expire(w);
+	}
+	/* Stopping: decide what is already waiting for us; whatever the kernel
+	 * queues after this is dropped when the queue is unbound. */
+	for (int i = 0; i < 1000; i++) {
+		int n = nfqueue_recv_batch(w->q, 0);
+		if (n <= 0 || run_batch(w, n) < 0)
+			break;
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------ main thread */
+
+static void drain_refusals(void)
+{
+	static time_t window;
+	static unsigned logged;
+	static uint64_t suppressed;
+	time_t now = time(NULL);
+
+	if (now != window) {
+		if (suppressed)
+			logmsg(LOG_INFO, "%" PRIu64 " more refusal(s) not logged (rate limit)",
+			       suppressed);
+		window = now;
+		logged = 0;
+		suppressed = 0;
+	}
+	for (int i = 0; i < n_workers; i++) {
+		struct worker *w = &workers[i];
+		uint32_t tail = atomic_load_explicit(&w->ring_tail, memory_order_relaxed);
+		uint32_t head = atomic_load_explicit(&w->ring_head, memory_order_acquire);
+		for (; tail != head; tail++) {
+			if (logged < REFUSALS_PER_SECOND) {
+				logmsg(LOG_INFO, "queue %u: %s", nfqueue_queue_num(w->q),
+				       w->ring[tail % REFUSAL_RING].text);
+				logged++;
+			} else {
+				suppressed++;
+			}
+		}
+		atomic_store_explicit(&w->ring_tail, tail, memory_order_release);
+		uint64_t lost = atomic_exchange(&w->refusals_lost, 0);
+		suppressed += lost;
+	}
+}
+
+static void log_stats(const char *when)
+{
+	struct pipeline_stats sum = { 0 };
+	struct nfqueue_stats ns = { 0 };
+	uint64_t flows = 0, ct_exceeded = 0;
+
+	for (int i = 0; i < n_workers; i++) {
+		const struct worker *w = &workers[i];
+		struct nfqueue_stats s;
+		struct ct_stats cs;
+
+		sum.accepted += w->pl.stats.accepted;
+		sum.rejected += w->pl.stats.rejected;
+		for (int st = 0; st < STAGE_COUNT; st++)
+			for (int r = 0; r < REASON_COUNT; r++)
+				sum.packets[st][r] += w->pl.stats.packets[st][r];
+		nfqueue_get_stats(w->q, &s);
+		ns.packets += s.packets;
+		ns.batches += s.batches;
+		ns.verdict_msgs += s.verdict_msgs;
+		ns.enobufs += s.enobufs;
+		ns.truncated += s.truncated;
+		ns.netlink_errors += s.netlink_errors;
+		ns.recv_errors += s.recv_errors;
+		ns.send_errors += s.send_errors;
+		ct_get_stats(w->ct, &cs);
+		flows += cs.used;
+		ct_exceeded += cs.allowance_exceeded;
+	}
+	logmsg(LOG_INFO, "%s: %" PRIu64 " packets in %" PRIu64 " batches (%" PRIu64
+	       " verdict messages): %" PRIu64 " accepted, %" PRIu64 " rejected; %" PRIu64
+	       " flows tracked, conntrack_allowance_exceeded %" PRIu64 "; enobufs %" PRIu64
+	       ", truncated %" PRIu64 ", netlink errors %" PRIu64 ", send errors %" PRIu64,
+	       when, ns.packets, ns.batches, ns.verdict_msgs, sum.accepted, sum.rejected, flows,
+	       ct_exceeded, ns.enobufs, ns.truncated, ns.netlink_errors, ns.send_errors);
+	for (int st = 0; st < STAGE_COUNT; st++)
+		for (int r = 0; r < REASON_COUNT; r++)
+			if (sum.packets[st][r])
+				logmsg(LOG_INFO, "%s: %s %s: %" PRIu64, when, stage_name((enum stage)st),
+				       reason_name((enum reason)r), sum.packets[st][r]);
+	if (flowlog) {
+		struct flowlog_stats fs;
+		flowlog_get_stats(flowlog, &fs);
+		logmsg(LOG_INFO, "%s: flow logs: %" PRIu64 " records in %" PRIu64 " files, %" PRIu64
+		       " lost (SKIPDATA), %" PRIu64 " write errors", when, fs.records_written,
+		       fs.files_written, fs.records_lost, fs.write_errors);
+	}
+	for (int i = 0; i < n_workers; i++) {
+		struct nfqueue_kernel_stats ks;
+		uint16_t qn = nfqueue_queue_num(workers[i].q);
+		if (nfqueue_kernel_stats(qn, &ks))
+			logmsg(LOG_INFO, "%s: kernel queue %u: %u waiting, %" PRIu64
+			       " dropped (queue full), %" PRIu64 " dropped (socket full)",
+			       when, qn, ks.queue_total, ks.queue_dropped, ks.user_dropped);
+	}
+}
+
+static int pick_queues(const struct daemon_options *opt, const struct policy *pol, uint16_t *out)
+{
+	const struct m_vpcfw *c = &pol->model->vpcfw;
+	int n;
+
+	if (opt->queues) {
+		n = nfqueue_parse_queues(opt->queues, out, MAX_QUEUES);
+		if (n < 0)
+			logmsg(LOG_ERR, "invalid queue list '%s' (e.g. 0, 0-3, 0,2; at most %d)",
+			       opt->queues, MAX_QUEUES);
+		return n;
+	}
+	if (c->n_queues > MAX_QUEUES) {
+		logmsg(LOG_ERR, "Vpcfw.Queues: at most %d queues", MAX_QUEUES);
+		return -1;
+	}
+	if (c->n_queues == 0) {
+		out[0] = 0;
+		return 1;
+	}
+	for (n = 0; n < c->n_queues; n++)
+		out[n] = c->queues[n];
+	return n;
+}
+
+/* Reload: compile beside the running policy, swap, wait out the workers
+ * that may still hold the old one, free it.  Conntrack is untouched. */
+static void reload(const struct daemon_options *opt)
+{
+	char status[128];
+
+	notify_reloading();
+	logmsg(LOG_INFO, "reloading the configuration");
+	struct generation *g = generation_load(opt);
+	if (!g) {
+		logmsg(LOG_ERR, "reload refused: the running configuration stays in force");
+		notify_ready("running; the last reload was refused, see the log");
+		return;
+	}
+	struct generation *old = atomic_load(&current);
+	const struct m_vpcfw *oc = &old->pol->model->vpcfw, *nc = &g->pol->model->vpcfw;
+	if (oc->fail_open != nc->fail_open) {
+		for (int i = 0; i < n_workers; i++)
+			nfqueue_set_fail_open(workers[i].q, nc->fail_open);
+		logmsg(LOG_INFO, "FailOpen is now %s", nc->fail_open ? "true" : "false");
+	}
+	if (oc->n_queues != nc->n_queues ||
+	    (oc->n_queues && memcmp(oc->queues, nc->queues, sizeof(*oc->queues) * (size_t)oc->n_queues)))
+		logmsg(LOG_WARNING, "Vpcfw.Queues changed: takes effect on restart");
+	if (old->pol->conntrack_max != g->pol->conntrack_max)
+		logmsg(LOG_WARNING, "ConntrackMax changed: takes effect on restart");
+
+	atomic_store(&current, g);
+	flowlog_set_policy(flowlog, g->pol);
+	uint64_t e = atomic_fetch_add(&epoch, 1) + 1;
+	for (int i = 0; i < n_workers; i++) {
+		for (;;) {
+			uint64_t we = atomic_load(&workers[i].in_epoch);
+			if (we == 0 || we >= e)
+				break;
+			struct timespec ts = { 0, 200000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	generation_free(old);
+	logmsg(LOG_INFO, "configuration %" PRIu64 " in force (%d interfaces, %d bound devices)",
+	       g->number, g->pol->n_ifaces, g->n_bindings);
+	snprintf(status, sizeof(status), "running configuration %" PRIu64 " on %d queue(s)",
+		 g->number, n_workers);
+	notify_ready(status);
+}
+
+/* Without -f and outside systemd: into the background, the OpenBSD way,
+ * once everything that can fail at start has been done. */
+static int detach(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -1;
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return chdir("/");
+}
+
+/* Paths are made absolute so that a reload after detaching (chdir /) reads
+ * the same files. */
+static const char **absolute_paths(const struct daemon_options *opt)
+{
+	const char **p = calloc((size_t)opt->n_config_paths + 1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	for (int i = 0; i < opt->n_config_paths; i++) {
+		char *r = realpath(opt->config_paths[i], NULL);
+		p[i] = r ? r : strdup(opt->config_paths[i]);
+		if (!p[i]) {
+			for (int j = 0; j < i; j++)
+				free((char *)p[j]);
+			free(p);
+			return NULL;
+		}
+	}
+	return p;
+}
+
+int daemon_run(const struct daemon_options *user_opt)
+{
+	struct daemon_options opt = *user_opt;
+	uint16_t queues[MAX_QUEUES];
+	sigset_t sigs;
+	int rc = 1, n_queues;
+	struct generation *g = NULL;
+
+	log_stderr = opt.foreground;
+	if (!log_stderr)
+		openlog("vpcfwd", LOG_PID | (notify_enabled() ? 0 : LOG_PERROR), LOG_DAEMON);
+	opt.config_paths = absolute_paths(user_opt);
+	if (!opt.config_paths) {
+		logmsg(LOG_ERR, "out of memory");
+		return 1;
+	}
+
+	/* Signals are taken by the main thread only, with sigtimedwait. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	g = generation_load(&opt);
+	if (!g)
+		goto out;
+	n_queues = pick_queues(&opt, g->pol, queues);
+	if (n_queues <= 0)
+		goto out;
+	workers = calloc((size_t)n_queues, sizeof(*workers));
+	if (!workers) {
+		logmsg(LOG_ERR, "out of memory");
+		goto out;
+	}
+	n_workers = n_queues;
+	uint32_t shard = g->pol->conntrack_max / (uint32_t)n_queues;
+	for (int i = 0; i < n_queues; i++) {
+		struct worker *w = &workers[i];
+		struct nfqueue_options no = {
+			.queue = queues[i],
+			.fail_open = g->pol->model->vpcfw.fail_open,
+		};
+		char err[256];
+
+		w->index = i;
+		w->expire_budget = shard / EXPIRE_SWEEP_SLICES > 64 ? shard / EXPIRE_SWEEP_SLICES : 64;
+		w->ct = ct_create(shard ? shard : 1);
+		if (!w->ct) {
+			logmsg(LOG_ERR, "out of memory for %u conntrack entries", shard);
+			goto out;
+		}
+		pipeline_init(&w->pl, w->ct);
+		w->q = nfqueue_open(&no, err, sizeof(err));
+		if (!w->q) {
+			logmsg(LOG_ERR, "queue %u: %s", queues[i], err);
+			goto out;
+		}
+	}
+	atomic_store(&current, g);
+	g = NULL;
+
+	if (!opt.foreground && !notify_enabled() && detach() < 0) {
+		logmsg(LOG_ERR, "cannot detach: %s", strerror(errno));
+		goto out;
+	}
+	/* after detaching: the flow-log writer is a thread, and fork keeps none */
+	const struct generation *cur = atomic_load(&current);
+	struct flowlog_options flo = {
+		.dir = opt.flow_log_dir, .n_workers = n_workers, .threaded = true,
+	};
+	flowlog = flowlog_create(cur->pol, &flo);
+	if (!flowlog && flowlog_enabled(cur->pol, &flo)) {
+		logmsg(LOG_ERR, "flow logs cannot start (see above)");
+		goto out;
+	}
+	for (int i = 0; i < n_workers; i++)
+		workers[i].flw = flowlog_worker(flowlog, i);
+	for (int i = 0; i < n_workers; i++) {
+		int e = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+		if (e) {
+			logmsg(LOG_ERR, "cannot start a worker: %s", strerror(e));
+			atomic_store(&stopping, true);
+			goto join;
+		}
+		workers[i].running = true;
+	}
+
+	{
+		char status[128];
+		snprintf(status, sizeof(status), "running configuration %" PRIu64 " on %d queue(s)",
+			 cur->number, n_workers);
+		char list[MAX_QUEUES * 7] = "";
+		for (int i = 0; i < n_workers; i++)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%u",
+				 i ? "," : "", queues[i]);
+		logmsg(LOG_INFO, "serving queue(s) %s with %d worker(s); %d interfaces, "
+		       "%d bound devices, fail-%s", list, n_workers, cur->pol->n_ifaces,
+		       cur->n_bindings, cur->pol->model->vpcfw.fail_open ? "open" : "closed");
+		notify_ready(status);
+	}
+
+	rc = 0;
+	while (!atomic_load(&worker_failed)) {
+		struct timespec ts = { 0, 100 * 1000000 };
+		int sig = sigtimedwait(&sigs, NULL, &ts);
+		drain_refusals();
+		if (sig == SIGHUP)
+			reload(&opt);
+		else if (sig == SIGUSR1)
+			log_stats("statistics");
+		else if (sig == SIGTERM || sig == SIGINT) {
+			logmsg(LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			break;
+		}
+	}
+	if (atomic_load(&worker_failed))
+		rc = 1;
+	notify_stopping();
+	atomic_store(&stopping, true);
+join:
+	for (int i = 0; i < n_workers; i++)
+		if (workers[i].running)
+			pthread_join(workers[i].thread, NULL);
+	drain_refusals();
+	if (workers && workers[0].q && workers[n_workers - 1].q)
+		log_stats("at exit");
+out:
+	/* emits the open capture windows: nothing observed is lost */
+	flowlog_destroy(flowlog);
+	flowlog = NULL;
+	for (int i = 0; workers && i < n_workers; i++) {
+		nfqueue_close(workers[i].q);
+		if (workers[i].ct)
+			ct_destroy(workers[i].ct);
+	}
+	free(workers);
+	workers = NULL;
+	n_workers = 0;
+	generation_free(atomic_exchange(&current, NULL));
+	generation_free(g);
+	for (int i = 0; i < opt.n_config_paths; i++)
+		free((char *)opt.config_paths[i]);
+	free(opt.config_paths);
+	policy_intern_reset();
+	if (!log_stderr)
+		closelog();
+	return rc;
+}
