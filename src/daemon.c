@@ -308,42 +308,50 @@ static void note_refusal(struct worker *w, const struct packet *p, const struct 
 	atomic_store_explicit(&w->ring_head, head + 1, memory_order_release);
 }
 
-static uint32_t decide(struct worker *w, const struct generation *g, const struct nfqueue_packet *np,
-		       uint64_t now, uint64_t wall)
-{
-	struct packet pkt;
-	struct verdict v;
-	enum packet_status st = PACKET_MALFORMED;
-
-	if (np->payload)
-		st = packet_parse_ip(np->payload, np->caplen, np->wirelen, &pkt);
-	if (st != PACKET_OK) {
-		pipeline_verdict_unparsed(&w->pl, st, &v);
-		if (!v.accept)
-			note_refusal(w, NULL, &v, np);
-	} else {
-		struct pkt_meta meta = {
-			.in_iface = bound_iface(g, np->indev),
-			.out_iface = bound_iface(g, np->outdev),
-		};
-		pipeline_eval(&w->pl, g->pol, &pkt, &meta, now, &v);
-		if (!v.accept)
-			note_refusal(w, &pkt, &v, np);
-		flowlog_observe(w->flw, &pkt, &v, wall);
-	}
-	return v.accept ? NF_ACCEPT : NF_DROP;
-}
-
 /* One batch: take the generation, decide, send the verdicts, let go.
+ * The parsed packets are decided together (pipeline_eval_batch overlaps
+ * their flow-table lookups); the rest get their verdict on their own.
  * Returns -1 if the kernel could not be given the verdicts. */
 static int run_batch(struct worker *w, int n)
 {
+	struct packet pkts[NFQUEUE_BATCH_MAX];
+	struct pkt_meta metas[NFQUEUE_BATCH_MAX];
+	struct verdict vs[NFQUEUE_BATCH_MAX];
+	int idx[NFQUEUE_BATCH_MAX];
+	int np_parsed = 0;
+
 	atomic_store(&w->in_epoch, atomic_load(&epoch));
 	const struct generation *g = atomic_load(&current);
 	uint64_t now = monotonic_ns(), wall = clock_ns(CLOCK_REALTIME);
 
-	for (int i = 0; i < n; i++)
-		nfqueue_set_verdict(w->q, i, decide(w, g, nfqueue_packet(w->q, i), now, wall));
+	for (int i = 0; i < n; i++) {
+		const struct nfqueue_packet *np = nfqueue_packet(w->q, i);
+		enum packet_status st = PACKET_MALFORMED;
+		struct packet *pkt = &pkts[np_parsed];
+		if (np->payload)
+			st = packet_parse_ip(np->payload, np->caplen, np->wirelen, pkt);
+		if (st != PACKET_OK) {
+			struct verdict v;
+			pipeline_verdict_unparsed(&w->pl, st, &v);
+			if (!v.accept)
+				note_refusal(w, NULL, &v, np);
+			nfqueue_set_verdict(w->q, i, v.accept ? NF_ACCEPT : NF_DROP);
+			continue;
+		}
+		metas[np_parsed] = (struct pkt_meta){
+			.in_iface = bound_iface(g, np->indev),
+			.out_iface = bound_iface(g, np->outdev),
+		};
+		idx[np_parsed++] = i;
+	}
+	pipeline_eval_batch(&w->pl, g->pol, pkts, metas, np_parsed, now, vs);
+	for (int k = 0; k < np_parsed; k++) {
+		const struct nfqueue_packet *np = nfqueue_packet(w->q, idx[k]);
+		if (!vs[k].accept)
+			note_refusal(w, &pkts[k], &vs[k], np);
+		flowlog_observe(w->flw, &pkts[k], &vs[k], wall);
+		nfqueue_set_verdict(w->q, idx[k], vs[k].accept ? NF_ACCEPT : NF_DROP);
+	}
 	int r = nfqueue_send_verdicts(w->q);
 	atomic_store(&w->in_epoch, 0);
 	if (r < 0) {
