@@ -599,18 +599,8 @@ bool policy_is_exempt(const struct policy *p, const struct ip_addr *a, const str
 				return true;
 		}
 	}
-	int lo = 0, hi = p->n_vpc_dns - 1;
-	while (lo <= hi) {
-		int mid = lo + (hi - lo) / 2;
-		int c = addr_cmp(&p->vpc_dns[mid], a);
-		if (c == 0)
-			return true;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid - 1;
-	}
-	return false;
+	const struct addr_set dns = { p->vpc_dns, p->n_vpc_dns };
+	return addr_set_contains(&dns, a);
 }
 
 /* ------------------------------------------------------------ printing */
