@@ -691,6 +691,32 @@ static void load_nacl_entry(struct ctx *c, const json_t *o, struct m_nacl_entry 
 	}
 }
 
+
+/* A list of objects each naming an id (Associations[].SubnetId,
+ * Groups[].GroupId): the ids, each with where it stands. */
+static int load_id_list(struct ctx *c, const json_t *o, const char *list_key, const char *id_key,
+			const char ***ids, struct where **wheres)
+{
+	json_t *list = get_list(c, o, list_key);
+	size_t pk = push_key(c, list_key);
+	int n = 0;
+
+	*ids = arena_calloc(c->a, json_array_size(list), sizeof(**ids));
+	*wheres = arena_calloc(c->a, json_array_size(list), sizeof(**wheres));
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		size_t pi = push_index(c, i);
+		json_t *x = item(c, list, i);
+		const char *id;
+		if (x && get_id(c, x, id_key, &id, true) == GOOD) {
+			(*ids)[n] = id;
+			(*wheres)[n++] = here(c);
+		}
+		pop(c, pi);
+	}
+	pop(c, pk);
+	return n;
+}
+
 static bool load_nacl(struct ctx *c, const json_t *o, void *obj, bool flag)
 {
 	struct m_nacl *n = obj;
@@ -712,21 +738,7 @@ static bool load_nacl(struct ctx *c, const json_t *o, void *obj, bool flag)
 	}
 	pop(c, pk);
 
-	list = get_list(c, o, "Associations");
-	pk = push_key(c, "Associations");
-	n->subnets = arena_calloc(c->a, json_array_size(list), sizeof(*n->subnets));
-	n->subnet_where = arena_calloc(c->a, json_array_size(list), sizeof(*n->subnet_where));
-	for (size_t i = 0; i < json_array_size(list); i++) {
-		size_t pi = push_index(c, i);
-		json_t *e = item(c, list, i);
-		const char *id;
-		if (e && get_id(c, e, "SubnetId", &id, true) == GOOD) {
-			n->subnets[n->n_subnets] = id;
-			n->subnet_where[n->n_subnets++] = here(c);
-		}
-		pop(c, pi);
-	}
-	pop(c, pk);
+	n->n_subnets = load_id_list(c, o, "Associations", "SubnetId", &n->subnets, &n->subnet_where);
 	return ok;
 }
 
@@ -931,21 +943,7 @@ static bool load_eni(struct ctx *c, const json_t *o, struct m_eni *e, const json
 	}
 	pop(c, pk);
 
-	json_t *groups = get_list(c, o, "Groups");
-	pk = push_key(c, "Groups");
-	e->groups = arena_calloc(c->a, json_array_size(groups), sizeof(*e->groups));
-	e->group_where = arena_calloc(c->a, json_array_size(groups), sizeof(*e->group_where));
-	for (size_t i = 0; i < json_array_size(groups); i++) {
-		size_t pi = push_index(c, i);
-		json_t *x = item(c, groups, i);
-		const char *id;
-		if (x && get_id(c, x, "GroupId", &id, true) == GOOD) {
-			e->groups[e->n_groups] = id;
-			e->group_where[e->n_groups++] = here(c);
-		}
-		pop(c, pi);
-	}
-	pop(c, pk);
+	e->n_groups = load_id_list(c, o, "Groups", "GroupId", &e->groups, &e->group_where);
 	return ok;
 }
 
@@ -1084,6 +1082,182 @@ static void flowlogs(struct ctx *c, json_t *l)
 {
 	c->m->flowlogs = load_list(c, l, c->m->flowlogs, &c->m->n_flowlogs,
 				   LIST_OF(struct m_flowlog), load_flowlog, false);
+}
+
+/* ------------------------------------------------------------ traffic mirroring (mirror helper) */
+
+/* SourcePortRange / DestinationPortRange: {FromPort, ToPort}. */
+static bool mirror_ports(struct ctx *c, const json_t *o, const char *key, uint16_t *from,
+			 uint16_t *to)
+{
+	json_t *pr = get_object(c, o, key);
+	long long f = 0, t = 65535;
+
+	if (!pr)
+		return false;
+	size_t p = push_key(c, key);
+	if (get_int(c, pr, "FromPort", 0, 65535, "is not a port", &f) == ABSENT)
+		missing(c, "FromPort");
+	if (get_int(c, pr, "ToPort", 0, 65535, "is not a port", &t) == ABSENT)
+		missing(c, "ToPort");
+	if (f > t) {
+		err(c, "FromPort %lld is greater than ToPort %lld", f, t);
+		t = f;
+	}
+	pop(c, p);
+	*from = (uint16_t)f;
+	*to = (uint16_t)t;
+	return true;
+}
+
+static void load_mirror_rule(struct ctx *c, const json_t *o, struct m_mirror_rule *r, bool egress)
+{
+	const char *s;
+	long long num;
+	json_t *v;
+
+	r->where = here(c);
+	r->proto = PROTO_ALL;
+	if (get_int(c, o, "RuleNumber", 1, 32766, "is not a rule number (1-32766)", &num) == GOOD)
+		r->number = (uint32_t)num;
+	else if (!field(o, "RuleNumber"))
+		missing(c, "RuleNumber");
+	switch (get_text(c, o, "RuleAction", &s)) {
+	case ABSENT: missing(c, "RuleAction"); break;
+	case BAD: break;
+	case GOOD:
+		if (strcasecmp(s, "accept") == 0) {
+			r->accept = true;
+		} else if (strcasecmp(s, "reject") != 0) {
+			size_t p = push_key(c, "RuleAction");
+			bad(c, field(o, "RuleAction"), "is not accept or reject");
+			pop(c, p);
+		}
+		break;
+	}
+	if (get_text(c, o, "TrafficDirection", &s) == GOOD &&
+	    strcasecmp(s, egress ? "egress" : "ingress") != 0) {
+		size_t p = push_key(c, "TrafficDirection");
+		bad(c, field(o, "TrafficDirection"), egress ? "is not egress, in EgressFilterRules"
+							    : "is not ingress, in IngressFilterRules");
+		pop(c, p);
+	}
+	v = field(o, "Protocol");
+	if (v && !proto_value(v, &r->proto)) {
+		size_t p = push_key(c, "Protocol");
+		bad(c, v, "is not a protocol (0-255)");
+		pop(c, p);
+	}
+	r->has_sports = mirror_ports(c, o, "SourcePortRange", &r->sport_from, &r->sport_to);
+	r->has_dports = mirror_ports(c, o, "DestinationPortRange", &r->dport_from, &r->dport_to);
+	enum got gs = get_cidr(c, o, "SourceCidrBlock", 0, &r->src);
+	enum got gd = get_cidr(c, o, "DestinationCidrBlock", 0, &r->dst);
+	if (gs == ABSENT)
+		missing(c, "SourceCidrBlock");
+	if (gd == ABSENT)
+		missing(c, "DestinationCidrBlock");
+	if (gs == GOOD && gd == GOOD && r->src.family != r->dst.family)
+		err(c, "SourceCidrBlock and DestinationCidrBlock are of different families");
+}
+
+static struct m_mirror_rule *load_mirror_rules(struct ctx *c, const json_t *o, const char *key,
+					       bool egress, int *n)
+{
+	json_t *list = get_list(c, o, key);
+	size_t pk = push_key(c, key);
+	struct m_mirror_rule *r = arena_calloc(c->a, json_array_size(list), sizeof(*r));
+
+	*n = 0;
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		size_t pi = push_index(c, i);
+		json_t *e = item(c, list, i);
+		if (e)
+			load_mirror_rule(c, e, &r[(*n)++], egress);
+		pop(c, pi);
+	}
+	pop(c, pk);
+	return r;
+}
+
+static bool load_mirror_filter(struct ctx *c, const json_t *o, void *obj, bool flag)
+{
+	struct m_mirror_filter *f = obj;
+	(void)flag;
+	bool ok = get_id(c, o, "TrafficMirrorFilterId", &f->id, true) == GOOD;
+
+	f->in = load_mirror_rules(c, o, "IngressFilterRules", false, &f->n_in);
+	f->out = load_mirror_rules(c, o, "EgressFilterRules", true, &f->n_out);
+	json_t *ns = get_list(c, o, "NetworkServices");
+	size_t pk = push_key(c, "NetworkServices");
+	for (size_t i = 0; i < json_array_size(ns); i++) {
+		json_t *x = json_array_get(ns, i);
+		size_t pi = push_index(c, i);
+		if (json_is_string(x) && strcmp(json_string_value(x), "amazon-dns") == 0)
+			f->amazon_dns = true;
+		else
+			bad(c, x, "is not a network service (amazon-dns)");
+		pop(c, pi);
+	}
+	pop(c, pk);
+	return ok;
+}
+
+static bool load_mirror_target(struct ctx *c, const json_t *o, void *obj, bool flag)
+{
+	struct m_mirror_target *t = obj;
+	(void)flag;
+	bool ok = get_id(c, o, "TrafficMirrorTargetId", &t->id, true) == GOOD;
+
+	get_id(c, o, "NetworkInterfaceId", &t->eni_id, false);
+	if (get_id(c, o, "NetworkLoadBalancerArn", &t->lb, false) != GOOD)
+		get_id(c, o, "GatewayLoadBalancerEndpointId", &t->lb, false);
+	return ok;
+}
+
+static bool load_mirror_session(struct ctx *c, const json_t *o, void *obj, bool flag)
+{
+	struct m_mirror_session *s = obj;
+	(void)flag;
+	long long x;
+
+	get_id(c, o, "TrafficMirrorSessionId", &s->id, false);
+	bool ok = get_id(c, o, "NetworkInterfaceId", &s->eni_id, true) == GOOD;
+	ok = (get_id(c, o, "TrafficMirrorTargetId", &s->target_id, true) == GOOD) & ok;
+	ok = (get_id(c, o, "TrafficMirrorFilterId", &s->filter_id, true) == GOOD) & ok;
+	switch (get_int(c, o, "SessionNumber", 1, 32766, "is not a session number (1-32766)", &x)) {
+	case ABSENT: missing(c, "SessionNumber"); ok = false; break;
+	case BAD: ok = false; break;
+	case GOOD: s->number = (uint32_t)x; break;
+	}
+	/* AWS picks one when it is not given, and describe prints it. */
+	switch (get_int(c, o, "VirtualNetworkId", 0, 16777215, "is not a VXLAN id (0-16777215)",
+			&x)) {
+	case ABSENT: missing(c, "VirtualNetworkId"); ok = false; break;
+	case BAD: ok = false; break;
+	case GOOD: s->vni = (uint32_t)x; break;
+	}
+	if (get_int(c, o, "PacketLength", 1, 65535, NULL, &x) == GOOD)
+		s->packet_length = (uint32_t)x;
+	return ok;
+}
+
+static void mirror_filters(struct ctx *c, json_t *l)
+{
+	c->m->mirror_filters = load_list(c, l, c->m->mirror_filters, &c->m->n_mirror_filters,
+					 LIST_OF(struct m_mirror_filter), load_mirror_filter, false);
+}
+
+static void mirror_targets(struct ctx *c, json_t *l)
+{
+	c->m->mirror_targets = load_list(c, l, c->m->mirror_targets, &c->m->n_mirror_targets,
+					 LIST_OF(struct m_mirror_target), load_mirror_target, false);
+}
+
+static void mirror_sessions(struct ctx *c, json_t *l)
+{
+	c->m->mirror_sessions = load_list(c, l, c->m->mirror_sessions, &c->m->n_mirror_sessions,
+					  LIST_OF(struct m_mirror_session), load_mirror_session,
+					  false);
 }
 
 /* describe-managed-prefix-lists prints PrefixLists too, without Cidrs (the
@@ -1334,7 +1508,9 @@ static void reservations(struct ctx *c, json_t *l)
 
 /* ------------------------------------------------------------ the Vpcfw section */
 
-enum vtype { V_QUEUES, V_BINDINGS, V_COUNT, V_BOOL, V_STRING };
+enum vtype { V_QUEUES, V_BINDINGS, V_COUNT, V_BOOL, V_STRING,
+	     V_PCAP_TARGETS, V_MIRROR_ADDRS, V_DROP_CAPTURE /* mirror helper */,
+	     V_ACCESS /* ctl helper */ };
 
 /* Every key of the Vpcfw section, once: type, bounds, default, meaning.
  * model_init() applies the defaults; man/vpcfw.conf.5 mirrors this table. */
@@ -1359,6 +1535,10 @@ static const struct vkey {
 	  "accept packets the daemon cannot take (full queue) instead of dropping them" },
 	{ "FlowLogDirectory", V_STRING, OFF(flow_log_dir), 0, 0, 0, NULL,
 	  "directory for flow-log files; none: flow logs are not written" },
+	{ "FlowLogRotateSeconds", V_COUNT, OFF(flow_log_rotate_seconds), 1, 86400, 300, NULL,
+	  "a flow-log file is closed when it is this old (AWS: 5 minutes)" },
+	{ "FlowLogRotateBytes", V_COUNT, OFF(flow_log_rotate_bytes), 1024, 4000000000LL, 75000000,
+	  NULL, "... or holds this many bytes of records (AWS: 75 MB)" },
 	{ "ControlSocket", V_STRING, OFF(control_socket), 0, 0, 0, "/run/vpcfw/vpcfwd.sock",
 	  "the control socket of vpcfwctl" },
 	{ "Region", V_STRING, OFF(region), 0, 0, 0, NULL,
@@ -1367,6 +1547,22 @@ static const struct vkey {
 	  "account-id in flow-log file names and records" },
 	{ "DecisionLog", V_STRING, OFF(decision_log), 0, 0, 0, NULL,
 	  "file that receives one JSON line per decision" },
+	/* ctl helper */
+	{ "Access", V_ACCESS, OFF(admin_group), 0, 0, 0, NULL,
+	  "{AdminGroup, ReaderGroup}: groups that may change / only read through the control socket" },
+	{ "ReadOnlySocket", V_STRING, OFF(read_only_socket), 0, 0, 0, NULL,
+	  "a second control socket that answers only read-only requests, open to everyone" },
+	{ "MetricsFile", V_STRING, OFF(metrics_file), 0, 0, 0, NULL,
+	  "Prometheus text file rewritten every MetricsInterval seconds (node_exporter textfile)" },
+	{ "MetricsInterval", V_COUNT, OFF(metrics_interval), 1, 86400, 15, NULL,
+	  "seconds between two writes of MetricsFile" },
+	/* mirror helper */
+	{ "PcapTargets", V_PCAP_TARGETS, OFF(pcap_targets), 0, 0, 0, NULL,
+	  "[{TrafficMirrorTargetId, Path, RotateBytes}]: a mirror target written to a pcap file" },
+	{ "MirrorTargetAddresses", V_MIRROR_ADDRS, OFF(mirror_addrs), 0, 0, 0, NULL,
+	  "[{TrafficMirrorTargetId, Address}]: the address a target's VXLAN goes to" },
+	{ "DropCapture", V_DROP_CAPTURE, OFF(drop_capture), 0, 0, 0, NULL,
+	  "{Path, SnapLength, RotateBytes}: refused packets to a pcap file (NFLOG link type)" },
 #undef OFF
 };
 
@@ -1497,6 +1693,138 @@ static void vpcfw_bindings(struct ctx *c, const json_t *v, struct m_vpcfw *w)
 	w->bindings = b;
 }
 
+/* mirror helper: RotateBytes of a pcap file */
+static void rotate_bytes(struct ctx *c, const json_t *o, uint64_t *out)
+{
+	long long x;
+	if (get_int(c, o, "RotateBytes", 65536, 1LL << 40, NULL, &x) == GOOD)
+		*out = (uint64_t)x;
+}
+
+/* mirror helper: a required non-empty string */
+static bool need_text(struct ctx *c, const json_t *o, const char *key, const char **out)
+{
+	switch (get_str(c, o, key, out)) {
+	case ABSENT: missing(c, key); return false;
+	case BAD: return false;
+	case GOOD: break;
+	}
+	if (!**out) {
+		size_t p = push_key(c, key);
+		err(c, "\"\" is empty");
+		pop(c, p);
+		return false;
+	}
+	return true;
+}
+
+/* mirror helper: PcapTargets and MirrorTargetAddresses add up across files;
+ * a target named twice is mirror_check_config()'s business. */
+static void vpcfw_pcap_targets(struct ctx *c, const json_t *v, struct m_vpcfw *w)
+{
+	if (!json_is_array(v)) {
+		bad(c, v, "is not a list");
+		return;
+	}
+	struct m_mirror_pcap *t = grow(c, w->pcap_targets, w->n_pcap_targets, json_array_size(v),
+				       sizeof(*t));
+	for (size_t i = 0; i < json_array_size(v); i++) {
+		size_t pi = push_index(c, i);
+		json_t *o = item(c, v, i);
+		struct m_mirror_pcap x = { .where = here(c) };
+		if (o) {
+			bool ok = get_id(c, o, "TrafficMirrorTargetId", &x.target_id, true) == GOOD;
+			ok = need_text(c, o, "Path", &x.path) && ok;
+			rotate_bytes(c, o, &x.rotate_bytes);
+			if (ok)
+				t[w->n_pcap_targets++] = x;
+		}
+		pop(c, pi);
+	}
+	w->pcap_targets = t;
+}
+
+static void vpcfw_mirror_addrs(struct ctx *c, const json_t *v, struct m_vpcfw *w)
+{
+	if (!json_is_array(v)) {
+		bad(c, v, "is not a list");
+		return;
+	}
+	struct m_mirror_addr *t = grow(c, w->mirror_addrs, w->n_mirror_addrs, json_array_size(v),
+				       sizeof(*t));
+	for (size_t i = 0; i < json_array_size(v); i++) {
+		size_t pi = push_index(c, i);
+		json_t *o = item(c, v, i);
+		struct m_mirror_addr x = { .where = here(c) };
+		const char *a;
+		if (o) {
+			bool ok = get_id(c, o, "TrafficMirrorTargetId", &x.target_id, true) == GOOD;
+			switch (get_text(c, o, "Address", &a)) {
+			case ABSENT: missing(c, "Address"); ok = false; break;
+			case BAD: ok = false; break;
+			case GOOD:
+				if (!addr_parse(a, &x.addr, &x.family)) {
+					size_t p = push_key(c, "Address");
+					bad(c, field(o, "Address"), "is not an IPv4 or IPv6 address");
+					pop(c, p);
+					ok = false;
+				}
+				break;
+			}
+			if (ok)
+				t[w->n_mirror_addrs++] = x;
+		}
+		pop(c, pi);
+	}
+	w->mirror_addrs = t;
+}
+
+static void vpcfw_drop_capture(struct ctx *c, const json_t *v, struct m_vpcfw *w)
+{
+	struct m_mirror_dropcap x = { .where = here(c) };
+	long long n;
+
+	if (!json_is_object(v)) {
+		bad(c, v, "is not an object");
+		return;
+	}
+	bool ok = need_text(c, v, "Path", &x.path);
+	if (get_int(c, v, "SnapLength", 1, 65535, NULL, &n) == GOOD)
+		x.snap_length = (uint32_t)n;
+	rotate_bytes(c, v, &x.rotate_bytes);
+	if (ok)
+		w->drop_capture = x;
+}
+
+/* ctl helper: Access {AdminGroup, ReaderGroup}, Linux group names */
+static void vpcfw_access(struct ctx *c, const json_t *v, struct m_vpcfw *w)
+{
+	static const char *const keys[] = { "AdminGroup", "ReaderGroup" };
+	const char **dst[] = { &w->admin_group, &w->reader_group };
+	const char *key;
+	json_t *x;
+
+	if (!json_is_object(v)) {
+		bad(c, v, "is not an object");
+		return;
+	}
+	json_object_foreach((json_t *)v, key, x) {
+		if (strcmp(key, keys[0]) && strcmp(key, keys[1])) {
+			char kt[80];
+			printable(kt, sizeof(kt), key);
+			size_t p = push_key(c, kt);
+			warn(c, "unknown key, ignored");
+			pop(c, p);
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		if (get_str(c, v, keys[i], dst[i]) == GOOD && !**dst[i]) {
+			size_t p = push_key(c, keys[i]);
+			err(c, "\"\" is empty");
+			pop(c, p);
+		}
+}
+
 static void vpcfw_section(struct ctx *c, json_t *o)
 {
 	struct m_vpcfw *w = &c->m->vpcfw;
@@ -1515,7 +1843,7 @@ static void vpcfw_section(struct ctx *c, json_t *o)
 				k = &vpcfw_keys[i];
 		char *dst = k ? (char *)w + k->off : NULL;
 		size_t p;
-		if (!k || k->type == V_QUEUES || k->type == V_BINDINGS) {
+		if (!k || k->type == V_QUEUES || k->type == V_BINDINGS || k->type >= V_PCAP_TARGETS) {
 			char kt[80];
 			printable(kt, sizeof(kt), key);
 			p = push_key(c, kt);
@@ -1523,8 +1851,16 @@ static void vpcfw_section(struct ctx *c, json_t *o)
 				warn(c, "unknown key, ignored");
 			else if (k->type == V_QUEUES)
 				vpcfw_queues(c, v, w);
-			else
+			else if (k->type == V_BINDINGS)
 				vpcfw_bindings(c, v, w);
+			else if (k->type == V_PCAP_TARGETS)     /* mirror helper */
+				vpcfw_pcap_targets(c, v, w);
+			else if (k->type == V_MIRROR_ADDRS)
+				vpcfw_mirror_addrs(c, v, w);
+			else if (k->type == V_ACCESS)   /* ctl helper */
+				vpcfw_access(c, v, w);
+			else
+				vpcfw_drop_capture(c, v, w);
 			pop(c, p);
 			continue;
 		}
@@ -1572,10 +1908,9 @@ static const struct top {
 	{ "PrefixLists", aws_pls },
 	{ "FlowLogs", flowlogs },
 	{ "Vpcfw", NULL },
-	/* SPEC §8, not read yet; accepted without a word. */
-	{ "TrafficMirrorFilters", NULL },
-	{ "TrafficMirrorSessions", NULL },
-	{ "TrafficMirrorTargets", NULL },
+	{ "TrafficMirrorFilters", mirror_filters },     /* SPEC §8 (mirror helper) */
+	{ "TrafficMirrorSessions", mirror_sessions },
+	{ "TrafficMirrorTargets", mirror_targets },
 };
 
 /* One warning per unknown key per load: the diagnostics of this load are
@@ -1772,6 +2107,8 @@ void model_init(struct model *m)
 			break;
 		}
 		case V_BINDINGS: break;
+		case V_PCAP_TARGETS: case V_MIRROR_ADDRS: case V_DROP_CAPTURE: break; /* mirror helper */
+		case V_ACCESS: break;   /* ctl helper */
 		case V_COUNT: *(uint32_t *)(void *)dst = (uint32_t)k->num; break;
 		case V_BOOL: *(bool *)(void *)dst = k->num != 0; break;
 		case V_STRING: *(const char **)(void *)dst = k->str; break;
@@ -1992,6 +2329,10 @@ void config_check(const struct model *m, struct diag *d)
 		KIND("NetworkInterfaceId", m->enis, m->n_enis, struct m_eni),
 		KIND("PrefixListId", m->pls, m->n_pls, struct m_prefix_list),
 		KIND("FlowLogId", m->flowlogs, m->n_flowlogs, struct m_flowlog),
+		KIND("TrafficMirrorFilterId", m->mirror_filters, m->n_mirror_filters,   /* mirror helper */
+		     struct m_mirror_filter),
+		KIND("TrafficMirrorTargetId", m->mirror_targets, m->n_mirror_targets,
+		     struct m_mirror_target),
 	};
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		check_ids(m, d, &kinds[i]);

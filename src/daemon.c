@@ -28,9 +28,11 @@
 
 #include "vpcfw/config.h"
 #include "vpcfw/conntrack.h"
+#include "vpcfw/ctl.h"
 #include "vpcfw/daemon.h"
 #include "vpcfw/diag.h"
 #include "vpcfw/flowlog.h"
+#include "vpcfw/mirror.h"
 #include "vpcfw/nfq.h"
 #include "vpcfw/notify.h"
 #include "vpcfw/packet.h"
@@ -54,6 +56,7 @@ struct generation {
 	struct binding *bindings;       /* sorted by ifindex */
 	int n_bindings;
 	uint64_t number;
+	uint64_t *hits;                 /* ctl: n_workers rows of pol->n_hits counters */
 };
 
 struct refusal {
@@ -68,6 +71,7 @@ struct worker {
 	struct conntrack *ct;
 	struct pipeline pl;
 	struct flowlog_worker *flw;     /* NULL: flow logs off */
+	struct mirror_worker *mw;       /* NULL: nothing mirrored or captured */
 	_Atomic uint64_t in_epoch;      /* 0: between batches, holds no generation */
 	uint64_t next_expire_ns;
 	unsigned expire_budget;
@@ -75,17 +79,24 @@ struct worker {
 	struct refusal ring[REFUSAL_RING];
 	_Atomic uint32_t ring_head, ring_tail;
 	_Atomic uint64_t refusals_lost;
+	/* ctl: audit mode's count, and flow listings served between batches */
+	uint64_t audit_would_refuse;
+	_Atomic int flow_req;           /* 1: list flows into flow_fn, then 2 */
+	int (*flow_fn)(int worker, const struct ct_flow_info *f, void *arg);
+	void *flow_arg;
 };
 
 static _Atomic(struct generation *) current;
 static _Atomic uint64_t epoch = 1;
 static atomic_bool stopping;
 static atomic_bool worker_failed;
+static atomic_bool audit_mode;          /* ctl: accept all, count what would be refused */
 static bool log_stderr;
 
 static struct worker *workers;
 static int n_workers;
 static struct flowlog *flowlog;
+static struct mirror *mirror;
 
 /* ------------------------------------------------------------ logging */
 
@@ -133,6 +144,7 @@ static void generation_free(struct generation *g)
 		return;
 	policy_free(g->pol);
 	free(g->bindings);
+	free(g->hits);
 	free(g);
 }
 
@@ -209,8 +221,11 @@ static struct generation *generation_load(const struct daemon_options *opt)
 	model_init(m);
 	for (int i = 0; i < opt->n_config_paths; i++)
 		config_load_path(m, opt->config_paths[i], &d);
-	if (d.errors == 0)
+	if (d.errors == 0) {
 		config_check(m, &d);
+		flowlog_check_config(m, &d);
+		mirror_check_config(m, &d);
+	}
 	if (d.errors == 0) {
 		g->pol = policy_build(m, &d);
 	} else {
@@ -323,6 +338,9 @@ static int run_batch(struct worker *w, int n)
 	atomic_store(&w->in_epoch, atomic_load(&epoch));
 	const struct generation *g = atomic_load(&current);
 	uint64_t now = monotonic_ns(), wall = clock_ns(CLOCK_REALTIME);
+	bool audit = atomic_load_explicit(&audit_mode, memory_order_relaxed);
+	w->pl.hits = g->hits ? g->hits + (size_t)w->index * g->pol->n_hits : NULL;
+	w->pl.n_hits = g->pol->n_hits;
 
 	for (int i = 0; i < n; i++) {
 		const struct nfqueue_packet *np = nfqueue_packet(w->q, i);
@@ -335,6 +353,9 @@ static int run_batch(struct worker *w, int n)
 			pipeline_verdict_unparsed(&w->pl, st, &v);
 			if (!v.accept)
 				note_refusal(w, NULL, &v, np);
+			mirror_observe(w->mw, NULL, &v, np->payload, np->caplen, np->wirelen, wall);
+			if (!v.accept && audit)
+				w->audit_would_refuse++, v.accept = true;
 			nfqueue_set_verdict(w->q, i, v.accept ? NF_ACCEPT : NF_DROP);
 			continue;
 		}
@@ -349,6 +370,9 @@ static int run_batch(struct worker *w, int n)
 		const struct nfqueue_packet *np = nfqueue_packet(w->q, idx[k]);
 		if (!vs[k].accept)
 			note_refusal(w, &pkts[k], &vs[k], np);
+		mirror_observe(w->mw, &pkts[k], &vs[k], np->payload, np->caplen, np->wirelen, wall);
+		if (!vs[k].accept && audit)
+			w->audit_would_refuse++, vs[k].accept = true;
 		flowlog_observe(w->flw, &pkts[k], &vs[k], wall);
 		nfqueue_set_verdict(w->q, idx[k], vs[k].accept ? NF_ACCEPT : NF_DROP);
 	}
@@ -379,6 +403,21 @@ static void expire(struct worker *w)
 	w->next_expire_ns = now + EXPIRE_EVERY_NS;
 }
 
+/* ctl: the flow table is the worker's own; it lists it between batches. */
+static int flow_walk_one(const struct ct_flow_info *f, void *arg)
+{
+	struct worker *w = arg;
+	return w->flow_fn(w->index, f, w->flow_arg);
+}
+
+static void serve_flow_listing(struct worker *w)
+{
+	if (atomic_load(&w->flow_req) != 1)
+		return;
+	ct_foreach(w->ct, monotonic_ns(), flow_walk_one, w);
+	atomic_store(&w->flow_req, 2);
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -394,6 +433,7 @@ static void *worker_main(void *arg)
 		if (n > 0 && run_batch(w, n) < 0)
 			return NULL;
 		expire(w);
+		serve_flow_listing(w);
 	}
 	/* Stopping: decide what is already waiting for us; whatever the kernel
 	 * queues after this is dropped when the queue is unbound. */
@@ -484,9 +524,21 @@ static void log_stats(const char *when)
 	if (flowlog) {
 		struct flowlog_stats fs;
 		flowlog_get_stats(flowlog, &fs);
-		logmsg(LOG_INFO, "%s: flow logs: %" PRIu64 " records in %" PRIu64 " files, %" PRIu64
-		       " lost (SKIPDATA), %" PRIu64 " write errors", when, fs.records_written,
-		       fs.files_written, fs.records_lost, fs.write_errors);
+		/* fl2: SKIPDATA says records were lost; this says how many */
+		logmsg(LOG_INFO, "%s: flow logs: %" PRIu64 " records, %" PRIu64 " NODATA and %"
+		       PRIu64 " SKIPDATA in %" PRIu64 " files; %" PRIu64 " packets lost (SKIPDATA), %"
+		       PRIu64 " write errors", when, fs.records_written, fs.nodata_records,
+		       fs.skipdata_records, fs.files_written, fs.records_lost, fs.write_errors);
+	}
+	if (mirror) {
+		struct mirror_stats ms;
+		mirror_get_stats(mirror, &ms);
+		logmsg(LOG_INFO, "%s: mirror: %" PRIu64 " copies, %" PRIu64 " dropped (ring full), %"
+		       PRIu64 " VXLAN sent, %" PRIu64 " send errors, %" PRIu64 " without target, %"
+		       PRIu64 " pcap records, %" PRIu64 " refused captured (%" PRIu64 " written), %"
+		       PRIu64 " write errors, %" PRIu64 " rotations", when, ms.mirrored, ms.ring_full,
+		       ms.vxlan_sent, ms.vxlan_errors, ms.vxlan_skipped, ms.pcap_records, ms.captured,
+		       ms.drop_records, ms.write_errors, ms.files_rotated);
 	}
 	for (int i = 0; i < n_workers; i++) {
 		struct nfqueue_kernel_stats ks;
@@ -525,17 +577,27 @@ static int pick_queues(const struct daemon_options *opt, const struct policy *po
 
 /* Reload: compile beside the running policy, swap, wait out the workers
  * that may still hold the old one, free it.  Conntrack is untouched. */
-static void reload(const struct daemon_options *opt)
+static bool generation_counters(struct generation *g)
+{
+	g->hits = calloc((size_t)n_workers * g->pol->n_hits + 1, sizeof(*g->hits));
+	return g->hits != NULL;
+}
+
+static bool reload(const struct daemon_options *opt, const char *who)
 {
 	char status[128];
 
 	notify_reloading();
-	logmsg(LOG_INFO, "reloading the configuration");
+	logmsg(LOG_INFO, "reloading the configuration (%s)", who);
 	struct generation *g = generation_load(opt);
+	if (g && !generation_counters(g)) {
+		generation_free(g);
+		g = NULL;
+	}
 	if (!g) {
 		logmsg(LOG_ERR, "reload refused: the running configuration stays in force");
 		notify_ready("running; the last reload was refused, see the log");
-		return;
+		return false;
 	}
 	struct generation *old = atomic_load(&current);
 	const struct m_vpcfw *oc = &old->pol->model->vpcfw, *nc = &g->pol->model->vpcfw;
@@ -550,6 +612,11 @@ static void reload(const struct daemon_options *opt)
 	if (old->pol->conntrack_max != g->pol->conntrack_max)
 		logmsg(LOG_WARNING, "ConntrackMax changed: takes effect on restart");
 
+	/* before the swap: new sessions apply from the first packet */
+	mirror_set_policy(mirror, g->pol);
+	if (mirror_copy_range(g->pol) > mirror_copy_range(old->pol))
+		logmsg(LOG_WARNING, "mirroring needs a larger NFQUEUE copy range: takes effect on "
+		       "restart (copies are cut at the current range meanwhile)");
 	atomic_store(&current, g);
 	flowlog_set_policy(flowlog, g->pol);
 	uint64_t e = atomic_fetch_add(&epoch, 1) + 1;
@@ -562,12 +629,110 @@ static void reload(const struct daemon_options *opt)
 			nanosleep(&ts, NULL);
 		}
 	}
+	mirror_reclaim(mirror); /* no worker can still read the replaced plan */
 	generation_free(old);
 	logmsg(LOG_INFO, "configuration %" PRIu64 " in force (%d interfaces, %d bound devices)",
 	       g->number, g->pol->n_ifaces, g->n_bindings);
 	snprintf(status, sizeof(status), "running configuration %" PRIu64 " on %d queue(s)",
 		 g->number, n_workers);
 	notify_ready(status);
+	return true;
+}
+
+/* ------------------------------------------------------------ ctl backend */
+
+static const struct daemon_options *ctl_opt;
+
+static const struct policy *ctl_policy(void *ctx, uint64_t *gen)
+{
+	const struct generation *g = atomic_load(&current);
+	(void)ctx;
+	*gen = g->number;
+	return g->pol;
+}
+
+/* Counters are read while the workers write them: each is one aligned
+ * 64-bit word with a single writer, so a read is a recent value. */
+static void ctl_worker(void *ctx, int i, struct ctl_worker_stats *out)
+{
+	const struct worker *w = &workers[i];
+	struct nfqueue_stats ns;
+	struct nfqueue_kernel_stats ks;
+	(void)ctx;
+
+	memset(out, 0, sizeof(*out));
+	out->queue = nfqueue_queue_num(w->q);
+	out->pl = w->pl.stats;
+	ct_get_stats(w->ct, &out->ct);
+	nfqueue_get_stats(w->q, &ns);
+	out->packets = ns.packets;
+	out->batches = ns.batches;
+	out->enobufs = ns.enobufs;
+	out->truncated = ns.truncated;
+	out->netlink_errors = ns.netlink_errors;
+	out->send_errors = ns.send_errors;
+	out->audit_would_refuse = w->audit_would_refuse;
+	if (nfqueue_kernel_stats(out->queue, &ks)) {
+		out->have_kernel = true;
+		out->kernel_waiting = ks.queue_total;
+		out->kernel_queue_dropped = ks.queue_dropped;
+		out->kernel_user_dropped = ks.user_dropped;
+	}
+}
+
+static const uint64_t *ctl_hits(void *ctx, int i)
+{
+	const struct generation *g = atomic_load(&current);
+	(void)ctx;
+	return g->hits ? g->hits + (size_t)i * g->pol->n_hits : NULL;
+}
+
+/* Every worker lists its own table between two batches (at most a receive
+ * timeout away); the caller waits for all of them. */
+static int ctl_flows(void *ctx, int (*fn)(int worker, const struct ct_flow_info *f, void *arg),
+		     void *arg)
+{
+	(void)ctx;
+	for (int i = 0; i < n_workers; i++) {
+		workers[i].flow_fn = fn;
+		workers[i].flow_arg = arg;
+		atomic_store(&workers[i].flow_req, 1);
+		/* one at a time: fn is not thread-safe */
+		while (atomic_load(&workers[i].flow_req) != 2) {
+			if (atomic_load(&worker_failed) || atomic_load(&stopping))
+				return -1;
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
+		atomic_store(&workers[i].flow_req, 0);
+	}
+	return 0;
+}
+
+static bool ctl_reload(void *ctx, const char *who, char *msg, size_t len)
+{
+	(void)ctx;
+	bool ok = reload(ctl_opt, who);
+	if (!ok)
+		snprintf(msg, len, "see the daemon's log for the configuration's errors");
+	return ok;
+}
+
+static void ctl_set_audit(void *ctx, bool on)
+{
+	(void)ctx;
+	atomic_store(&audit_mode, on);
+}
+
+static bool ctl_audit(void *ctx)
+{
+	(void)ctx;
+	return atomic_load(&audit_mode);
+}
+
+static void ctl_log(int prio, const char *msg)
+{
+	logmsg(prio, "%s", msg);
 }
 
 /* Without -f and outside systemd: into the background, the OpenBSD way,
@@ -621,6 +786,9 @@ int daemon_run(const struct daemon_options *user_opt)
 	sigset_t sigs;
 	int rc = 1, n_queues;
 	struct generation *g = NULL;
+	struct ctl *ctl = NULL;
+	struct ctl_daemon ctld = { 0 };
+	uint64_t next_metrics = 0;
 
 	log_stderr = opt.foreground;
 	if (!log_stderr)
@@ -655,8 +823,11 @@ int daemon_run(const struct daemon_options *user_opt)
 	uint32_t shard = g->pol->conntrack_max / (uint32_t)n_queues;
 	for (int i = 0; i < n_queues; i++) {
 		struct worker *w = &workers[i];
+		/* headers only, unless mirroring or the drop capture needs more */
+		uint32_t need = mirror_copy_range(g->pol);
 		struct nfqueue_options no = {
 			.queue = queues[i],
+			.copy_range = need > NFQUEUE_COPY_RANGE_HEADERS ? need : 0,
 			.fail_open = g->pol->model->vpcfw.fail_open,
 		};
 		char err[256];
@@ -674,6 +845,10 @@ int daemon_run(const struct daemon_options *user_opt)
 			logmsg(LOG_ERR, "queue %u: %s", queues[i], err);
 			goto out;
 		}
+	}
+	if (!generation_counters(g)) {
+		logmsg(LOG_ERR, "out of memory for counters");
+		goto out;
 	}
 	atomic_store(&current, g);
 	g = NULL;
@@ -694,6 +869,14 @@ int daemon_run(const struct daemon_options *user_opt)
 	}
 	for (int i = 0; i < n_workers; i++)
 		workers[i].flw = flowlog_worker(flowlog, i);
+	struct mirror_options mo = { .n_workers = n_workers, .threaded = true, .send_vxlan = true };
+	mirror = mirror_create(cur->pol, &mo);
+	if (!mirror && mirror_enabled(cur->pol)) {
+		logmsg(LOG_ERR, "mirroring cannot start (see above)");
+		goto out;
+	}
+	for (int i = 0; i < n_workers; i++)
+		workers[i].mw = mirror_worker(mirror, i);
 	for (int i = 0; i < n_workers; i++) {
 		int e = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
 		if (e) {
@@ -702,6 +885,27 @@ int daemon_run(const struct daemon_options *user_opt)
 			goto join;
 		}
 		workers[i].running = true;
+	}
+
+	/* ctl: the control socket, served by this thread between signals */
+	{
+		const struct m_vpcfw *vc = &cur->pol->model->vpcfw;
+		char err[256];
+		ctl_opt = &opt;
+		ctld = (struct ctl_daemon){
+			.n_workers = n_workers, .config_paths = opt.config_paths,
+			.n_config_paths = opt.n_config_paths, .strict = opt.strict,
+			.started_s = clock_ns(CLOCK_REALTIME) / 1000000000u,
+			.policy = ctl_policy, .worker = ctl_worker, .hits = ctl_hits,
+			.flows = ctl_flows, .reload = ctl_reload, .set_audit = ctl_set_audit,
+			.audit = ctl_audit,
+		};
+		if (vc->control_socket && *vc->control_socket) {
+			ctl = ctl_open(&ctld, vc->control_socket, vc->read_only_socket, vc->admin_group,
+				       vc->reader_group, ctl_log, err, sizeof(err));
+			if (!ctl)
+				logmsg(LOG_ERR, "control socket: %s; running without it", err);
+		}
 	}
 
 	{
@@ -721,10 +925,22 @@ int daemon_run(const struct daemon_options *user_opt)
 	rc = 0;
 	while (!atomic_load(&worker_failed)) {
 		struct timespec ts = { 0, 100 * 1000000 };
+		if (ctl) {      /* ctl: the control socket takes the wait */
+			ctl_serve(ctl, 100);
+			ts.tv_nsec = 0;
+		}
 		int sig = sigtimedwait(&sigs, NULL, &ts);
 		drain_refusals();
-		if (sig == SIGHUP)
-			reload(&opt);
+		const struct m_vpcfw *vc = &atomic_load(&current)->pol->model->vpcfw;
+		if (vc->metrics_file && monotonic_ns() >= next_metrics) {
+			if (ctl_write_metrics(&ctld, ctl_refused(ctl), vc->metrics_file) < 0)
+				logmsg(LOG_WARNING, "MetricsFile %s: cannot write: %s", vc->metrics_file,
+				       strerror(errno));
+			next_metrics = monotonic_ns() + (uint64_t)vc->metrics_interval * 1000000000u;
+		}
+		if (sig == SIGHUP && reload(&opt, "SIGHUP") && ctl)
+			ctl_set_groups(ctl, atomic_load(&current)->pol->model->vpcfw.admin_group,
+				       atomic_load(&current)->pol->model->vpcfw.reader_group);
 		else if (sig == SIGUSR1)
 			log_stats("statistics");
 		else if (sig == SIGTERM || sig == SIGINT) {
@@ -741,12 +957,20 @@ join:
 		if (workers[i].running)
 			pthread_join(workers[i].thread, NULL);
 	drain_refusals();
+	/* fl2: the last windows written before the counters at exit */
+	flowlog_finish(flowlog);
 	if (workers && workers[0].q && workers[n_workers - 1].q)
 		log_stats("at exit");
+	ctl_close(ctl);
+	ctl = NULL;
 out:
 	/* emits the open capture windows: nothing observed is lost */
 	flowlog_destroy(flowlog);
 	flowlog = NULL;
+	/* drains the rings, stops the sender, closes the files */
+	if (mirror && !mirror_destroy(mirror))
+		logmsg(LOG_ERR, "mirroring: some pcap records could not be written");
+	mirror = NULL;
 	for (int i = 0; workers && i < n_workers; i++) {
 		nfqueue_close(workers[i].q);
 		if (workers[i].ct)

@@ -392,8 +392,12 @@ struct flowlog *flowlog_create(const struct policy *pol, const struct flowlog_op
 	pthread_mutex_init(&fl->mu, NULL);
 	fl->threaded = opt->threaded;
 	fl->n_workers = opt->n_workers;
-	fl->rotate_seconds = opt->rotate_seconds ? opt->rotate_seconds : DEFAULT_ROTATE_SECONDS;
-	fl->rotate_bytes = opt->rotate_bytes ? opt->rotate_bytes : DEFAULT_ROTATE_BYTES;
+	fl->rotate_seconds = opt->rotate_seconds ? opt->rotate_seconds
+			   : m->vpcfw.flow_log_rotate_seconds ? m->vpcfw.flow_log_rotate_seconds
+			   : DEFAULT_ROTATE_SECONDS;
+	fl->rotate_bytes = opt->rotate_bytes ? opt->rotate_bytes
+			 : m->vpcfw.flow_log_rotate_bytes ? m->vpcfw.flow_log_rotate_bytes
+			 : DEFAULT_ROTATE_BYTES;
 	fl->table_size = opt->table_size ? opt->table_size : DEFAULT_TABLE_SIZE;
 	fl->dir = xstrdup(dir);
 
@@ -694,10 +698,11 @@ void flowlog_get_stats(const struct flowlog *fl, struct flowlog_stats *out)
 	pthread_mutex_unlock((pthread_mutex_t *)&fl->mu);
 }
 
-void flowlog_destroy(struct flowlog *fl)
+void flowlog_finish(struct flowlog *fl)
 {
-	if (!fl)
+	if (!fl || fl->finished)
 		return;
+	fl->finished = true;
 	/* The workers have stopped: close every open window (the writer
 	 * thread, if any, takes the last tables), then stop the writer. */
 	for (int w = 0; w < fl->n_workers; w++)
@@ -726,7 +731,18 @@ void flowlog_destroy(struct flowlog *fl)
 		fl_writer_collect(fl, end);
 	}
 	fl_writer_close_all(fl);
-	if (fl->decisions)
-		fclose(fl->decisions);
+	if (fl->decisions && fclose(fl->decisions) != 0) {
+		pthread_mutex_lock(&fl->mu);
+		fl->stats.write_errors++;
+		pthread_mutex_unlock(&fl->mu);
+	}
+	fl->decisions = NULL;
+}
+
+void flowlog_destroy(struct flowlog *fl)
+{
+	if (!fl)
+		return;
+	flowlog_finish(fl);
 	fl_free(fl);
 }

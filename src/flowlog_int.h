@@ -128,6 +128,7 @@ struct flowlog {
 
 	pthread_t thread;
 	bool thread_started;
+	bool finished;                  /* flowlog_finish done */
 	atomic_bool stop;
 };
 

@@ -144,7 +144,8 @@ struct nfqueue *nfqueue_open(const struct nfqueue_options *opt, char *err, size_
 	}
 	q->queue = opt->queue;
 	q->fd = -1;
-	q->slot_size = range + MSG_OVERHEAD;
+	/* netlink messages start 4-byte aligned in each slot: round the slot */
+	q->slot_size = (range + MSG_OVERHEAD + 15) & ~(size_t)15;
 	q->slots = malloc(q->slot_size * NFQUEUE_BATCH_MAX);
 	if (!q->slots) {
 		set_err(err, errlen, "nfq", ENOMEM);

@@ -46,9 +46,28 @@ void pipeline_init(struct pipeline *pl, struct conntrack *ct)
 	pl->ct = ct;
 }
 
+static inline void hit(struct pipeline *pl, uint32_t slot)
+{
+	if (pl->hits && slot < pl->n_hits)
+		pl->hits[slot]++;
+}
+
+static void nacl_hit(struct pipeline *pl, const struct nacl *n, enum nacl_dir dir,
+		     const struct packet *p, const struct nacl_rule *r)
+{
+	if (pl->hits)
+		hit(pl, r ? r->hit : n->lists[dir][p->family == FAMILY_V6].star_hit);
+}
+
 static void finish(struct pipeline *pl, struct verdict *v, bool accept, enum stage st,
 		   enum reason r)
 {
+	if (pl->hits) {
+		if (v->src_iface)
+			hit(pl, v->src_iface->hit + (accept ? IFACE_HIT_OUT_ACCEPT : IFACE_HIT_OUT_REJECT));
+		if (v->dst_iface)
+			hit(pl, v->dst_iface->hit + (accept ? IFACE_HIT_IN_ACCEPT : IFACE_HIT_IN_REJECT));
+	}
 	v->accept = accept;
 	v->stage = st;
 	v->reason = r;
@@ -239,6 +258,7 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 			finish(pl, v, false, STAGE_SG_EGRESS, REASON_ENI_SG_RULES_MISMATCH);
 			return;
 		}
+		hit(pl, ra->hit);
 		v->sg_rule = ra;
 		v->stage_iface = a;
 		last = STAGE_SG_EGRESS;
@@ -249,7 +269,9 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		const struct nacl_rule *nr;
 		if (x && x->nacl) {
 			v->nacl = x->nacl;
-			if (!nacl_eval(x->nacl, NACL_OUTBOUND, p, &nr)) {
+			bool ok = nacl_eval(x->nacl, NACL_OUTBOUND, p, &nr);
+			nacl_hit(pl, x->nacl, NACL_OUTBOUND, p, nr);
+			if (!ok) {
 				v->nacl_rule = nr;
 				v->sg_rule = NULL;
 				finish(pl, v, false, STAGE_NACL_OUT, REASON_SUBNET_ACL_RESTRICTION);
@@ -260,7 +282,9 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		}
 		if (y && y->nacl) {
 			v->nacl = y->nacl;
-			if (!nacl_eval(y->nacl, NACL_INBOUND, p, &nr)) {
+			bool ok = nacl_eval(y->nacl, NACL_INBOUND, p, &nr);
+			nacl_hit(pl, y->nacl, NACL_INBOUND, p, nr);
+			if (!ok) {
 				v->nacl_rule = nr;
 				v->sg_rule = NULL;
 				finish(pl, v, false, STAGE_NACL_IN, REASON_SUBNET_ACL_RESTRICTION);
@@ -281,6 +305,7 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 			finish(pl, v, false, STAGE_SG_INGRESS, REASON_ENI_SG_RULES_MISMATCH);
 			return;
 		}
+		hit(pl, rb->hit);
 		v->sg_rule = rb;
 		v->stage_iface = b;
 		last = STAGE_SG_INGRESS;

@@ -483,6 +483,36 @@ static void build_ranges(struct builder *b)
 	p->n_ranges = k;
 }
 
+/* Counter slots: every compiled rule, each '*' rule, then the interfaces. */
+static void number_hits(struct policy *p)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < p->n_nacls; i++)
+		for (int d = 0; d < 2; d++)
+			for (int f = 0; f < 2; f++) {
+				struct nacl_list *l = &p->nacls[i].lists[d][f];
+				for (int k = 0; k < l->n; k++)
+					l->rules[k].hit = n++;
+				l->star_hit = n++;
+			}
+	for (int i = 0; i < p->n_ifaces; i++) {
+		struct iface *f = &p->ifaces[i];
+		for (int k = 0; k < f->in.n; k++) {
+			f->in.rules[k].hit = n++;
+			f->in.rules[k].iface = f;
+		}
+		for (int k = 0; k < f->out.n; k++) {
+			f->out.rules[k].hit = n++;
+			f->out.rules[k].iface = f;
+		}
+	}
+	p->iface_hit_base = n;
+	for (int i = 0; i < p->n_ifaces; i++)
+		p->ifaces[i].hit = n + (uint32_t)i * IFACE_HITS;
+	p->n_hits = n + (uint32_t)p->n_ifaces * IFACE_HITS;
+}
+
 struct policy *policy_build(struct model *m, struct diag *d)
 {
 	static uint64_t generation;
@@ -507,6 +537,7 @@ struct policy *policy_build(struct model *m, struct diag *d)
 		policy_free(p);
 		return NULL;
 	}
+	number_hits(p);
 	return p;
 }
 

@@ -11,6 +11,7 @@
 
 #include "vpcfw/conntrack.h"
 #include "vpcfw/flowlog.h" /* flow logs (flowlog helper) */
+#include "vpcfw/mirror.h"  /* mirroring, drop capture (mirror helper) */
 #include "vpcfw/model.h"
 #include "vpcfw/packet.h"
 #include "vpcfw/pipeline.h"
@@ -358,6 +359,20 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 	}
 	struct flowlog_worker *flw = flowlog_worker(fl, 0);
 
+	/* mirroring and the drop capture (mirror helper): synchronous; VXLAN
+	 * targets are sent to, as live */
+	struct mirror_options mo = { .n_workers = 1, .threaded = false, .send_vxlan = true };
+	struct mirror *mr = mirror_create(pol, &mo);
+	if (!mr && mirror_enabled(pol)) {
+		fputs("vpcfwd: mirroring cannot start: replay refused\n", stderr);
+		flowlog_destroy(fl);
+		close_verdicts(out, opt->verdicts_path);
+		ct_destroy(ct);
+		pcap_close(pc);
+		return 1;
+	}
+	struct mirror_worker *mw = mirror_worker(mr, 0);
+
 	for (;;) {
 		struct pcap_pkthdr *h;
 		const u_char *data;
@@ -391,12 +406,28 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 		/* flow log / mirror hooks: (p, v, h->ts) once parsed */
 		if (parsed)
 			flowlog_observe(flw, &p, &v, now);
+		if (mw) { /* mirror helper: the record from its IP header */
+			struct link_result lr;
+			size_t off, wire = h->len > h->caplen ? h->len : h->caplen;
+			link_decode(link, data, h->caplen, &lr);
+			off = lr.st == PACKET_OK && lr.ip_off <= h->caplen ? lr.ip_off : 0;
+			mirror_observe(mw, parsed ? &p : NULL, &v, data + off, h->caplen - off,
+				       wire - off, ts);
+		}
 	}
 
 	if (!close_verdicts(out, opt->verdicts_path))
 		rc = 1;
 	flowlog_destroy(fl); /* flow logs (flowlog helper): emits the open windows */
+	struct mirror_stats ms; /* mirror helper */
+	mirror_get_stats(mr, &ms);
+	if (!mirror_destroy(mr))
+		rc = 1;
 	write_summary(opt->summary, opt->pcap_path, &t, &pl);
+	if (mr && opt->summary)
+		fprintf(opt->summary, "  mirror: %" PRIu64 " copies (%" PRIu64 " VXLAN sent, %" PRIu64
+			" send errors, %" PRIu64 " pcap records), %" PRIu64 " refused packets captured\n",
+			ms.mirrored, ms.vxlan_sent, ms.vxlan_errors, ms.pcap_records, ms.captured);
 	ct_destroy(ct);
 	pcap_close(pc);
 	return rc;

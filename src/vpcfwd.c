@@ -12,6 +12,7 @@
 #include "vpcfw/daemon.h"
 #include "vpcfw/diag.h"
 #include "vpcfw/flowlog.h"
+#include "vpcfw/mirror.h"
 #include "vpcfw/policy.h"
 #include "vpcfw/replay.h"
 
@@ -59,6 +60,7 @@ static struct policy *load_policy(const char **paths, int n, bool strict)
 	if (d.errors == 0) {
 		config_check(m, &d);
 		flowlog_check_config(m, &d); /* flow logs (flowlog helper) */
+		mirror_check_config(m, &d);  /* traffic mirroring (mirror helper) */
 	}
 	struct policy *p = NULL;
 	if (d.errors == 0) {

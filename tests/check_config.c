@@ -259,6 +259,61 @@ static const struct bad {
 	  "{'Vpcfw':{'InterfaceBindings':[{'NetworkInterfaceId':'eni-1','Device':'a'},{'NetworkInterfaceId':'eni-2','Device':'a'}]}}",
 	  true, "t.json: Vpcfw.InterfaceBindings[1].Device: a already carries eni-1 (at t.json: Vpcfw.InterfaceBindings[0])" },
 
+	/* traffic mirroring (mirror helper) */
+	{ "mirror rule action", "{'TrafficMirrorFilters':[{'TrafficMirrorFilterId':'tmf-1','IngressFilterRules':["
+	  "{'RuleNumber':1,'RuleAction':'allow','SourceCidrBlock':'0.0.0.0/0','DestinationCidrBlock':'0.0.0.0/0'}]}]}",
+	  true, "t.json: TrafficMirrorFilters[0].IngressFilterRules[0].RuleAction: \"allow\" is not accept or reject" },
+	{ "mirror rule number", "{'TrafficMirrorFilters':[{'TrafficMirrorFilterId':'tmf-1','EgressFilterRules':["
+	  "{'RuleNumber':32767,'RuleAction':'accept','SourceCidrBlock':'0.0.0.0/0','DestinationCidrBlock':'0.0.0.0/0'}]}]}",
+	  true, "t.json: TrafficMirrorFilters[0].EgressFilterRules[0].RuleNumber: 32767 is not a rule number (1-32766)" },
+	{ "mirror rule without CIDR", "{'TrafficMirrorFilters':[{'TrafficMirrorFilterId':'tmf-1','EgressFilterRules':["
+	  "{'RuleNumber':1,'RuleAction':'accept','SourceCidrBlock':'0.0.0.0/0'}]}]}",
+	  true, "t.json: TrafficMirrorFilters[0].EgressFilterRules[0]: DestinationCidrBlock is missing" },
+	{ "mirror rule mixes families", "{'TrafficMirrorFilters':[{'TrafficMirrorFilterId':'tmf-1','EgressFilterRules':["
+	  "{'RuleNumber':1,'RuleAction':'accept','SourceCidrBlock':'0.0.0.0/0','DestinationCidrBlock':'::/0'}]}]}",
+	  true, "t.json: TrafficMirrorFilters[0].EgressFilterRules[0]: SourceCidrBlock and DestinationCidrBlock are of different families" },
+	{ "mirror rule ports reversed", "{'TrafficMirrorFilters':[{'TrafficMirrorFilterId':'tmf-1','EgressFilterRules':["
+	  "{'RuleNumber':1,'RuleAction':'accept','Protocol':6,'DestinationPortRange':{'FromPort':90,'ToPort':80},"
+	  "'SourceCidrBlock':'0.0.0.0/0','DestinationCidrBlock':'0.0.0.0/0'}]}]}",
+	  true, "t.json: TrafficMirrorFilters[0].EgressFilterRules[0].DestinationPortRange: FromPort 90 is greater than ToPort 80" },
+	{ "mirror rule in the wrong list", "{'TrafficMirrorFilters':[{'TrafficMirrorFilterId':'tmf-1','EgressFilterRules':["
+	  "{'RuleNumber':1,'RuleAction':'accept','TrafficDirection':'ingress',"
+	  "'SourceCidrBlock':'0.0.0.0/0','DestinationCidrBlock':'0.0.0.0/0'}]}]}",
+	  true, "t.json: TrafficMirrorFilters[0].EgressFilterRules[0].TrafficDirection: \"ingress\" is not egress, in EgressFilterRules" },
+	{ "mirror protocol", "{'TrafficMirrorFilters':[{'TrafficMirrorFilterId':'tmf-1','EgressFilterRules':["
+	  "{'RuleNumber':1,'RuleAction':'accept','Protocol':300,'SourceCidrBlock':'0.0.0.0/0','DestinationCidrBlock':'0.0.0.0/0'}]}]}",
+	  true, "t.json: TrafficMirrorFilters[0].EgressFilterRules[0].Protocol: 300 is not a protocol (0-255)" },
+	{ "mirror network service", "{'TrafficMirrorFilters':[{'TrafficMirrorFilterId':'tmf-1','NetworkServices':['ntp']}]}",
+	  true, "t.json: TrafficMirrorFilters[0].NetworkServices[0]: \"ntp\" is not a network service (amazon-dns)" },
+	{ "session VNI", "{'TrafficMirrorSessions':[{'NetworkInterfaceId':'eni-1','TrafficMirrorTargetId':'tmt-1',"
+	  "'TrafficMirrorFilterId':'tmf-1','SessionNumber':1,'VirtualNetworkId':16777216}]}",
+	  true, "t.json: TrafficMirrorSessions[0].VirtualNetworkId: 16777216 is not a VXLAN id (0-16777215)" },
+	{ "session without VNI", "{'TrafficMirrorSessions':[{'NetworkInterfaceId':'eni-1','TrafficMirrorTargetId':'tmt-1',"
+	  "'TrafficMirrorFilterId':'tmf-1','SessionNumber':1}]}",
+	  true, "t.json: TrafficMirrorSessions[0]: VirtualNetworkId is missing" },
+	{ "session number", "{'TrafficMirrorSessions':[{'NetworkInterfaceId':'eni-1','TrafficMirrorTargetId':'tmt-1',"
+	  "'TrafficMirrorFilterId':'tmf-1','SessionNumber':0,'VirtualNetworkId':1}]}",
+	  true, "t.json: TrafficMirrorSessions[0].SessionNumber: 0 is not a session number (1-32766)" },
+	{ "session packet length", "{'TrafficMirrorSessions':[{'NetworkInterfaceId':'eni-1','TrafficMirrorTargetId':'tmt-1',"
+	  "'TrafficMirrorFilterId':'tmf-1','SessionNumber':1,'VirtualNetworkId':1,'PacketLength':0}]}",
+	  true, "t.json: TrafficMirrorSessions[0].PacketLength: 0 is out of range (1 to 65535)" },
+	{ "target id twice", "{'TrafficMirrorTargets':[{'TrafficMirrorTargetId':'tmt-1'},{'TrafficMirrorTargetId':'tmt-1'}]}",
+	  true, "t.json: TrafficMirrorTargets[1].TrafficMirrorTargetId: tmt-1 is defined twice (first at t.json: TrafficMirrorTargets[0])" },
+	{ "pcap target without path", "{'Vpcfw':{'PcapTargets':[{'TrafficMirrorTargetId':'tmt-1'}]}}",
+	  true, "t.json: Vpcfw.PcapTargets[0]: Path is missing" },
+	{ "pcap target rotation", "{'Vpcfw':{'PcapTargets':[{'TrafficMirrorTargetId':'tmt-1','Path':'/x','RotateBytes':10}]}}",
+	  true, "t.json: Vpcfw.PcapTargets[0].RotateBytes: 10 is out of range (65536 to 1099511627776)" },
+	{ "pcap targets not a list", "{'Vpcfw':{'PcapTargets':{}}}",
+	  true, "t.json: Vpcfw.PcapTargets: {} is not a list" },
+	{ "mirror address", "{'Vpcfw':{'MirrorTargetAddresses':[{'TrafficMirrorTargetId':'tmt-1','Address':'10.0.0.300'}]}}",
+	  true, "t.json: Vpcfw.MirrorTargetAddresses[0].Address: \"10.0.0.300\" is not an IPv4 or IPv6 address" },
+	{ "drop capture not an object", "{'Vpcfw':{'DropCapture':'/tmp/d.pcap'}}",
+	  true, "t.json: Vpcfw.DropCapture: \"/tmp/d.pcap\" is not an object" },
+	{ "drop capture snap length", "{'Vpcfw':{'DropCapture':{'Path':'/tmp/d.pcap','SnapLength':70000}}}",
+	  true, "t.json: Vpcfw.DropCapture.SnapLength: 70000 is out of range (1 to 65535)" },
+	{ "drop capture empty path", "{'Vpcfw':{'DropCapture':{'Path':''}}}",
+	  true, "t.json: Vpcfw.DropCapture.Path: \"\" is empty" },
+
 	/* warnings */
 	{ "unknown top-level key", "{'RouteTables':[]}", false, "t.json: RouteTables: unknown top-level key, ignored" },
 	{ "unknown Vpcfw key", "{'Vpcfw':{'Queus':[1]}}", false, "t.json: Vpcfw.Queus: unknown key, ignored" },
@@ -675,6 +730,70 @@ START_TEST(test_flowlogs_and_prefix_lists)
 }
 END_TEST
 
+/* describe-traffic-mirror-* as the CLI prints them, and the Vpcfw keys
+ * (mirror helper). */
+START_TEST(test_traffic_mirroring)
+{
+	load("t.json", "{'TrafficMirrorFilters':[{'TrafficMirrorFilterId':'tmf-1','Description':'x',"
+		       "'IngressFilterRules':[{'TrafficMirrorFilterRuleId':'tmfr-1','TrafficMirrorFilterId':'tmf-1',"
+		       "'TrafficDirection':'ingress','RuleNumber':100,'RuleAction':'accept','Protocol':6,"
+		       "'DestinationPortRange':{'FromPort':22,'ToPort':22},'SourcePortRange':{'FromPort':1024,'ToPort':65535},"
+		       "'DestinationCidrBlock':'10.0.0.0/24','SourceCidrBlock':'10.0.1.0/24','Description':'TCP Rule'}],"
+		       "'EgressFilterRules':[{'RuleNumber':1,'RuleAction':'reject',"
+		       "'DestinationCidrBlock':'::/0','SourceCidrBlock':'2001:db8::/32'}],"
+		       "'NetworkServices':[],'Tags':[]}],"
+		       "'TrafficMirrorTargets':[{'TrafficMirrorTargetId':'tmt-1','NetworkInterfaceId':'eni-1',"
+		       "'Type':'network-interface','OwnerId':'1'},{'TrafficMirrorTargetId':'tmt-2',"
+		       "'NetworkLoadBalancerArn':'arn:aws:elasticloadbalancing:x','Type':'network-load-balancer'},"
+		       "{'TrafficMirrorTargetId':'tmt-3','GatewayLoadBalancerEndpointId':'vpce-1',"
+		       "'Type':'gateway-load-balancer-endpoint'}],"
+		       "'TrafficMirrorSessions':[{'TrafficMirrorSessionId':'tms-1','TrafficMirrorTargetId':'tmt-1',"
+		       "'TrafficMirrorFilterId':'tmf-1','NetworkInterfaceId':'eni-2','OwnerId':'1','PacketLength':25,"
+		       "'SessionNumber':1,'VirtualNetworkId':7159709,'Description':'s','Tags':[]}],"
+		       "'Vpcfw':{'PcapTargets':[{'TrafficMirrorTargetId':'tmt-2','Path':'/var/lib/m.pcap',"
+		       "'RotateBytes':1048576}],'MirrorTargetAddresses':[{'TrafficMirrorTargetId':'tmt-3',"
+		       "'Address':'2001:db8::9'}],'DropCapture':{'Path':'/var/lib/drops.pcap','SnapLength':1500}}}");
+	config_check(&m, &d);
+	assert_clean();
+	ck_assert_int_eq(m.n_mirror_filters, 1);
+	const struct m_mirror_filter *f = &m.mirror_filters[0];
+	ck_assert_int_eq(f->n_in, 1);
+	ck_assert_int_eq(f->n_out, 1);
+	ck_assert(f->in[0].accept);
+	ck_assert_uint_eq(f->in[0].number, 100);
+	ck_assert_int_eq(f->in[0].proto, 6);
+	ck_assert(f->in[0].has_dports && f->in[0].has_sports);
+	ck_assert_uint_eq(f->in[0].dport_from, 22);
+	ck_assert_uint_eq(f->in[0].sport_from, 1024);
+	ck_assert_uint_eq(f->in[0].sport_to, 65535);
+	ck_assert_int_eq(cidr_user_len(&f->in[0].dst), 24);
+	ck_assert(!f->out[0].accept);
+	ck_assert_int_eq(f->out[0].proto, PROTO_ALL);
+	ck_assert(!f->out[0].has_dports);
+	ck_assert_int_eq(f->out[0].src.family, FAMILY_V6);
+	ck_assert_int_eq(m.n_mirror_targets, 3);
+	ck_assert_str_eq(m.mirror_targets[0].eni_id, "eni-1");
+	ck_assert_ptr_null(m.mirror_targets[1].eni_id);
+	ck_assert_str_eq(m.mirror_targets[1].lb, "arn:aws:elasticloadbalancing:x");
+	ck_assert_str_eq(m.mirror_targets[2].lb, "vpce-1");
+	ck_assert_int_eq(m.n_mirror_sessions, 1);
+	const struct m_mirror_session *s = &m.mirror_sessions[0];
+	ck_assert_str_eq(s->id, "tms-1");
+	ck_assert_str_eq(s->eni_id, "eni-2");
+	ck_assert_uint_eq(s->number, 1);
+	ck_assert_uint_eq(s->vni, 7159709);
+	ck_assert_uint_eq(s->packet_length, 25);
+	ck_assert_int_eq(m.vpcfw.n_pcap_targets, 1);
+	ck_assert_str_eq(m.vpcfw.pcap_targets[0].path, "/var/lib/m.pcap");
+	ck_assert_uint_eq(m.vpcfw.pcap_targets[0].rotate_bytes, 1048576);
+	ck_assert_int_eq(m.vpcfw.n_mirror_addrs, 1);
+	ck_assert_int_eq(m.vpcfw.mirror_addrs[0].family, FAMILY_V6);
+	ck_assert_str_eq(m.vpcfw.drop_capture.path, "/var/lib/drops.pcap");
+	ck_assert_uint_eq(m.vpcfw.drop_capture.snap_length, 1500);
+	ck_assert_str_eq(m.vpcfw.drop_capture.where.path, "Vpcfw.DropCapture");
+}
+END_TEST
+
 /* describe-security-group-rules: a group not in SecurityGroups is made up
  * from its rules; the rules of a group that is are ignored (either order). */
 START_TEST(test_security_group_rules)
@@ -972,6 +1091,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_sg_batfish_edges);
 	tcase_add_test(tc, test_eni);
 	tcase_add_test(tc, test_flowlogs_and_prefix_lists);
+	tcase_add_test(tc, test_traffic_mirroring);
 	tcase_add_test(tc, test_security_group_rules);
 	tcase_add_test(tc, test_security_group_rules_ignored_first);
 	tcase_add_test(tc, test_reservations);

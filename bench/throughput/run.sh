@@ -66,6 +66,11 @@ cat >"$T/conf/bench.json" <<'JSON'
 }
 JSON
 "$VPCFWD" --check-config -c "$T/conf" || exit 1
+# fl2: the same with flow logs (every interface, ALL, the default format)
+mkdir -p "$T/conf-fl"
+cp "$T/conf/bench.json" "$T/conf-fl/"
+echo "{\"Vpcfw\": {\"FlowLogDirectory\": \"$T/flowlogs\"}}" >"$T/conf-fl/90-flow-logs.json"
+"$VPCFWD" --check-config -c "$T/conf-fl" || exit 1
 
 rules_none() {
 	in_ns gw iptables -F FORWARD
@@ -97,9 +102,11 @@ rules_queue() {
 }
 
 READER=
-start_reader() { # start_reader accept-all|vpcfwd QUEUES
+start_reader() { # start_reader accept-all|vpcfwd|vpcfwd+fl QUEUES
 	if [ "$1" = accept-all ]; then
 		ip netns exec "$(lab_ns gw)" "$T/accept-all" "$2" 2>>"$T/reader.log" &
+	elif [ "$1" = vpcfwd+fl ]; then
+		ip netns exec "$(lab_ns gw)" "$VPCFWD" -f -c "$T/conf-fl" -q "$2" 2>>"$T/reader.log" &
 	else
 		ip netns exec "$(lab_ns gw)" "$VPCFWD" -f -c "$T/conf" -q "$2" 2>>"$T/reader.log" &
 	fi
@@ -112,7 +119,7 @@ stop_reader() {
 	wait "$READER" 2>/dev/null
 	READER=
 	# what the reader saw: batches, socket overruns, the kernel's drops
-	grep -E 'at exit: [0-9]+ packets|kernel queue|accept-all: queue' "$T/reader.log" |
+	grep -E 'at exit: [0-9]+ packets|at exit: flow logs|kernel queue|accept-all: queue' "$T/reader.log" |
 		sed 's/^/    /' >&2
 	: >"$T/reader.log"
 }
@@ -154,7 +161,7 @@ print("%.0f" % (s / 1e3))' "$T/udp0.json" "$T/udp1.json")
 	echo "$tcp $udp ${lat% *}"
 }
 
-MODES="none kernel accept-all:1 vpcfwd:1 accept-all:2 vpcfwd:2"
+MODES=${MODES:-"none kernel accept-all:1 vpcfwd:1 vpcfwd+fl:1 accept-all:2 vpcfwd:2 vpcfwd+fl:2"}
 run_mode() {
 	case $1 in
 	none) rules_none;;
@@ -191,17 +198,20 @@ echo
 echo "vpcfw throughput, $(nproc) CPU(s), $(uname -r), ${DURATION}s per test, best of $ROUNDS round(s)"
 printf '%-14s %10s %12s %9s %9s\n' mode "TCP Gbit/s" "UDP64 kpps" "p50 us" "p99 us"
 for m in $MODES; do
-	set -- ${best[$m]}
+	set -- ${best[$m]:-}
 	printf '%-14s %10s %12s %9s %9s\n' "$m" "$1" "$2" "$3" "$4"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 for q in 1 2; do
-	set -- ${best[vpcfwd:$q]}
+	set -- ${best[vpcfwd:$q]:-0 0}
 	v_tcp=$1 v_udp=$2
-	set -- ${best[accept-all:$q]}
+	set -- ${best[accept-all:$q]:-0 0}
 	echo "vpcfwd/ceiling with $q queue(s): TCP $(ratio "$v_tcp" "$1"), UDP64 $(ratio "$v_udp" "$2") (target >= 0.9)"
+	# fl2: what flow logs cost
+	set -- ${best[vpcfwd+fl:$q]:-0 0}
+	echo "vpcfwd with/without flow logs, $q queue(s): TCP $(ratio "$1" "$v_tcp"), UDP64 $(ratio "$2" "$v_udp") (target >= 0.9)"
 done
-set -- ${best[none]}
+set -- ${best[none]:-0 0 0 0}
 n99=$4
-set -- ${best[vpcfwd:1]}
+set -- ${best[vpcfwd:1]:-0 0 0 0}
 echo "p99 latency, vpcfwd minus no filter: $(awk -v a="$4" -v b="$n99" 'BEGIN { printf "%.0f", a - b }') us (target <= 50)"

@@ -66,7 +66,11 @@ struct flowlog_stats {
 };
 void flowlog_get_stats(const struct flowlog *fl, struct flowlog_stats *out);
 
-/* Emits every open window and stops the writer: nothing buffered is lost. */
+/* Emits every open window, stops the writer and closes the files: nothing
+ * buffered is lost, and flowlog_get_stats counts everything written (the
+ * daemon's counters at exit).  The workers must have stopped. */
+void flowlog_finish(struct flowlog *fl);
+/* flowlog_finish if not done, then frees. */
 void flowlog_destroy(struct flowlog *fl);
 
 /* ---- the record format (flowlog_format.c); exposed for the unit tests */

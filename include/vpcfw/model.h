@@ -152,6 +152,71 @@ struct m_flowlog {
 	struct where where;
 };
 
+/* Traffic mirroring (SPEC §8; mirror helper): describe-traffic-mirror-*
+ * as printed, and the Vpcfw keys that turn targets into files or addresses. */
+struct m_mirror_rule {
+	uint32_t number;                /* RuleNumber 1..32766 */
+	bool accept;                    /* RuleAction accept | reject */
+	int proto;                      /* Protocol; PROTO_ALL when absent */
+	bool has_sports, has_dports;    /* SourcePortRange / DestinationPortRange */
+	uint16_t sport_from, sport_to, dport_from, dport_to;
+	struct cidr src, dst;           /* SourceCidrBlock, DestinationCidrBlock */
+	struct where where;
+};
+
+struct m_mirror_filter {
+	const char *id;                 /* TrafficMirrorFilterId */
+	struct m_mirror_rule *in;       /* IngressFilterRules */
+	int n_in;
+	struct m_mirror_rule *out;      /* EgressFilterRules */
+	int n_out;
+	bool amazon_dns;                /* NetworkServices has "amazon-dns" */
+	struct where where;
+};
+
+struct m_mirror_target {
+	const char *id;                 /* TrafficMirrorTargetId */
+	const char *eni_id;             /* NetworkInterfaceId; NULL for a load balancer */
+	const char *lb;                 /* NetworkLoadBalancerArn or
+	                                   GatewayLoadBalancerEndpointId, may be NULL */
+	struct where where;
+};
+
+struct m_mirror_session {
+	const char *id;                 /* TrafficMirrorSessionId, may be NULL */
+	const char *eni_id;             /* NetworkInterfaceId: the source */
+	const char *target_id;
+	const char *filter_id;
+	uint32_t number;                /* SessionNumber 1..32766 */
+	uint32_t vni;                   /* VirtualNetworkId, 24 bits */
+	uint32_t packet_length;         /* PacketLength; 0: the whole packet */
+	struct where where;
+};
+
+/* Vpcfw.PcapTargets[]: a target written to a pcap file instead of VXLAN. */
+struct m_mirror_pcap {
+	const char *target_id;
+	const char *path;
+	uint64_t rotate_bytes;          /* RotateBytes; 0: the default */
+	struct where where;
+};
+
+/* Vpcfw.MirrorTargetAddresses[]: where a target's VXLAN goes. */
+struct m_mirror_addr {
+	const char *target_id;
+	struct ip_addr addr;
+	int family;
+	struct where where;
+};
+
+/* Vpcfw.DropCapture: refused packets to a pcap file (NFLOG link type). */
+struct m_mirror_dropcap {
+	const char *path;               /* NULL: off */
+	uint32_t snap_length;           /* SnapLength; 0: the default */
+	uint64_t rotate_bytes;          /* RotateBytes; 0: the default */
+	struct where where;
+};
+
 struct m_binding {
 	const char *eni_id;
 	const char *device;
@@ -169,10 +234,24 @@ struct m_vpcfw {
 	bool admit_related_icmp;        /* AdmitRelatedIcmp, default false */
 	bool fail_open;                 /* FailOpen, default false */
 	const char *flow_log_dir;       /* FlowLogDirectory */
+	uint32_t flow_log_rotate_seconds; /* FlowLogRotateSeconds, default 300 */
+	uint32_t flow_log_rotate_bytes; /* FlowLogRotateBytes, default 75 MB */
 	const char *control_socket;     /* ControlSocket */
 	const char *region;             /* Region */
 	const char *account_id;         /* AccountId (flow logs) */
 	const char *decision_log;       /* DecisionLog */
+	/* control socket (ctl helper) */
+	const char *admin_group;        /* Access.AdminGroup */
+	const char *reader_group;       /* Access.ReaderGroup */
+	const char *read_only_socket;   /* ReadOnlySocket */
+	const char *metrics_file;       /* MetricsFile */
+	uint32_t metrics_interval;      /* MetricsInterval, seconds */
+	/* mirroring (mirror helper) */
+	struct m_mirror_pcap *pcap_targets;     /* PcapTargets */
+	int n_pcap_targets;
+	struct m_mirror_addr *mirror_addrs;     /* MirrorTargetAddresses */
+	int n_mirror_addrs;
+	struct m_mirror_dropcap drop_capture;   /* DropCapture */
 };
 
 struct model {
@@ -184,6 +263,9 @@ struct model {
 	struct m_eni *enis;             int n_enis;
 	struct m_prefix_list *pls;      int n_pls;
 	struct m_flowlog *flowlogs;     int n_flowlogs;
+	struct m_mirror_filter *mirror_filters;   int n_mirror_filters;   /* mirror helper */
+	struct m_mirror_target *mirror_targets;   int n_mirror_targets;
+	struct m_mirror_session *mirror_sessions; int n_mirror_sessions;
 	struct m_vpcfw vpcfw;
 };
 

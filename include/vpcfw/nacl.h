@@ -22,12 +22,14 @@ struct nacl_rule {
 	int16_t icmp_type, icmp_code;   /* -1 = all; meaningful for icmp/icmpv6 */
 	struct cidr cidr;
 	const struct m_nacl_entry *m;
+	uint32_t hit;                   /* counter slot (policy.c; pipeline.h) */
 };
 
 /* Rules of one direction and family, in number order. */
 struct nacl_list {
 	struct nacl_rule *rules;
 	int n;
+	uint32_t star_hit;              /* counter slot of the implicit '*' rule */
 };
 
 struct nacl {

@@ -75,10 +75,19 @@ struct pipeline_stats {
 	uint64_t accepted, rejected;
 };
 
-/* Per-worker state of the packet path. */
+/* Per-worker state of the packet path.
+ *
+ * Counters: when `hits` is set (pol->n_hits slots of the policy being
+ * evaluated, owned by the caller, one array per worker), every rule that
+ * matches at a stage counts one, the '*' rule of a NACL counts its denials,
+ * and each interface counts the packets from and to it by verdict
+ * (IFACE_HIT_*).  Plain increments: one writer per array; readers sum the
+ * workers' arrays. */
 struct pipeline {
 	struct conntrack *ct;
 	struct pipeline_stats stats;
+	uint64_t *hits;
+	uint32_t n_hits;
 };
 
 void pipeline_init(struct pipeline *pl, struct conntrack *ct);

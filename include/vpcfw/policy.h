@@ -47,6 +47,7 @@ struct iface {
 	const char *device;             /* InterfaceBindings device, or NULL */
 	uint32_t tcp_established_timeout, udp_timeout, udp_stream_timeout; /* seconds */
 	int index;
+	uint32_t hit;                   /* first of its IFACE_HITS counter slots */
 };
 
 struct sg {
@@ -56,6 +57,10 @@ struct sg {
 	                                   carrying the group (SPEC §4 Decision) */
 	int index;
 };
+
+/* Per-interface counter slots: packets from it (out) and to it (in). */
+enum { IFACE_HIT_OUT_ACCEPT, IFACE_HIT_OUT_REJECT, IFACE_HIT_IN_ACCEPT, IFACE_HIT_IN_REJECT,
+       IFACE_HITS };
 
 struct host_slot {
 	struct ip_addr addr;
@@ -84,6 +89,11 @@ struct policy {
 	int n_ranges;
 	struct ip_addr *vpc_dns;        /* sorted */
 	int n_vpc_dns;
+
+	/* Counter slots of the packet path (pipeline.h, "Counters"): rules,
+	 * then IFACE_HITS per interface from iface_hit_base. */
+	uint32_t n_hits;
+	uint32_t iface_hit_base;
 
 	/* Vpcfw section, with defaults applied */
 	uint32_t conntrack_max;

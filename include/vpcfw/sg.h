@@ -12,6 +12,7 @@
 #include "vpcfw/packet.h"
 
 struct sg;
+struct iface;
 
 /* A sorted set of host addresses (the members of a group). */
 struct addr_set {
@@ -36,6 +37,8 @@ struct sg_rule {
 	const struct m_sg_rule *m;
 	const struct m_peer *src_peer;  /* the peer this rule came from */
 	bool egress;
+	uint32_t hit;                   /* counter slot (policy.c; pipeline.h) */
+	const struct iface *iface;      /* the interface whose set holds it */
 };
 
 /* Rules by protocol class (tcp, udp, icmp, icmpv6, other).  For tcp and

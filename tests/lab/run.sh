@@ -188,5 +188,10 @@ check "a second vpcfwd on a served queue fails" 1 $?
 check "... and says why" yes "$(grep -q 'another process' "$T/second.log" && echo yes)"
 lab_stop_vpcfwd
 
+# ---------------------------------------------------------------- flow logs (fl2)
+# Their own topology and about two minutes: windows, rotation, SIGTERM, SKIPDATA.
+VPCFWD=$VPCFWD top_srcdir=$top_srcdir "$here/flowlog.sh"
+check "flow logs of the live daemon (tests/lab/flowlog.sh)" 0 $?
+
 echo "lab: $fails failure(s)"
 [ $fails = 0 ]

@@ -1,0 +1,493 @@
+/* vpcfwctl: see and steer a running vpcfwd through its control socket.
+ * One function per verb, a dispatch table; JSON replies printed as tables
+ * (or as they are, with --json). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "vpcfw/ctl.h"
+#include "vpcfw/policy.h"
+
+#define DEFAULT_SOCKET "/run/vpcfw/vpcfwd.sock"
+
+static const char *sock_path = DEFAULT_SOCKET;
+static bool as_json;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: vpcfwctl [-s SOCKET] [--json] VERB [ARGS]\n"
+		"  status                      version, uptime, generation, queues, conntrack\n"
+		"  stats                       counters per NACL rule, SG rule, interface, reason, queue\n"
+		"  flows [-i IFACE] [-a ADDR] [-p PORT] [-n LIMIT]\n"
+		"                              tracked flows\n"
+		"  explain [-c PATH]... [--in IFACE] [--out IFACE] [--sport N] PROTO SRC DST [PORT|TYPE[/CODE]]\n"
+		"                              every stage for a new flow's first packet\n"
+		"  reload                      reload the configuration (admin)\n"
+		"  check-config [-c PATH]...   compile the daemon's (or these) files without using them\n"
+		"  audit [on|off]              accept everything, count what would be refused (admin)\n"
+		"  metrics                     Prometheus text format\n");
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("vpcfwctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(1);
+}
+
+/* Sends one request, returns the reply (exits on transport errors). */
+static json_t *call(json_t *req)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char *s = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+
+	if (!s)
+		die("out of memory");
+	if (strlen(sock_path) >= sizeof(sa.sun_path))
+		die("socket path too long: %s", sock_path);
+	strcpy(sa.sun_path, sock_path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die("cannot connect to %s: %s (is vpcfwd running? -s SOCKET)", sock_path,
+		    strerror(errno));
+	size_t len = strlen(s);
+	s[len] = '\0';
+	/* a refused peer is answered and closed at once: read that answer */
+	if ((write(fd, s, len) != (ssize_t)len || write(fd, "\n", 1) != 1) && errno != EPIPE)
+		die("cannot send to %s: %s", sock_path, strerror(errno));
+	free(s);
+	shutdown(fd, SHUT_WR);
+
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	for (;;) {
+		if (n + 65536 > cap) {
+			cap = (cap + 65536) * 2;
+			buf = realloc(buf, cap);
+			if (!buf)
+				die("out of memory");
+		}
+		ssize_t r = read(fd, buf + n, cap - n - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			die("cannot read from %s: %s", sock_path, strerror(errno));
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (memchr(buf + n - (size_t)r, '\n', (size_t)r))
+			break;
+	}
+	close(fd);
+	json_error_t e;
+	json_t *reply = json_loadb(buf ? buf : "", n, JSON_DISABLE_EOF_CHECK, &e);
+	free(buf);
+	if (!reply)
+		die("bad reply from vpcfwd: %s", e.text);
+	return reply;
+}
+
+/* Prints --json or checks "ok"; returns the reply for text output, or
+ * NULL when done. */
+static json_t *answer(json_t *reply)
+{
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		const char *e = json_string_value(json_object_get(reply, "error"));
+		if (as_json) {
+			json_dumpf(reply, stdout, JSON_INDENT(2));
+			putchar('\n');
+		}
+		fprintf(stderr, "vpcfwctl: %s\n", e ? e : "request failed");
+		json_decref(reply);
+		exit(1);
+	}
+	if (as_json) {
+		json_dumpf(reply, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(reply);
+		return NULL;
+	}
+	return reply;
+}
+
+static json_int_t num(const json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+static const char *str(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "-";
+}
+
+static void no_args(int argc, char **argv)
+{
+	if (argc > 1)
+		die("%s takes no arguments ('%s')", argv[0], argv[1]);
+}
+
+static int c_status(int argc, char **argv)
+{
+	no_args(argc, argv);
+	json_t *r = answer(call(json_pack("{s:s}", "verb", "status")));
+	if (!r)
+		return 0;
+	json_int_t up = num(r, "uptime");
+	printf("version                         %s\n", str(r, "version"));
+	printf("uptime                          %lldd %02lld:%02lld:%02lld\n", up / 86400,
+	       up / 3600 % 24, up / 60 % 60, up % 60);
+	printf("policy generation               %lld\n", num(r, "generation"));
+	printf("interfaces                      %lld\n", num(r, "interfaces"));
+	printf("audit mode                      %s\n",
+	       json_is_true(json_object_get(r, "audit")) ? "on" : "off");
+	printf("conntrack used                  %lld of %lld\n", num(r, "conntrack_used"),
+	       num(r, "conntrack_max"));
+	printf("conntrack_allowance_available   %lld\n", num(r, "conntrack_allowance_available"));
+	printf("conntrack_allowance_exceeded    %lld\n", num(r, "conntrack_allowance_exceeded"));
+	printf("kernel queue drops              %lld (queue full), %lld (socket full)\n",
+	       num(r, "kernel_queue_dropped"), num(r, "kernel_socket_dropped"));
+	printf("\n%-6s %12s %10s %10s %12s %12s\n", "queue", "packets", "flows", "waiting",
+	       "drop-full", "drop-socket");
+	size_t i;
+	json_t *q;
+	json_array_foreach(json_object_get(r, "queues"), i, q)
+		printf("%-6lld %12lld %10lld %10lld %12lld %12lld\n", num(q, "queue"),
+		       num(q, "packets"), num(q, "flows"), num(q, "kernel_waiting"),
+		       num(q, "kernel_queue_dropped"), num(q, "kernel_socket_dropped"));
+	json_decref(r);
+	return 0;
+}
+
+static int c_stats(int argc, char **argv)
+{
+	size_t i;
+	json_t *x;
+
+	no_args(argc, argv);
+	json_t *r = answer(call(json_pack("{s:s}", "verb", "stats")));
+	if (!r)
+		return 0;
+	printf("generation %lld\n\n%-24s %-9s %-6s %12s\n", num(r, "generation"), "network ACL",
+	       "direction", "rule", "packets");
+	json_array_foreach(json_object_get(r, "nacl_rules"), i, x)
+		printf("%-24s %-9s %-6s %12lld\n", str(x, "acl"), str(x, "direction"), str(x, "rule"),
+		       num(x, "packets"));
+	printf("\n%-24s %-24s %-8s %-5s %12s\n", "interface", "security group", "dir", "rule",
+	       "packets");
+	json_array_foreach(json_object_get(r, "sg_rules"), i, x)
+		printf("%-24s %-24s %-8s %-5lld %12lld\n", str(x, "eni"), str(x, "sg"),
+		       str(x, "direction"), num(x, "rule"), num(x, "packets"));
+	printf("\n%-24s %12s %12s %12s %12s\n", "interface", "in-accept", "in-reject", "out-accept",
+	       "out-reject");
+	json_array_foreach(json_object_get(r, "interfaces"), i, x)
+		printf("%-24s %12lld %12lld %12lld %12lld\n", str(x, "eni"), num(x, "in_accepted"),
+		       num(x, "in_rejected"), num(x, "out_accepted"), num(x, "out_rejected"));
+	printf("\n%-18s %-36s %12s\n", "stage", "reason", "packets");
+	json_array_foreach(json_object_get(r, "reasons"), i, x)
+		printf("%-18s %-36s %12lld\n", str(x, "stage"), str(x, "reason"), num(x, "packets"));
+	printf("\n%-6s %12s %12s %12s %10s %8s %10s\n", "queue", "packets", "accepted", "rejected",
+	       "batches", "enobufs", "audit");
+	json_array_foreach(json_object_get(r, "queues"), i, x)
+		printf("%-6lld %12lld %12lld %12lld %10lld %8lld %10lld\n", num(x, "queue"),
+		       num(x, "packets"), num(x, "accepted"), num(x, "rejected"), num(x, "batches"),
+		       num(x, "enobufs"), num(x, "audit_would_refuse"));
+	json_decref(r);
+	return 0;
+}
+
+static long number(const char *s, long min, long max, const char *what)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || errno || v < min || v > max)
+		die("%s '%s' is not a number %ld-%ld", what, s, min, max);
+	return v;
+}
+
+static int c_flows(int argc, char **argv)
+{
+	json_t *req = json_pack("{s:s}", "verb", "flows");
+	int ch;
+
+	while ((ch = getopt(argc, argv, "+i:a:p:n:")) != -1) {
+		switch (ch) {
+		case 'i': json_object_set_new(req, "interface", json_string(optarg)); break;
+		case 'a': json_object_set_new(req, "address", json_string(optarg)); break;
+		case 'p': json_object_set_new(req, "port", json_integer(number(optarg, 0, 65535, "port"))); break;
+		case 'n': json_object_set_new(req, "limit", json_integer(number(optarg, 0, CTL_FLOWS_MAX, "limit"))); break;
+		default: die("flows [-i IFACE] [-a ADDR] [-p PORT] [-n LIMIT]");
+		}
+	}
+	if (optind < argc)
+		die("flows: unexpected '%s'", argv[optind]);
+	json_t *r = answer(call(req));
+	if (!r)
+		return 0;
+	size_t i;
+	json_t *x;
+	printf("%-22s %-5s %-40s %-40s %-12s %-5s %8s\n", "interface", "proto", "source",
+	       "destination", "tcp state", "reply", "expires");
+	json_array_foreach(json_object_get(r, "flows"), i, x) {
+		char s[64], d[64];
+		snprintf(s, sizeof(s), "%s.%lld", str(x, "src"), num(x, "sport"));
+		snprintf(d, sizeof(d), "%s.%lld", str(x, "dst"), num(x, "dport"));
+		printf("%-22s %-5lld %-40s %-40s %-12s %-5s %7llds\n", str(x, "eni"), num(x, "proto"),
+		       s, d, str(x, "tcp_state"),
+		       json_is_true(json_object_get(x, "seen_reply")) ? "yes" : "no",
+		       num(x, "expires_in"));
+	}
+	printf("%lld flow(s) matched, %zu shown\n", num(r, "matched"),
+	       json_array_size(json_object_get(r, "flows")));
+	json_decref(r);
+	return 0;
+}
+
+static void print_explain(json_t *r)
+{
+	size_t i;
+	json_t *x;
+
+	printf("%s  %s (%s)%s%s\n", str(r, "verdict"), str(r, "reason"), str(r, "stage"),
+	       *str(r, "rule") ? ": " : "", str(r, "rule"));
+	printf("from %s in %s to %s in %s\n\n", str(r, "src_interface"), str(r, "src_subnet"),
+	       str(r, "dst_interface"), str(r, "dst_subnet"));
+	json_array_foreach(json_object_get(r, "steps"), i, x)
+		printf("%zu. %-18s %-12s %s\n", i + 1, str(x, "stage"), str(x, "outcome"),
+		       str(x, "what"));
+	if (!json_is_true(json_object_get(r, "consistent")))
+		printf("\nwarning: the stages above disagree with the verdict; please report it\n");
+}
+
+static int c_explain(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "in", required_argument, NULL, 'I' },
+		{ "out", required_argument, NULL, 'O' },
+		{ "sport", required_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *paths[64];
+	int n_paths = 0, ch;
+	json_t *req = json_pack("{s:s, s:i}", "verb", "explain", "sport", 40000);
+
+	while ((ch = getopt_long(argc, argv, "+c:", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			if (n_paths == 64)
+				die("too many -c");
+			paths[n_paths++] = optarg;
+			break;
+		case 'I': json_object_set_new(req, "in", json_string(optarg)); break;
+		case 'O': json_object_set_new(req, "out", json_string(optarg)); break;
+		case 'S': json_object_set_new(req, "sport", json_integer(number(optarg, 0, 65535, "port"))); break;
+		default: die("explain [-c PATH]... [--in IFACE] [--out IFACE] [--sport N] PROTO SRC DST [PORT|TYPE[/CODE]]");
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 3 || argc > 4)
+		die("explain needs PROTO SRC DST [PORT|TYPE[/CODE]], e.g. explain tcp 203.0.113.7 10.0.1.10 443");
+	json_object_set_new(req, "proto", json_string(argv[0]));
+	json_object_set_new(req, "src", json_string(argv[1]));
+	json_object_set_new(req, "dst", json_string(argv[2]));
+	bool icmp = !strcmp(argv[0], "icmp") || !strcmp(argv[0], "icmpv6");
+	if (icmp) {
+		/* default: echo request */
+		long type = strchr(argv[1], ':') ? 128 : 8, code = 0;
+		if (argc == 4) {
+			char *slash = strchr(argv[3], '/');
+			if (slash) {
+				*slash = '\0';
+				code = number(slash + 1, 0, 255, "ICMP code");
+			}
+			type = number(argv[3], 0, 255, "ICMP type");
+		}
+		json_object_set_new(req, "sport", json_integer(type));
+		json_object_set_new(req, "dport", json_integer(code));
+	} else {
+		json_object_set_new(req, "dport", json_integer(argc == 4 ? number(argv[3], 0, 65535, "port") : 0));
+	}
+
+	json_t *r;
+	if (n_paths) {
+		json_t *msgs;
+		struct policy *pol = ctl_load_policy(paths, n_paths, false, &msgs);
+		if (!pol) {
+			size_t i;
+			json_t *m;
+			json_array_foreach(msgs, i, m)
+				fprintf(stderr, "%s: %s\n", str(m, "level"), str(m, "text"));
+			json_decref(msgs);
+			json_decref(req);
+			die("the configuration is refused");
+		}
+		json_decref(msgs);
+		r = ctl_explain(pol, req);
+		json_decref(req);
+		policy_free(pol);
+		policy_intern_reset();
+	} else {
+		r = call(req);
+	}
+	r = answer(r);
+	if (r) {
+		print_explain(r);
+		json_decref(r);
+	}
+	return 0;
+}
+
+static int c_reload(int argc, char **argv)
+{
+	no_args(argc, argv);
+	json_t *r = answer(call(json_pack("{s:s}", "verb", "reload")));
+	if (r) {
+		printf("configuration %lld in force\n", num(r, "generation"));
+		json_decref(r);
+	}
+	return 0;
+}
+
+static int c_check(int argc, char **argv)
+{
+	const char *paths[64];
+	int n_paths = 0, ch;
+
+	while ((ch = getopt(argc, argv, "+c:")) != -1) {
+		if (ch != 'c' || n_paths == 64)
+			die("check-config [-c PATH]...");
+		paths[n_paths++] = optarg;
+	}
+	if (optind < argc)
+		die("check-config: unexpected '%s'", argv[optind]);
+	json_t *r;
+	if (n_paths) {
+		json_t *msgs;
+		struct policy *pol = ctl_load_policy(paths, n_paths, false, &msgs);
+		r = json_pack("{s:b, s:b, s:o}", "ok", 1, "valid", pol != NULL, "messages", msgs);
+		policy_free(pol);
+		policy_intern_reset();
+	} else {
+		r = call(json_pack("{s:s}", "verb", "check-config"));
+	}
+	bool valid = json_is_true(json_object_get(r, "valid"));
+	r = answer(r);
+	if (r) {
+		size_t i;
+		json_t *m;
+		json_array_foreach(json_object_get(r, "messages"), i, m)
+			printf("%s: %s\n", str(m, "level"), str(m, "text"));
+		printf("configuration %s\n", valid ? "valid" : "refused");
+		json_decref(r);
+	}
+	return valid ? 0 : 1;
+}
+
+static int c_audit(int argc, char **argv)
+{
+	json_t *req = json_pack("{s:s}", "verb", "audit");
+
+	if (argc > 2)
+		die("audit [on|off]");
+	if (argc == 2) {
+		if (strcmp(argv[1], "on") && strcmp(argv[1], "off"))
+			die("audit takes on or off, not '%s'", argv[1]);
+		json_object_set_new(req, "on", json_boolean(!strcmp(argv[1], "on")));
+	}
+	json_t *r = answer(call(req));
+	if (r) {
+		printf("audit mode %s\n", json_is_true(json_object_get(r, "audit")) ? "on" : "off");
+		json_decref(r);
+	}
+	return 0;
+}
+
+static int c_metrics(int argc, char **argv)
+{
+	no_args(argc, argv);
+	json_t *r = answer(call(json_pack("{s:s}", "verb", "metrics")));
+	if (r) {
+		fputs(str(r, "text"), stdout);
+		json_decref(r);
+	}
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} cmds[] = {
+	{ "status", c_status },
+	{ "stats", c_stats },
+	{ "flows", c_flows },
+	{ "explain", c_explain },
+	{ "reload", c_reload },
+	{ "check-config", c_check },
+	{ "audit", c_audit },
+	{ "metrics", c_metrics },
+};
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	signal(SIGPIPE, SIG_IGN);
+	while ((ch = getopt_long(argc, argv, "+s:jhV", lo, NULL)) != -1) {
+		switch (ch) {
+		case 's': sock_path = optarg; break;
+		case 'j': as_json = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("vpcfwctl %s\n", PACKAGE_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	/* --json may also follow the verb */
+	for (int i = optind + 1; i < argc; i++)
+		if (!strcmp(argv[i], "--json")) {
+			as_json = true;
+			memmove(&argv[i], &argv[i + 1], sizeof(*argv) * (size_t)(argc - i));
+			argc--;
+			i--;
+		}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(cmds[i].name, argv[optind])) {
+			int sub_argc = argc - optind;
+			char **sub_argv = argv + optind;
+			optind = 1;
+			return cmds[i].fn(sub_argc, sub_argv);
+		}
+	fprintf(stderr, "vpcfwctl: unknown verb '%s'\n", argv[optind]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,219 @@
+/* The control socket's verbs with a stand-in daemon: counters summed over
+ * workers are exact, access by peer class, metrics in the text format. */
+#include <check.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "vpcfw/ctl.h"
+
+enum { WORKERS = 2 };
+
+static struct policy *pol;
+static struct conntrack *cts[WORKERS];
+static struct pipeline pls[WORKERS];
+static uint64_t *hits[WORKERS];
+static int reloads;
+
+static const struct policy *f_policy(void *ctx, uint64_t *gen)
+{
+	(void)ctx;
+	*gen = 7;
+	return pol;
+}
+
+static void f_worker(void *ctx, int i, struct ctl_worker_stats *out)
+{
+	(void)ctx;
+	memset(out, 0, sizeof(*out));
+	out->queue = (uint16_t)i;
+	out->pl = pls[i].stats;
+	ct_get_stats(cts[i], &out->ct);
+}
+
+static const uint64_t *f_hits(void *ctx, int i)
+{
+	(void)ctx;
+	return hits[i];
+}
+
+static bool f_reload(void *ctx, const char *who, char *msg, size_t len)
+{
+	(void)ctx; (void)who; (void)msg; (void)len;
+	reloads++;
+	return true;
+}
+
+static bool f_audit(void *ctx)
+{
+	(void)ctx;
+	return false;
+}
+
+static const struct ctl_daemon fake = {
+	.n_workers = WORKERS, .policy = f_policy, .worker = f_worker, .hits = f_hits,
+	.reload = f_reload, .audit = f_audit,
+};
+
+static void setup(void)
+{
+	const char *top = getenv("top_srcdir");
+	char path[4096];
+	json_t *msgs;
+
+	snprintf(path, sizeof(path), "%s/conf/three-tier", top ? top : "..");
+	const char *paths[] = { path };
+	pol = ctl_load_policy(paths, 1, false, &msgs);
+	json_decref(msgs);
+	ck_assert_ptr_nonnull(pol);
+	for (int i = 0; i < WORKERS; i++) {
+		cts[i] = ct_create(1024);
+		pipeline_init(&pls[i], cts[i]);
+		hits[i] = calloc(pol->n_hits, sizeof(uint64_t));
+		pls[i].hits = hits[i];
+		pls[i].n_hits = pol->n_hits;
+	}
+}
+
+static void teardown(void)
+{
+	for (int i = 0; i < WORKERS; i++) {
+		ct_destroy(cts[i]);
+		free(hits[i]);
+	}
+	policy_free(pol);
+	policy_intern_reset();
+}
+
+static json_int_t find(json_t *arr, const char *k1, const char *v1, const char *k2, const char *v2,
+		       json_int_t rule, const char *field)
+{
+	size_t i;
+	json_t *x;
+	json_int_t sum = -1;
+	json_array_foreach(arr, i, x) {
+		if (strcmp(json_string_value(json_object_get(x, k1)), v1))
+			continue;
+		if (k2 && strcmp(json_string_value(json_object_get(x, k2)), v2))
+			continue;
+		if (rule >= 0 && json_integer_value(json_object_get(x, "rule")) != rule)
+			continue;
+		sum = (sum < 0 ? 0 : sum) + json_integer_value(json_object_get(x, field));
+	}
+	return sum;
+}
+
+/* 7 SSH connections from the corporate network and 4 from the internet to
+ * web, spread over two workers: web's IpPermissions[2] counts 7 (the SYNs;
+ * the replies are tracked), web counts 7 + 7 accepted in, 4 refused in. */
+START_TEST(test_counters_exact)
+{
+	struct verdict v;
+	for (int k = 0; k < 7; k++) {
+		struct pipeline *pl = &pls[k % WORKERS];
+		struct packet syn = tu_pkt("198.51.100.20", "10.0.1.10", 6, 50000 + k, 22, TCP_SYN);
+		struct packet sa = tu_pkt("10.0.1.10", "198.51.100.20", 6, 22, 50000 + k,
+					  TCP_SYN | TCP_ACK);
+		pipeline_eval(pl, pol, &syn, NULL, tu_sec(k), &v);
+		ck_assert(v.accept);
+		pipeline_eval(pl, pol, &sa, NULL, tu_sec(k), &v);
+		ck_assert(v.accept);
+		ck_assert_int_eq(v.reason, REASON_TRACKED_FLOW);
+		struct packet ack = tu_pkt("198.51.100.20", "10.0.1.10", 6, 50000 + k, 22, TCP_ACK);
+		pipeline_eval(pl, pol, &ack, NULL, tu_sec(k), &v);
+		ck_assert(v.accept);
+	}
+	for (int k = 0; k < 4; k++) {
+		struct packet syn = tu_pkt("203.0.113.7", "10.0.1.10", 6, 40000 + k, 22, TCP_SYN);
+		pipeline_eval(&pls[k % WORKERS], pol, &syn, NULL, tu_sec(10), &v);
+		ck_assert(!v.accept);
+	}
+	json_t *s = ctl_stats(&fake);
+	json_t *sg = json_object_get(s, "sg_rules"), *ifs = json_object_get(s, "interfaces");
+	ck_assert_int_eq(find(sg, "eni", "eni-0000000000web01", "direction", "ingress", 2, "packets"), 7);
+	ck_assert_int_eq(find(sg, "eni", "eni-0000000000web01", "direction", "ingress", 0, "packets"), 0);
+	ck_assert_int_eq(find(ifs, "eni", "eni-0000000000web01", NULL, NULL, -1, "in_accepted"), 14);
+	ck_assert_int_eq(find(ifs, "eni", "eni-0000000000web01", NULL, NULL, -1, "in_rejected"), 4);
+	ck_assert_int_eq(find(ifs, "eni", "eni-0000000000web01", NULL, NULL, -1, "out_accepted"), 7);
+	ck_assert_int_eq(find(json_object_get(s, "reasons"), "stage", "sg-ingress", "reason",
+			      "ENI_SG_RULES_MISMATCH", -1, "packets"), 4);
+	json_decref(s);
+}
+END_TEST
+
+START_TEST(test_access)
+{
+	char dir[] = "/tmp/ctltestXXXXXX", path[64], err[256];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s.sock", dir);
+	struct ctl *c = ctl_open(&fake, path, NULL, NULL, NULL, NULL, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	json_t *status = json_pack("{s:s}", "verb", "status"), *reload = json_pack("{s:s}", "verb", "reload");
+	struct ctl_peer none = { .uid = 1000 }, reader = { .uid = 1001, .reader = true },
+		admin = { .uid = 1002, .reader = true, .admin = true };
+	json_t *r;
+
+	r = ctl_handle(c, &none, status);
+	ck_assert(json_is_false(json_object_get(r, "ok")));
+	json_decref(r);
+	r = ctl_handle(c, &reader, status);
+	ck_assert(json_is_true(json_object_get(r, "ok")));
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "generation")), 7);
+	json_decref(r);
+	r = ctl_handle(c, &reader, reload);
+	ck_assert(json_is_false(json_object_get(r, "ok")));
+	ck_assert_int_eq(reloads, 0);
+	json_decref(r);
+	r = ctl_handle(c, &admin, reload);
+	ck_assert(json_is_true(json_object_get(r, "ok")));
+	ck_assert_int_eq(reloads, 1);
+	json_decref(r);
+	ck_assert_int_eq(ctl_refused(c), 2);
+	json_decref(status);
+	json_decref(reload);
+	ctl_close(c);
+	ck_assert_int_eq(access(path, F_OK), -1);
+	rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_metrics_text)
+{
+	char *m = ctl_metrics(&fake, 3);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_nonnull(strstr(m, "# TYPE vpcfw_sg_rule_packets_total counter\n"));
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_control_refused_total 3\n"));
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_policy_generation 7\n"));
+	/* every line is a comment or "name{...} value" */
+	for (char *line = strtok(m, "\n"); line; line = strtok(NULL, "\n")) {
+		if (line[0] == '#')
+			continue;
+		char *sp = strrchr(line, ' ');
+		ck_assert_ptr_nonnull(sp);
+		char *end;
+		strtod(sp + 1, &end);
+		ck_assert_msg(*end == '\0', "%s", line);
+		ck_assert_msg(!strchr(line, '{') || sp[-1] == '}', "%s", line);
+	}
+	free(m);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("ctl");
+	TCase *tc = tcase_create("ctl");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_counters_exact);
+	tcase_add_test(tc, test_access);
+	tcase_add_test(tc, test_metrics_text);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,201 @@
+#!/bin/bash
+# vpcfwctl against a running vpcfwd in the lab: every verb, access control
+# with real users and groups (made here and removed on exit), exact counters
+# for a known number of packets, audit mode, the metrics in the Prometheus
+# text format (promtool when installed, else a strict parser).  Root only;
+# exits 77 (skipped) otherwise.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top_srcdir=${top_srcdir:-$here/../..}
+VPCFWD=${VPCFWD:-${top_builddir:-$top_srcdir}/src/vpcfwd}
+CTL=${VPCFWCTL:-$(dirname "$VPCFWD")/vpcfwctl}
+. "$here/lib.sh"
+lab_can_run || exit 77
+[ -x "$VPCFWD" ] && [ -x "$CTL" ] || { echo "lab: no vpcfwd/vpcfwctl, skipped"; exit 77; }
+command -v useradd >/dev/null && command -v groupadd >/dev/null && command -v setpriv >/dev/null ||
+	{ echo "lab: no useradd/groupadd/setpriv, skipped"; exit 77; }
+export PROBE_TIMEOUT=${PROBE_TIMEOUT:-1}
+
+ID=$$
+ADMG=vfadm$ID RDG=vfrd$ID
+ADMU=vfa$ID RDU=vfr$ID NOU=vfn$ID
+T=$(mktemp -d)
+cleanup() {
+	lab_cleanup
+	for u in $ADMU $RDU $NOU; do userdel "$u" 2>/dev/null; done
+	for g in $ADMG $RDG; do groupdel "$g" 2>/dev/null; done
+	[ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+chmod 755 "$T"
+
+fails=0
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+check() { # check NAME EXPECTED GOT
+	if [ "$2" = "$3" ]; then pass "$1"; else fail "$1 (expected $2, got $3)"; fi
+}
+as() { # as USER vpcfwctl ARGS...
+	local u=$1
+	shift
+	setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups "$CTL" "$@"
+}
+ctl() { "$CTL" -s "$T/ctl.sock" "$@"; }
+jq_py() { # jq_py EXPR < json: a Python expression over j
+	"$PY" -c "import json,sys; j=json.load(sys.stdin); print($1)"
+}
+
+groupadd "$ADMG" && groupadd "$RDG" &&
+	useradd -M -N -g "$ADMG" -s /usr/sbin/nologin "$ADMU" &&
+	useradd -M -N -g users -G "$RDG" -s /usr/sbin/nologin "$RDU" &&
+	useradd -M -N -g users -s /usr/sbin/nologin "$NOU" ||
+	{ echo "lab: cannot create the test users"; exit 99; }
+
+lab_three_tier || { echo "lab: cannot build the topology"; exit 99; }
+lab_servers "$T" || { echo "lab: servers did not start"; exit 99; }
+lab_config "$top_srcdir/conf/three-tier" "$T/conf"
+cat >"$T/conf/95-ctl.json" <<JSON
+{"Vpcfw": {"ControlSocket": "$T/ctl.sock", "ReadOnlySocket": "$T/ro.sock",
+           "Access": {"AdminGroup": "$ADMG", "ReaderGroup": "$RDG"},
+           "MetricsFile": "$T/vpcfw.prom", "MetricsInterval": 1}}
+JSON
+LOG=$T/vpcfwd.log
+lab_queue_rules --queue-num 0
+lab_start_vpcfwd "$LOG" -c "$T/conf" || { echo "lab: vpcfwd did not start"; exit 99; }
+
+# ---------------------------------------------------------------- status
+out=$(ctl status)
+check "status answers (root)" 0 $?
+echo "$out" | grep -q "policy generation *1" && pass "status shows generation 1" ||
+	fail "status: $out"
+check "status --json: generation" 1 "$(ctl status --json | jq_py 'j["generation"]')"
+
+# ---------------------------------------------------------------- exact counters
+# five echo requests from the internet to web: the web group admits no ICMP
+in_ns inet ping -q -c 5 -i 0.2 -W 1 10.0.1.10 >/dev/null 2>&1
+stats=$(ctl --json stats)
+check "5 pings: web counts 5 refused inbound" 5 "$(echo "$stats" |
+	jq_py '[i["in_rejected"] for i in j["interfaces"] if i["eni"]=="eni-0000000000web01"][0]')"
+check "5 pings: 5 refusals at sg-ingress ENI_SG_RULES_MISMATCH" 5 "$(echo "$stats" |
+	jq_py 'sum(r["packets"] for r in j["reasons"] if r["stage"]=="sg-ingress" and r["reason"]=="ENI_SG_RULES_MISMATCH")')"
+# 3 SSH connections from the corporate network to web: tracked flows, so
+# each counts once on web's rule IpPermissions[2] (its SYN; the rest of the
+# flow is tracked).  Port 80 would not do: 80 from 0.0.0.0/0 with open
+# egress is untracked and every packet meets the rule.
+for p in 41001 41002 41003; do
+	in_ns corp "$PY" "$here/probe.py" tcp 10.0.1.10 22 --sport $p >/dev/null
+done
+stats=$(ctl --json stats)
+check "3 connections: web's SSH rule counts 3" 3 "$(echo "$stats" |
+	jq_py 'sum(r["packets"] for r in j["sg_rules"] if r["eni"]=="eni-0000000000web01" and r["direction"]=="ingress" and r["rule"]==2)')"
+ctl stats >/dev/null && pass "stats as a table" || fail "stats as a table"
+
+# ---------------------------------------------------------------- flows
+check "flows: the three SSH connections to web are tracked" 3 "$(ctl flows --json -a 198.51.100.20 -p 22 |
+	jq_py 'j["matched"]')"
+check "flows: none for another address" 0 "$(ctl flows --json -a 192.0.2.99 | jq_py 'j["matched"]')"
+ctl flows -i eni-0000000000web01 | grep -q "198.51.100.20.41001" && pass "flows as a table" ||
+	fail "flows as a table"
+
+# ---------------------------------------------------------------- explain
+for t in "tcp 203.0.113.7 10.0.1.10 80:ACCEPT" "tcp 203.0.113.7 10.0.1.10 22:REJECT" \
+	 "tcp 10.0.1.10 10.0.3.10 3306:REJECT" "tcp 10.0.2.10 10.0.3.10 3306:ACCEPT" \
+	 "icmp 203.0.113.7 10.0.1.10:REJECT"; do
+	live=$(ctl explain --json ${t%:*} | jq_py 'j["verdict"]')
+	off=$("$CTL" explain --json -c "$T/conf" ${t%:*} | jq_py 'j["verdict"]')
+	check "explain ${t%:*} (running policy)" "${t#*:}" "$live"
+	check "explain ${t%:*} (-c offline)" "${t#*:}" "$off"
+done
+ctl explain tcp 203.0.113.7 10.0.1.10 22 | grep -q "sg-ingress *refuse" &&
+	pass "explain names the refusing stage" || fail "explain names the refusing stage"
+
+# ---------------------------------------------------------------- access
+as "$RDU" -s "$T/ctl.sock" status >/dev/null
+check "reader group: status" 0 $?
+as "$RDU" -s "$T/ctl.sock" reload 2>"$T/err"
+check "reader group: reload refused" 1 $?
+grep -q "permission denied" "$T/err" && pass "reader: the refusal says why" || fail "reader: $(cat "$T/err")"
+as "$NOU" -s "$T/ctl.sock" status 2>"$T/err" >/dev/null
+check "no group: status refused" 1 $?
+as "$NOU" -s "$T/ro.sock" status >/dev/null
+check "no group: status on the read-only socket" 0 $?
+as "$NOU" -s "$T/ro.sock" reload 2>/dev/null
+check "read-only socket: reload refused" 1 $?
+as "$ADMU" -s "$T/ctl.sock" reload >/dev/null
+check "admin group: reload" 0 $?
+check "admin reload: generation 2" 2 "$(ctl status --json | jq_py 'j["generation"]')"
+grep -q "control: uid $(id -u "$ADMU") ($ADMU) pid [0-9]*: reload" "$LOG" &&
+	pass "the change is logged with who made it" || fail "no log line naming $ADMU"
+check "refusals counted" 3 "$(ctl metrics | awk '/^vpcfw_control_refused_total/ {print $2}')"
+
+# ---------------------------------------------------------------- check-config, audit
+ctl check-config >/dev/null
+check "check-config: the running files are valid" 0 $?
+mkdir "$T/bad" && echo '{"NetworkAcls": 3}' >"$T/bad/x.json"
+"$CTL" check-config -c "$T/bad" >/dev/null 2>&1
+check "check-config -c: a bad file is refused" 1 $?
+ctl audit on >/dev/null
+in_ns inet ping -q -c 4 -i 0.2 -W 1 10.0.1.10 >/dev/null 2>&1
+check "audit on: pings pass" 0 $?
+check "audit: 4 would have been refused" 4 "$(ctl stats --json | jq_py 'sum(q["audit_would_refuse"] for q in j["queues"])')"
+ctl audit off >/dev/null
+in_ns inet ping -q -c 1 -W 1 10.0.1.10 >/dev/null 2>&1
+check "audit off: pings refused again" 1 $?
+
+# ---------------------------------------------------------------- metrics
+# A strict reader of the text format 0.0.4: HELP/TYPE before a family's
+# samples, a family's samples together, names and labels well formed, values
+# numbers, no series twice.
+cat >"$T/promtext.py" <<'PY'
+import re, sys
+name = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
+label = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+sample = re.compile(r'^(%s)(\{(?:%s(?:,%s)*)?\})? (\S+)$' % (name, label, label))
+typed, done, seen, cur = {}, set(), set(), None
+for n, line in enumerate(open(sys.argv[1]), 1):
+    line = line.rstrip('\n')
+    def bad(why):
+        sys.exit('%s:%d: %s: %r' % (sys.argv[1], n, why, line))
+    m = re.match(r'^# (HELP|TYPE) (%s) (.+)$' % name, line)
+    if m:
+        if m.group(2) in done: bad('family split')
+        if m.group(1) == 'TYPE':
+            if m.group(3) not in ('counter', 'gauge', 'histogram', 'summary', 'untyped'): bad('type')
+            if m.group(2) in typed: bad('TYPE twice')
+            typed[m.group(2)] = m.group(3)
+        if cur and cur != m.group(2): done.add(cur)
+        cur = m.group(2)
+        continue
+    m = sample.match(line)
+    if not m: bad('not a sample')
+    if m.group(1) not in typed: bad('sample before its TYPE')
+    if m.group(1) != cur: bad('sample outside its family')
+    float(m.group(3))
+    if line.rsplit(' ', 1)[0] in seen: bad('series twice')
+    seen.add(line.rsplit(' ', 1)[0])
+if not seen: sys.exit('no samples')
+PY
+ctl metrics >"$T/metrics.txt"
+lab_wait_file "$T/vpcfw.prom" 3
+if command -v promtool >/dev/null; then
+	promtool check metrics <"$T/metrics.txt" && pass "promtool: vpcfwctl metrics" ||
+		fail "promtool: vpcfwctl metrics"
+fi
+for f in "$T/metrics.txt" "$T/vpcfw.prom"; do
+	"$PY" "$T/promtext.py" "$f" && pass "text format: $(basename "$f")" ||
+		fail "text format: $(basename "$f")"
+done
+grep -q '^vpcfw_sg_rule_packets_total{eni="eni-0000000000web01",sg="sg-0000000000000web",direction="ingress",rule="2"} 0$' \
+	"$T/metrics.txt" && pass "metrics: per-rule series with AWS ids (reset by the reload)" ||
+	fail "metrics: no web ingress rule 0 series"
+[ "$(stat -c %a "$T/vpcfw.prom")" = 644 ] && pass "MetricsFile mode 644" || fail "MetricsFile mode"
+
+ctl nonsense 2>/dev/null
+check "unknown verb: exit 2" 2 $?
+
+lab_stop_vpcfwd
+check "vpcfwd exits 0" 0 "$VPCFWD_STATUS"
+[ ! -e "$T/ctl.sock" ] && pass "the socket is removed at exit" || fail "socket left behind"
+[ $fails = 0 ] && echo "lab ctl: all passed"
+exit $((fails ? 1 : 0))
