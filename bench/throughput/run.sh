@@ -71,6 +71,21 @@ mkdir -p "$T/conf-fl"
 cp "$T/conf/bench.json" "$T/conf-fl/"
 echo "{\"Vpcfw\": {\"FlowLogDirectory\": \"$T/flowlogs\"}}" >"$T/conf-fl/90-flow-logs.json"
 "$VPCFWD" --check-config -c "$T/conf-fl" || exit 1
+# mirror: one session mirroring everything of the server's interface, VXLAN to a monitor
+lab_host mon vmon 10.0.9.1 10.0.9.9/24 2001:db8:9::1 2001:db8:9::9/64
+in_ns mon iptables -A INPUT -p udp --dport 4789 -j DROP
+mkdir -p "$T/conf-mir"
+cp "$T/conf/bench.json" "$T/conf-mir/"
+cat >"$T/conf-mir/60-mirror.json" <<'JSON'
+{"TrafficMirrorFilters": [{"TrafficMirrorFilterId": "tmf-all",
+   "IngressFilterRules": [{"RuleNumber": 1, "RuleAction": "accept", "SourceCidrBlock": "0.0.0.0/0", "DestinationCidrBlock": "0.0.0.0/0"}],
+   "EgressFilterRules": [{"RuleNumber": 1, "RuleAction": "accept", "SourceCidrBlock": "0.0.0.0/0", "DestinationCidrBlock": "0.0.0.0/0"}]}],
+ "TrafficMirrorTargets": [{"TrafficMirrorTargetId": "tmt-mon", "NetworkLoadBalancerArn": "arn:x"}],
+ "TrafficMirrorSessions": [{"TrafficMirrorSessionId": "tms-all", "NetworkInterfaceId": "eni-0000000000bench",
+   "TrafficMirrorTargetId": "tmt-mon", "TrafficMirrorFilterId": "tmf-all", "SessionNumber": 1, "VirtualNetworkId": 1}],
+ "Vpcfw": {"MirrorTargetAddresses": [{"TrafficMirrorTargetId": "tmt-mon", "Address": "10.0.9.9"}]}}
+JSON
+"$VPCFWD" --check-config -c "$T/conf-mir" || exit 1
 
 rules_none() {
 	in_ns gw iptables -F FORWARD
@@ -105,6 +120,8 @@ READER=
 start_reader() { # start_reader accept-all|vpcfwd|vpcfwd+fl QUEUES
 	if [ "$1" = accept-all ]; then
 		ip netns exec "$(lab_ns gw)" "$T/accept-all" "$2" 2>>"$T/reader.log" &
+	elif [ "$1" = vpcfwd+mir ]; then
+		ip netns exec "$(lab_ns gw)" "$VPCFWD" -f -c "$T/conf-mir" -q "$2" 2>>"$T/reader.log" &
 	elif [ "$1" = vpcfwd+fl ]; then
 		ip netns exec "$(lab_ns gw)" "$VPCFWD" -f -c "$T/conf-fl" -q "$2" 2>>"$T/reader.log" &
 	else
@@ -119,7 +136,7 @@ stop_reader() {
 	wait "$READER" 2>/dev/null
 	READER=
 	# what the reader saw: batches, socket overruns, the kernel's drops
-	grep -E 'at exit: [0-9]+ packets|at exit: flow logs|kernel queue|accept-all: queue' "$T/reader.log" |
+	grep -E 'mirror|at exit: [0-9]+ packets|at exit: flow logs|kernel queue|accept-all: queue' "$T/reader.log" |
 		sed 's/^/    /' >&2
 	: >"$T/reader.log"
 }
@@ -161,7 +178,7 @@ print("%.0f" % (s / 1e3))' "$T/udp0.json" "$T/udp1.json")
 	echo "$tcp $udp ${lat% *}"
 }
 
-MODES=${MODES:-"none kernel accept-all:1 vpcfwd:1 vpcfwd+fl:1 accept-all:2 vpcfwd:2 vpcfwd+fl:2"}
+MODES=${MODES:-"none kernel accept-all:1 vpcfwd:1 vpcfwd+fl:1 vpcfwd+mir:1 accept-all:2 vpcfwd:2 vpcfwd+fl:2"}
 run_mode() {
 	case $1 in
 	none) rules_none;;
@@ -210,6 +227,11 @@ for q in 1 2; do
 	# fl2: what flow logs cost
 	set -- ${best[vpcfwd+fl:$q]:-0 0}
 	echo "vpcfwd with/without flow logs, $q queue(s): TCP $(ratio "$1" "$v_tcp"), UDP64 $(ratio "$2" "$v_udp") (target >= 0.9)"
+	# the cost of one session mirroring everything (measured with 1 queue)
+	if [ -n "${best[vpcfwd+mir:$q]:-}" ]; then
+		set -- ${best[vpcfwd+mir:$q]}
+		echo "vpcfwd with/without one session mirroring everything, $q queue(s): TCP $(ratio "$1" "$v_tcp"), UDP64 $(ratio "$2" "$v_udp")"
+	fi
 done
 set -- ${best[none]:-0 0 0 0}
 n99=$4
