@@ -29,6 +29,7 @@ enum {
 	F_UDP_STREAM = 1 << 2,
 	F_FIN_REPLY = 1 << 3,   /* the first FIN came from the reply side */
 	F_EMBRYONIC = 1 << 4,   /* linked on the embryonic FIFO */
+	F_PICKUP = 1 << 5,      /* started mid-stream: unconfirmed until the other side answers */
 };
 
 struct ct_entry {
@@ -360,8 +361,12 @@ static void tcp_step(struct conntrack *ct, struct ct_entry *e, bool reply, uint8
 	if (fl & TCP_ACK) {
 		switch (s) {
 		case CT_TCP_SYN_RECV:
-			if (!reply)
+			/* a flow picked up mid-stream is confirmed by the other
+			 * side only: one sender cannot make itself established */
+			if (e->flags & F_PICKUP ? reply : !reply) {
+				e->flags &= (uint8_t)~F_PICKUP;
 				set_state(ct, e, CT_TCP_ESTABLISHED);
+			}
 			break;
 		case CT_TCP_FIN_WAIT:
 			if (reply != fin_side_reply)
@@ -453,8 +458,14 @@ struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct
 
 	if (t->proto == PROTO_TCP) {
 		bool syn = (tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
-		set_state(ct, e, syn ? CT_TCP_SYN_SENT : CT_TCP_ESTABLISHED);
-		if (!syn) /* mid-stream pickup: a FIN or RST still counts */
+		/* Mid-stream pickup (nf_conntrack's "loose" mode, unassured): an
+		 * embryonic flow, with SYN-received's timeout and evictable when
+		 * the table is full, until the other side answers.  A lone ACK
+		 * must not hold a slot for the established timeout (days). */
+		if (!syn)
+			e->flags |= F_PICKUP;
+		set_state(ct, e, syn ? CT_TCP_SYN_SENT : CT_TCP_SYN_RECV);
+		if (!syn) /* a FIN or RST still counts */
 			tcp_step(ct, e, false, tcp_flags);
 	}
 	refresh(e, to, now_ns);

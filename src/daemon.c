@@ -9,21 +9,26 @@
  * once every worker is idle or has started a later batch. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <net/if.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/capability.h>
 #include <linux/netfilter.h>
 
 #include "vpcfw/config.h"
@@ -91,6 +96,7 @@ static _Atomic uint64_t epoch = 1;
 static atomic_bool stopping;
 static atomic_bool worker_failed;
 static atomic_bool audit_mode;          /* ctl: accept all, count what would be refused */
+static _Atomic(struct ctl_shadow *) shadow; /* ctl: a candidate policy beside the running one */
 static bool log_stderr;
 
 static struct worker *workers;
@@ -366,6 +372,10 @@ static int run_batch(struct worker *w, int n)
 		idx[np_parsed++] = i;
 	}
 	pipeline_eval_batch(&w->pl, g->pol, pkts, metas, np_parsed, now, vs);
+	/* ctl: the shadow sees what the policy decided; one pointer check without */
+	struct ctl_shadow *sh = atomic_load(&shadow);
+	if (sh)
+		ctl_shadow_eval(sh, w->index, w->ct, pkts, metas, np_parsed, vs, g->number, now);
 	for (int k = 0; k < np_parsed; k++) {
 		const struct nfqueue_packet *np = nfqueue_packet(w->q, idx[k]);
 		if (!vs[k].accept)
@@ -730,9 +740,73 @@ static bool ctl_audit(void *ctx)
 	return atomic_load(&audit_mode);
 }
 
+/* Like a reload's swap: the replaced shadow is returned once every worker
+ * is idle or has started a later batch. */
+static struct ctl_shadow *ctl_set_shadow(void *ctx, struct ctl_shadow *s)
+{
+	(void)ctx;
+	struct ctl_shadow *old = atomic_exchange(&shadow, s);
+	uint64_t e = atomic_fetch_add(&epoch, 1) + 1;
+	for (int i = 0; i < n_workers; i++) {
+		for (;;) {
+			uint64_t we = atomic_load(&workers[i].in_epoch);
+			if (we == 0 || we >= e)
+				break;
+			struct timespec ts = { 0, 200000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	return old;
+}
+
 static void ctl_log(int prio, const char *msg)
 {
 	logmsg(prio, "%s", msg);
+}
+
+/* ctl: -u USER.  Root is needed only to open what is open by now; verdicts
+ * and queue settings are nfnetlink messages, which need CAP_NET_ADMIN, and
+ * mirroring sends VXLAN from a raw socket with CAP_NET_RAW.  Everything else
+ * goes, the bounding set included. */
+static int drop_privileges(const char *user, bool net_raw, struct ctl *ctl)
+{
+	struct passwd *pw = getpwnam(user);
+	uint64_t keep = 1ull << CAP_NET_ADMIN | (net_raw ? 1ull << CAP_NET_RAW : 0);
+
+	if (!pw) {
+		logmsg(LOG_ERR, "-u %s: no such user", user);
+		return -1;
+	}
+	uid_t uid = pw->pw_uid;
+	gid_t gid = pw->pw_gid;
+	ctl_chown(ctl, uid, gid);
+	for (int cap = 0; cap < 64; cap++)
+		if (!(keep & 1ull << cap) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 &&
+		    errno != EINVAL) {
+			logmsg(LOG_ERR, "-u %s: cannot drop capability %d: %s", user, cap,
+			       strerror(errno));
+			return -1;
+		}
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || initgroups(pw->pw_name, gid) < 0 ||
+	    setgid(gid) < 0 || setuid(uid) < 0) {
+		logmsg(LOG_ERR, "-u %s: cannot switch user: %s", user, strerror(errno));
+		return -1;
+	}
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct c[2];
+	memset(c, 0, sizeof(c));
+	c[0].effective = c[0].permitted = (uint32_t)keep;
+	if (syscall(SYS_capset, &h, c) < 0 || prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) {
+		logmsg(LOG_ERR, "-u %s: cannot keep CAP_NET_ADMIN: %s", user, strerror(errno));
+		return -1;
+	}
+	if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+		logmsg(LOG_ERR, "-u %s: root could be regained; stopping", user);
+		return -1;
+	}
+	logmsg(LOG_INFO, "running as %s (uid %ld, gid %ld) with CAP_NET_ADMIN%s", user, (long)uid,
+	       (long)gid, net_raw ? " and CAP_NET_RAW" : "");
+	return 0;
 }
 
 /* Without -f and outside systemd: into the background, the OpenBSD way,
@@ -859,6 +933,31 @@ int daemon_run(const struct daemon_options *user_opt)
 	}
 	/* after detaching: the flow-log writer is a thread, and fork keeps none */
 	const struct generation *cur = atomic_load(&current);
+	/* ctl: the control socket, served by this thread between signals; opened
+	 * before -u drops root, so that it may live where only root creates files */
+	{
+		const struct m_vpcfw *vc = &cur->pol->model->vpcfw;
+		char err[256];
+		ctl_opt = &opt;
+		ctld = (struct ctl_daemon){
+			.n_workers = n_workers, .config_paths = opt.config_paths,
+			.n_config_paths = opt.n_config_paths, .strict = opt.strict,
+			.started_s = clock_ns(CLOCK_REALTIME) / 1000000000u,
+			.policy = ctl_policy, .worker = ctl_worker, .hits = ctl_hits,
+			.flows = ctl_flows, .reload = ctl_reload, .set_audit = ctl_set_audit,
+			.audit = ctl_audit, .set_shadow = ctl_set_shadow,
+		};
+		if (vc->control_socket && *vc->control_socket) {
+			ctl = ctl_open(&ctld, vc->control_socket, vc->read_only_socket, vc->admin_group,
+				       vc->reader_group, ctl_log, err, sizeof(err));
+			if (!ctl)
+				logmsg(LOG_ERR, "control socket: %s; running without it", err);
+		}
+	}
+
+	/* ctl: -u, before any thread exists (capabilities are per thread) */
+	if (opt.user && drop_privileges(opt.user, mirror_enabled(cur->pol), ctl) < 0)
+		goto out;
 	struct flowlog_options flo = {
 		.dir = opt.flow_log_dir, .n_workers = n_workers, .threaded = true,
 	};
@@ -885,27 +984,6 @@ int daemon_run(const struct daemon_options *user_opt)
 			goto join;
 		}
 		workers[i].running = true;
-	}
-
-	/* ctl: the control socket, served by this thread between signals */
-	{
-		const struct m_vpcfw *vc = &cur->pol->model->vpcfw;
-		char err[256];
-		ctl_opt = &opt;
-		ctld = (struct ctl_daemon){
-			.n_workers = n_workers, .config_paths = opt.config_paths,
-			.n_config_paths = opt.n_config_paths, .strict = opt.strict,
-			.started_s = clock_ns(CLOCK_REALTIME) / 1000000000u,
-			.policy = ctl_policy, .worker = ctl_worker, .hits = ctl_hits,
-			.flows = ctl_flows, .reload = ctl_reload, .set_audit = ctl_set_audit,
-			.audit = ctl_audit,
-		};
-		if (vc->control_socket && *vc->control_socket) {
-			ctl = ctl_open(&ctld, vc->control_socket, vc->read_only_socket, vc->admin_group,
-				       vc->reader_group, ctl_log, err, sizeof(err));
-			if (!ctl)
-				logmsg(LOG_ERR, "control socket: %s; running without it", err);
-		}
 	}
 
 	{
@@ -961,9 +1039,9 @@ join:
 	flowlog_finish(flowlog);
 	if (workers && workers[0].q && workers[n_workers - 1].q)
 		log_stats("at exit");
-	ctl_close(ctl);
-	ctl = NULL;
 out:
+	ctl_close(ctl); /* ctl: opened before the flow logs and mirroring start */
+	ctl = NULL;
 	/* emits the open capture windows: nothing observed is lost */
 	flowlog_destroy(flowlog);
 	flowlog = NULL;

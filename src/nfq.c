@@ -22,7 +22,9 @@
  * payload (packet header, marks, devices, hardware address, L2 header...). */
 #define MSG_OVERHEAD 2048u
 /* A recvmmsg datagram holds one kernel message in practice; allow for more. */
-#define PKTS_MAX (NFQUEUE_BATCH_MAX * 4)
+/* the daemon decides a batch in arrays of NFQUEUE_BATCH_MAX: more packets in
+ * one receive (several per datagram) are dropped at once, counted */
+#define PKTS_MAX NFQUEUE_BATCH_MAX
 #define VERDICT_MSG_SIZE 64u
 #define CONFIG_MSG_SIZE 512u
 

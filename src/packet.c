@@ -267,6 +267,11 @@ static enum packet_status parse_v6(const uint8_t *b, size_t cap, size_t wirelen,
 	p->ip_len = (uint32_t)tot;
 	p->src = addr_from_v6(b + 8);
 	p->dst = addr_from_v6(b + 24);
+	/* IPv4-mapped addresses (::ffff:0:0/96) never appear on the wire
+	 * (RFC 4291 2.5.5.2), and here they are how IPv4 addresses are kept:
+	 * taken as they are, an IPv6 packet would pass for IPv4 traffic. */
+	if (addr_family(&p->src) == FAMILY_V4 || addr_family(&p->dst) == FAMILY_V4)
+		return PACKET_MALFORMED;
 	/* Headers must lie in the datagram as well as in the capture: a walk
 	 * that ends inside the capture but beyond the payload length is
 	 * malformed too. */

@@ -118,9 +118,21 @@ static bool ct_tuple_of(const struct packet *p, struct ct_tuple *t)
 		if (icmp_query_reply_type(p->family, p->icmp_type) < 0 &&
 		    !icmp_is_query_reply(p->family, p->icmp_type))
 			return false;
-		t->sport = t->dport = p->icmp_id;
+		/* Requests and replies in opposite orientations, so that the
+		 * flow is directed: X's request tracks Y's reply, while a
+		 * request from Y with the same identifier is another flow. */
+		bool request = icmp_query_reply_type(p->family, p->icmp_type) >= 0;
+		t->sport = request ? p->icmp_id : 0;
+		t->dport = request ? 0 : p->icmp_id;
 	}
 	return true;
+}
+
+/* A non-first fragment carries no ports: it neither starts a flow nor can be
+ * told apart from other flows of its addresses. */
+static bool is_later_fragment(const struct packet *p)
+{
+	return (p->flags & PKT_F_FRAGMENT) != 0;
 }
 
 /* May this accepted packet start a flow?  Only what opens a conversation:
@@ -145,6 +157,20 @@ static struct ct_entry *icmp_direction_ok(struct ct_entry *e, const struct packe
 	return from_originator == request ? e : NULL;
 }
 
+/* A SYN on a closed connection (TIME_WAIT, CLOSE) opens a new one, which
+ * the rules must judge, as nf_conntrack does: the old flow is forgotten. */
+static struct ct_entry *tcp_reopened(struct pipeline *pl, struct ct_entry *e, const struct packet *p)
+{
+	if (!e || p->proto != PROTO_TCP || (p->tcp_flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+		return e;
+	struct ct_flow_info info;
+	ct_entry_info(e, &info);
+	if (info.tcp_state != CT_TCP_TIME_WAIT && info.tcp_state != CT_TCP_CLOSE)
+		return e;
+	ct_remove(pl->ct, e);
+	return NULL;
+}
+
 /* AdmitRelatedIcmp: an ICMP error quoting a packet of a flow tracked at f. */
 static bool related_icmp(struct pipeline *pl, const struct policy *pol, const struct iface *f,
 			 const struct packet *p, uint64_t now)
@@ -155,6 +181,9 @@ static bool related_icmp(struct pipeline *pl, const struct policy *pol, const st
 		.src = p->inner.src, .dst = p->inner.dst, .sport = p->inner.sport,
 		.dport = p->inner.dport, .proto = p->inner.proto,
 	};
+	/* a quoted ICMP query is a request: keyed as ct_tuple_of keys them */
+	if (t.proto == PROTO_ICMP || t.proto == PROTO_ICMPV6)
+		t.dport = 0;
 	return ct_lookup(pl->ct, f->ct_id, &t, ct_hash(&t), now) != NULL;
 }
 
@@ -188,8 +217,14 @@ static void locate(const struct policy *pol, const struct packet *p, const struc
 		l->a = NULL; /* not enforced: its subnet is unknown */
 	if (l->b && !l->b->subnet)
 		l->b = NULL;
-	l->trackable = (l->a || l->b) && ct_tuple_of(p, &l->t);
+	l->trackable = (l->a || l->b) && !is_later_fragment(p) && ct_tuple_of(p, &l->t);
 	l->hash = l->trackable ? ct_hash(&l->t) : 0;
+}
+
+/* fe80::/10 and the link-scope multicast ff02::/16 (neighbour discovery) */
+static bool is_link_local6(const struct ip_addr *a)
+{
+	return (a->hi >> 54) == (0xfe80ULL >> 6) || (a->hi >> 48) == 0xff02ULL;
 }
 
 static void eval_located(struct pipeline *pl, const struct policy *pol, const struct packet *p,
@@ -198,7 +233,27 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 {
 	memset(v, 0, sizeof(*v));
 
-	/* 1. exempt addresses: nothing else is evaluated or logged */
+	/* 1. source/destination check (SPEC §6), where the daemon knows the
+	 * device.  It comes before the exemption: an instance cannot send from
+	 * an exempt address either (AWS drops that at the source), so a spoofed
+	 * 169.254.x.x or reserved source must not pass every stage.  IPv6
+	 * link-local addresses are every interface's own. */
+	if (meta && meta->in_iface && meta->in_iface->source_dest_check &&
+	    !iface_has_addr(meta->in_iface, &p->src) && !is_link_local6(&p->src)) {
+		v->stage_iface = meta->in_iface;
+		v->detail = "spoofed source";
+		finish(pl, v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION);
+		return;
+	}
+	if (meta && meta->out_iface && meta->out_iface->source_dest_check &&
+	    !iface_has_addr(meta->out_iface, &p->dst) && !is_link_local6(&p->dst)) {
+		v->stage_iface = meta->out_iface;
+		v->detail = "not addressed to interface";
+		finish(pl, v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION);
+		return;
+	}
+
+	/* 2. exempt addresses: nothing else is evaluated or logged */
 	if (l->exempt) {
 		v->exempt = true;
 		finish(pl, v, true, STAGE_EXEMPT, REASON_EXEMPT_ADDRESS);
@@ -212,22 +267,6 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 	v->dst_iface = b;
 	v->src_subnet = x;
 	v->dst_subnet = y;
-
-	/* 2. source/destination check (SPEC §6) */
-	if (meta && meta->in_iface && meta->in_iface->source_dest_check &&
-	    !iface_has_addr(meta->in_iface, &p->src)) {
-		v->stage_iface = meta->in_iface;
-		v->detail = "spoofed source";
-		finish(pl, v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION);
-		return;
-	}
-	if (meta && meta->out_iface && meta->out_iface->source_dest_check &&
-	    !iface_has_addr(meta->out_iface, &p->dst)) {
-		v->stage_iface = meta->out_iface;
-		v->detail = "not addressed to interface";
-		finish(pl, v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION);
-		return;
-	}
 
 	const struct ct_tuple t = l->t;
 	const bool trackable = l->trackable;
@@ -243,8 +282,8 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 			eb = ea;
 	}
 	bool same_entry = eb == ea;
-	ea = icmp_direction_ok(ea, p);
-	eb = same_entry ? ea : icmp_direction_ok(eb, p);
+	ea = icmp_direction_ok(tcp_reopened(pl, ea, p), p);
+	eb = same_entry ? ea : icmp_direction_ok(tcp_reopened(pl, eb, p), p);
 	tracked_a = ea || related_icmp(pl, pol, a, p, now);
 	tracked_b = eb || related_icmp(pl, pol, b, p, now);
 

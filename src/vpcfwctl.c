@@ -36,7 +36,10 @@ static void usage(FILE *out)
 		"  reload                      reload the configuration (admin)\n"
 		"  check-config [-c PATH]...   compile the daemon's (or these) files without using them\n"
 		"  audit [on|off]              accept everything, count what would be refused (admin)\n"
-		"  metrics                     Prometheus text format\n");
+		"  metrics                     Prometheus text format\n"
+		"  shadow load PATH            evaluate a candidate configuration beside the running one (admin)\n"
+		"  shadow report [-n LIMIT]    what the candidate would decide differently, by rule\n"
+		"  shadow clear                drop the candidate (admin)\n");
 }
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -159,6 +162,7 @@ static int c_status(int argc, char **argv)
 	printf("interfaces                      %lld\n", num(r, "interfaces"));
 	printf("audit mode                      %s\n",
 	       json_is_true(json_object_get(r, "audit")) ? "on" : "off");
+	printf("shadow policy                   %s\n", str(r, "shadow"));
 	printf("conntrack used                  %lld of %lld\n", num(r, "conntrack_used"),
 	       num(r, "conntrack_max"));
 	printf("conntrack_allowance_available   %lld\n", num(r, "conntrack_allowance_available"));
@@ -433,6 +437,89 @@ static int c_metrics(int argc, char **argv)
 	return 0;
 }
 
+static void print_side(const char *name, const json_t *x)
+{
+	printf("      %-10s %s %s %s%s%s\n", name, str(x, "verdict"), str(x, "stage"),
+	       str(x, "reason"), *str(x, "rule") && strcmp(str(x, "rule"), "-") ? ": " : "",
+	       str(x, "rule"));
+}
+
+static int shadow_report(int argc, char **argv)
+{
+	json_t *req = json_pack("{s:s}", "verb", "shadow-report");
+	int ch;
+
+	while ((ch = getopt(argc, argv, "+n:")) != -1) {
+		if (ch != 'n')
+			die("shadow report [-n LIMIT]");
+		json_object_set_new(req, "limit", json_integer(atoll(optarg)));
+	}
+	if (optind < argc)
+		die("shadow report: unexpected '%s'", argv[optind]);
+	json_t *r = answer(call(req));
+	if (!r)
+		return 0;
+	printf("candidate %s, loaded %llds ago\n", str(r, "path"), num(r, "loaded_seconds_ago"));
+	printf("%lld packets compared: the candidate accepts %lld, rejects %lld; %lld decided "
+	       "differently (%lld of them not itemised: table full)\n", num(r, "compared"),
+	       num(r, "candidate_accepted"), num(r, "candidate_rejected"), num(r, "differing"),
+	       num(r, "lost"));
+	printf("%lld flows copied from the running table at the load (%lld did not fit)\n",
+	       num(r, "seeded_flows"), num(r, "unseeded_flows"));
+	size_t i;
+	json_t *d;
+	json_array_foreach(json_object_get(r, "differences"), i, d) {
+		const json_t *sm = json_object_get(d, "sample");
+		printf("\n%10lld %s by the candidate, e.g. proto %lld %s", num(d, "packets"),
+		       str(d, "change"), num(sm, "proto"), str(sm, "src"));
+		if (json_object_get(sm, "sport"))
+			printf(".%lld -> %s.%lld\n", num(sm, "sport"), str(sm, "dst"), num(sm, "dport"));
+		else
+			printf(" -> %s type %lld code %lld\n", str(sm, "dst"), num(sm, "icmp_type"),
+			       num(sm, "icmp_code"));
+		print_side("running:", json_object_get(d, "running"));
+		print_side("candidate:", json_object_get(d, "candidate"));
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int c_shadow(int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "report")) {
+		optind = 1;
+		return shadow_report(argc - 1, argv + 1);
+	}
+	if (argc == 2 && !strcmp(argv[1], "clear")) {
+		json_t *r = answer(call(json_pack("{s:s}", "verb", "shadow-clear")));
+		if (r) {
+			puts("shadow policy cleared");
+			json_decref(r);
+		}
+		return 0;
+	}
+	if (argc != 3 || strcmp(argv[1], "load"))
+		die("shadow load PATH | shadow report [-n LIMIT] | shadow clear");
+	/* the daemon reads the files: an absolute path, as seen from here */
+	char *path = realpath(argv[2], NULL);
+	if (!path)
+		die("%s: %s", argv[2], strerror(errno));
+	json_t *r = call(json_pack("{s:s, s:s}", "verb", "shadow-load", "path", path));
+	free(path);
+	size_t i;
+	json_t *m;
+	if (!as_json)
+		json_array_foreach(json_object_get(r, "messages"), i, m)
+			fprintf(stderr, "%s: %s\n", str(m, "level"), str(m, "text"));
+	r = answer(r);
+	if (r) {
+		printf("shadow policy %s loaded (%lld interfaces); see vpcfwctl shadow report\n",
+		       str(r, "path"), num(r, "interfaces"));
+		json_decref(r);
+	}
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -445,6 +532,7 @@ static const struct {
 	{ "check-config", c_check },
 	{ "audit", c_audit },
 	{ "metrics", c_metrics },
+	{ "shadow", c_shadow },
 };
 
 int main(int argc, char **argv)

@@ -37,6 +37,7 @@ static void usage(FILE *out)
 	      "      --flow-log-dir DIR  write VPC flow logs under DIR\n"
 	      "  -q, --queues LIST       NFQUEUE numbers to serve, e.g. 0 or 0-3 or 0,2\n"
 	      "  -f, --foreground        stay in the foreground and log to stderr\n"
+	      "  -u, --user USER         run as USER (keeping CAP_NET_ADMIN) once the queues are open\n"
 	      "  -V, --version           print the version\n"
 	      "  -h, --help              this text\n",
 	      out);
@@ -93,6 +94,7 @@ int main(int argc, char **argv)
 		{ "flow-log-dir", required_argument, NULL, OPT_FLOW_LOG_DIR },
 		{ "queues", required_argument, NULL, 'q' },
 		{ "foreground", no_argument, NULL, 'f' },
+		{ "user", required_argument, NULL, 'u' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -101,13 +103,14 @@ int main(int argc, char **argv)
 	int n_configs = 0;
 	bool check = false, print = false, strict = false, foreground = false;
 	const char *replay = NULL, *verdicts = NULL, *queues = NULL, *flow_log_dir = NULL;
+	const char *user = NULL;
 	int c, rc;
 
 	if (!configs) {
 		perror("vpcfwd");
 		return 1;
 	}
-	while ((c = getopt_long(argc, argv, "c:q:fVh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:q:fu:Vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': configs[n_configs++] = optarg; break;
 		case OPT_CHECK: check = true; break;
@@ -118,6 +121,7 @@ int main(int argc, char **argv)
 		case OPT_FLOW_LOG_DIR: flow_log_dir = optarg; break;
 		case 'q': queues = optarg; break;
 		case 'f': foreground = true; break;
+		case 'u': user = optarg; break;
 		case 'V': printf("vpcfwd %s\n", PACKAGE_VERSION); free(configs); return 0;
 		case 'h': usage(stdout); free(configs); return 0;
 		default: usage(stderr); free(configs); return 2;
@@ -145,6 +149,7 @@ int main(int argc, char **argv)
 		struct daemon_options opt = {
 			.config_paths = configs, .n_config_paths = n_configs, .strict = strict,
 			.queues = queues, .foreground = foreground, .flow_log_dir = flow_log_dir,
+			.user = user,
 		};
 		rc = daemon_run(&opt);
 		free(configs);

@@ -231,24 +231,28 @@ static const struct tcp_case {
 		{ R, TCP_SYN | TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
 		{ R, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV } } },
 	{ "active close by the originator", false, {
-		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST },
 		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
 		{ R, TCP_ACK, CT_TCP_CLOSE_WAIT, CT_TIMEOUT_TCP_CLOSE_WAIT },
 		{ R, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
 		{ O, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT },
 		{ O, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT } } },
 	{ "active close by the replier, FINs back to back", false, {
-		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST },
 		{ R, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
 		{ O, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
 		{ R, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT } } },
 	{ "FIN retransmitted by the same side stays FIN_WAIT", false, {
-		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST },
 		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
 		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
 		{ O, TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT } } },
 	{ "LAST_ACK waits for the first closer's ACK", false, {
-		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST },
 		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
 		{ R, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
 		{ R, TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
@@ -258,19 +262,28 @@ static const struct tcp_case {
 		{ R, TCP_RST | TCP_ACK, CT_TCP_CLOSE, CT_TIMEOUT_TCP_CLOSE },
 		{ R, TCP_ACK, CT_TCP_CLOSE, CT_TIMEOUT_TCP_CLOSE } } },
 	{ "RST in ESTABLISHED", false, {
-		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST },
 		{ O, TCP_RST, CT_TCP_CLOSE, CT_TIMEOUT_TCP_CLOSE } } },
 	{ "RST in FIN_WAIT", false, {
-		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST },
 		{ O, TCP_FIN, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
 		{ R, TCP_RST, CT_TCP_CLOSE, CT_TIMEOUT_TCP_CLOSE } } },
 	{ "SYN in ESTABLISHED changes nothing", false, {
-		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST },
 		{ O, TCP_SYN, CT_TCP_ESTABLISHED, EST } } },
-	{ "mid-stream pickup: ACK", false, {
-		{ O, TCP_ACK | TCP_PSH, CT_TCP_ESTABLISHED, EST } } },
+	/* nf_conntrack's loose pickup is unassured until the other side
+	 * answers: embryonic (SYN-received timeout, evictable), and more
+	 * packets from the same side do not establish it */
+	{ "mid-stream pickup: ACK, confirmed by the other side", false, {
+		{ O, TCP_ACK | TCP_PSH, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ O, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST } } },
 	{ "mid-stream pickup: SYN+ACK", false, {
-		{ O, TCP_SYN | TCP_ACK, CT_TCP_ESTABLISHED, EST } } },
+		{ O, TCP_SYN | TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST } } },
 	{ "mid-stream pickup: FIN", false, {
 		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
 		{ R, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK } } },
@@ -286,7 +299,8 @@ static const struct tcp_case {
 		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT },
 		{ R, TCP_SYN | TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV } } },
 	{ "port reuse forgets who closed first", false, {
-		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST },
 		{ R, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
 		{ O, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
 		{ R, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT },
@@ -296,11 +310,13 @@ static const struct tcp_case {
 		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
 		{ R, TCP_ACK, CT_TCP_CLOSE_WAIT, CT_TIMEOUT_TCP_CLOSE_WAIT } } },
 	{ "SYN after CLOSE reuses the port", false, {
-		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST },
 		{ R, TCP_RST, CT_TCP_CLOSE, CT_TIMEOUT_TCP_CLOSE },
 		{ O, TCP_SYN, CT_TCP_SYN_SENT, CT_TIMEOUT_TCP_SYN_SENT } } },
 	{ "SYN from the replier after TIME_WAIT makes it the originator", true, {
-		{ O, TCP_ACK, CT_TCP_ESTABLISHED, EST },
+		{ O, TCP_ACK, CT_TCP_SYN_RECV, CT_TIMEOUT_TCP_SYN_RECV },
+		{ R, TCP_ACK, CT_TCP_ESTABLISHED, EST },
 		{ O, TCP_FIN | TCP_ACK, CT_TCP_FIN_WAIT, CT_TIMEOUT_TCP_FIN_WAIT },
 		{ R, TCP_FIN | TCP_ACK, CT_TCP_LAST_ACK, CT_TIMEOUT_TCP_LAST_ACK },
 		{ O, TCP_ACK, CT_TCP_TIME_WAIT, CT_TIMEOUT_TCP_TIME_WAIT },
@@ -451,6 +467,38 @@ static struct ct_tuple nth(int i, int proto)
 	return t;
 }
 
+/* A mid-stream pickup answered by the other side: established. */
+static struct ct_entry *insert_confirmed(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
+					 uint64_t now)
+{
+	struct ct_entry *e = insert(ct, iface, t, TCP_ACK, &defaults, now);
+	if (e) {
+		struct ct_tuple r = rev(t);
+		ct_update(ct, e, &r, TCP_ACK, &defaults, now);
+	}
+	return e;
+}
+
+/* A lone ACK must not hold a slot for days: until answered it is embryonic
+ * and is evicted first when the table is full. */
+START_TEST(test_unanswered_pickup_is_evictable)
+{
+	struct conntrack *ct = ct_create(2);
+	struct ct_tuple t[3];
+	for (int i = 0; i < 3; i++)
+		t[i] = nth(i, PROTO_TCP);
+	ck_assert_ptr_nonnull(insert(ct, 1, &t[0], TCP_ACK, &defaults, at(0)));
+	ck_assert_ptr_nonnull(insert(ct, 1, &t[1], TCP_ACK, &defaults, at(1)));
+	ck_assert_int_eq(info_of(find(ct, 1, &t[0], at(1))).tcp_state, CT_TCP_SYN_RECV);
+	/* a real client's SYN finds room: the oldest pickup is evicted... */
+	ck_assert_ptr_nonnull(insert(ct, 1, &t[2], TCP_SYN, &defaults, at(2)));
+	ck_assert_ptr_null(find(ct, 1, &t[0], at(2)));
+	/* ...and the unanswered pickups idle out after SYN-received's 60 s */
+	ck_assert_ptr_null(find(ct, 1, &t[1], at(1) + (uint64_t)CT_TIMEOUT_TCP_SYN_RECV * NS));
+	ct_destroy(ct);
+}
+END_TEST
+
 START_TEST(test_full_table_evicts_embryonic_oldest_first)
 {
 	struct conntrack *ct = ct_create(4);
@@ -463,14 +511,14 @@ START_TEST(test_full_table_evicts_embryonic_oldest_first)
 	/* 0, 1, 2 embryonic (in that order), 3 established. */
 	for (int i = 0; i < 3; i++)
 		ck_assert_ptr_nonnull(insert(ct, 1, &t[i], TCP_SYN, &defaults, at(i)));
-	ck_assert_ptr_nonnull(insert(ct, 1, &t[3], TCP_ACK, &defaults, at(3)));
+	ck_assert_ptr_nonnull(insert_confirmed(ct, 1, &t[3], at(3)));
 	ck_assert_uint_eq(ct_available(ct), 0);
 	/* 0 advances to SYN_RECV: still embryonic, still the oldest. */
 	struct ct_tuple r0 = rev(&t[0]);
 	ct_update(ct, find(ct, 1, &r0, at(4)), &r0, TCP_SYN | TCP_ACK, &defaults, at(4));
 	ck_assert_int_eq(info_of(find(ct, 1, &t[0], at(4))).tcp_state, CT_TCP_SYN_RECV);
 
-	ck_assert_ptr_nonnull(insert(ct, 1, &t[4], TCP_ACK, &defaults, at(5)));
+	ck_assert_ptr_nonnull(insert_confirmed(ct, 1, &t[4], at(5)));
 	ck_assert_ptr_null(find(ct, 1, &t[0], at(5)));
 	ck_assert_ptr_nonnull(find(ct, 1, &t[1], at(5)));
 
@@ -483,7 +531,7 @@ START_TEST(test_full_table_evicts_embryonic_oldest_first)
 	ck_assert_ptr_nonnull(find(ct, 1, &t[1], at(7)));
 
 	/* 5 is embryonic and goes next; then nothing can be evicted. */
-	ck_assert_ptr_nonnull(insert(ct, 1, &t[6], TCP_ACK, &defaults, at(8)));
+	ck_assert_ptr_nonnull(insert_confirmed(ct, 1, &t[6], at(8)));
 	ck_assert_ptr_null(find(ct, 1, &t[5], at(8)));
 	ct_get_stats(ct, &st);
 	ck_assert_uint_eq(st.evicted_embryonic, 3);
@@ -810,9 +858,9 @@ static const struct {
 	{ 5, 50000 },
 };
 
-/* TCP packets here are ACKs and RSTs only: mid-stream pickup, established
- * or closed, which keeps the model small and the table free of embryonic
- * flows. */
+/* TCP packets here are ACKs and RSTs only: mid-stream pickup (confirmed at
+ * once by an answer), established or closed, which keeps the model small
+ * and the table free of embryonic flows. */
 START_TEST(test_random_against_model)
 {
 	const struct ct_timeouts to = { 90, 40, 70 };
@@ -886,6 +934,13 @@ START_TEST(test_random_against_model)
 				f->iface = iface;
 				f->orig = t;
 				f->closed = t.proto == PROTO_TCP && (flags & TCP_RST);
+				if (t.proto == PROTO_TCP && !f->closed) {
+					/* a pickup is confirmed by the other side's
+					 * answer (it is embryonic until then) */
+					struct ct_tuple r = rev(&t);
+					ct_update(ct, e, &r, TCP_ACK, &to, now);
+					f->seen_reply = true;
+				}
 			}
 			f->deadline = now + (uint64_t)mtimeout(f, &to) * NS;
 			break;
@@ -938,6 +993,7 @@ int main(void)
 
 	tc = tcase_create("table");
 	tcase_add_test(tc, test_full_table_evicts_embryonic_oldest_first);
+	tcase_add_test(tc, test_unanswered_pickup_is_evictable);
 	tcase_add_test(tc, test_full_table_reuses_expired);
 	tcase_add_test(tc, test_insert_existing_flow_is_no_duplicate);
 	tcase_add_test(tc, test_available_and_remove);

@@ -1,6 +1,7 @@
 /* The control socket's verbs with a stand-in daemon: counters summed over
  * workers are exact, access by peer class, metrics in the text format. */
 #include <check.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,9 +54,21 @@ static bool f_audit(void *ctx)
 	return false;
 }
 
+static struct ctl_shadow *installed;
+static int shadow_swaps;
+
+static struct ctl_shadow *f_set_shadow(void *ctx, struct ctl_shadow *s)
+{
+	(void)ctx;
+	struct ctl_shadow *old = installed;
+	installed = s;
+	shadow_swaps++;
+	return old;
+}
+
 static const struct ctl_daemon fake = {
 	.n_workers = WORKERS, .policy = f_policy, .worker = f_worker, .hits = f_hits,
-	.reload = f_reload, .audit = f_audit,
+	.reload = f_reload, .audit = f_audit, .set_shadow = f_set_shadow,
 };
 
 static void setup(void)
@@ -202,6 +215,198 @@ START_TEST(test_metrics_text)
 }
 END_TEST
 
+/* A candidate: conf/three-tier with the web group's IpPermissions at the
+ * given indexes removed, written into dir. */
+static void write_candidate(const char *dir, const int *drop, int n_drop)
+{
+	const char *top = getenv("top_srcdir");
+	char src[4096], dst[4096];
+	snprintf(src, sizeof(src), "%s/conf/three-tier", top ? top : "..");
+	DIR *d = opendir(src);
+	ck_assert_ptr_nonnull(d);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (!strstr(e->d_name, ".json"))
+			continue;
+		char in[8192];
+		snprintf(in, sizeof(in), "%s/%s", src, e->d_name);
+		snprintf(dst, sizeof(dst), "%s/%s", dir, e->d_name);
+		json_error_t je;
+		json_t *j = json_load_file(in, 0, &je);
+		ck_assert_msg(j != NULL, "%s: %s", in, je.text);
+		size_t i;
+		json_t *g;
+		json_array_foreach(json_object_get(j, "SecurityGroups"), i, g) {
+			if (strcmp(json_string_value(json_object_get(g, "GroupName")), "web"))
+				continue;
+			json_t *perms = json_object_get(g, "IpPermissions");
+			for (int k = n_drop - 1; k >= 0; k--)  /* highest first */
+				ck_assert_int_eq(json_array_remove(perms, (size_t)drop[k]), 0);
+		}
+		ck_assert_int_eq(json_dump_file(j, dst, 0), 0);
+		json_decref(j);
+	}
+	closedir(d);
+}
+
+static void remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char p[4096];
+	while (d && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
+
+static json_t *ask(struct ctl *c, const struct ctl_peer *peer, json_t *req)
+{
+	json_t *r = ctl_handle(c, peer, req);
+	json_decref(req);
+	return r;
+}
+
+/* One worker's batch: the running verdicts, then the candidate's beside them. */
+static void decide(int worker, const struct packet *p, int n, uint64_t gen, double t)
+{
+	struct verdict v[8];
+	ck_assert_int_le(n, 8);
+	pipeline_eval_batch(&pls[worker], pol, p, NULL, n, tu_sec(t), v);
+	if (installed)
+		ctl_shadow_eval(installed, worker, cts[worker], p, NULL, n, v, gen, tu_sec(t));
+}
+
+/* The candidate removes web's HTTP and SSH rules: new HTTP and SSH flows to
+ * web would be refused, by the rule each one meets today; an SSH connection
+ * tracked before the load goes on (AWS: removing a rule does not interrupt
+ * tracked connections; "Security group connection tracking"). */
+START_TEST(test_shadow)
+{
+	char dir[] = "/tmp/ctlshadowXXXXXX", sock[64], err[256];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	const int drop[] = { 0, 2 };
+	write_candidate(dir, drop, 2);
+	snprintf(sock, sizeof(sock), "%s/s.sock", dir);
+	struct ctl *c = ctl_open(&fake, sock, NULL, NULL, NULL, NULL, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	struct ctl_peer reader = { .uid = 1001, .reader = true },
+		admin = { .uid = 1002, .reader = true, .admin = true };
+	json_t *r;
+
+	/* an SSH connection from the corporate network, tracked before the load */
+	struct packet pre[2] = {
+		tu_pkt("198.51.100.20", "10.0.1.10", 6, 50000, 22, TCP_SYN),
+		tu_pkt("10.0.1.10", "198.51.100.20", 6, 22, 50000, TCP_SYN | TCP_ACK),
+	};
+	decide(0, pre, 2, 7, 0);
+
+	r = ask(c, &reader, json_pack("{s:s, s:s}", "verb", "shadow-load", "path", dir));
+	ck_assert(json_is_false(json_object_get(r, "ok")));
+	ck_assert_int_eq(shadow_swaps, 0);
+	json_decref(r);
+	r = ask(c, &admin, json_pack("{s:s, s:s}", "verb", "shadow-load", "path", "/nonexistent"));
+	ck_assert(json_is_false(json_object_get(r, "ok")));
+	ck_assert_int_gt(json_array_size(json_object_get(r, "messages")), 0);
+	ck_assert_ptr_null(installed);
+	json_decref(r);
+	r = ask(c, &reader, json_pack("{s:s}", "verb", "shadow-report"));
+	ck_assert(json_is_false(json_object_get(r, "ok")));
+	json_decref(r);
+	r = ask(c, &admin, json_pack("{s:s, s:s}", "verb", "shadow-load", "path", dir));
+	ck_assert_msg(json_is_true(json_object_get(r, "ok")), "%s",
+		      json_string_value(json_object_get(r, "error")));
+	ck_assert_ptr_nonnull(installed);
+	json_decref(r);
+
+	struct ct_stats before[WORKERS], after;
+	for (int i = 0; i < WORKERS; i++)
+		ct_get_stats(cts[i], &before[i]);
+	/* 5 HTTP SYNs from the internet over both workers, a new SSH
+	 * connection, the tracked one's next packet, HTTPS (unchanged) */
+	for (int k = 0; k < 5; k++) {
+		struct packet p = tu_pkt("203.0.113.7", "10.0.1.10", 6, 40000 + k, 80, TCP_SYN);
+		decide(k % WORKERS, &p, 1, 7, 1);
+	}
+	struct packet mix[3] = {
+		tu_pkt("198.51.100.21", "10.0.1.10", 6, 50001, 22, TCP_SYN),
+		tu_pkt("198.51.100.20", "10.0.1.10", 6, 50000, 22, TCP_ACK),
+		tu_pkt("203.0.113.7", "10.0.1.10", 6, 40100, 443, TCP_SYN),
+	};
+	decide(0, mix, 3, 7, 2);
+	/* the candidate's flows stay its own: the real table gained only the new
+	 * SSH flow (HTTP and HTTPS from anywhere with open egress are untracked) */
+	ct_get_stats(cts[0], &after);
+	ck_assert_uint_eq(after.inserted, before[0].inserted + 1);
+	ct_get_stats(cts[1], &after);
+	ck_assert_uint_eq(after.inserted, before[1].inserted);
+
+	r = ask(c, &reader, json_pack("{s:s}", "verb", "shadow-report"));
+	ck_assert(json_is_true(json_object_get(r, "ok")));
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "compared")), 8);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "differing")), 6);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "lost")), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "seeded_flows")), 1);
+	json_t *diffs = json_object_get(r, "differences");
+	ck_assert_int_eq(json_array_size(diffs), 2);
+	json_t *d0 = json_array_get(diffs, 0), *d1 = json_array_get(diffs, 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(d0, "packets")), 5);
+	ck_assert_str_eq(json_string_value(json_object_get(d0, "change")), "refused");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(d0, "running"), "rule")),
+			 "sg-0000000000000web IpPermissions[0]");
+	json_t *cand = json_object_get(d0, "candidate");
+	ck_assert_str_eq(json_string_value(json_object_get(cand, "verdict")), "REJECT");
+	ck_assert_str_eq(json_string_value(json_object_get(cand, "stage")), "sg-ingress");
+	ck_assert_str_eq(json_string_value(json_object_get(cand, "reason")), "ENI_SG_RULES_MISMATCH");
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(d0, "sample"), "dport")), 80);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(d0, "sample"), "src")),
+			 "203.0.113.7");
+	ck_assert_int_eq(json_integer_value(json_object_get(d1, "packets")), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(d1, "running"), "rule")),
+			 "sg-0000000000000web IpPermissions[2]");
+	json_decref(r);
+
+	/* a full table counts the rest as lost: each generation is a new key */
+	for (int k = 0; k < CTL_SHADOW_DIFFS + 10; k++) {
+		struct packet p = tu_pkt("203.0.113.8", "10.0.1.10", 6, 30000 + k, 80, TCP_SYN);
+		decide(1, &p, 1, 100 + (uint64_t)k, 3);
+	}
+	r = ask(c, &reader, json_pack("{s:s, s:i}", "verb", "shadow-report", "limit", 1));
+	/* worker 1 held 2 keys already (the HTTP refusal, generation 7) */
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "lost")), 11);
+	ck_assert_int_eq(json_array_size(json_object_get(r, "differences")), 1);
+	/* merged by rule across generations and workers: 5 + 255 */
+	ck_assert_int_eq(json_integer_value(json_object_get(
+		json_array_get(json_object_get(r, "differences"), 0), "packets")), 5 + CTL_SHADOW_DIFFS - 1);
+	json_decref(r);
+
+	r = ask(c, &reader, json_pack("{s:s}", "verb", "shadow-clear"));
+	ck_assert(json_is_false(json_object_get(r, "ok")));
+	ck_assert_ptr_nonnull(installed);
+	json_decref(r);
+	r = ask(c, &admin, json_pack("{s:s}", "verb", "shadow-clear"));
+	ck_assert(json_is_true(json_object_get(r, "ok")));
+	ck_assert_ptr_null(installed);
+	json_decref(r);
+	r = ask(c, &reader, json_pack("{s:s}", "verb", "shadow-report"));
+	ck_assert(json_is_false(json_object_get(r, "ok")));
+	json_decref(r);
+
+	/* a shadow still loaded at close is taken back and freed */
+	r = ask(c, &admin, json_pack("{s:s, s:s}", "verb", "shadow-load", "path", dir));
+	ck_assert(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	ctl_close(c);
+	ck_assert_ptr_null(installed);
+	remove_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ctl");
@@ -210,6 +415,7 @@ int main(void)
 	tcase_add_test(tc, test_counters_exact);
 	tcase_add_test(tc, test_access);
 	tcase_add_test(tc, test_metrics_text);
+	tcase_add_test(tc, test_shadow);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

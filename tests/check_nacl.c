@@ -84,6 +84,9 @@ static const struct pcase pcases[] = {
 	{ "icmpv6 129 falls to 200 (all, ::/0)", NACL_INBOUND, "2001:db8::1", "2001:db8:1::10", 58, 0, 0, 129, 0, true, 200 },
 	{ "ipv4 rules never match ipv6", NACL_INBOUND, "2001:db8::1", "2001:db8:1::10", 6, 1, 22, 0, 0, true, 200 },
 	{ "ipv6 rules never match ipv4: ends at *", NACL_INBOUND, "192.0.2.1", "10.0.1.10", 132, 1, 22, 0, 0, false, -1 },
+	/* SPEC §3: 58 (ICMPv6) with an IPv4 CIDR matches every type (here: an
+	 * IPv4 packet carrying protocol 58, of any type) */
+	{ "icmpv6 rule with an ipv4 cidr: every type", NACL_INBOUND, "10.9.1.1", "10.0.1.10", 58, 0, 0, 3, 0, true, 140 },
 	{ "protocol 47 ignores ports", NACL_INBOUND, "192.0.2.1", "10.0.1.10", 47, 0, 0, 0, 0, true, 150 },
 	{ "outbound matches the destination address", NACL_OUTBOUND, "10.0.1.10", "198.51.100.9", 17, 1000, 53, 0, 0, false, 90 },
 	{ "outbound other destination", NACL_OUTBOUND, "10.0.1.10", "198.51.101.9", 17, 1000, 53, 0, 0, true, 100 },
@@ -101,6 +104,7 @@ START_TEST(test_eval)
 				  : tu_pkt(c->src, c->dst, c->proto, c->sport, c->dport, TCP_SYN);
 	if (c->proto != 1 && c->proto != 58 && c->proto != 6 && c->proto != 17)
 		p.flags = 0;
+	p.proto = (uint8_t)c->proto;
 	const struct nacl_rule *r = (const struct nacl_rule *)1;
 	bool allow = nacl_eval(&n, c->dir, &p, &r);
 	ck_assert_msg(allow == c->allow, "%s: allow=%d", c->name, allow);

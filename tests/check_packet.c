@@ -153,6 +153,16 @@ static const struct pcase cases[] = {
 	{ "version 0", PKT(0x05, 0, 0, 40, ZERO8, ZERO8, 0, 0, 0, 0), .st = PACKET_NOT_IP },
 
 	/* ---- IPv6 */
+	/* RFC 4291 2.5.5.2: IPv4-mapped addresses are not for the wire; kept,
+	 * an IPv6 packet would pass for IPv4 (exempt 169.254/16, IPv4 groups) */
+	{ "v6 with an IPv4-mapped source",
+	  PKT(0x60, 0, 0, 0, B16(20), 6, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 169, 254, 1, 1,
+	      A6_2, TCPH(1, 22, 5, 0x02)),
+	  .st = PACKET_MALFORMED },
+	{ "v6 with an IPv4-mapped destination",
+	  PKT(0x60, 0, 0, 0, B16(20), 6, 64, A6_1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 2, 2,
+	      TCPH(1, 22, 5, 0x02)),
+	  .st = PACKET_MALFORMED },
 	{ "v6 tcp", PKT(V6H(20, 6), TCPH(40001, 443, 5, 0x02)),
 	  .family = 6, .proto = 6, .ip_len = 60, .sport = 40001, .dport = 443, .tcp_flags = 0x02,
 	  .flags = L4 },

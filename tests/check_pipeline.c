@@ -320,7 +320,6 @@ START_TEST(test_reload_semantics)
 	       REASON_TRACKED_FLOW, NULL);
 	expect(eval(TCP("203.0.113.7", "10.0.1.10", 40001, 80, TCP_ACK)), false, STAGE_SG_INGRESS,
 	       REASON_ENI_SG_RULES_MISMATCH, NULL);
-	/* a NACL change cuts even tracked flows: NACLs are evaluated every time */
 }
 END_TEST
 
@@ -328,10 +327,13 @@ START_TEST(test_conntrack_full)
 {
 	ct_destroy(pl.ct);
 	pipeline_init(&pl, ct_create(2));
-	/* established flows (not embryonic: no SYN) fill the table */
+	/* an established flow (picked up mid-stream, then answered: not
+	 * embryonic, never evicted) fills the table, at web and at app */
 	expect(eval(TCP("10.0.1.10", "10.0.2.10", 40001, 8000, TCP_ACK)), true, STAGE_SG_INGRESS,
 	       REASON_RULES_ALLOW, NULL);
-	/* needs two entries (at web and at app) but only none are left */
+	expect(eval(TCP("10.0.2.10", "10.0.1.10", 8000, 40001, TCP_ACK)), true, STAGE_CONNTRACK,
+	       REASON_TRACKED_FLOW, NULL);
+	/* needs two entries (at web and at app) but none are left */
 	expect(eval(TCP("10.0.1.10", "10.0.2.10", 40002, 8000, TCP_ACK)), false, STAGE_CONNTRACK,
 	       REASON_CONNTRACK_ALLOWANCE_EXCEEDED, NULL);
 	struct ct_stats st;
@@ -424,6 +426,98 @@ START_TEST(test_batch_equals_single)
 }
 END_TEST
 
+/* The source/destination check comes before the exemption: an instance
+ * cannot send from an exempt address (AWS drops it at the source). */
+START_TEST(test_spoofed_exempt_source)
+{
+	const struct iface *web = policy_iface_by_id(pol, "eni-web");
+	struct pkt_meta meta = { .in_iface = web };
+	static const char *const srcs[] = { "169.254.1.1", "10.0.2.1", "10.0.1.255", "10.0.0.2" };
+	for (size_t i = 0; i < sizeof(srcs) / sizeof(srcs[0]); i++) {
+		struct packet p = TCP(srcs[i], "10.0.2.10", 40000, 22, TCP_SYN);
+		struct verdict v;
+		pipeline_eval(&pl, pol, &p, &meta, tu_sec(0), &v);
+		expect(v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION,
+		       "eni-web: spoofed source");
+	}
+	/* its own traffic to an exempt address is still exempt */
+	struct packet p = TCP("10.0.1.10", "169.254.169.254", 40000, 80, TCP_SYN);
+	struct verdict v;
+	pipeline_eval(&pl, pol, &p, &meta, tu_sec(0), &v);
+	expect(v, true, STAGE_EXEMPT, REASON_EXEMPT_ADDRESS, NULL);
+	/* IPv6 link-local sources are every interface's own (neighbour discovery) */
+	p = tu_icmp("fe80::1", "fe80::2", 135, 0, 0);
+	pipeline_eval(&pl, pol, &p, &meta, tu_sec(0), &v);
+	ck_assert(v.accept);
+}
+END_TEST
+
+/* Echo requests track their replies by identifier and direction: pings
+ * both ways with one identifier are two flows, each admitting its replies
+ * (SPEC §4).  Both groups admit echo requests from the other subnet and
+ * send anything; no rule admits an echo reply. */
+START_TEST(test_icmp_same_id_both_ways)
+{
+	static const char cfg[] =
+		"{\"Subnets\":[{\"SubnetId\":\"s-a\",\"CidrBlock\":\"10.1.1.0/24\"},"
+		"{\"SubnetId\":\"s-b\",\"CidrBlock\":\"10.1.2.0/24\"}],"
+		"\"SecurityGroups\":[{\"GroupId\":\"sg-p\",\"IpPermissions\":[{\"IpProtocol\":\"icmp\","
+		"\"FromPort\":8,\"ToPort\":-1,\"IpRanges\":[{\"CidrIp\":\"10.1.0.0/16\"}]}],"
+		"\"IpPermissionsEgress\":[{\"IpProtocol\":\"icmp\",\"FromPort\":8,\"ToPort\":-1,"
+		"\"IpRanges\":[{\"CidrIp\":\"10.1.0.0/16\"}]}]}],"
+		"\"NetworkInterfaces\":[{\"NetworkInterfaceId\":\"eni-a\",\"SubnetId\":\"s-a\","
+		"\"PrivateIpAddress\":\"10.1.1.10\",\"Groups\":[{\"GroupId\":\"sg-p\"}]},"
+		"{\"NetworkInterfaceId\":\"eni-b\",\"SubnetId\":\"s-b\",\"PrivateIpAddress\":\"10.1.2.10\","
+		"\"Groups\":[{\"GroupId\":\"sg-p\"}]}]}";
+	policy_free(pol);
+	pol = tu_policy(cfg);
+	/* a pings b, b answers */
+	ck_assert(eval(tu_icmp("10.1.1.10", "10.1.2.10", 8, 0, 7)).accept);
+	expect(eval(tu_icmp("10.1.2.10", "10.1.1.10", 0, 0, 7)), true, STAGE_CONNTRACK,
+	       REASON_TRACKED_FLOW, NULL);
+	/* b pings a with the same identifier: its own flow, and a's answer is
+	 * admitted by it */
+	ck_assert(eval(tu_icmp("10.1.2.10", "10.1.1.10", 8, 0, 7)).accept);
+	expect(eval(tu_icmp("10.1.1.10", "10.1.2.10", 0, 0, 7)), true, STAGE_CONNTRACK,
+	       REASON_TRACKED_FLOW, NULL);
+	/* an echo reply with another identifier is judged by the rules */
+	expect(eval(tu_icmp("10.1.1.10", "10.1.2.10", 0, 0, 8)), false, STAGE_SG_EGRESS,
+	       REASON_ENI_SG_RULES_MISMATCH, NULL);
+}
+END_TEST
+
+/* A SYN on a connection in TIME_WAIT opens a new connection, judged by the
+ * rules (nf_conntrack forgets the old flow). */
+START_TEST(test_syn_after_time_wait)
+{
+	/* db -> internet tcp: db's egress admits tcp only to 10.0.0.0/16; app
+	 * -> db 3306 is the tracked flow we close */
+	expect(eval(TCP("10.0.2.10", "10.0.3.10", 40000, 3306, TCP_SYN)), true, STAGE_SG_INGRESS,
+	       REASON_RULES_ALLOW, NULL);
+	eval(TCP("10.0.3.10", "10.0.2.10", 3306, 40000, TCP_SYN | TCP_ACK));
+	eval(TCP("10.0.2.10", "10.0.3.10", 40000, 3306, TCP_ACK));
+	eval(TCP("10.0.2.10", "10.0.3.10", 40000, 3306, TCP_FIN | TCP_ACK));
+	eval(TCP("10.0.3.10", "10.0.2.10", 3306, 40000, TCP_FIN | TCP_ACK));
+	eval(TCP("10.0.2.10", "10.0.3.10", 40000, 3306, TCP_ACK));
+	/* now db opens a connection back on the same ports: app's ingress
+	 * admits only 8000 from the web group */
+	expect(eval(TCP("10.0.3.10", "10.0.2.10", 3306, 40000, TCP_SYN)), false, STAGE_SG_INGRESS,
+	       REASON_ENI_SG_RULES_MISMATCH, NULL);
+}
+END_TEST
+
+/* A non-first fragment has no ports: it never starts a tracked flow. */
+START_TEST(test_fragment_starts_no_flow)
+{
+	struct packet p = TCP("10.0.1.10", "10.0.2.10", 0, 0, 0);
+	p.flags = PKT_F_FRAGMENT;
+	expect(eval(p), true, STAGE_SG_INGRESS, REASON_RULES_ALLOW, NULL);
+	struct ct_stats st;
+	ct_get_stats(pl.ct, &st);
+	ck_assert_uint_eq(st.used, 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pipeline");
@@ -443,6 +537,10 @@ int main(void)
 	tcase_add_test(tc, test_ipv6);
 	tcase_add_test(tc, test_stats_count_every_packet);
 	tcase_add_test(tc, test_batch_equals_single);
+	tcase_add_test(tc, test_spoofed_exempt_source);
+	tcase_add_test(tc, test_icmp_same_id_both_ways);
+	tcase_add_test(tc, test_syn_after_time_wait);
+	tcase_add_test(tc, test_fragment_starts_no_flow);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -28,6 +28,8 @@
 enum { CTL_MAX_REQUEST = 65536, CTL_MAX_CLIENTS = 64, CTL_FLOWS_DEFAULT = 1000,
        CTL_FLOWS_MAX = 100000 };
 
+struct ctl_shadow;
+
 /* One worker (queue), as the daemon sees it now. */
 struct ctl_worker_stats {
 	uint16_t queue;
@@ -58,6 +60,10 @@ struct ctl_daemon {
 	bool (*reload)(void *ctx, const char *who, char *msg, size_t len);
 	void (*set_audit)(void *ctx, bool on);
 	bool (*audit)(void *ctx);
+	/* installs shadow s (NULL: none) for the workers and returns the one it
+	 * replaces once no worker can still use it (the caller frees it);
+	 * NULL: shadow policies are not available */
+	struct ctl_shadow *(*set_shadow)(void *ctx, struct ctl_shadow *s);
 };
 
 struct ctl_peer {
@@ -82,6 +88,9 @@ void ctl_serve(struct ctl *c, int timeout_ms);
 /* Updates the groups (after a reload). */
 void ctl_set_groups(struct ctl *c, const char *admin_group, const char *reader_group);
 uint64_t ctl_refused(const struct ctl *c);
+/* Gives the sockets, and the directories ctl_open made for them, to uid:gid
+ * (vpcfwd -u), so that the daemon can remove them at exit.  c may be NULL. */
+void ctl_chown(struct ctl *c, uid_t uid, gid_t gid);
 void ctl_close(struct ctl *c);
 
 /* One request, as the server answers it (tests call it directly).  Returns
@@ -99,5 +108,31 @@ json_t *ctl_stats(const struct ctl_daemon *d);
 char *ctl_metrics(const struct ctl_daemon *d, uint64_t refused);   /* malloc'd */
 /* Writes the metrics to path (temporary file, then rename); 0 or -1. */
 int ctl_write_metrics(const struct ctl_daemon *d, uint64_t refused, const char *path);
+
+/* Shadow policies: a candidate evaluated beside the running policy on the
+ * same packets, with its own flow table per worker (seeded from the
+ * worker's table on its first batch), so its connection tracking is
+ * modelled without touching the real one.  Packets the two decide
+ * differently are counted per (running rule, candidate rule, change) in a
+ * bounded table per worker; a full table counts the rest as lost.
+ * Devices bind as in the running configuration: an interface is the
+ * candidate's interface of the same id.  Each worker's part has one
+ * writer, the worker; ctl_shadow_report reads it while it runs. */
+enum { CTL_SHADOW_DIFFS = 256, CTL_SHADOW_FLOWS_MAX = 262144 };
+/* Takes ownership of pol (even on failure).  flows: the flow-table size of
+ * each worker.  NULL on ENOMEM. */
+struct ctl_shadow *ctl_shadow_create(struct policy *pol, const char *path, int n_workers,
+				     uint32_t flows);
+void ctl_shadow_free(struct ctl_shadow *s);
+/* Worker `worker`: the candidate's verdicts for the n packets the running
+ * policy (generation gen) decided as `running`; metas are the running
+ * policy's (may be NULL).  running_ct seeds the candidate's table on the
+ * first call.  Allocates nothing. */
+void ctl_shadow_eval(struct ctl_shadow *s, int worker, struct conntrack *running_ct,
+		     const struct packet *pkts, const struct pkt_meta *metas, int n,
+		     const struct verdict *running, uint64_t gen, uint64_t now_ns);
+/* The "shadow-report" answer: the differences summed over the workers, most
+ * frequent first, at most limit of them. */
+json_t *ctl_shadow_report(const struct ctl_shadow *s, json_int_t limit);
 
 #endif

@@ -12,6 +12,7 @@ struct daemon_options {
 	const char *queues;             /* -q "0-3" / "0,2"; NULL: Vpcfw.Queues */
 	bool foreground;                /* -f: stay in front, log to stderr */
 	const char *flow_log_dir;       /* --flow-log-dir; NULL: Vpcfw.FlowLogDirectory */
+	const char *user;               /* -u: run as this user once the queues are open */
 };
 
 /* Runs until SIGTERM/SIGINT; returns the process exit status. */

@@ -188,6 +188,35 @@ check "a second vpcfwd on a served queue fails" 1 $?
 check "... and says why" yes "$(grep -q 'another process' "$T/second.log" && echo yes)"
 lab_stop_vpcfwd
 
+# ---------------------------------------------------------------- -u nobody (ctl)
+# As nobody with CAP_NET_ADMIN alone it still decides and reloads (the
+# configuration readable by nobody, as -u requires).
+chmod 755 "$T"
+lab_config "$top_srcdir/conf/three-tier" "$T/conf-u"
+chmod -R a+rX "$T/conf-u"
+lab_queue_rules --queue-num 0
+lab_start_vpcfwd "$LOG" -c "$T/conf-u" -u nobody || { echo "lab: vpcfwd -u nobody did not start"; exit 99; }
+check "-u nobody: runs as nobody" nobody "$(ps -o user= -p "$VPCFWD_PID" | tr -d ' ')"
+check "-u nobody: CAP_NET_ADMIN alone (effective, bounding)" "0000000000001000 0000000000001000" \
+	"$(awk '/^CapEff|^CapBnd/ {printf "%s%s", s, $2; s=" "}' "/proc/$VPCFWD_PID/status")"
+check "-u nobody: decides (web:80 admitted)" ok "$(probe inet tcp $WEB4 80)"
+check "-u nobody: decides (web:22 from the internet refused)" timeout "$(probe inet tcp $WEB4 22)"
+"$PY" - "$T/conf-u/40-security-groups.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+for g in d['SecurityGroups']:
+    if g['GroupName'] == 'web':
+        g['IpPermissions'] = [r for r in g['IpPermissions'] if r.get('FromPort') != 80]
+json.dump(d, open(p, 'w'), indent=1)
+PY
+kill -HUP "$VPCFWD_PID"
+lab_wait_log "$LOG" "configuration 2 in force" 5
+check "-u nobody: reload" yes "$(grep -q 'configuration 2 in force' "$LOG" && echo yes)"
+check "-u nobody: the reloaded rules apply (web:80 refused)" timeout "$(probe inet tcp $WEB4 80)"
+lab_stop_vpcfwd
+check "-u nobody: exit status 0" 0 "$VPCFWD_STATUS"
+
 # ---------------------------------------------------------------- flow logs (fl2)
 # Their own topology and about two minutes: windows, rotation, SIGTERM, SKIPDATA.
 VPCFWD=$VPCFWD top_srcdir=$top_srcdir "$here/flowlog.sh"
