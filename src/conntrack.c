@@ -46,7 +46,21 @@ struct ct_entry {
 
 _Static_assert(sizeof(struct ct_entry) == 64, "a flow is one cache line");
 
+/* Datagrams whose first fragment was admitted: their later fragments carry
+ * no ports and are given the first one's verdict.  Direct-mapped, fixed
+ * size: a collision forgets the older datagram (its remaining fragments are
+ * then judged by the rules alone). */
+struct ct_frag {
+	struct ip_addr src, dst;
+	uint64_t deadline;
+	uint32_t id;
+	uint8_t proto;
+};
+
+enum { CT_FRAGS = 1024, CT_FRAG_TIMEOUT = 30 /* Linux ipfrag_time */ };
+
 struct conntrack {
+	struct ct_frag frags[CT_FRAGS];
 	struct ct_entry *pool;
 	uint32_t *buckets;
 	uint64_t mask;
@@ -553,6 +567,33 @@ void ct_foreach(struct conntrack *ct, uint64_t now_ns,
 				return;
 		}
 	}
+}
+
+static struct ct_frag *frag_slot(struct conntrack *ct, const struct ip_addr *src,
+				 const struct ip_addr *dst, uint8_t proto, uint32_t id)
+{
+	uint64_t h = mum(src->lo ^ key[0], dst->lo ^ key[1]) ^ mum(src->hi ^ dst->hi, key[2]);
+	h = mix64(h ^ ((uint64_t)id << 8 | proto));
+	return &ct->frags[h % CT_FRAGS];
+}
+
+void ct_frag_admit(struct conntrack *ct, const struct ip_addr *src, const struct ip_addr *dst,
+		   uint8_t proto, uint32_t id, uint64_t now_ns)
+{
+	struct ct_frag *f = frag_slot(ct, src, dst, proto, id);
+	f->src = *src;
+	f->dst = *dst;
+	f->proto = proto;
+	f->id = id;
+	f->deadline = now_ns + (uint64_t)CT_FRAG_TIMEOUT * NS_PER_S;
+}
+
+bool ct_frag_admitted(struct conntrack *ct, const struct ip_addr *src, const struct ip_addr *dst,
+		      uint8_t proto, uint32_t id, uint64_t now_ns)
+{
+	const struct ct_frag *f = frag_slot(ct, src, dst, proto, id);
+	return f->deadline > now_ns && f->id == id && f->proto == proto && addr_eq(&f->src, src) &&
+	       addr_eq(&f->dst, dst);
 }
 
 size_t ct_bytes_per_flow(const struct conntrack *ct)

@@ -83,7 +83,7 @@ static bool v6_ext_header(uint8_t nh)
  * protocol at *off; *frag is set for a fragment header with a non-zero offset
  * (nothing after it can be parsed) and *more for one with the M flag. */
 static bool v6_walk(const uint8_t *b, size_t lim, uint8_t *nh, size_t *off, bool *frag,
-		    bool *more)
+		    bool *more, uint32_t *id)
 {
 	uint8_t next = b[6];
 	size_t o = 40;
@@ -95,6 +95,7 @@ static bool v6_walk(const uint8_t *b, size_t lim, uint8_t *nh, size_t *off, bool
 		if (next == 44) {
 			uint16_t fo = rd16(b + o + 2);
 			*more = fo & 1;
+			*id = rd32(b + o + 4);
 			next = b[o];
 			o += 8;
 			if (fo >> 3) {
@@ -152,10 +153,11 @@ static bool parse_inner(const uint8_t *b, size_t n, int family, struct packet_in
 		in->proto = b[9];
 	} else {
 		bool frag = false, more = false;
+		uint32_t qid;
 		uint8_t nh;
 		if (n < 40 || b[0] >> 4 != 6)
 			return false;
-		if (!v6_walk(b, n, &nh, &off, &frag, &more) || frag || off + 8 > n)
+		if (!v6_walk(b, n, &nh, &off, &frag, &more, &qid) || frag || off + 8 > n)
 			return false;
 		in->src = addr_from_v6(b + 8);
 		in->dst = addr_from_v6(b + 24);
@@ -233,6 +235,7 @@ static enum packet_status parse_v4(const uint8_t *b, size_t cap, size_t wirelen,
 
 	uint16_t frag = rd16(b + 6);
 	uint16_t fo = frag & 0x1fff;
+	p->frag_id = rd16(b + 4);
 	p->family = FAMILY_V4;
 	p->ip_len = (uint32_t)tot;
 	p->proto = b[9];
@@ -246,6 +249,8 @@ static enum packet_status parse_v4(const uint8_t *b, size_t cap, size_t wirelen,
 		p->flags |= PKT_F_FRAGMENT;
 		return PACKET_OK;
 	}
+	if (frag & 0x2000)
+		p->flags |= PKT_F_FRAG_HEAD;
 	return parse_l4(b + hl, min_size(cap, tot) - hl, tot - hl, frag & 0x2000, p);
 }
 
@@ -275,13 +280,15 @@ static enum packet_status parse_v6(const uint8_t *b, size_t cap, size_t wirelen,
 	/* Headers must lie in the datagram as well as in the capture: a walk
 	 * that ends inside the capture but beyond the payload length is
 	 * malformed too. */
-	if (!v6_walk(b, lim, &nh, &off, &frag, &more))
+	if (!v6_walk(b, lim, &nh, &off, &frag, &more, &p->frag_id))
 		return PACKET_MALFORMED;
 	p->proto = nh;
 	if (frag) {
 		p->flags |= PKT_F_FRAGMENT;
 		return PACKET_OK;
 	}
+	if (more)
+		p->flags |= PKT_F_FRAG_HEAD;
 	if (nh == 59)
 		return PACKET_OK;
 	return parse_l4(b + off, lim - off, tot - off, more, p);

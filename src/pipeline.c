@@ -268,6 +268,15 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 	v->src_subnet = x;
 	v->dst_subnet = y;
 
+	/* a later fragment of a datagram whose first fragment was admitted:
+	 * the datagram was judged on the first one, which has the ports */
+	if ((p->flags & PKT_F_FRAGMENT) &&
+	    ct_frag_admitted(pl->ct, &p->src, &p->dst, p->proto, p->frag_id, now)) {
+		v->detail = "fragment of an admitted datagram";
+		finish(pl, v, true, STAGE_CONNTRACK, REASON_TRACKED_FLOW);
+		return;
+	}
+
 	const struct ct_tuple t = l->t;
 	const bool trackable = l->trackable;
 	const uint64_t hash = l->hash;
@@ -387,6 +396,8 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		}
 	}
 
+	if (p->flags & PKT_F_FRAG_HEAD)
+		ct_frag_admit(pl->ct, &p->src, &p->dst, p->proto, p->frag_id, now);
 	if (!a && !b && !x && !y) {
 		finish(pl, v, true, STAGE_NONE, REASON_NOT_MODELLED);
 		return;
@@ -474,7 +485,7 @@ char *verdict_rule_format(const struct verdict *v, char *buf, size_t len)
 		break;
 	case STAGE_CONNTRACK:
 		if (v->reason == REASON_TRACKED_FLOW)
-			snprintf(buf, len, "tracked flow");
+			snprintf(buf, len, "%s", v->detail ? v->detail : "tracked flow");
 		else if (v->stage_iface)
 			snprintf(buf, len, "%s: connection tracking table full", v->stage_iface->id);
 		break;

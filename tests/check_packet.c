@@ -32,7 +32,7 @@
 #define PKT(...) .buf = (const uint8_t[]){ __VA_ARGS__ }, \
 	.len = sizeof((const uint8_t[]){ __VA_ARGS__ })
 
-enum { L4 = PKT_F_L4, FRAG = PKT_F_FRAGMENT, ERR = PKT_F_ICMP_ERR };
+enum { L4 = PKT_F_L4, FRAG = PKT_F_FRAGMENT, ERR = PKT_F_ICMP_ERR, HEAD = PKT_F_FRAG_HEAD };
 
 struct pcase {
 	const char *name;
@@ -104,11 +104,11 @@ static const struct pcase cases[] = {
 	  .family = 4, .proto = 1, .ip_len = 56, .icmp_type = 3, .icmp_code = 3, .flags = L4 },
 	{ "v4 first fragment (MF): L4 parsed, udp length of the whole datagram",
 	  PKT(V4H(28, 0x2000, 17), UDPH(1, 53, 1000)),
-	  .family = 4, .proto = 17, .ip_len = 28, .sport = 1, .dport = 53, .flags = L4 },
+	  .family = 4, .proto = 17, .ip_len = 28, .sport = 1, .dport = 53, .flags = L4 | HEAD },
 	{ "v4 first fragment holding only the fixed tcp header (data offset 10)",
 	  PKT(V4H(44, 0x2000, 6), TCPH(12345, 80, 10, 0x02), 2, 4, 5, 0xb4),
 	  .family = 4, .proto = 6, .ip_len = 44, .sport = 12345, .dport = 80, .tcp_flags = 0x02,
-	  .flags = L4 },
+	  .flags = L4 | HEAD },
 	{ "v4 non-first fragment, capture cut after the IP header",
 	  PKT(V4H(1500, 185, 17)), .wire = 1500,
 	  .family = 4, .proto = 17, .ip_len = 1500, .flags = FRAG },
@@ -181,7 +181,7 @@ static const struct pcase cases[] = {
 	  PKT(V6H(32, 135), EXT8(139), EXT8(140), EXT8(17), UDPH(7, 8, 8)),
 	  .family = 6, .proto = 17, .ip_len = 72, .sport = 7, .dport = 8, .flags = L4 },
 	{ "v6 first fragment: L4 parsed", PKT(V6H(16, 44), FRAG6(17, 0, 1), UDPH(1, 53, 1200)),
-	  .family = 6, .proto = 17, .ip_len = 56, .sport = 1, .dport = 53, .flags = L4 },
+	  .family = 6, .proto = 17, .ip_len = 56, .sport = 1, .dport = 53, .flags = L4 | HEAD },
 	{ "v6 non-first fragment", PKT(V6H(16, 44), FRAG6(17, 100, 0), ZERO8),
 	  .family = 6, .proto = 17, .ip_len = 56, .flags = FRAG },
 	{ "v6 non-first fragment after hop-by-hop", PKT(V6H(24, 0), EXT8(44), FRAG6(6, 1, 1), ZERO8),

@@ -518,6 +518,31 @@ START_TEST(test_fragment_starts_no_flow)
 }
 END_TEST
 
+/* Later fragments of a datagram whose first fragment was admitted get its
+ * verdict; others are judged by the rules (they carry no ports). */
+START_TEST(test_fragments_follow_the_first)
+{
+	/* db's DNS query, tracked; the answer comes back in fragments */
+	expect(eval(UDP("10.0.3.10", "203.0.113.53", 5353, 53)), true, STAGE_NACL_OUT,
+	       REASON_RULES_ALLOW, NULL);
+	struct packet head = UDP("203.0.113.53", "10.0.3.10", 53, 5353);
+	head.flags |= PKT_F_FRAG_HEAD;
+	head.frag_id = 77;
+	expect(eval(head), true, STAGE_CONNTRACK, REASON_TRACKED_FLOW, "tracked flow");
+	struct packet rest = UDP("203.0.113.53", "10.0.3.10", 0, 0);
+	rest.flags = PKT_F_FRAGMENT;
+	rest.frag_id = 77;
+	expect(eval(rest), true, STAGE_CONNTRACK, REASON_TRACKED_FLOW,
+	       "fragment of an admitted datagram");
+	/* another datagram's fragment: db admits no UDP from the internet */
+	rest.frag_id = 78;
+	expect(eval(rest), false, STAGE_SG_INGRESS, REASON_ENI_SG_RULES_MISMATCH, NULL);
+	/* and the admission lasts 30 s */
+	rest.frag_id = 77;
+	expect(eval_at(rest, 31), false, STAGE_SG_INGRESS, REASON_ENI_SG_RULES_MISMATCH, NULL);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pipeline");
@@ -541,6 +566,7 @@ int main(void)
 	tcase_add_test(tc, test_icmp_same_id_both_ways);
 	tcase_add_test(tc, test_syn_after_time_wait);
 	tcase_add_test(tc, test_fragment_starts_no_flow);
+	tcase_add_test(tc, test_fragments_follow_the_first);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

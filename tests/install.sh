@@ -8,7 +8,8 @@ MAKE=${MAKE:-make}
 D=$(mktemp -d)
 trap 'rm -rf "$D"' EXIT
 fails=0
-var() { "$MAKE" -s -C "$top_builddir" --no-print-directory print-var VAR="$1"; }
+# (a clean environment: a parent make's MAKEFLAGS would add "Entering directory")
+var() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL "$MAKE" -s -C "$top_builddir" --no-print-directory print-var VAR="$1"; }
 
 "$MAKE" -s -C "$top_builddir" install DESTDIR="$D" >"$D.log" 2>&1 ||
 	{ cat "$D.log"; rm -f "$D.log"; echo "FAIL: make install"; exit 1; }

@@ -136,6 +136,15 @@ void ct_entry_info(const struct ct_entry *e, struct ct_flow_info *out);
 void ct_foreach(struct conntrack *ct, uint64_t now_ns,
 		int (*fn)(const struct ct_flow_info *info, void *arg), void *arg);
 
+/* Fragments (no ports): the first fragment of an admitted datagram is noted
+ * (source, destination, protocol, IP identification), and its later
+ * fragments are admitted with it for 30 s (Linux's ipfrag_time).  A fixed
+ * table of 1024 datagrams per worker; a collision forgets the older one. */
+void ct_frag_admit(struct conntrack *ct, const struct ip_addr *src, const struct ip_addr *dst,
+		   uint8_t proto, uint32_t id, uint64_t now_ns);
+bool ct_frag_admitted(struct conntrack *ct, const struct ip_addr *src, const struct ip_addr *dst,
+		      uint8_t proto, uint32_t id, uint64_t now_ns);
+
 /* Bytes of memory per flow slot, table and pool included. */
 size_t ct_bytes_per_flow(const struct conntrack *ct);
 

@@ -19,6 +19,7 @@ enum {
 	PKT_F_L4        = 1 << 0, /* sport/dport/tcp_flags/icmp_* are valid */
 	PKT_F_FRAGMENT  = 1 << 1, /* a non-first fragment: no L4 header in it */
 	PKT_F_ICMP_ERR  = 1 << 2, /* an ICMP/ICMPv6 error; `inner` holds the quoted tuple */
+	PKT_F_FRAG_HEAD = 1 << 3, /* the first fragment of a fragmented datagram */
 };
 
 /* TCP flag bits as on the wire (and as flow logs OR them). */
@@ -40,6 +41,8 @@ struct packet {
 	uint8_t tcp_flags;    /* the TCP flags byte (FIN..CWR) */
 	uint8_t icmp_type, icmp_code;
 	uint8_t flags;        /* PKT_F_* */
+	uint32_t frag_id;     /* IPv4 identification / IPv6 fragment id, with
+	                         PKT_F_FRAGMENT or PKT_F_FRAG_HEAD */
 	struct packet_inner inner; /* valid with PKT_F_ICMP_ERR */
 };
 
