@@ -1084,7 +1084,7 @@ static void flowlogs(struct ctx *c, json_t *l)
 				   LIST_OF(struct m_flowlog), load_flowlog, false);
 }
 
-/* ------------------------------------------------------------ traffic mirroring (mirror helper) */
+/* ------------------------------------------------------------ traffic mirroring */
 
 /* SourcePortRange / DestinationPortRange: {FromPort, ToPort}. */
 static bool mirror_ports(struct ctx *c, const json_t *o, const char *key, uint16_t *from,
@@ -1509,8 +1509,8 @@ static void reservations(struct ctx *c, json_t *l)
 /* ------------------------------------------------------------ the Vpcfw section */
 
 enum vtype { V_QUEUES, V_BINDINGS, V_COUNT, V_BOOL, V_STRING,
-	     V_PCAP_TARGETS, V_MIRROR_ADDRS, V_DROP_CAPTURE /* mirror helper */,
-	     V_ACCESS /* ctl helper */ };
+	     V_PCAP_TARGETS, V_MIRROR_ADDRS, V_DROP_CAPTURE,
+	     V_ACCESS };
 
 /* Every key of the Vpcfw section, once: type, bounds, default, meaning.
  * model_init() applies the defaults; man/vpcfw.conf.5 mirrors this table. */
@@ -1547,7 +1547,6 @@ static const struct vkey {
 	  "account-id in flow-log file names and records" },
 	{ "DecisionLog", V_STRING, OFF(decision_log), 0, 0, 0, NULL,
 	  "file that receives one JSON line per decision" },
-	/* ctl helper */
 	{ "Access", V_ACCESS, OFF(admin_group), 0, 0, 0, NULL,
 	  "{AdminGroup, ReaderGroup}: groups that may change / only read through the control socket" },
 	{ "ReadOnlySocket", V_STRING, OFF(read_only_socket), 0, 0, 0, NULL,
@@ -1556,7 +1555,6 @@ static const struct vkey {
 	  "Prometheus text file rewritten every MetricsInterval seconds (node_exporter textfile)" },
 	{ "MetricsInterval", V_COUNT, OFF(metrics_interval), 1, 86400, 15, NULL,
 	  "seconds between two writes of MetricsFile" },
-	/* mirror helper */
 	{ "PcapTargets", V_PCAP_TARGETS, OFF(pcap_targets), 0, 0, 0, NULL,
 	  "[{TrafficMirrorTargetId, Path, RotateBytes}]: a mirror target written to a pcap file" },
 	{ "MirrorTargetAddresses", V_MIRROR_ADDRS, OFF(mirror_addrs), 0, 0, 0, NULL,
@@ -1693,7 +1691,7 @@ static void vpcfw_bindings(struct ctx *c, const json_t *v, struct m_vpcfw *w)
 	w->bindings = b;
 }
 
-/* mirror helper: RotateBytes of a pcap file */
+/* RotateBytes of a pcap file */
 static void rotate_bytes(struct ctx *c, const json_t *o, uint64_t *out)
 {
 	long long x;
@@ -1701,7 +1699,7 @@ static void rotate_bytes(struct ctx *c, const json_t *o, uint64_t *out)
 		*out = (uint64_t)x;
 }
 
-/* mirror helper: a required non-empty string */
+/* a required non-empty string */
 static bool need_text(struct ctx *c, const json_t *o, const char *key, const char **out)
 {
 	switch (get_str(c, o, key, out)) {
@@ -1718,7 +1716,7 @@ static bool need_text(struct ctx *c, const json_t *o, const char *key, const cha
 	return true;
 }
 
-/* mirror helper: PcapTargets and MirrorTargetAddresses add up across files;
+/* PcapTargets and MirrorTargetAddresses add up across files;
  * a target named twice is mirror_check_config()'s business. */
 static void vpcfw_pcap_targets(struct ctx *c, const json_t *v, struct m_vpcfw *w)
 {
@@ -1796,7 +1794,7 @@ static void vpcfw_drop_capture(struct ctx *c, const json_t *v, struct m_vpcfw *w
 		w->drop_capture = x;
 }
 
-/* ctl helper: Access {AdminGroup, ReaderGroup}, Linux group names */
+/* Access {AdminGroup, ReaderGroup}, Linux group names */
 static void vpcfw_access(struct ctx *c, const json_t *v, struct m_vpcfw *w)
 {
 	static const char *const keys[] = { "AdminGroup", "ReaderGroup" };
@@ -1853,11 +1851,11 @@ static void vpcfw_section(struct ctx *c, json_t *o)
 				vpcfw_queues(c, v, w);
 			else if (k->type == V_BINDINGS)
 				vpcfw_bindings(c, v, w);
-			else if (k->type == V_PCAP_TARGETS)     /* mirror helper */
+			else if (k->type == V_PCAP_TARGETS)
 				vpcfw_pcap_targets(c, v, w);
 			else if (k->type == V_MIRROR_ADDRS)
 				vpcfw_mirror_addrs(c, v, w);
-			else if (k->type == V_ACCESS)   /* ctl helper */
+			else if (k->type == V_ACCESS)
 				vpcfw_access(c, v, w);
 			else
 				vpcfw_drop_capture(c, v, w);
@@ -1908,7 +1906,7 @@ static const struct top {
 	{ "PrefixLists", aws_pls },
 	{ "FlowLogs", flowlogs },
 	{ "Vpcfw", NULL },
-	{ "TrafficMirrorFilters", mirror_filters },     /* SPEC §8 (mirror helper) */
+	{ "TrafficMirrorFilters", mirror_filters },     /* SPEC §8 */
 	{ "TrafficMirrorSessions", mirror_sessions },
 	{ "TrafficMirrorTargets", mirror_targets },
 };
@@ -2107,8 +2105,8 @@ void model_init(struct model *m)
 			break;
 		}
 		case V_BINDINGS: break;
-		case V_PCAP_TARGETS: case V_MIRROR_ADDRS: case V_DROP_CAPTURE: break; /* mirror helper */
-		case V_ACCESS: break;   /* ctl helper */
+		case V_PCAP_TARGETS: case V_MIRROR_ADDRS: case V_DROP_CAPTURE: break;
+		case V_ACCESS: break;
 		case V_COUNT: *(uint32_t *)(void *)dst = (uint32_t)k->num; break;
 		case V_BOOL: *(bool *)(void *)dst = k->num != 0; break;
 		case V_STRING: *(const char **)(void *)dst = k->str; break;
@@ -2329,7 +2327,7 @@ void config_check(const struct model *m, struct diag *d)
 		KIND("NetworkInterfaceId", m->enis, m->n_enis, struct m_eni),
 		KIND("PrefixListId", m->pls, m->n_pls, struct m_prefix_list),
 		KIND("FlowLogId", m->flowlogs, m->n_flowlogs, struct m_flowlog),
-		KIND("TrafficMirrorFilterId", m->mirror_filters, m->n_mirror_filters,   /* mirror helper */
+		KIND("TrafficMirrorFilterId", m->mirror_filters, m->n_mirror_filters,
 		     struct m_mirror_filter),
 		KIND("TrafficMirrorTargetId", m->mirror_targets, m->n_mirror_targets,
 		     struct m_mirror_target),

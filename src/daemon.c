@@ -61,7 +61,7 @@ struct generation {
 	struct binding *bindings;       /* sorted by ifindex */
 	int n_bindings;
 	uint64_t number;
-	uint64_t *hits;                 /* ctl: n_workers rows of pol->n_hits counters */
+	uint64_t *hits;                 /* n_workers rows of pol->n_hits counters */
 };
 
 struct refusal {
@@ -84,7 +84,7 @@ struct worker {
 	struct refusal ring[REFUSAL_RING];
 	_Atomic uint32_t ring_head, ring_tail;
 	_Atomic uint64_t refusals_lost;
-	/* ctl: audit mode's count, and flow listings served between batches */
+	/* audit mode's count, and flow listings served between batches */
 	uint64_t audit_would_refuse;
 	_Atomic int flow_req;           /* 1: list flows into flow_fn, then 2 */
 	int (*flow_fn)(int worker, const struct ct_flow_info *f, void *arg);
@@ -95,8 +95,8 @@ static _Atomic(struct generation *) current;
 static _Atomic uint64_t epoch = 1;
 static atomic_bool stopping;
 static atomic_bool worker_failed;
-static atomic_bool audit_mode;          /* ctl: accept all, count what would be refused */
-static _Atomic(struct ctl_shadow *) shadow; /* ctl: a candidate policy beside the running one */
+static atomic_bool audit_mode;          /* accept all, count what would be refused */
+static _Atomic(struct ctl_shadow *) shadow; /* a candidate policy beside the running one */
 static bool log_stderr;
 
 static struct worker *workers;
@@ -372,7 +372,7 @@ static int run_batch(struct worker *w, int n)
 		idx[np_parsed++] = i;
 	}
 	pipeline_eval_batch(&w->pl, g->pol, pkts, metas, np_parsed, now, vs);
-	/* ctl: the shadow sees what the policy decided; one pointer check without */
+	/* the shadow sees what the policy decided; one pointer check without */
 	struct ctl_shadow *sh = atomic_load(&shadow);
 	if (sh)
 		ctl_shadow_eval(sh, w->index, w->ct, pkts, metas, np_parsed, vs, g->number, now);
@@ -413,7 +413,7 @@ static void expire(struct worker *w)
 	w->next_expire_ns = now + EXPIRE_EVERY_NS;
 }
 
-/* ctl: the flow table is the worker's own; it lists it between batches. */
+/* the flow table is the worker's own; it lists it between batches. */
 static int flow_walk_one(const struct ct_flow_info *f, void *arg)
 {
 	struct worker *w = arg;
@@ -534,7 +534,7 @@ static void log_stats(const char *when)
 	if (flowlog) {
 		struct flowlog_stats fs;
 		flowlog_get_stats(flowlog, &fs);
-		/* fl2: SKIPDATA says records were lost; this says how many */
+		/* SKIPDATA says records were lost; this says how many */
 		logmsg(LOG_INFO, "%s: flow logs: %" PRIu64 " records, %" PRIu64 " NODATA and %"
 		       PRIu64 " SKIPDATA in %" PRIu64 " files; %" PRIu64 " packets lost (SKIPDATA), %"
 		       PRIu64 " write errors", when, fs.records_written, fs.nodata_records,
@@ -764,7 +764,7 @@ static void ctl_log(int prio, const char *msg)
 	logmsg(prio, "%s", msg);
 }
 
-/* ctl: -u USER.  Root is needed only to open what is open by now; verdicts
+/* -u USER.  Root is needed only to open what is open by now; verdicts
  * and queue settings are nfnetlink messages, which need CAP_NET_ADMIN, and
  * mirroring sends VXLAN from a raw socket with CAP_NET_RAW.  Everything else
  * goes, the bounding set included. */
@@ -933,7 +933,7 @@ int daemon_run(const struct daemon_options *user_opt)
 	}
 	/* after detaching: the flow-log writer is a thread, and fork keeps none */
 	const struct generation *cur = atomic_load(&current);
-	/* ctl: the control socket, served by this thread between signals; opened
+	/* the control socket, served by this thread between signals; opened
 	 * before -u drops root, so that it may live where only root creates files */
 	{
 		const struct m_vpcfw *vc = &cur->pol->model->vpcfw;
@@ -955,7 +955,7 @@ int daemon_run(const struct daemon_options *user_opt)
 		}
 	}
 
-	/* ctl: -u, before any thread exists (capabilities are per thread) */
+	/* -u, before any thread exists (capabilities are per thread) */
 	if (opt.user && drop_privileges(opt.user, mirror_enabled(cur->pol), ctl) < 0)
 		goto out;
 	struct flowlog_options flo = {
@@ -1003,7 +1003,7 @@ int daemon_run(const struct daemon_options *user_opt)
 	rc = 0;
 	while (!atomic_load(&worker_failed)) {
 		struct timespec ts = { 0, 100 * 1000000 };
-		if (ctl) {      /* ctl: the control socket takes the wait */
+		if (ctl) {      /* the control socket takes the wait */
 			ctl_serve(ctl, 100);
 			ts.tv_nsec = 0;
 		}
@@ -1035,12 +1035,12 @@ join:
 		if (workers[i].running)
 			pthread_join(workers[i].thread, NULL);
 	drain_refusals();
-	/* fl2: the last windows written before the counters at exit */
+	/* the last windows written before the counters at exit */
 	flowlog_finish(flowlog);
 	if (workers && workers[0].q && workers[n_workers - 1].q)
 		log_stats("at exit");
 out:
-	ctl_close(ctl); /* ctl: opened before the flow logs and mirroring start */
+	ctl_close(ctl); /* opened before the flow logs and mirroring start */
 	ctl = NULL;
 	/* emits the open capture windows: nothing observed is lost */
 	flowlog_destroy(flowlog);

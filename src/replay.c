@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "vpcfw/conntrack.h"
-#include "vpcfw/flowlog.h" /* flow logs (flowlog helper) */
-#include "vpcfw/mirror.h"  /* mirroring, drop capture (mirror helper) */
+#include "vpcfw/flowlog.h" /* flow logs */
+#include "vpcfw/mirror.h"  /* mirroring, drop capture */
 #include "vpcfw/model.h"
 #include "vpcfw/packet.h"
 #include "vpcfw/pipeline.h"
@@ -347,7 +347,7 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 	memset(&t, 0, sizeof(t));
 	pipeline_init(&pl, ct);
 
-	/* flow logs (flowlog helper): synchronous, on the packets' clock */
+	/* flow logs: synchronous, on the packets' clock */
 	struct flowlog_options flo = { .dir = opt->flow_log_dir, .n_workers = 1, .threaded = false };
 	struct flowlog *fl = flowlog_create(pol, &flo);
 	if (!fl && flowlog_enabled(pol, &flo)) {
@@ -359,7 +359,7 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 	}
 	struct flowlog_worker *flw = flowlog_worker(fl, 0);
 
-	/* mirroring and the drop capture (mirror helper): synchronous; VXLAN
+	/* mirroring and the drop capture: synchronous; VXLAN
 	 * targets are sent to, as live */
 	struct mirror_options mo = { .n_workers = 1, .threaded = false, .send_vxlan = true };
 	struct mirror *mr = mirror_create(pol, &mo);
@@ -406,7 +406,7 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 		/* flow log / mirror hooks: (p, v, h->ts) once parsed */
 		if (parsed)
 			flowlog_observe(flw, &p, &v, now);
-		if (mw) { /* mirror helper: the record from its IP header */
+		if (mw) { /* the record from its IP header */
 			struct link_result lr;
 			size_t off, wire = h->len > h->caplen ? h->len : h->caplen;
 			link_decode(link, data, h->caplen, &lr);
@@ -418,8 +418,8 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 
 	if (!close_verdicts(out, opt->verdicts_path))
 		rc = 1;
-	flowlog_destroy(fl); /* flow logs (flowlog helper): emits the open windows */
-	struct mirror_stats ms; /* mirror helper */
+	flowlog_destroy(fl); /* flow logs: emits the open windows */
+	struct mirror_stats ms;
 	mirror_get_stats(mr, &ms);
 	if (!mirror_destroy(mr))
 		rc = 1;

@@ -60,8 +60,8 @@ static struct policy *load_policy(const char **paths, int n, bool strict)
 		config_load_path(m, paths[i], &d);
 	if (d.errors == 0) {
 		config_check(m, &d);
-		flowlog_check_config(m, &d); /* flow logs (flowlog helper) */
-		mirror_check_config(m, &d);  /* traffic mirroring (mirror helper) */
+		flowlog_check_config(m, &d); /* flow logs */
+		mirror_check_config(m, &d);  /* traffic mirroring */
 	}
 	struct policy *p = NULL;
 	if (d.errors == 0) {

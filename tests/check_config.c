@@ -259,7 +259,7 @@ static const struct bad {
 	  "{'Vpcfw':{'InterfaceBindings':[{'NetworkInterfaceId':'eni-1','Device':'a'},{'NetworkInterfaceId':'eni-2','Device':'a'}]}}",
 	  true, "t.json: Vpcfw.InterfaceBindings[1].Device: a already carries eni-1 (at t.json: Vpcfw.InterfaceBindings[0])" },
 
-	/* traffic mirroring (mirror helper) */
+	/* traffic mirroring */
 	{ "mirror rule action", "{'TrafficMirrorFilters':[{'TrafficMirrorFilterId':'tmf-1','IngressFilterRules':["
 	  "{'RuleNumber':1,'RuleAction':'allow','SourceCidrBlock':'0.0.0.0/0','DestinationCidrBlock':'0.0.0.0/0'}]}]}",
 	  true, "t.json: TrafficMirrorFilters[0].IngressFilterRules[0].RuleAction: \"allow\" is not accept or reject" },
@@ -731,7 +731,7 @@ START_TEST(test_flowlogs_and_prefix_lists)
 END_TEST
 
 /* describe-traffic-mirror-* as the CLI prints them, and the Vpcfw keys
- * (mirror helper). */
+ *. */
 START_TEST(test_traffic_mirroring)
 {
 	load("t.json", "{'TrafficMirrorFilters':[{'TrafficMirrorFilterId':'tmf-1','Description':'x',"

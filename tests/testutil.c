@@ -19,7 +19,7 @@ struct policy *tu_policy_try(const char *json, char **out_text)
 	config_load_buffer(m, "test.json", json, strlen(json), &d);
 	if (d.errors == 0) {
 		config_check(m, &d);
-		flowlog_check_config(m, &d); /* flow logs (flowlog helper) */
+		flowlog_check_config(m, &d); /* flow logs */
 	}
 	struct policy *p = NULL;
 	if (d.errors == 0) {

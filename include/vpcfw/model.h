@@ -152,7 +152,7 @@ struct m_flowlog {
 	struct where where;
 };
 
-/* Traffic mirroring (SPEC §8; mirror helper): describe-traffic-mirror-*
+/* Traffic mirroring (SPEC §8): describe-traffic-mirror-*
  * as printed, and the Vpcfw keys that turn targets into files or addresses. */
 struct m_mirror_rule {
 	uint32_t number;                /* RuleNumber 1..32766 */
@@ -240,13 +240,13 @@ struct m_vpcfw {
 	const char *region;             /* Region */
 	const char *account_id;         /* AccountId (flow logs) */
 	const char *decision_log;       /* DecisionLog */
-	/* control socket (ctl helper) */
+	/* control socket */
 	const char *admin_group;        /* Access.AdminGroup */
 	const char *reader_group;       /* Access.ReaderGroup */
 	const char *read_only_socket;   /* ReadOnlySocket */
 	const char *metrics_file;       /* MetricsFile */
 	uint32_t metrics_interval;      /* MetricsInterval, seconds */
-	/* mirroring (mirror helper) */
+	/* mirroring */
 	struct m_mirror_pcap *pcap_targets;     /* PcapTargets */
 	int n_pcap_targets;
 	struct m_mirror_addr *mirror_addrs;     /* MirrorTargetAddresses */
@@ -263,7 +263,7 @@ struct model {
 	struct m_eni *enis;             int n_enis;
 	struct m_prefix_list *pls;      int n_pls;
 	struct m_flowlog *flowlogs;     int n_flowlogs;
-	struct m_mirror_filter *mirror_filters;   int n_mirror_filters;   /* mirror helper */
+	struct m_mirror_filter *mirror_filters;   int n_mirror_filters;
 	struct m_mirror_target *mirror_targets;   int n_mirror_targets;
 	struct m_mirror_session *mirror_sessions; int n_mirror_sessions;
 	struct m_vpcfw vpcfw;

@@ -188,7 +188,7 @@ check "a second vpcfwd on a served queue fails" 1 $?
 check "... and says why" yes "$(grep -q 'another process' "$T/second.log" && echo yes)"
 lab_stop_vpcfwd
 
-# ---------------------------------------------------------------- -u nobody (ctl)
+# ---------------------------------------------------------------- -u nobody
 # As nobody with CAP_NET_ADMIN alone it still decides and reloads (the
 # configuration readable by nobody, as -u requires).
 chmod 755 "$T"
@@ -217,7 +217,7 @@ check "-u nobody: the reloaded rules apply (web:80 refused)" timeout "$(probe in
 lab_stop_vpcfwd
 check "-u nobody: exit status 0" 0 "$VPCFWD_STATUS"
 
-# ---------------------------------------------------------------- flow logs (fl2)
+# ---------------------------------------------------------------- flow logs
 # Their own topology and about two minutes: windows, rotation, SIGTERM, SKIPDATA.
 VPCFWD=$VPCFWD top_srcdir=$top_srcdir "$here/flowlog.sh"
 check "flow logs of the live daemon (tests/lab/flowlog.sh)" 0 $?
