@@ -1,5 +1,6 @@
 /* The control socket: framing, access, and the verbs of vpcfwctl. */
 #include "vpcfw/ctl.h"
+#include "vpcfw/load.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -427,34 +428,13 @@ void ctl_serve(struct ctl *c, int timeout_ms)
 
 struct policy *ctl_load_policy(const char *const *paths, int n, bool strict, json_t **msgs)
 {
-	struct model *m = calloc(1, sizeof(*m));
-	struct policy *pol = NULL;
 	struct diag d;
 
 	*msgs = json_array();
-	if (!m)
-		return NULL;
 	diag_init(&d);
 	d.strict = strict;
-	model_init(m);
-	for (int i = 0; i < n; i++)
-		config_load_path(m, paths[i], &d);
-	/* what the daemon checks, so that a valid answer means a reload takes it */
-	if (d.errors == 0) {
-		config_check(m, &d);
-		flowlog_check_config(m, &d);
-		mirror_check_config(m, &d);
-	}
-	if (d.errors == 0) {
-		pol = policy_build(m, &d);
-	} else {
-		model_free(m);
-		free(m);
-	}
-	if (pol && diag_failed(&d)) {
-		policy_free(pol);
-		pol = NULL;
-	}
+	/* what the daemon loads, so that a valid answer means a reload takes it */
+	struct policy *pol = policy_load(paths, n, &d);
 	for (size_t i = 0; i < d.n; i++)
 		json_array_append_new(*msgs, json_pack("{s:s, s:s}", "level",
 						       d.msgs[i].error ? "error" : "warning",

@@ -37,6 +37,7 @@
 #include "vpcfw/daemon.h"
 #include "vpcfw/diag.h"
 #include "vpcfw/flowlog.h"
+#include "vpcfw/load.h"
 #include "vpcfw/mirror.h"
 #include "vpcfw/nfq.h"
 #include "vpcfw/notify.h"
@@ -212,37 +213,17 @@ static const struct iface *bound_iface(const struct generation *g, uint32_t ifin
 static struct generation *generation_load(const struct daemon_options *opt)
 {
 	static uint64_t number;
-	struct model *m = calloc(1, sizeof(*m));
 	struct generation *g = calloc(1, sizeof(*g));
 	struct diag d;
 
-	if (!m || !g) {
-		free(m);
-		free(g);
+	if (!g) {
 		logmsg(LOG_ERR, "out of memory loading the configuration");
 		return NULL;
 	}
 	diag_init(&d);
 	d.strict = opt->strict;
-	model_init(m);
-	for (int i = 0; i < opt->n_config_paths; i++)
-		config_load_path(m, opt->config_paths[i], &d);
-	if (d.errors == 0) {
-		config_check(m, &d);
-		flowlog_check_config(m, &d);
-		mirror_check_config(m, &d);
-	}
-	if (d.errors == 0) {
-		g->pol = policy_build(m, &d);
-	} else {
-		model_free(m);
-		free(m);
-	}
+	g->pol = policy_load(opt->config_paths, opt->n_config_paths, &d);
 	log_diag(&d);
-	if (g->pol && diag_failed(&d)) {
-		policy_free(g->pol);
-		g->pol = NULL;
-	}
 	if (!g->pol) {
 		logmsg(LOG_ERR, "configuration refused: %zu error(s), %zu warning(s)%s",
 		       d.errors, d.warnings, opt->strict && d.warnings ? " (--strict)" : "");

@@ -11,6 +11,7 @@
 #include "vpcfw/config.h"
 #include "vpcfw/daemon.h"
 #include "vpcfw/diag.h"
+#include "vpcfw/load.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/mirror.h"
 #include "vpcfw/policy.h"
@@ -46,35 +47,12 @@ static void usage(FILE *out)
 /* Loads and compiles the configuration; prints every message to stderr. */
 static struct policy *load_policy(const char **paths, int n, bool strict)
 {
-	struct model *m = calloc(1, sizeof(*m));
 	struct diag d;
 
-	if (!m) {
-		perror("vpcfwd");
-		return NULL;
-	}
 	diag_init(&d);
 	d.strict = strict;
-	model_init(m);
-	for (int i = 0; i < n; i++)
-		config_load_path(m, paths[i], &d);
-	if (d.errors == 0) {
-		config_check(m, &d);
-		flowlog_check_config(m, &d); /* flow logs */
-		mirror_check_config(m, &d);  /* traffic mirroring */
-	}
-	struct policy *p = NULL;
-	if (d.errors == 0) {
-		p = policy_build(m, &d);
-	} else {
-		model_free(m);
-		free(m);
-	}
+	struct policy *p = policy_load(paths, n, &d);
 	diag_print(&d, stderr);
-	if (p && diag_failed(&d)) {
-		policy_free(p);
-		p = NULL;
-	}
 	if (!p)
 		fprintf(stderr, "vpcfwd: configuration refused: %zu error(s), %zu warning(s)%s\n",
 			d.errors, d.warnings, strict && d.warnings ? " (--strict)" : "");

@@ -6,28 +6,15 @@
 #include <string.h>
 
 #include "vpcfw/config.h"
+#include "vpcfw/load.h"
 #include "vpcfw/flowlog.h"
 
 struct policy *tu_policy_try(const char *json, char **out_text)
 {
-	struct model *m = calloc(1, sizeof(*m));
 	struct diag d;
 
-	ck_assert_ptr_nonnull(m);
 	diag_init(&d);
-	model_init(m);
-	config_load_buffer(m, "test.json", json, strlen(json), &d);
-	if (d.errors == 0) {
-		config_check(m, &d);
-		flowlog_check_config(m, &d); /* flow logs */
-	}
-	struct policy *p = NULL;
-	if (d.errors == 0) {
-		p = policy_build(m, &d);
-	} else {
-		model_free(m);
-		free(m);
-	}
+	struct policy *p = policy_load_buffer("test.json", json, strlen(json), &d);
 	if (out_text) {
 		char *buf = NULL;
 		size_t len = 0;
