@@ -566,6 +566,23 @@ static int pick_queues(const struct daemon_options *opt, const struct policy *po
 	return n;
 }
 
+/* Waits until no worker can still hold what was published before: each is
+ * idle between batches or has begun a batch after the epoch moved on.  Then
+ * the replaced generation (or shadow) may be freed. */
+static void grace_period(void)
+{
+	uint64_t e = atomic_fetch_add(&epoch, 1) + 1;
+	for (int i = 0; i < n_workers; i++) {
+		for (;;) {
+			uint64_t we = atomic_load(&workers[i].in_epoch);
+			if (we == 0 || we >= e)
+				break;
+			struct timespec ts = { 0, 200000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
 /* Reload: compile beside the running policy, swap, wait out the workers
  * that may still hold the old one, free it.  Conntrack is untouched. */
 static bool generation_counters(struct generation *g)
@@ -610,16 +627,7 @@ static bool reload(const struct daemon_options *opt, const char *who)
 		       "restart (copies are cut at the current range meanwhile)");
 	atomic_store(&current, g);
 	flowlog_set_policy(flowlog, g->pol);
-	uint64_t e = atomic_fetch_add(&epoch, 1) + 1;
-	for (int i = 0; i < n_workers; i++) {
-		for (;;) {
-			uint64_t we = atomic_load(&workers[i].in_epoch);
-			if (we == 0 || we >= e)
-				break;
-			struct timespec ts = { 0, 200000 };
-			nanosleep(&ts, NULL);
-		}
-	}
+	grace_period();
 	mirror_reclaim(mirror); /* no worker can still read the replaced plan */
 	generation_free(old);
 	logmsg(LOG_INFO, "configuration %" PRIu64 " in force (%d interfaces, %d bound devices)",
@@ -727,16 +735,7 @@ static struct ctl_shadow *ctl_set_shadow(void *ctx, struct ctl_shadow *s)
 {
 	(void)ctx;
 	struct ctl_shadow *old = atomic_exchange(&shadow, s);
-	uint64_t e = atomic_fetch_add(&epoch, 1) + 1;
-	for (int i = 0; i < n_workers; i++) {
-		for (;;) {
-			uint64_t we = atomic_load(&workers[i].in_epoch);
-			if (we == 0 || we >= e)
-				break;
-			struct timespec ts = { 0, 200000 };
-			nanosleep(&ts, NULL);
-		}
-	}
+	grace_period();
 	return old;
 }
 

@@ -151,6 +151,11 @@ echo "PASS: replay"
 # daemon that mirrors (it names its sessions at start); skipped otherwise.
 LAB_DIR=$top_srcdir/tests/lab
 . "$top_srcdir/tests/lab/lib.sh"
+# lib.sh brings a counting fail(); this script stops at the first failure
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
 if ! lab_can_run; then
 	echo "SKIP: the live part (see above)"
 	exit 0

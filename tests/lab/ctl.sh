@@ -31,11 +31,6 @@ trap 'exit 130' INT TERM HUP
 chmod 755 "$T"
 
 fails=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-check() { # check NAME EXPECTED GOT
-	if [ "$2" = "$3" ]; then pass "$1"; else fail "$1 (expected $2, got $3)"; fi
-}
 as() { # as USER vpcfwctl ARGS...
 	local u=$1
 	shift

@@ -28,16 +28,6 @@ trap 'lab_cleanup; rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM HUP
 
 fails=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-check() { # check NAME EXPECTED GOT
-	if [ "$2" = "$3" ]; then pass "$1"; else fail "$1 (expected $2, got $3)"; fi
-}
-probe() { # probe FROM ARGS... -> ok / timeout / ...
-	local from=$1
-	shift
-	in_ns "$from" "$PY" "$here/probe.py" "$@"
-}
 
 ACCOUNT=123456789012 REGION=us-east-1
 WEB=eni-0000000000web01 APP=eni-0000000000app01 DB=eni-00000000000db01

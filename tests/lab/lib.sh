@@ -261,3 +261,15 @@ lab_matrix() {
 	done
 	return $bad
 }
+
+# ---- results of a lab script: pass/fail lines, counted in $fails
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+check() { # check NAME EXPECTED GOT
+	if [ "$2" = "$3" ]; then pass "$1"; else fail "$1 (expected $2, got $3)"; fi
+}
+probe() { # probe FROM ARGS... -> ok / timeout / ...
+	local from=$1
+	shift
+	in_ns "$from" "$PY" "$LAB_DIR/probe.py" "$@"
+}

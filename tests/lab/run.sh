@@ -16,16 +16,6 @@ trap 'lab_cleanup; rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM HUP
 
 fails=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-check() { # check NAME EXPECTED GOT
-	if [ "$2" = "$3" ]; then pass "$1"; else fail "$1 (expected $2, got $3)"; fi
-}
-probe() { # probe FROM ARGS... -> ok / timeout / ...
-	local from=$1
-	shift
-	in_ns "$from" "$PY" "$here/probe.py" "$@"
-}
 
 lab_three_tier || { echo "lab: cannot build the topology"; exit 99; }
 lab_servers "$T" || { echo "lab: servers did not start"; exit 99; }
