@@ -382,29 +382,29 @@ static enum got get_addr(struct ctx *c, const json_t *o, const char *key, int fa
 	return g;
 }
 
-/* An optional list; NULL when absent or not a list (reported). */
-static json_t *get_list(struct ctx *c, const json_t *o, const char *key)
+/* An optional member of one JSON type; NULL when absent or of another type
+ * (reported). */
+static json_t *get_typed(struct ctx *c, const json_t *o, const char *key, json_type type,
+			 const char *what)
 {
 	json_t *v = field(o, key);
-	if (v && !json_is_array(v)) {
+	if (v && json_typeof(v) != type) {
 		size_t p = push_key(c, key);
-		bad(c, v, "is not a list");
+		bad(c, v, what);
 		pop(c, p);
 		return NULL;
 	}
 	return v;
 }
 
+static json_t *get_list(struct ctx *c, const json_t *o, const char *key)
+{
+	return get_typed(c, o, key, JSON_ARRAY, "is not a list");
+}
+
 static json_t *get_object(struct ctx *c, const json_t *o, const char *key)
 {
-	json_t *v = field(o, key);
-	if (v && !json_is_object(v)) {
-		size_t p = push_key(c, key);
-		bad(c, v, "is not an object");
-		pop(c, p);
-		return NULL;
-	}
-	return v;
+	return get_typed(c, o, key, JSON_OBJECT, "is not an object");
 }
 
 /* Element i of a list that must hold objects; the path must already end
