@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkmain.h"
 #include "vpcfw/addr.h"
 
 static const struct {
@@ -122,9 +123,5 @@ int main(void)
 	tcase_add_test(tc, test_addr_roundtrip);
 	tcase_add_test(tc, test_last_and_add);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

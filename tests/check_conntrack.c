@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkmain.h"
 #include "vpcfw/conntrack.h"
 #include "vpcfw/model.h"
 #include "vpcfw/packet.h"
@@ -1010,9 +1011,5 @@ int main(void)
 			    sizeof(random_cases) / sizeof(random_cases[0]));
 	suite_add_tcase(s, tc);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkmain.h"
 #include "testutil.h"
 #include "vpcfw/ctl.h"
 
@@ -417,9 +418,5 @@ int main(void)
 	tcase_add_test(tc, test_metrics_text);
 	tcase_add_test(tc, test_shadow);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkmain.h"
 #include "vpcfw/ctl.h"
 #include "vpcfw/explain.h"
 
@@ -120,9 +121,5 @@ int main(void)
 	tcase_add_test(tc, test_stages_in_spec_order);
 	tcase_add_test(tc, test_bad_input);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "checkmain.h"
 #include "testutil.h"
 #include "vpcfw/conntrack.h"
 #include "vpcfw/flowlog.h"
@@ -743,10 +744,7 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int rc = run_suite(suite());
 	policy_intern_reset();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return rc;
 }

@@ -15,6 +15,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "checkmain.h"
 #include "testutil.h"
 #include "vpcfw/config.h"
 #include "vpcfw/conntrack.h"
@@ -884,10 +885,7 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int rc = run_suite(suite());
 	policy_intern_reset();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return rc;
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkmain.h"
 #include "testutil.h"
 #include "vpcfw/nacl.h"
 
@@ -181,9 +182,5 @@ int main(void)
 	tcase_add_test(tc, test_empty_nacl_denies_everything);
 	tcase_add_test(tc, test_fragment_without_ports);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

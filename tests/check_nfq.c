@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "checkmain.h"
 #include "vpcfw/nfq.h"
 #include "vpcfw/notify.h"
 
@@ -168,9 +169,5 @@ int main(void)
 	tcase_add_test(tc, test_notify_unset);
 	tcase_add_test(tc, test_notify_no_listener);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkmain.h"
 #include "vpcfw/packet.h"
 
 #define B16(x) (uint8_t)((x) >> 8), (uint8_t)((x) & 0xff)
@@ -390,9 +391,5 @@ static Suite *packet_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(packet_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(packet_suite());
 }

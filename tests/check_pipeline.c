@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkmain.h"
 #include "testutil.h"
 #include "vpcfw/pipeline.h"
 
@@ -568,9 +569,5 @@ int main(void)
 	tcase_add_test(tc, test_fragment_starts_no_flow);
 	tcase_add_test(tc, test_fragments_follow_the_first);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkmain.h"
 #include "testutil.h"
 
 static struct ip_addr A(const char *s)
@@ -227,10 +228,7 @@ int main(void)
 	tcase_add_test(tc, test_intern_stable);
 	tcase_add_test(tc, test_print_config);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int rc = run_suite(s);
 	policy_intern_reset();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return rc;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkmain.h"
 #include "testutil.h"
 #include "vpcfw/sg.h"
 
@@ -313,9 +314,5 @@ int main(void)
 	tcase_add_test(tc, test_addr_set);
 	tcase_add_test(tc, test_fragment);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }
