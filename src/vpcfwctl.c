@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,36 +24,78 @@
 static const char *sock_path = DEFAULT_SOCKET;
 static bool as_json;
 
-static void usage(FILE *out)
+/* One line of synopsis and one of meaning per verb: `help`, usage errors
+ * and the summary all print from here. */
+static const struct verb_help {
+	const char *name, *synopsis, *what;
+} helps[] = {
+	{ "status", "status", "version, uptime, generation, queues, conntrack" },
+	{ "stats", "stats", "counters per NACL rule, SG rule, interface, reason, queue, and losses" },
+	{ "flows", "flows [-i IFACE] [-a ADDR] [-p PORT] [-n LIMIT]", "tracked flows" },
+	{ "explain", "explain [-c PATH]... [--in IFACE] [--out IFACE] [--sport N] PROTO SRC DST "
+	  "[PORT|TYPE[/CODE]]", "every stage for a new flow's first packet" },
+	{ "reload", "reload", "reload the configuration (admin)" },
+	{ "check-config", "check-config [-c PATH]...",
+	  "compile the daemon's files (or these, here, without a daemon) without using them" },
+	{ "audit", "audit [on|off]", "accept everything, count what would be refused (admin)" },
+	{ "metrics", "metrics", "Prometheus text format" },
+	{ "shadow", "shadow load PATH | shadow report [-n LIMIT] | shadow clear",
+	  "evaluate a candidate configuration (read here, sent to the daemon) beside the "
+	  "running one; load and clear: admin" },
+	{ "help", "help [VERB]", "this text, or one verb's" },
+};
+
+static const struct verb_help *help_of(const char *verb)
 {
-	fprintf(out,
-		"usage: vpcfwctl [-s SOCKET] [--json] VERB [ARGS]\n"
-		"  status                      version, uptime, generation, queues, conntrack\n"
-		"  stats                       counters per NACL rule, SG rule, interface, reason, queue\n"
-		"  flows [-i IFACE] [-a ADDR] [-p PORT] [-n LIMIT]\n"
-		"                              tracked flows\n"
-		"  explain [-c PATH]... [--in IFACE] [--out IFACE] [--sport N] PROTO SRC DST [PORT|TYPE[/CODE]]\n"
-		"                              every stage for a new flow's first packet\n"
-		"  reload                      reload the configuration (admin)\n"
-		"  check-config [-c PATH]...   compile the daemon's (or these) files without using them\n"
-		"  audit [on|off]              accept everything, count what would be refused (admin)\n"
-		"  metrics                     Prometheus text format\n"
-		"  shadow load PATH            evaluate a candidate configuration beside the running one (admin)\n"
-		"  shadow report [-n LIMIT]    what the candidate would decide differently, by rule\n"
-		"  shadow clear                drop the candidate (admin)\n");
+	for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++)
+		if (!strcmp(helps[i].name, verb))
+			return &helps[i];
+	return NULL;
 }
 
+static void usage(FILE *out)
+{
+	fputs("usage: vpcfwctl [-s SOCKET] [--json] VERB [ARGS]\n", out);
+	for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++)
+		fprintf(out, "  %s\n      %s\n", helps[i].synopsis, helps[i].what);
+}
+
+static void vdie(int status, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0), noreturn));
+static void vdie(int status, const char *fmt, va_list ap)
+{
+	fputs("vpcfwctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	exit(status);
+}
+
+/* A failure (the daemon, a file, the system): exit status 1. */
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	fputs("vpcfwctl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(1);
+	vdie(1, fmt, ap);
+}
+
+/* A usage error: exit status 2, as vpcfwctl(8) says. */
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vdie(2, fmt, ap);
+}
+
+/* The usage of verb as a usage error. */
+static void verb_usage(const char *verb) __attribute__((noreturn));
+static void verb_usage(const char *verb)
+{
+	const struct verb_help *h = help_of(verb);
+	usage_error("usage: vpcfwctl %s", h ? h->synopsis : verb);
 }
 
 /* Sends one request, returns the reply (exits on transport errors). */
@@ -145,7 +188,7 @@ static const char *str(const json_t *o, const char *k)
 static void no_args(int argc, char **argv)
 {
 	if (argc > 1)
-		die("%s takes no arguments ('%s')", argv[0], argv[1]);
+		usage_error("%s takes no arguments ('%s')", argv[0], argv[1]);
 }
 
 static int c_status(int argc, char **argv)
@@ -224,7 +267,7 @@ static long number(const char *s, long min, long max, const char *what)
 	errno = 0;
 	long v = strtol(s, &end, 10);
 	if (!*s || *end || errno || v < min || v > max)
-		die("%s '%s' is not a number %ld-%ld", what, s, min, max);
+		usage_error("%s '%s' is not a number %ld-%ld", what, s, min, max);
 	return v;
 }
 
@@ -239,11 +282,11 @@ static int c_flows(int argc, char **argv)
 		case 'a': json_object_set_new(req, "address", json_string(optarg)); break;
 		case 'p': json_object_set_new(req, "port", json_integer(number(optarg, 0, 65535, "port"))); break;
 		case 'n': json_object_set_new(req, "limit", json_integer(number(optarg, 0, CTL_FLOWS_MAX, "limit"))); break;
-		default: die("flows [-i IFACE] [-a ADDR] [-p PORT] [-n LIMIT]");
+		default: verb_usage("flows");
 		}
 	}
 	if (optind < argc)
-		die("flows: unexpected '%s'", argv[optind]);
+		usage_error("flows: unexpected '%s'", argv[optind]);
 	json_t *r = answer(call(req));
 	if (!r)
 		return 0;
@@ -298,19 +341,20 @@ static int c_explain(int argc, char **argv)
 		switch (ch) {
 		case 'c':
 			if (n_paths == 64)
-				die("too many -c");
+				usage_error("at most 64 -c");
 			paths[n_paths++] = optarg;
 			break;
 		case 'I': json_object_set_new(req, "in", json_string(optarg)); break;
 		case 'O': json_object_set_new(req, "out", json_string(optarg)); break;
 		case 'S': json_object_set_new(req, "sport", json_integer(number(optarg, 0, 65535, "port"))); break;
-		default: die("explain [-c PATH]... [--in IFACE] [--out IFACE] [--sport N] PROTO SRC DST [PORT|TYPE[/CODE]]");
+		default: verb_usage("explain");
 		}
 	}
 	argc -= optind;
 	argv += optind;
 	if (argc < 3 || argc > 4)
-		die("explain needs PROTO SRC DST [PORT|TYPE[/CODE]], e.g. explain tcp 203.0.113.7 10.0.1.10 443");
+		usage_error("explain needs PROTO SRC DST [PORT|TYPE[/CODE]], e.g. explain tcp "
+			    "203.0.113.7 10.0.1.10 443");
 	json_object_set_new(req, "proto", json_string(argv[0]));
 	json_object_set_new(req, "src", json_string(argv[1]));
 	json_object_set_new(req, "dst", json_string(argv[2]));
@@ -379,11 +423,11 @@ static int c_check(int argc, char **argv)
 
 	while ((ch = getopt(argc, argv, "+c:")) != -1) {
 		if (ch != 'c' || n_paths == 64)
-			die("check-config [-c PATH]...");
+			verb_usage("check-config");
 		paths[n_paths++] = optarg;
 	}
 	if (optind < argc)
-		die("check-config: unexpected '%s'", argv[optind]);
+		usage_error("check-config: unexpected '%s'", argv[optind]);
 	json_t *r;
 	if (n_paths) {
 		json_t *msgs;
@@ -400,8 +444,11 @@ static int c_check(int argc, char **argv)
 		size_t i;
 		json_t *m;
 		json_array_foreach(json_object_get(r, "messages"), i, m)
-			printf("%s: %s\n", str(m, "level"), str(m, "text"));
-		printf("configuration %s\n", valid ? "valid" : "refused");
+			fprintf(stderr, "%s: %s\n", str(m, "level"), str(m, "text"));
+		if (valid)
+			puts("configuration valid");
+		else
+			fputs("vpcfwctl: configuration refused\n", stderr);
 		json_decref(r);
 	}
 	return valid ? 0 : 1;
@@ -412,10 +459,10 @@ static int c_audit(int argc, char **argv)
 	json_t *req = json_pack("{s:s}", "verb", "audit");
 
 	if (argc > 2)
-		die("audit [on|off]");
+		verb_usage("audit");
 	if (argc == 2) {
 		if (strcmp(argv[1], "on") && strcmp(argv[1], "off"))
-			die("audit takes on or off, not '%s'", argv[1]);
+			usage_error("audit takes on or off, not '%s'", argv[1]);
 		json_object_set_new(req, "on", json_boolean(!strcmp(argv[1], "on")));
 	}
 	json_t *r = answer(call(req));
@@ -451,11 +498,12 @@ static int shadow_report(int argc, char **argv)
 
 	while ((ch = getopt(argc, argv, "+n:")) != -1) {
 		if (ch != 'n')
-			die("shadow report [-n LIMIT]");
-		json_object_set_new(req, "limit", json_integer(atoll(optarg)));
+			verb_usage("shadow");
+		json_object_set_new(req, "limit",
+				    json_integer(number(optarg, 0, CTL_FLOWS_MAX, "limit")));
 	}
 	if (optind < argc)
-		die("shadow report: unexpected '%s'", argv[optind]);
+		usage_error("shadow report: unexpected '%s'", argv[optind]);
 	json_t *r = answer(call(req));
 	if (!r)
 		return 0;
@@ -499,7 +547,7 @@ static int c_shadow(int argc, char **argv)
 		return 0;
 	}
 	if (argc != 3 || strcmp(argv[1], "load"))
-		die("shadow load PATH | shadow report [-n LIMIT] | shadow clear");
+		verb_usage("shadow");
 	/* the daemon reads the files: an absolute path, as seen from here */
 	char *path = realpath(argv[2], NULL);
 	if (!path)
@@ -520,6 +568,21 @@ static int c_shadow(int argc, char **argv)
 	return 0;
 }
 
+static int c_help(int argc, char **argv)
+{
+	if (argc == 1) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc > 2)
+		verb_usage("help");
+	const struct verb_help *h = help_of(argv[1]);
+	if (!h)
+		usage_error("help: unknown verb '%s'", argv[1]);
+	printf("usage: vpcfwctl %s\n  %s\nSee vpcfwctl(8).\n", h->synopsis, h->what);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -533,6 +596,7 @@ static const struct {
 	{ "audit", c_audit },
 	{ "metrics", c_metrics },
 	{ "shadow", c_shadow },
+	{ "help", c_help },
 };
 
 int main(int argc, char **argv)

@@ -2,6 +2,7 @@
  * Modes: --check-config, --print-config, --replay (offline), else the live
  * daemon on NFQUEUE. */
 #include <getopt.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "vpcfw/load.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/mirror.h"
+#include "vpcfw/nfq.h"
 #include "vpcfw/policy.h"
 #include "vpcfw/replay.h"
 
@@ -119,6 +121,20 @@ int main(int argc, char **argv)
 	}
 	if (verdicts && !replay) {
 		fputs("vpcfwd: --verdicts needs --replay\n", stderr);
+		free(configs);
+		return 2;
+	}
+	/* every option is checked whatever the mode: a unit's ExecStartPre
+	 * with a typo must fail like its ExecStart would */
+	uint16_t qlist[64];
+	if (queues && nfqueue_parse_queues(queues, qlist, 64) < 0) {
+		fprintf(stderr, "vpcfwd: -q '%s': not a queue list (e.g. 0, 0-3, 0,2; at most 64)\n",
+			queues);
+		free(configs);
+		return 2;
+	}
+	if (user && !getpwnam(user)) {
+		fprintf(stderr, "vpcfwd: -u '%s': no such user\n", user);
 		free(configs);
 		return 2;
 	}

@@ -11,4 +11,14 @@ for page in "$top"/man/*.[1-8]; do
 		echo "FAIL $(basename "$page")"; echo "$out"; fail=1
 	fi
 done
+# one date for the set, kept in one place: vpcfwd.8 (the others must agree)
+want=$(sed -n 's/^\.Dd //p' "$top/man/vpcfwd.8")
+for page in "$top"/man/*.[1-8]; do
+	got=$(sed -n 's/^\.Dd //p' "$page")
+	if [ "$got" = "$want" ]; then
+		echo "ok   $(basename "$page") dated $got"
+	else
+		echo "FAIL $(basename "$page") dated '$got', vpcfwd.8 '$want'"; fail=1
+	fi
+done
 exit $fail
