@@ -1970,6 +1970,82 @@ static void load_document(struct ctx *c, json_t *root)
 	free(unknown);
 }
 
+/* jansson reports a duplicate key with its offset only (just past the key):
+ * the prefix up to there is valid JSON, so a scan of it rebuilds the path of
+ * the duplicated member into c->path. */
+static void duplicate_key_path(struct ctx *c, const char *text, size_t end, char *key,
+			       size_t keyn)
+{
+	struct frame {
+		size_t base, index;
+		bool object, want_key;
+	} *st = xcalloc(JSON_PARSER_MAX_DEPTH + 1, sizeof(*st));
+	int depth = 0;
+
+	pop(c, 0);
+	for (size_t i = 0; i < end; i++) {
+		struct frame *f = depth ? &st[depth - 1] : NULL;
+		switch (text[i]) {
+		case '{':
+		case '[':
+			if (depth == JSON_PARSER_MAX_DEPTH + 1)
+				break;
+			st[depth] = (struct frame){ .base = c->plen, .object = text[i] == '{',
+						    .want_key = text[i] == '{' };
+			if (text[i] == '[')
+				push_index(c, 0);
+			depth++;
+			break;
+		case '}':
+		case ']':
+			if (depth) {
+				pop(c, f->base);
+				depth--;
+			}
+			break;
+		case ',':
+			if (f && f->object) {
+				f->want_key = true;
+			} else if (f) {
+				pop(c, f->base);
+				push_index(c, ++f->index);
+			}
+			break;
+		case '"': {
+			size_t start = ++i;
+			while (i < end && text[i] != '"')
+				i += text[i] == '\\' ? 2 : 1;
+			if (f && f->object && f->want_key) {
+				size_t n = i - start < keyn - 1 ? i - start : keyn - 1;
+				memcpy(key, text + start, n);
+				key[n] = '\0';
+				pop(c, f->base);
+				push_key(c, key);
+				f->want_key = false;
+			}
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	free(st);
+}
+
+/* A key given twice would silently let the last one win (a trailing
+ * "SecurityGroups": [] erasing every group): refused, naming the key. */
+static void duplicate_key(struct ctx *c, const char *text, size_t len, const json_error_t *je)
+{
+	char raw[128] = "", key[128];
+	size_t end = (size_t)je->position <= len ? (size_t)je->position : len;
+
+	duplicate_key_path(c, text, end, raw, sizeof(raw));
+	printable(key, sizeof(key), raw);
+	diag_error(c->d, c->file, c->path, "duplicate key \"%s\" (line %d column %d): each key "
+		   "may appear once in an object", key, je->line, je->column);
+	pop(c, 0);
+}
+
 size_t config_load_buffer(struct model *m, const char *name, const char *text, size_t len,
 			  struct diag *d)
 {
@@ -1978,7 +2054,11 @@ size_t config_load_buffer(struct model *m, const char *name, const char *text, s
 	json_error_t je;
 
 	c.file = arena_strdup(&m->arena, name ? name : "-");
-	json_t *root = json_loadb(text, len, 0, &je);
+	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (!root && json_error_code(&je) == json_error_duplicate_key) {
+		duplicate_key(&c, text, len, &je);
+		return d->errors - errors0;
+	}
 	if (!root) {
 		char msg[sizeof(je.text)];
 		printable(msg, sizeof(msg), je.text);

@@ -89,6 +89,11 @@ static const struct bad {
 } bads[] = {
 	/* types and shapes */
 	{ "invalid JSON", "{'Vpcs': [}", true, "t.json: line 1 column 11: invalid JSON: *" },
+	{ "duplicate top-level key", "{'Vpcs':[],'Subnets':[],'Vpcs':[]}", true,
+	  "t.json: Vpcs: duplicate key \"Vpcs\" (line 1 column 30): each key may appear once in an object" },
+	{ "duplicate key deep, after strings with brackets and escapes",
+	  "{'Vpcs':[{'VpcId':'v,[{:}]\\'x'},{'Tags':[{}, {'a.b':1,'a.b':2}]}]}", true,
+	  "t.json: Vpcs[1].Tags[1].a.b: duplicate key \"a.b\"*" },
 	{ "top level not an object", "[1]", true, "t.json: the top level is [...], not an object" },
 	{ "list not a list", "{'Vpcs':{}}", true, "t.json: Vpcs: {} is not a list" },
 	{ "element not an object", "{'Vpcs':[5]}", true, "t.json: Vpcs[0]: 5 is not an object" },
