@@ -44,8 +44,8 @@
 #include "vpcfw/packet.h"
 #include "vpcfw/pipeline.h"
 #include "vpcfw/policy.h"
+#include "vpcfw/startcheck.h"
 
-#define MAX_QUEUES 64
 #define EXPIRE_EVERY_NS 10000000u /* conntrack expiry slice every 10 ms... */
 #define EXPIRE_SWEEP_SLICES 512   /* ...so that a whole table is swept in ~5 s */
 #define REFUSAL_RING 256        /* per worker */
@@ -156,8 +156,9 @@ static void generation_free(struct generation *g)
 }
 
 /* Resolves InterfaceBindings to the devices of this network namespace.  A
- * missing device is not an error: it may come later (a reload picks it up). */
-static int bind_devices(struct generation *g)
+ * missing device is not an error: it may come later (a reload picks it up).
+ * Quiet at start, where start_check() has reported the same. */
+static int bind_devices(struct generation *g, bool quiet)
 {
 	const struct m_vpcfw *c = &g->pol->model->vpcfw;
 
@@ -172,14 +173,16 @@ static int bind_devices(struct generation *g)
 		if (!ifc)
 			ifc = policy_iface_by_id(g->pol, b->eni_id);
 		if (!ifc) {
-			logmsg(LOG_WARNING, "binding of %s to %s: no such interface in the configuration",
-			       b->eni_id, b->device);
+			if (!quiet)
+				logmsg(LOG_WARNING, "binding of %s to %s: no such interface "
+				       "in the configuration", b->eni_id, b->device);
 			continue;
 		}
 		idx = if_nametoindex(b->device);
 		if (idx == 0) {
-			logmsg(LOG_WARNING, "binding of %s: no device %s here; unbound until a reload",
-			       b->eni_id, b->device);
+			if (!quiet)
+				logmsg(LOG_WARNING, "binding of %s: no device %s here; "
+				       "unbound until a reload", b->eni_id, b->device);
 			continue;
 		}
 		g->bindings[g->n_bindings].ifindex = idx;
@@ -210,7 +213,7 @@ static const struct iface *bound_iface(const struct generation *g, uint32_t ifin
 
 /* Loads and compiles the configuration beside whatever is running.  NULL
  * (every message logged) if it is refused. */
-static struct generation *generation_load(const struct daemon_options *opt)
+static struct generation *generation_load(const struct daemon_options *opt, bool at_start)
 {
 	static uint64_t number;
 	struct generation *g = calloc(1, sizeof(*g));
@@ -232,7 +235,7 @@ static struct generation *generation_load(const struct daemon_options *opt)
 		return NULL;
 	}
 	diag_free(&d);
-	if (bind_devices(g) < 0) {
+	if (bind_devices(g, at_start) < 0) {
 		logmsg(LOG_ERR, "out of memory binding devices");
 		generation_free(g);
 		return NULL;
@@ -541,28 +544,19 @@ static void log_stats(const char *when)
 	}
 }
 
-static int pick_queues(const struct daemon_options *opt, const struct policy *pol, uint16_t *out)
+/* The checks `vpcfwd --check-config` makes too; the queues to serve, or -1. */
+static int check_start(const struct daemon_options *opt, const struct policy *pol, uint16_t *out)
 {
-	const struct m_vpcfw *c = &pol->model->vpcfw;
-	int n;
+	struct diag d;
 
-	if (opt->queues) {
-		n = nfqueue_parse_queues(opt->queues, out, MAX_QUEUES);
-		if (n < 0)
-			logmsg(LOG_ERR, "invalid queue list '%s' (e.g. 0, 0-3, 0,2; at most %d)",
-			       opt->queues, MAX_QUEUES);
-		return n;
-	}
-	if (c->n_queues > MAX_QUEUES) {
-		logmsg(LOG_ERR, "Vpcfw.Queues: at most %d queues", MAX_QUEUES);
-		return -1;
-	}
-	if (c->n_queues == 0) {
-		out[0] = 0;
-		return 1;
-	}
-	for (n = 0; n < c->n_queues; n++)
-		out[n] = c->queues[n];
+	diag_init(&d);
+	d.strict = opt->strict;
+	int n = start_check(opt, pol, out, &d);
+	log_diag(&d);
+	if (n < 0)
+		logmsg(LOG_ERR, "start refused: %zu error(s), %zu warning(s)%s", d.errors,
+		       d.warnings, opt->strict && d.warnings ? " (--strict)" : "");
+	diag_free(&d);
 	return n;
 }
 
@@ -597,7 +591,7 @@ static bool reload(const struct daemon_options *opt, const char *who)
 
 	notify_reloading();
 	logmsg(LOG_INFO, "reloading the configuration (%s)", who);
-	struct generation *g = generation_load(opt);
+	struct generation *g = generation_load(opt, false);
 	if (g && !generation_counters(g)) {
 		generation_free(g);
 		g = NULL;
@@ -836,7 +830,7 @@ static const char **absolute_paths(const struct daemon_options *opt)
 int daemon_run(const struct daemon_options *user_opt)
 {
 	struct daemon_options opt = *user_opt;
-	uint16_t queues[MAX_QUEUES];
+	uint16_t queues[START_MAX_QUEUES];
 	sigset_t sigs;
 	int rc = 1, n_queues;
 	struct generation *g = NULL;
@@ -862,10 +856,10 @@ int daemon_run(const struct daemon_options *user_opt)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	g = generation_load(&opt);
+	g = generation_load(&opt, true);
 	if (!g)
 		goto out;
-	n_queues = pick_queues(&opt, g->pol, queues);
+	n_queues = check_start(&opt, g->pol, queues);
 	if (n_queues <= 0)
 		goto out;
 	workers = calloc((size_t)n_queues, sizeof(*workers));
@@ -970,7 +964,7 @@ int daemon_run(const struct daemon_options *user_opt)
 		char status[128];
 		snprintf(status, sizeof(status), "running configuration %" PRIu64 " on %d queue(s)",
 			 cur->number, n_workers);
-		char list[MAX_QUEUES * 7] = "";
+		char list[START_MAX_QUEUES * 7] = "";
 		for (int i = 0; i < n_workers; i++)
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%u",
 				 i ? "," : "", queues[i]);

@@ -18,6 +18,7 @@
 #include "vpcfw/nfq.h"
 #include "vpcfw/policy.h"
 #include "vpcfw/replay.h"
+#include "vpcfw/startcheck.h"
 
 enum {
 	OPT_CHECK = 256,
@@ -60,6 +61,24 @@ static struct policy *load_policy(const char **paths, int n, bool strict)
 			d.errors, d.warnings, strict && d.warnings ? " (--strict)" : "");
 	diag_free(&d);
 	return p;
+}
+
+/* The daemon's own start checks (queues, sockets, bindings, output paths,
+ * -u), so that what passes here also starts. */
+static bool check_start(const struct daemon_options *opt, const struct policy *p)
+{
+	uint16_t queues[START_MAX_QUEUES];
+	struct diag d;
+
+	diag_init(&d);
+	d.strict = opt->strict;
+	int n = start_check(opt, p, queues, &d);
+	diag_print(&d, stderr);
+	if (n < 0)
+		fprintf(stderr, "vpcfwd: start refused: %zu error(s), %zu warning(s)%s\n", d.errors,
+			d.warnings, opt->strict && d.warnings ? " (--strict)" : "");
+	diag_free(&d);
+	return n >= 0;
 }
 
 int main(int argc, char **argv)
@@ -151,9 +170,21 @@ int main(int argc, char **argv)
 	}
 
 	struct policy *p = load_policy(configs, n_configs, strict);
+	if (p && check) {
+		struct daemon_options opt = {
+			.config_paths = configs, .n_config_paths = n_configs, .strict = strict,
+			.queues = queues, .flow_log_dir = flow_log_dir, .user = user,
+		};
+		if (!check_start(&opt, p)) {
+			policy_free(p);
+			p = NULL;
+		}
+	}
 	free(configs);
-	if (!p)
+	if (!p) {
+		policy_intern_reset();
 		return 1;
+	}
 	rc = 0;
 	if (print)
 		policy_print(p, stdout);
