@@ -3,7 +3,8 @@
 # check and `vpcfwd -f` (the start, which stops before opening any queue)
 # both refuse, with the same error and warning lines; a good configuration passes the check.
 # As root the daemon runs in a network namespace of its own (unshare -n), so
-# that a regression could not serve a queue of this host.
+# that a regression could not serve a queue of this host.  (A bad -q or -u
+# is a usage error in every mode, before any of this: tests/cli.sh.)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -55,12 +56,10 @@ case_() {
 
 long=/run/$(printf '%0300d' 0 | tr 0 s).sock
 case_ too-many-queues '{"Queues": "0-65535"}'
-case_ queue-option '{}' -q 0-64
 case_ control-socket-too-long "{\"ControlSocket\": \"$long\"}"
 case_ read-only-socket-too-long "{\"ReadOnlySocket\": \"$long\"}"
 case_ decision-log-nowhere "{\"DecisionLog\": \"$tmp/no/such/dir/d.log\"}"
 case_ flow-log-dir-a-file '{}' --flow-log-dir "$conf/10-vpcs.json"
-case_ no-such-user '{}' -u vpcfw-no-such-user
 case_ strict-binding-without-device \
 	'{"InterfaceBindings": [{"NetworkInterfaceId": "eni-0000000000app01", "Device": "vpcfw-none0"}]}' \
 	--strict
