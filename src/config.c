@@ -1021,6 +1021,23 @@ static bool load_flowlog(struct ctx *c, const json_t *o, void *obj, bool flag)
 	get_str(c, o, "LogDestinationType", &f->destination_type);
 	get_str(c, o, "LogDestination", &f->destination);
 	get_str(c, o, "LogGroupName", &f->log_group_name);
+	json_t *dopt = get_object(c, o, "DestinationOptions");
+	if (dopt) {
+		size_t p = push_key(c, "DestinationOptions");
+		const char *ff;
+		if (get_text(c, dopt, "FileFormat", &ff) == GOOD) {
+			if (strcmp(ff, "parquet") == 0) {
+				f->parquet = true;
+			} else if (strcmp(ff, "plain-text") != 0) {
+				size_t q = push_key(c, "FileFormat");
+				bad(c, field(dopt, "FileFormat"), "is not plain-text or parquet");
+				pop(c, q);
+			}
+		}
+		get_bool(c, dopt, "HiveCompatiblePartitions", &f->hive);
+		get_bool(c, dopt, "PerHourPartition", &f->per_hour);
+		pop(c, p);
+	}
 	return ok;
 }
 

@@ -1,5 +1,6 @@
 /* The control socket: framing, access, and the verbs of vpcfwctl. */
 #include "vpcfw/ctl.h"
+#include "vpcfw/safefile.h"
 #include "vpcfw/load.h"
 
 #include <errno.h>
@@ -832,37 +833,43 @@ char *ctl_metrics(const struct ctl_daemon *d, uint64_t refused)
 	return t.s;
 }
 
+/* Written to a fresh temporary (O_EXCL, random name) in PATH's directory
+ * and renamed over PATH: never through a symbolic link planted at either
+ * name, and the chmod touches only the file just created. */
 int ctl_write_metrics(const struct ctl_daemon *d, uint64_t refused, const char *path)
 {
-	char tmp[4096];
+	char tmp[300];
+	const char *name;
 	char *s = ctl_metrics(d, refused);
-	int rc = -1;
+	int rc = -1, dirfd;
 
 	if (!s)
 		return -1;
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) < sizeof(tmp)) {
-		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	dirfd = safe_parent_open(path, &name);
+	if (dirfd >= 0 && safe_is_foreign(dirfd, name))
+		errno = ELOOP; /* a link or a directory at PATH is not ours to replace */
+	else if (dirfd >= 0) {
+		int fd = safe_create_temp(dirfd, name, SAFE_PUBLIC_MODE, tmp, sizeof(tmp));
 		/* for node_exporter's user, whatever the daemon's umask (the unit's is 077) */
-		if (fd >= 0 && fchmod(fd, 0644) < 0) {
-			close(fd);
+		if (fd >= 0 && fchmod(fd, SAFE_PUBLIC_MODE) == 0 && safe_write_all(fd, s, strlen(s)) &&
+		    close(fd) == 0) {
 			fd = -1;
-			unlink(tmp);
-		}
-		if (fd >= 0) {
-			size_t len = strlen(s), off = 0;
-			while (off < len) {
-				ssize_t n = write(fd, s + off, len - off);
-				if (n <= 0)
-					break;
-				off += (size_t)n;
-			}
-			if (close(fd) == 0 && off == len && rename(tmp, path) == 0)
+			if (safe_rename(dirfd, tmp, name, true) == 0)
 				rc = 0;
-			else
-				unlink(tmp);
+		}
+		if (fd >= 0)
+			close(fd);
+		if (rc != 0) {
+			int e = errno;
+			unlinkat(dirfd, tmp, 0);
+			errno = e;
 		}
 	}
+	int e = errno;
+	if (dirfd >= 0)
+		close(dirfd);
 	free(s);
+	errno = e;
 	return rc;
 }
 

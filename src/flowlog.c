@@ -2,11 +2,15 @@
  * decided packets into capture windows.  flowlog_writer.c turns closed
  * windows into AWS's files. */
 #include "flowlog_int.h"
+#include "vpcfw/safefile.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 const uint32_t fl_class_interval[FL_CLASSES] = { 60, 600 };
 
@@ -62,6 +66,19 @@ void flowlog_check_config(const struct model *m, struct diag *d)
 			diag_warn(d, f->where.file, path,
 				  "'%s': vpcfw writes only s3 and cloud-watch-logs flow logs; "
 				  "this one is not written", f->destination_type);
+		}
+		if (dest_of(f->destination_type) == FL_DEST_S3) {
+			struct fl_s3_layout lay;
+			snprintf(path, sizeof(path), "%s.LogDestination", f->where.path ? f->where.path : "");
+			if (!fl_s3_folder(f->destination, &lay, err, sizeof(err)))
+				diag_error(d, f->where.file, path, "%s", err);
+		}
+		if (f->parquet) {
+			snprintf(path, sizeof(path), "%s.DestinationOptions.FileFormat",
+				 f->where.path ? f->where.path : "");
+			diag_warn(d, f->where.file, path,
+				  "'parquet': no Parquet writer is packaged in Debian for vpcfw to use; "
+				  "this flow log is not written (use plain-text)");
 		}
 		if (f->resource_id && !model_has_resource(m, f->resource_id))
 			diag_warn(d, f->where.file, f->where.path,
@@ -208,22 +225,30 @@ static bool grow_meta(struct flowlog *fl, uint32_t need)
 		return false;
 	memset(m + fl->meta_cap, 0, (cap - fl->meta_cap) * sizeof(*m));
 	fl->meta = m;
+	size_t more = cap - fl->meta_cap;
 	for (int i = 0; i < fl->n_logs; i++) {
 		struct fl_log *l = &fl->logs[i];
 		uint8_t *c = realloc(l->covered, cap);
 		if (c)
 			l->covered = c;
-		uint8_t *s = realloc(l->seen, cap);
+		uint64_t *s = realloc(l->win_seen, cap * sizeof(*s));
 		if (s)
-			l->seen = s;
-		FILE **st = realloc(l->streams, cap * sizeof(*st));
-		if (st)
-			l->streams = st;
-		if (!c || !s || !st)
+			l->win_seen = s;
+		uint64_t *sl = realloc(l->seen_last, cap * sizeof(*sl));
+		if (sl)
+			l->seen_last = sl;
+		if (!c || !s || !sl)
 			return false;
-		memset(l->covered + fl->meta_cap, 0, cap - fl->meta_cap);
-		memset(l->seen + fl->meta_cap, 0, cap - fl->meta_cap);
-		memset(l->streams + fl->meta_cap, 0, (cap - fl->meta_cap) * sizeof(*st));
+		memset(l->covered + fl->meta_cap, 0, more);
+		memset(l->win_seen + fl->meta_cap, 0, more * sizeof(*s));
+		memset(l->seen_last + fl->meta_cap, 0, more * sizeof(*sl));
+	}
+	for (int g = 0; g < fl->n_groups; g++) {
+		struct logfile **st = realloc(fl->groups[g].streams, cap * sizeof(*st));
+		if (!st)
+			return false;
+		fl->groups[g].streams = st;
+		memset(st + fl->meta_cap, 0, more * sizeof(*st));
 	}
 	fl->meta_cap = cap;
 	return true;
@@ -322,14 +347,19 @@ static void fl_free(struct flowlog *fl)
 		free(l->resource_id);
 		free(l->account);
 		free(l->region);
-		free(l->group);
 		free(l->covered);
-		free(l->seen);
-		free(l->streams);
-		free(l->part_path);
-		free(l->final_path);
+		free(l->win_seen);
+		free(l->seen_last);
 	}
 	free(fl->logs);
+	for (int g = 0; g < fl->n_groups; g++) {
+		free(fl->groups[g].name);
+		free(fl->groups[g].streams);
+	}
+	free(fl->groups);
+	free(fl->taken);
+	if (fl->dirfd >= 0)
+		close(fl->dirfd);
 	for (int w = 0; fl->workers && w < fl->n_workers; w++)
 		for (int c = 0; c < FL_CLASSES; c++) {
 			table_free(&fl->workers[w].cls[c].tab[0]);
@@ -341,8 +371,30 @@ static void fl_free(struct flowlog *fl)
 	free(fl->meta);
 	free(fl->dir);
 	free(fl->decisions_path);
+	logfile_close(fl->decisions);
 	pthread_mutex_destroy(&fl->mu);
 	free(fl);
+}
+
+/* The log group's index in fl->groups: every flow log delivering to a
+ * group shares its streams (one writer per destination). */
+static int group_of(struct flowlog *fl, const struct m_flowlog *f)
+{
+	char *name = f ? group_name(f) : xstrdup("vpcfw");
+	for (int g = 0; g < fl->n_groups; g++)
+		if (strcmp(fl->groups[g].name, name) == 0) {
+			free(name);
+			return g;
+		}
+	struct fl_group *gs = realloc(fl->groups, (size_t)(fl->n_groups + 1) * sizeof(*gs));
+	if (!gs) {
+		free(name);
+		return -1;
+	}
+	fl->groups = gs;
+	gs[fl->n_groups].name = name;
+	gs[fl->n_groups].streams = NULL;
+	return fl->n_groups++;
 }
 
 static bool add_log(struct flowlog *fl, const struct policy *pol, const struct m_flowlog *f)
@@ -364,8 +416,20 @@ static bool add_log(struct flowlog *fl, const struct policy *pol, const struct m
 	l->dest = dest_of(f ? f->destination_type : NULL);
 	l->account = path_account(pol->model, l->resource_id);
 	l->region = path_region(pol, l->resource_id);
-	l->group = f ? group_name(f) : xstrdup("vpcfw");
-	if (l->dest == FL_DEST_NONE) {
+	l->part_dir = -1;
+	if (l->dest == FL_DEST_S3 && f && !fl_s3_folder(f->destination, &l->lay, err, sizeof(err))) {
+		fprintf(stderr, "vpcfwd: flow log %s: LogDestination: %s\n", l->id, err);
+		return false;
+	}
+	l->lay.hive = f && f->hive;
+	l->lay.per_hour = f && f->per_hour;
+	if (l->dest == FL_DEST_CWL && (l->group = group_of(fl, f)) < 0)
+		return false;
+	if (f && f->parquet) {
+		fprintf(stderr, "vpcfwd: warning: flow log %s: FileFormat parquet: no Parquet writer "
+			"is packaged in Debian for vpcfw to use; this flow log is not written\n", l->id);
+		l->dest = FL_DEST_NONE;
+	} else if (l->dest == FL_DEST_NONE) {
 		fprintf(stderr, "vpcfwd: warning: flow log %s: LogDestinationType '%s' is not "
 			"written (only s3 and cloud-watch-logs)\n", l->id, f->destination_type);
 	} else {
@@ -400,6 +464,20 @@ struct flowlog *flowlog_create(const struct policy *pol, const struct flowlog_op
 			 : DEFAULT_ROTATE_BYTES;
 	fl->table_size = opt->table_size ? opt->table_size : DEFAULT_TABLE_SIZE;
 	fl->dir = xstrdup(dir);
+	fl->dirfd = -1;
+	atomic_init(&fl->reopen, false);
+	if (dir) {
+		/* opened once: every file below is created relative to it */
+		if (mkdir(dir, SAFE_DIR_MODE) != 0 && errno != EEXIST) {
+			fprintf(stderr, "vpcfwd: flow-log directory %s: %s\n", dir, strerror(errno));
+			goto fail;
+		}
+		fl->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fl->dirfd < 0) {
+			fprintf(stderr, "vpcfwd: flow-log directory %s: %s\n", dir, strerror(errno));
+			goto fail;
+		}
+	}
 
 	int n = dir ? (m->n_flowlogs ? m->n_flowlogs : 1) : 0;
 	if (n > FL_MAX_LOGS)
@@ -419,16 +497,19 @@ struct flowlog *flowlog_create(const struct policy *pol, const struct flowlog_op
 		}
 	if (dpath) {
 		fl->decisions_path = xstrdup(dpath);
-		fl->decisions = fopen(dpath, "a");
+		fl->decisions = logfile_open_path(dpath);
 		if (!fl->decisions) {
-			fprintf(stderr, "vpcfwd: decision log %s: %s\n", dpath, strerror(errno));
+			fprintf(stderr, "vpcfwd: decision log %s: %s%s\n", dpath, strerror(errno),
+				errno == ELOOP || errno == EPERM
+				? " (a symbolic link or other non-file is there: refused)" : "");
 			goto fail;
 		}
 		fl->cls_used[fl->decision_cls] = true;
 	}
 
 	fl->workers = calloc((size_t)fl->n_workers, sizeof(*fl->workers));
-	if (!fl->workers)
+	fl->taken = calloc((size_t)fl->n_workers, sizeof(*fl->taken));
+	if (!fl->workers || !fl->taken)
 		goto fail;
 	for (int w = 0; w < fl->n_workers; w++) {
 		fl->workers[w].fl = fl;
@@ -460,8 +541,6 @@ struct flowlog *flowlog_create(const struct policy *pol, const struct flowlog_op
 	}
 	return fl;
 fail:
-	if (fl->decisions)
-		fclose(fl->decisions);
 	fl_free(fl);
 	return NULL;
 }
@@ -731,12 +810,21 @@ void flowlog_finish(struct flowlog *fl)
 		fl_writer_collect(fl, end);
 	}
 	fl_writer_close_all(fl);
-	if (fl->decisions && fclose(fl->decisions) != 0) {
+	if (fl->decisions && !logfile_close(fl->decisions)) {
 		pthread_mutex_lock(&fl->mu);
 		fl->stats.write_errors++;
 		pthread_mutex_unlock(&fl->mu);
 	}
 	fl->decisions = NULL;
+}
+
+void flowlog_reopen(struct flowlog *fl)
+{
+	if (!fl)
+		return;
+	atomic_store(&fl->reopen, true);
+	if (!fl->thread_started && !fl->finished)
+		fl_writer_collect(fl, fl->now);
 }
 
 void flowlog_destroy(struct flowlog *fl)

@@ -279,31 +279,72 @@ bool fl_region_of_az(const char *az, char *out, size_t len)
 	return true;
 }
 
-static uint32_t fnv1a(const char *s, uint32_t h)
+bool fl_s3_folder(const char *arn, struct fl_s3_layout *lay, char *err, size_t errlen)
 {
-	while (*s) {
-		h ^= (uint8_t)*s++;
-		h *= 16777619u;
+	const char *p;
+
+	lay->folder[0] = '\0';
+	if (!arn || strncmp(arn, "arn:", 4) != 0 || !(p = strstr(arn, ":::")))
+		return true; /* no S3 ARN: the bucket's top */
+	p = strchr(p + 3, '/');
+	if (!p)
+		return true;
+	p++;
+	size_t n = strlen(p);
+	while (n && p[n - 1] == '/')
+		n--;
+	if (n >= sizeof(lay->folder)) {
+		snprintf(err, errlen, "the folder of '%s' is too long", arn);
+		return false;
 	}
-	return h;
+	memcpy(lay->folder, p, n);
+	lay->folder[n] = '\0';
+	for (const char *c = lay->folder; n && *c;) {
+		size_t k = strcspn(c, "/");
+		if (k == 0 || (k == 1 && c[0] == '.') || (k == 2 && c[0] == '.' && c[1] == '.')) {
+			snprintf(err, errlen, "the folder of '%s' has an empty, '.' or '..' part",
+				 arn);
+			return false;
+		}
+		/* flow-logs-s3: "You can't use AWSLogs as a subfolder name" */
+		if (k == 7 && strncmp(c, "AWSLogs", 7) == 0) {
+			snprintf(err, errlen, "'%s': AWS refuses AWSLogs as a subfolder name", arn);
+			return false;
+		}
+		c += k;
+		if (*c)
+			c++;
+	}
+	return true;
 }
 
-size_t fl_s3_key(const char *account, const char *region, const char *flow_log_id, uint64_t t,
-		 uint32_t seq, char *buf, size_t len)
+size_t fl_s3_key(const struct fl_s3_layout *lay, const char *account, const char *region,
+		 const char *flow_log_id, uint64_t t, uint32_t hash, char *buf, size_t len)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
-	char stamp[32], seqs[16];
+	char stamp[32], hour[16] = "";
+	const char *folder = lay && lay->folder[0] ? lay->folder : "";
+	int n;
 
 	gmtime_r(&tt, &tm);
 	snprintf(stamp, sizeof(stamp), "%04d%02d%02dT%02d%02dZ", tm.tm_year + 1900,
 		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
-	snprintf(seqs, sizeof(seqs), "%" PRIu32, seq);
-	uint32_t h = fnv1a(seqs, fnv1a(stamp, fnv1a(flow_log_id, 2166136261u)));
-	int n = snprintf(buf, len,
-			 "AWSLogs/%s/vpcflowlogs/%s/%04d/%02d/%02d/%s_vpcflowlogs_%s_%s_%s_%08" PRIx32
-			 ".log.gz",
-			 account, region, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, account,
-			 region, flow_log_id, stamp, h);
-	return n < 0 ? 0 : (size_t)n;
+	if (lay && lay->per_hour)
+		snprintf(hour, sizeof(hour), lay->hive ? "hour=%02d/" : "%02d/", tm.tm_hour);
+	if (lay && lay->hive)
+		n = snprintf(buf, len,
+			     "%s%sAWSLogs/aws-account-id=%s/aws-service=vpcflowlogs/aws-region=%s/"
+			     "year=%04d/month=%02d/day=%02d/%s",
+			     folder, *folder ? "/" : "", account, region, tm.tm_year + 1900,
+			     tm.tm_mon + 1, tm.tm_mday, hour);
+	else
+		n = snprintf(buf, len, "%s%sAWSLogs/%s/vpcflowlogs/%s/%04d/%02d/%02d/%s", folder,
+			     *folder ? "/" : "", account, region, tm.tm_year + 1900, tm.tm_mon + 1,
+			     tm.tm_mday, hour);
+	if (n < 0 || (size_t)n >= len)
+		return 0;
+	int m = snprintf(buf + n, len - (size_t)n, "%s_vpcflowlogs_%s_%s_%s_%08" PRIx32 ".log.gz",
+			 account, region, flow_log_id, stamp, hash);
+	return m < 0 || (size_t)(n + m) >= len ? 0 : (size_t)(n + m);
 }

@@ -9,12 +9,14 @@
 #include <zlib.h>
 
 #include "vpcfw/flowlog.h"
+#include "vpcfw/logfile.h"
 
 #define FL_MAX_LOGS 64          /* flow logs written; more are warned about */
 #define FL_CLASSES 2            /* the two aggregation intervals: 60 s, 600 s */
 #define FL_LOST_SLOTS 32        /* interfaces a table can say it lost records of */
 #define FL_RULE_LEN 96
 #define NS_PER_SEC UINT64_C(1000000000)
+#define FL_NODATA_MAX_WINDOWS 1440 /* NODATA written for one gap, per interface */
 
 enum fl_dest { FL_DEST_S3, FL_DEST_CWL, FL_DEST_NONE };
 
@@ -91,14 +93,24 @@ struct fl_log {
 	enum fl_dest dest;
 	struct fl_format fmt;
 	char *account, *region;         /* of the S3 path */
-	char *group;                    /* cloud-watch-logs: the log group */
+	struct fl_s3_layout lay;        /* folder, Hive, per hour */
+	int group;                      /* cloud-watch-logs: index in flowlog.groups */
 	/* writer state */
-	uint8_t *covered, *seen;        /* by ct_id */
+	uint8_t *covered;               /* by ct_id */
+	uint64_t *win_seen;             /* by ct_id: windows with a record, bit k =
+					   done_upto + k intervals (for NODATA) */
+	uint64_t *seen_last;            /* by ct_id: the last record's end */
 	gzFile gz;
-	char *part_path, *final_path;
-	uint64_t file_start, file_bytes;
-	uint32_t seq;
-	FILE **streams;                 /* cloud-watch-logs, by ct_id */
+	int part_dir;                   /* the open file's directory */
+	char part_name[300], *final_dir;
+	uint64_t file_period, file_bytes;
+};
+
+/* A CloudWatch log group: one stream (file) per interface, shared by every
+ * flow log delivering to the group, so lines never interleave. */
+struct fl_group {
+	char *name;
+	struct logfile **streams;       /* by ct_id */
 };
 
 struct flowlog {
@@ -113,8 +125,13 @@ struct flowlog {
 	int n_logs;
 	bool cls_used[FL_CLASSES];
 	int decision_cls;
-	FILE *decisions;
+	struct logfile *decisions;
 	char *decisions_path;
+	int dirfd;                      /* the flow-log directory, opened once; -1: none */
+	struct fl_group *groups;
+	int n_groups;
+	atomic_bool reopen;             /* flowlog_reopen asked; the writer does it */
+	struct fl_table **taken;        /* the writer's, by worker */
 
 	struct flowlog_worker *workers;
 

@@ -3,9 +3,11 @@
  * CloudWatch-like JSON lines), adds NODATA and SKIPDATA, and the decision
  * log.  Runs on its own thread live, inline in replay. */
 #include "flowlog_int.h"
+#include "vpcfw/safefile.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,35 +26,55 @@ void fl_table_clear(struct fl_table *t)
 	t->lost_total = 0;
 }
 
-/* mkdir -p of the directories in path (up to its last '/'). */
-static bool make_dirs(const char *path)
-{
-	char tmp[4096];
-	size_t n = strlen(path);
-	if (n >= sizeof(tmp))
-		return false;
-	memcpy(tmp, path, n + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-			return false;
-		*p = '/';
-	}
-	return true;
-}
-
 static void write_error(struct flowlog *fl, const char *what, const char *path)
 {
-	fl->stats.write_errors++;
-	fprintf(stderr, "vpcfwd: flow logs: %s %s: %s\n", what, path, strerror(errno ? errno : EIO));
+	int e = errno ? errno : EIO;
+	uint64_t n = ++fl->stats.write_errors;
+	if (n > 8 && (n & (n - 1)))
+		return; /* the first ones, then every power of two: the count is in stats */
+	fprintf(stderr, "vpcfwd: flow logs: %s %s: %s%s\n", what, path, strerror(e),
+		e == ELOOP || e == EPERM ? " (a symbolic link or other non-file is there: refused)"
+					 : "");
+}
+
+/* A line being built (decision log, CloudWatch events). */
+struct line {
+	char s[LINE_MAX_LEN * 2];
+	size_t n;
+};
+
+static void add(struct line *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct line *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(b->s + b->n, sizeof(b->s) - b->n, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		b->n += (size_t)n < sizeof(b->s) - b->n ? (size_t)n : sizeof(b->s) - b->n - 1;
+}
+
+static void add_json_str(struct line *b, const char *s)
+{
+	add(b, "\"");
+	for (; s && *s && b->n + 8 < sizeof(b->s); s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			add(b, "\\%c", c);
+		else if (c < 0x20)
+			add(b, "\\u%04x", c);
+		else
+			b->s[b->n++] = (char)c;
+	}
+	add(b, "\"");
 }
 
 /* ------------------------------------------------------------ S3 files */
 
-/* Files are written under a hidden name and renamed when complete, so
- * that a reader of the directory never sees half a gzip stream. */
+/* A file is written under a hidden exclusive name and renamed, without
+ * replacing anything, when complete: a reader of the directory never sees
+ * half a gzip stream, and no run or host ever overwrites another's file
+ * (the name's hash is random, as AWS's is). */
 static void s3_close(struct flowlog *fl, struct fl_log *l)
 {
 	if (!l->gz)
@@ -60,125 +82,156 @@ static void s3_close(struct flowlog *fl, struct fl_log *l)
 	int r = gzclose(l->gz);
 	l->gz = NULL;
 	if (r != Z_OK) {
-		write_error(fl, "writing", l->part_path);
-		unlink(l->part_path);
-	} else if (rename(l->part_path, l->final_path) != 0) {
-		write_error(fl, "renaming", l->part_path);
+		write_error(fl, "writing", l->part_name);
+		unlinkat(l->part_dir, l->part_name, 0);
 	} else {
-		fl->stats.files_written++;
+		char key[1024];
+		int tries = 0;
+		for (;; tries++) {
+			uint32_t hash;
+			safe_random(&hash, sizeof(hash));
+			fl_s3_key(&l->lay, l->account, l->region, l->id, l->file_period, hash, key,
+				  sizeof(key));
+			const char *name = strrchr(key, '/') + 1;
+			if (safe_rename(l->part_dir, l->part_name, name, false) == 0) {
+				fl->stats.files_written++;
+				break;
+			}
+			if (errno != EEXIST || tries == 8) {
+				write_error(fl, "naming", key);
+				break;
+			}
+		}
 	}
-	free(l->part_path);
-	free(l->final_path);
-	l->part_path = l->final_path = NULL;
+	close(l->part_dir);
+	l->part_dir = -1;
 }
 
-static bool s3_open(struct flowlog *fl, struct fl_log *l, uint64_t now)
+static bool s3_open(struct flowlog *fl, struct fl_log *l, uint64_t period)
 {
 	char key[1024], header[LINE_MAX_LEN];
-	size_t dlen = strlen(fl->dir);
 
-	fl_s3_key(l->account, l->region, l->id, now, l->seq++, key, sizeof(key));
-	l->final_path = malloc(dlen + strlen(key) + 2);
-	l->part_path = malloc(dlen + strlen(key) + 8);
-	if (!l->final_path || !l->part_path)
-		goto fail;
-	sprintf(l->final_path, "%s/%s", fl->dir, key);
-	char *slash = strrchr(key, '/');
-	*slash = '\0';
-	sprintf(l->part_path, "%s/%s/.%s.part", fl->dir, key, slash + 1);
-	if (!make_dirs(l->final_path)) {
-		write_error(fl, "creating the directories of", l->final_path);
-		goto fail;
+	fl_s3_key(&l->lay, l->account, l->region, l->id, period, 0, key, sizeof(key));
+	*strrchr(key, '/') = '\0';
+	l->part_dir = safe_mkdirs_at(fl->dirfd, key);
+	if (l->part_dir < 0) {
+		write_error(fl, "creating the directory", key);
+		return false;
 	}
-	l->gz = gzopen(l->part_path, "wb");
+	int fd = safe_create_temp(l->part_dir, l->id, SAFE_FILE_MODE, l->part_name,
+				  sizeof(l->part_name));
+	l->gz = fd >= 0 ? gzdopen(fd, "wb") : NULL;
 	if (!l->gz) {
-		write_error(fl, "creating", l->part_path);
-		goto fail;
+		write_error(fl, "creating a file in", key);
+		if (fd >= 0) {
+			close(fd);
+			unlinkat(l->part_dir, l->part_name, 0);
+		}
+		close(l->part_dir);
+		l->part_dir = -1;
+		return false;
 	}
 	size_t n = fl_format_header(&l->fmt, header, sizeof(header) - 1);
 	header[n] = '\n';
 	if (gzwrite(l->gz, header, (unsigned)n + 1) <= 0)
-		write_error(fl, "writing", l->part_path);
-	l->file_start = now;
+		write_error(fl, "writing", l->part_name);
+	l->file_period = period;
 	l->file_bytes = n + 1;
 	return true;
-fail:
-	free(l->final_path);
-	free(l->part_path);
-	l->final_path = l->part_path = NULL;
-	return false;
+}
+
+/* AWS publishes a file per 5 minutes (flow-logs-s3-path: "records with end
+ * times between 16:20:00 and 16:24:59" in ..._20180620T1620Z_...); ours
+ * close at the end of their period (FlowLogRotateSeconds) once the records
+ * of its windows are in, or at FlowLogRotateBytes. */
+static uint64_t period_of(const struct flowlog *fl, uint64_t t)
+{
+	return t - t % fl->rotate_seconds;
 }
 
 static void s3_rotate(struct flowlog *fl, struct fl_log *l, uint64_t now)
 {
-	if (l->gz && (now >= l->file_start + fl->rotate_seconds || l->file_bytes >= fl->rotate_bytes))
+	if (l->gz && (now >= l->file_period + fl->rotate_seconds + fl_class_interval[l->cls] ||
+		      l->file_bytes >= fl->rotate_bytes))
 		s3_close(fl, l);
 }
 
-static void s3_write(struct flowlog *fl, struct fl_log *l, const char *line, size_t n)
+static void s3_write(struct flowlog *fl, struct fl_log *l, uint64_t t, const char *line, size_t n)
 {
-	s3_rotate(fl, l, fl->now);
-	if (!l->gz && !s3_open(fl, l, fl->now))
+	uint64_t period = period_of(fl, t);
+	if (l->gz && (period != l->file_period || l->file_bytes >= fl->rotate_bytes))
+		s3_close(fl, l);
+	if (!l->gz && !s3_open(fl, l, period))
 		return;
 	if (gzwrite(l->gz, line, (unsigned)n) <= 0)
-		write_error(fl, "writing", l->part_path);
+		write_error(fl, "writing", l->part_name);
 	l->file_bytes += n;
 }
 
 /* ------------------------------------------------------------ CloudWatch */
 
-static FILE *cwl_stream(struct flowlog *fl, struct fl_log *l, uint32_t ct_id)
+static struct logfile *cwl_stream(struct flowlog *fl, struct fl_log *l, uint32_t ct_id)
 {
-	if (l->streams[ct_id])
-		return l->streams[ct_id];
+	struct fl_group *g = &fl->groups[l->group];
+	if (g->streams[ct_id])
+		return g->streams[ct_id];
 	const struct fl_meta *m = &fl->meta[ct_id];
-	char path[4096];
+	char dir[512], name[300];
 	/* one stream per interface, named by it (API CreateFlowLogs) */
-	int n = snprintf(path, sizeof(path), "%s/CloudWatchLogs/%s/%s.jsonl", fl->dir, l->group,
-			 m->iface_id ? m->iface_id : "unknown");
-	if (n < 0 || (size_t)n >= sizeof(path) || !make_dirs(path)) {
-		write_error(fl, "creating the directories of", path);
+	snprintf(dir, sizeof(dir), "CloudWatchLogs/%s", g->name);
+	snprintf(name, sizeof(name), "%s.jsonl", m->iface_id ? m->iface_id : "unknown");
+	int dfd = safe_mkdirs_at(fl->dirfd, dir);
+	if (dfd < 0) {
+		write_error(fl, "creating the directory", dir);
 		return NULL;
 	}
-	FILE *f = fopen(path, "a");
-	if (!f) {
-		write_error(fl, "opening", path);
-		return NULL;
-	}
-	fl->stats.files_written++;
-	l->streams[ct_id] = f;
+	struct logfile *f = logfile_open(dfd, name);
+	if (!f)
+		write_error(fl, "opening a stream of", dir);
+	close(dfd);
+	if (f)
+		fl->stats.files_written++;
+	g->streams[ct_id] = f;
 	return f;
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
-
 static void cwl_write(struct flowlog *fl, struct fl_log *l, uint32_t ct_id, uint64_t ts,
-		      const char *line)
+		      const char *text)
 {
-	FILE *f = cwl_stream(fl, l, ct_id);
+	struct logfile *f = cwl_stream(fl, l, ct_id);
+	struct line b = { .n = 0 };
 	if (!f)
 		return;
-	fprintf(f, "{\"timestamp\": %" PRIu64 "000, \"message\": ", ts);
-	json_str(f, line);
-	fputs("}\n", f);
+	add(&b, "{\"timestamp\": %" PRIu64 "000, \"message\": ", ts);
+	add_json_str(&b, text);
+	add(&b, "}");
+	if (!logfile_line(f, b.s, b.n))
+		write_error(fl, "writing a stream of", fl->groups[l->group].name);
 }
 
 /* ------------------------------------------------------------ records */
 
-static void emit(struct flowlog *fl, struct fl_log *l, uint32_t ct_id, const struct fl_record *r)
+/* Marks the capture windows [from, to] of one interface as having a
+ * record (no NODATA for them). */
+static void mark_seen(struct flowlog *fl, struct fl_log *l, uint32_t ct_id, uint64_t from,
+		      uint64_t to)
+{
+	uint32_t iv = fl_class_interval[l->cls];
+	uint64_t base = fl->done_upto[l->cls];
+
+	if (ct_id >= fl->meta_cap)
+		return;
+	if (to > l->seen_last[ct_id])
+		l->seen_last[ct_id] = to;
+	for (uint64_t w = from - from % iv; w <= to; w += iv)
+		if (w >= base && (w - base) / iv < 64)
+			l->win_seen[ct_id] |= 1ULL << ((w - base) / iv);
+}
+
+/* `window`: the start of the capture window the record belongs to (its S3
+ * file's period). */
+static void emit(struct flowlog *fl, struct fl_log *l, uint32_t ct_id, uint64_t window,
+		 const struct fl_record *r)
 {
 	char line[LINE_MAX_LEN];
 	size_t n = fl_format_record(&l->fmt, r, line, sizeof(line) - 1);
@@ -186,10 +239,11 @@ static void emit(struct flowlog *fl, struct fl_log *l, uint32_t ct_id, const str
 		n = sizeof(line) - 2;
 	if (l->dest == FL_DEST_S3) {
 		line[n] = '\n';
-		s3_write(fl, l, line, n + 1);
+		s3_write(fl, l, window, line, n + 1);
 	} else if (l->dest == FL_DEST_CWL) {
 		cwl_write(fl, l, ct_id, r->start, line);
 	}
+	mark_seen(fl, l, ct_id, r->start, r->status == FL_OK ? r->end : r->start);
 	if (r->status == FL_OK)
 		fl->stats.records_written++;
 	else if (r->status == FL_NODATA)
@@ -221,22 +275,24 @@ static void decision(struct flowlog *fl, const struct fl_table *t, const struct 
 		     const struct fl_meta *m, const char *rule)
 {
 	char src[ADDR_STRLEN], dst[ADDR_STRLEN];
-	FILE *f = fl->decisions;
+	struct line b = { .n = 0 };
 
-	fprintf(f, "{\"start\": %" PRIu64 ", \"end\": %" PRIu64 ", \"interface-id\": ",
-		(uint64_t)e->first_s, (uint64_t)e->last_s);
-	json_str(f, m ? m->iface_id : "-");
-	fprintf(f, ", \"flow-direction\": \"%s\", \"srcaddr\": \"%s\", \"dstaddr\": \"%s\", "
-		"\"srcport\": %u, \"dstport\": %u, \"protocol\": %u, \"packets\": %" PRIu64
-		", \"bytes\": %" PRIu64 ", \"action\": \"REJECT\", \"stage\": \"%s\", "
-		"\"reason\": \"%s\", \"rule\": ",
-		e->bits & FLE_EGRESS ? "egress" : "ingress", addr_format(&e->src, e->family, src),
-		addr_format(&e->dst, e->family, dst), e->sport, e->dport, e->proto, e->packets,
-		e->bytes, stage_name((enum stage)e->stage), reason_name((enum reason)e->reason));
-	json_str(f, rule);
-	fprintf(f, ", \"window-start\": %" PRIu64 ", \"window-end\": %" PRIu64 "}\n", t->start,
-		t->end);
-	fl->stats.decisions_written++;
+	add(&b, "{\"start\": %" PRIu64 ", \"end\": %" PRIu64 ", \"interface-id\": ",
+	    (uint64_t)e->first_s, (uint64_t)e->last_s);
+	add_json_str(&b, m ? m->iface_id : "-");
+	add(&b, ", \"flow-direction\": \"%s\", \"srcaddr\": \"%s\", \"dstaddr\": \"%s\", "
+	    "\"srcport\": %u, \"dstport\": %u, \"protocol\": %u, \"packets\": %" PRIu64
+	    ", \"bytes\": %" PRIu64 ", \"action\": \"REJECT\", \"stage\": \"%s\", "
+	    "\"reason\": \"%s\", \"rule\": ",
+	    e->bits & FLE_EGRESS ? "egress" : "ingress", addr_format(&e->src, e->family, src),
+	    addr_format(&e->dst, e->family, dst), e->sport, e->dport, e->proto, e->packets,
+	    e->bytes, stage_name((enum stage)e->stage), reason_name((enum reason)e->reason));
+	add_json_str(&b, rule);
+	add(&b, ", \"window-start\": %" PRIu64 ", \"window-end\": %" PRIu64 "}", t->start, t->end);
+	if (logfile_line(fl->decisions, b.s, b.n))
+		fl->stats.decisions_written++;
+	else
+		write_error(fl, "writing", fl->decisions_path);
 }
 
 static void write_entry(struct flowlog *fl, const struct fl_table *t, uint32_t slot)
@@ -277,13 +333,9 @@ static void write_entry(struct flowlog *fl, const struct fl_table *t, uint32_t s
 	r.start = e->first_s;
 	r.end = e->last_s;
 	r.status = FL_OK;
-	for (int i = 0; i < fl->n_logs; i++) {
-		if (!(e->logs & (1ULL << i)))
-			continue;
-		emit(fl, &fl->logs[i], e->ct_id, &r);
-		if (e->ct_id < fl->meta_cap)
-			fl->logs[i].seen[e->ct_id] = 1;
-	}
+	for (int i = 0; i < fl->n_logs; i++)
+		if (e->logs & (1ULL << i))
+			emit(fl, &fl->logs[i], e->ct_id, t->start, &r);
 }
 
 static void status_record(struct flowlog *fl, struct fl_log *l, uint32_t ct_id, uint64_t start,
@@ -294,8 +346,7 @@ static void status_record(struct flowlog *fl, struct fl_log *l, uint32_t ct_id, 
 	r.start = start;
 	r.end = end;
 	r.status = st;
-	emit(fl, l, ct_id, &r);
-	l->seen[ct_id] = 1;
+	emit(fl, l, ct_id, start, &r);
 }
 
 /* SKIPDATA for the interfaces a table could not record everything of. */
@@ -336,31 +387,60 @@ static void take_table(struct flowlog *fl, int c, struct fl_table *t)
 	fl_table_clear(t);
 }
 
-/* NODATA for every logged interface that had no record in [from, to). */
+/* NODATA for every logged interface and capture window of [from, to)
+ * without a record (flow-logs: "no network traffic to or from the network
+ * interface during the aggregation interval"): one record per window. */
 static void write_nodata(struct flowlog *fl, int c, uint64_t from, uint64_t to)
 {
+	uint32_t iv = fl_class_interval[c];
+	uint64_t windows = (to - from) / iv;
+
+	if (windows > FL_NODATA_MAX_WINDOWS) {
+		fprintf(stderr, "vpcfwd: flow logs: no traffic for %" PRIu64 " capture windows: "
+			"NODATA written for the first %d\n", windows, FL_NODATA_MAX_WINDOWS);
+		windows = FL_NODATA_MAX_WINDOWS;
+	}
 	for (int i = 0; i < fl->n_logs; i++) {
 		struct fl_log *l = &fl->logs[i];
 		if (l->cls != c || l->dest == FL_DEST_NONE)
 			continue;
-		for (uint32_t ct = 1; ct < fl->meta_cap; ct++)
-			if (l->covered[ct] && !l->seen[ct] && fl->meta[ct].present)
-				status_record(fl, l, ct, from, to, FL_NODATA);
-		memset(l->seen, 0, fl->meta_cap);
+		for (uint32_t ct = 1; ct < fl->meta_cap; ct++) {
+			if (!l->covered[ct] || !fl->meta[ct].present)
+				continue;
+			uint64_t seen = l->win_seen[ct], last = l->seen_last[ct];
+			for (uint64_t k = 0; k < windows; k++) {
+				uint64_t w = from + k * iv;
+				bool had = k < 64 ? (seen >> k) & 1 : last >= w && last < w + iv;
+				if (!had)
+					status_record(fl, l, ct, w, w + iv, FL_NODATA);
+			}
+		}
+		memset(l->win_seen, 0, fl->meta_cap * sizeof(*l->win_seen));
 	}
+}
+
+static void reopen_outputs(struct flowlog *fl)
+{
+	for (int g = 0; g < fl->n_groups; g++)
+		for (uint32_t ct = 0; ct < fl->meta_cap; ct++)
+			if (fl->groups[g].streams[ct] && !logfile_reopen(fl->groups[g].streams[ct]))
+				write_error(fl, "reopening a stream of", fl->groups[g].name);
+	if (fl->decisions && !logfile_reopen(fl->decisions))
+		write_error(fl, "reopening", fl->decisions_path);
 }
 
 static void flush_outputs(struct flowlog *fl)
 {
-	for (int i = 0; i < fl->n_logs; i++) {
-		struct fl_log *l = &fl->logs[i];
-		for (uint32_t ct = 0; l->streams && ct < fl->meta_cap; ct++)
-			if (l->streams[ct])
-				fflush(l->streams[ct]);
-		s3_rotate(fl, l, fl->now);
-	}
-	if (fl->decisions)
-		fflush(fl->decisions);
+	for (int g = 0; g < fl->n_groups; g++)
+		for (uint32_t ct = 0; ct < fl->meta_cap; ct++)
+			if (fl->groups[g].streams[ct] && !logfile_flush(fl->groups[g].streams[ct]))
+				write_error(fl, "writing a stream of", fl->groups[g].name);
+	for (int i = 0; i < fl->n_logs; i++)
+		s3_rotate(fl, &fl->logs[i], fl->now);
+	if (fl->decisions && !logfile_flush(fl->decisions))
+		write_error(fl, "writing", fl->decisions_path);
+	if (atomic_exchange(&fl->reopen, false))
+		reopen_outputs(fl);
 }
 
 void fl_writer_collect(struct flowlog *fl, uint64_t now)
@@ -378,11 +458,7 @@ void fl_writer_collect(struct flowlog *fl, uint64_t now)
 			/* closed_upto first: a table handed before it is
 			 * visible below */
 			uint64_t u = atomic_load_explicit(&wc->closed_upto, memory_order_acquire);
-			struct fl_table *t = atomic_load_explicit(&wc->handed, memory_order_acquire);
-			if (t) {
-				take_table(fl, c, t);
-				atomic_store_explicit(&wc->handed, NULL, memory_order_release);
-			}
+			fl->taken[w] = atomic_load_explicit(&wc->handed, memory_order_acquire);
 			if (!u)
 				continue;
 			any = true;
@@ -392,10 +468,16 @@ void fl_writer_collect(struct flowlog *fl, uint64_t now)
 			if (u < first)
 				first = u;
 		}
+		if (any && !fl->done_upto[c])
+			fl->done_upto[c] = first; /* NODATA from the first window on */
+		for (int w = 0; w < fl->n_workers; w++)
+			if (fl->taken[w]) {
+				take_table(fl, c, fl->taken[w]);
+				atomic_store_explicit(&fl->workers[w].cls[c].handed, NULL,
+						      memory_order_release);
+			}
 		if (!any)
 			continue;
-		if (!fl->done_upto[c])
-			fl->done_upto[c] = first; /* NODATA from the first window on */
 		if (upto > fl->done_upto[c]) {
 			write_nodata(fl, c, fl->done_upto[c], upto);
 			fl->done_upto[c] = upto;
@@ -408,16 +490,15 @@ void fl_writer_collect(struct flowlog *fl, uint64_t now)
 void fl_writer_close_all(struct flowlog *fl)
 {
 	pthread_mutex_lock(&fl->mu);
-	for (int i = 0; i < fl->n_logs; i++) {
-		struct fl_log *l = &fl->logs[i];
-		s3_close(fl, l);
-		for (uint32_t ct = 0; l->streams && ct < fl->meta_cap; ct++)
-			if (l->streams[ct]) {
-				if (fclose(l->streams[ct]) != 0)
-					write_error(fl, "closing a stream of", l->group);
-				l->streams[ct] = NULL;
+	for (int i = 0; i < fl->n_logs; i++)
+		s3_close(fl, &fl->logs[i]);
+	for (int g = 0; g < fl->n_groups; g++)
+		for (uint32_t ct = 0; ct < fl->meta_cap; ct++)
+			if (fl->groups[g].streams[ct]) {
+				if (!logfile_close(fl->groups[g].streams[ct]))
+					write_error(fl, "closing a stream of", fl->groups[g].name);
+				fl->groups[g].streams[ct] = NULL;
 			}
-	}
 	pthread_mutex_unlock(&fl->mu);
 }
 

@@ -353,6 +353,7 @@ struct mirror {
 	pthread_t thread;
 	bool running;
 	atomic_bool stop;
+	atomic_bool reopen;             /* mirror_reopen asked; the sender does it */
 	pthread_mutex_t lock;           /* reload / stats against destroy */
 	uint8_t buf[SEND_BUF];          /* the sender's */
 
@@ -812,7 +813,7 @@ static void send_slot(struct mirror *mr, const struct slot *sl)
 	if (sl->out >= atomic_load_explicit(&mr->n_outs, memory_order_acquire))
 		return;
 	struct output *o = &mr->outs[sl->out];
-	size_t n;
+	size_t n, whole;
 
 	switch (o->kind) {
 	case OUT_VXLAN:
@@ -827,8 +828,8 @@ static void send_slot(struct mirror *mr, const struct slot *sl)
 		break;
 	case OUT_NFLOG:
 		n = mirror_nflog_record(mr->buf, sizeof(mr->buf), sl->family, sl->prefix, sl->data,
-					sl->len);
-		write_record(mr, o, mr->buf, n, n - sl->len + sl->wirelen, sl->ts, &mr->drop_records);
+					sl->len, sl->wirelen, &whole);
+		write_record(mr, o, mr->buf, n, whole, sl->ts, &mr->drop_records);
 		break;
 	}
 }
@@ -865,6 +866,34 @@ static void flush_files(struct mirror *mr)
 	}
 }
 
+/* For logrotate: every pcap output starts its file again. */
+static void reopen_files(struct mirror *mr)
+{
+	int n = atomic_load_explicit(&mr->n_outs, memory_order_acquire);
+
+	for (int i = 0; i < n; i++) {
+		struct output *o = &mr->outs[i];
+		if (o->file && !mirror_pcap_reopen(o->file)) {
+			atomic_fetch_add_explicit(&mr->write_errors, 1, memory_order_relaxed);
+			note(mr, "%s: cannot reopen: %s", o->path, strerror(errno));
+		}
+		o->dirty = false;
+	}
+}
+
+void mirror_reopen(struct mirror *mr)
+{
+	if (!mr)
+		return;
+	if (mr->running) {
+		atomic_store(&mr->reopen, true);
+		return;
+	}
+	pthread_mutex_lock(&mr->lock);
+	reopen_files(mr);
+	pthread_mutex_unlock(&mr->lock);
+}
+
 static void *sender_main(void *arg)
 {
 	struct mirror *mr = arg;
@@ -875,6 +904,8 @@ static void *sender_main(void *arg)
 		int n = 0;
 		for (int i = 0; i < mr->n_workers; i++)
 			n += drain_ring(mr, &mr->workers[i]);
+		if (atomic_exchange(&mr->reopen, false))
+			reopen_files(mr);
 		if (n == 0) {
 			flush_files(mr);
 			if (stop)

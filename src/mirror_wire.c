@@ -1,12 +1,15 @@
 /* The bytes mirroring writes: VXLAN payloads, NFLOG records, and libpcap
  * files rotated by size. */
 #include "vpcfw/mirror.h"
+#include "vpcfw/safefile.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum {
 	ETH_HLEN = 14,
@@ -97,24 +100,39 @@ static size_t put_tlv(uint8_t *out, size_t outlen, size_t off, uint16_t type, co
 }
 
 size_t mirror_nflog_record(uint8_t *out, size_t outlen, int family, const char *prefix,
-			   const uint8_t *ip, size_t iplen)
+			   const uint8_t *ip, size_t iplen, size_t wirelen, size_t *reported)
 {
 	size_t off = 4;
 
+	*reported = 0;
 	if (outlen < 4)
 		return 0;
 	out[0] = family == FAMILY_V4 ? LINUX_AF_INET : family == FAMILY_V6 ? LINUX_AF_INET6 : 0;
 	out[1] = 0;             /* version */
 	out[2] = out[3] = 0;    /* resource id (the NFLOG group): none */
 	off = put_tlv(out, outlen, off, NFULA_PREFIX, prefix, strlen(prefix) + 1);
+	size_t payload = off;
 	off = put_tlv(out, outlen, off, NFULA_PAYLOAD, ip, iplen);
+	*reported = off;
+	if (wirelen > iplen && off == payload + 4 + ((iplen + 3) & ~(size_t)3) &&
+	    wirelen <= 0xffff - 4) {
+		/* cut at the snap length: the TLV and the record say the
+		 * packet's real length and only the copied bytes are stored,
+		 * as a capture cut by its snaplen (pcap caplen < len) */
+		uint16_t tl = (uint16_t)(4 + wirelen);
+		memcpy(out + payload, &tl, 2);
+		off = payload + 4 + iplen;
+		*reported = payload + 4 + ((wirelen + 3) & ~(size_t)3);
+	}
 	return off;
 }
 
 /* ------------------------------------------------------------ pcap files */
 
 struct mirror_pcap {
-	char *path;
+	int dirfd;              /* PATH's directory, opened once */
+	char *name;             /* PATH's last component */
+	char *path;             /* for messages */
 	FILE *f;
 	uint32_t linktype, snaplen;
 	uint64_t rotate, bytes, rotations;
@@ -134,10 +152,11 @@ struct pcap_rec_hdr {
 
 #define PCAP_MAGIC_NSEC 0xa1b23c4d
 
-/* PATH.(KEEP-1) -> PATH.KEEP, ..., PATH -> PATH.1 */
-static void shift_old(const char *path)
+/* NAME.(KEEP-1) -> NAME.KEEP, ..., NAME -> NAME.1, in the directory: a
+ * rename moves a planted link itself, never what it points to. */
+static void shift_old(struct mirror_pcap *f)
 {
-	size_t n = strlen(path) + 16;
+	size_t n = strlen(f->name) + 16;
 	char *from = malloc(n), *to = malloc(n);
 
 	if (!from || !to) {
@@ -146,56 +165,99 @@ static void shift_old(const char *path)
 		return;
 	}
 	for (int i = MIRROR_KEEP_FILES - 1; i >= 1; i--) {
-		snprintf(from, n, "%s.%d", path, i);
-		snprintf(to, n, "%s.%d", path, i + 1);
-		rename(from, to);
+		snprintf(from, n, "%s.%d", f->name, i);
+		snprintf(to, n, "%s.%d", f->name, i + 1);
+		renameat(f->dirfd, from, f->dirfd, to);
 	}
-	snprintf(to, n, "%s.1", path);
-	rename(path, to);
+	snprintf(to, n, "%s.1", f->name);
+	renameat(f->dirfd, f->name, f->dirfd, to);
 	free(from);
 	free(to);
 }
 
+/* A new PATH that holds a valid header from the moment it exists: the
+ * header goes into an exclusive temporary, renamed to PATH only if nothing
+ * (a planted link included) took the name meanwhile. */
 static bool start_file(struct mirror_pcap *f)
 {
 	struct pcap_file_hdr h = {
 		.magic = PCAP_MAGIC_NSEC, .major = 2, .minor = 4,
 		.snaplen = f->snaplen, .linktype = f->linktype,
 	};
+	char tmp[300];
+	struct stat st;
 
-	f->f = fopen(f->path, "w");
-	if (!f->f)
+	if (fstatat(f->dirfd, f->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+			errno = ELOOP; /* not ours: refused, left alone */
+			return false;
+		}
+		if (st.st_size > 0)
+			shift_old(f); /* an earlier capture is kept, not overwritten */
+	}
+	int fd = safe_create_temp(f->dirfd, f->name, SAFE_FILE_MODE, tmp, sizeof(tmp));
+	if (fd < 0)
 		return false;
+	if (!safe_write_all(fd, &h, sizeof(h)) || safe_rename(f->dirfd, tmp, f->name, false) != 0 ||
+	    !(f->f = fdopen(fd, "w"))) {
+		int e = errno;
+		close(fd);
+		unlinkat(f->dirfd, tmp, 0);
+		errno = e;
+		return false;
+	}
 	f->bytes = sizeof(h);
-	return fwrite(&h, sizeof(h), 1, f->f) == 1;
+	return true;
+}
+
+static void pcap_free(struct mirror_pcap *f)
+{
+	if (f->dirfd >= 0)
+		close(f->dirfd);
+	free(f->path);
+	free(f->name);
+	free(f);
 }
 
 struct mirror_pcap *mirror_pcap_open(const char *path, uint32_t linktype, uint32_t snaplen,
 				     uint64_t rotate_bytes, char *err, size_t errlen)
 {
 	struct mirror_pcap *f = calloc(1, sizeof(*f));
-	struct stat st;
+	const char *name = NULL;
 
-	if (!f || !(f->path = strdup(path))) {
+	if (!f) {
 		snprintf(err, errlen, "%s: out of memory", path);
-		free(f);
+		return NULL;
+	}
+	f->dirfd = safe_parent_open(path, &name);
+	if (f->dirfd < 0 || !(f->path = strdup(path)) || !(f->name = strdup(name))) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		pcap_free(f);
 		return NULL;
 	}
 	f->linktype = linktype;
 	f->snaplen = snaplen;
 	f->rotate = rotate_bytes ? rotate_bytes : MIRROR_DEFAULT_ROTATE;
-	/* a capture of an earlier run is kept, not overwritten */
-	if (stat(path, &st) == 0 && st.st_size > 0)
-		shift_old(path);
 	if (!start_file(f)) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		if (f->f)
-			fclose(f->f);
-		free(f->path);
-		free(f);
+		snprintf(err, errlen, "%s: %s%s", path, strerror(errno),
+			 errno == ELOOP ? " (a symbolic link or other non-file is there: refused)"
+					: "");
+		pcap_free(f);
 		return NULL;
 	}
 	return f;
+}
+
+bool mirror_pcap_reopen(struct mirror_pcap *f)
+{
+	bool ok = mirror_pcap_flush(f);
+
+	if (f->f && fclose(f->f) != 0)
+		ok = false;
+	f->f = NULL;
+	if (!start_file(f))
+		return false; /* tried again at the next record */
+	return ok;
 }
 
 bool mirror_pcap_write(struct mirror_pcap *f, uint64_t ts_ns, const uint8_t *data,
@@ -212,22 +274,12 @@ bool mirror_pcap_write(struct mirror_pcap *f, uint64_t ts_ns, const uint8_t *dat
 		if (fclose(f->f) != 0)
 			f->failed = true;
 		f->f = NULL;
-		shift_old(f->path);
 		f->rotations++;
-		if (!start_file(f)) {
-			if (f->f) {
-				fclose(f->f);
-				f->f = NULL;
-			}
-		}
+		start_file(f);
 	}
 	if (!f->f) {
 		/* the file could not be reopened: try again at the next record */
 		if (!start_file(f)) {
-			if (f->f) {
-				fclose(f->f);
-				f->f = NULL;
-			}
 			f->failed = true;
 			return false;
 		}
@@ -270,7 +322,6 @@ bool mirror_pcap_close(struct mirror_pcap *f)
 	ok = mirror_pcap_flush(f);
 	if (f->f && fclose(f->f) != 0)
 		ok = false;
-	free(f->path);
-	free(f);
+	pcap_free(f);
 	return ok;
 }

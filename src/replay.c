@@ -8,6 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "vpcfw/conntrack.h"
 #include "vpcfw/flowlog.h" /* flow logs */
@@ -15,6 +18,7 @@
 #include "vpcfw/model.h"
 #include "vpcfw/packet.h"
 #include "vpcfw/pipeline.h"
+#include "vpcfw/safefile.h"
 
 /* Link types by their file-format (LINKTYPE_*) numbers; libpcap hands some
  * of them over translated (LINKTYPE_RAW 101 -> DLT_RAW, which is 12 or 14). */
@@ -283,7 +287,24 @@ static FILE *open_verdicts(const char *path)
 		return NULL;
 	if (strcmp(path, "-") == 0)
 		return stdout;
-	return fopen(path, "w");
+	const char *name;
+	struct stat st;
+	int dirfd = safe_parent_open(path, &name);
+	if (dirfd < 0)
+		return NULL;
+	/* a device or a pipe named on the command line is written as it is;
+	 * a file only when it is no link (safefile.h) */
+	bool special = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		       (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode));
+	int fd = special ? openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)
+			 : safe_open_trunc(dirfd, name, SAFE_FILE_MODE);
+	int e = errno;
+	close(dirfd);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f && fd >= 0)
+		close(fd);
+	errno = e;
+	return f;
 }
 
 /* Flushes and closes the verdicts file; false (with a message) if any write
@@ -418,7 +439,16 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 
 	if (!close_verdicts(out, opt->verdicts_path))
 		rc = 1;
-	flowlog_destroy(fl); /* flow logs: emits the open windows */
+	flowlog_finish(fl); /* flow logs: emits the open windows */
+	struct flowlog_stats fs;
+	flowlog_get_stats(fl, &fs);
+	if (fs.write_errors) {
+		/* a replay whose flow logs are incomplete must not pass for one */
+		fprintf(stderr, "vpcfwd: flow logs: %" PRIu64 " write errors: the flow logs of this "
+			"replay are incomplete\n", fs.write_errors);
+		rc = 1;
+	}
+	flowlog_destroy(fl);
 	struct mirror_stats ms;
 	mirror_get_stats(mr, &ms);
 	if (!mirror_destroy(mr))

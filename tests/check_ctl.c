@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkmain.h"
@@ -191,6 +192,43 @@ START_TEST(test_access)
 	ctl_close(c);
 	ck_assert_int_eq(access(path, F_OK), -1);
 	rmdir(dir);
+}
+END_TEST
+
+/* issue #9: MetricsFile never writes or chmods through a link planted at
+ * PATH or at its temporary; it is written 0644 beside them otherwise. */
+START_TEST(test_metrics_file_safe)
+{
+	char dir[] = "/tmp/check_ctl.XXXXXX", path[128], victim[128], tmp[140];
+	struct stat st;
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vpcfw.prom", dir);
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *v = fopen(victim, "w");
+	ck_assert_ptr_nonnull(v);
+	fputs("secret\n", v);
+	fclose(v);
+	chmod(victim, 0600);
+	ck_assert_int_eq(symlink(victim, path), 0);
+	ck_assert_int_eq(symlink(victim, tmp), 0); /* the old fixed temporary name */
+	ck_assert_int_eq(ctl_write_metrics(&fake, 0, path), -1);
+	ck_assert_int_eq(stat(victim, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0600);
+	ck_assert_int_eq(st.st_size, 7);
+	ck_assert_int_eq(lstat(path, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+	unlink(path);
+	ck_assert_int_eq(ctl_write_metrics(&fake, 0, path), 0);
+	ck_assert_int_eq(lstat(path, &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert_int_eq(st.st_mode & 07777, 0644);
+	ck_assert_int_eq(stat(victim, &st), 0);
+	ck_assert_int_eq(st.st_size, 7);
+	unlink(path);
+	unlink(tmp);
+	unlink(victim);
+	ck_assert_int_eq(rmdir(dir), 0); /* no temporary left behind */
 }
 END_TEST
 
@@ -416,6 +454,7 @@ int main(void)
 	tcase_add_test(tc, test_counters_exact);
 	tcase_add_test(tc, test_access);
 	tcase_add_test(tc, test_metrics_text);
+	tcase_add_test(tc, test_metrics_file_safe);
 	tcase_add_test(tc, test_shadow);
 	suite_add_tcase(s, tc);
 	return run_suite(s);

@@ -236,20 +236,57 @@ START_TEST(region_from_zone)
 }
 END_TEST
 
-/* flow-logs-s3-path: aws_account_id_vpcflowlogs_region_flow_log_id_YYYYMMDDTHHmmZ_hash.log.gz */
+/* flow-logs-s3-path: aws_account_id_vpcflowlogs_region_flow_log_id_YYYYMMDDTHHmmZ_hash.log.gz,
+ * and the folder structures of the default, Hive-compatible and hourly
+ * layouts. */
 START_TEST(s3_key_layout)
 {
 	char a[512], b[512];
 	regex_t re;
+	struct fl_s3_layout lay = { "", false, false };
 
-	fl_s3_key("123456789012", "us-east-1", "fl-1234abcd", 1529511600, 0, a, sizeof(a));
-	ck_assert_int_eq(regcomp(&re, "^AWSLogs/123456789012/vpcflowlogs/us-east-1/2018/06/20/"
-				      "123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20180620T1620Z_"
-				      "[0-9a-f]{8}\\.log\\.gz$", REG_EXTENDED | REG_NOSUB), 0);
-	ck_assert_msg(regexec(&re, a, 0, NULL, 0) == 0, "%s", a);
-	regfree(&re);
-	fl_s3_key("123456789012", "us-east-1", "fl-1234abcd", 1529511600, 1, b, sizeof(b));
+	fl_s3_key(&lay, "123456789012", "us-east-1", "fl-1234abcd", 1529511600, 0xfe123456, a,
+		  sizeof(a));
+	ck_assert_str_eq(a, "AWSLogs/123456789012/vpcflowlogs/us-east-1/2018/06/20/"
+			    "123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20180620T1620Z_fe123456.log.gz");
+	fl_s3_key(&lay, "123456789012", "us-east-1", "fl-1234abcd", 1529511600, 1, b, sizeof(b));
 	ck_assert_str_ne(a, b);
+	ck_assert_int_eq(regcomp(&re, "_[0-9a-f]{8}\\.log\\.gz$", REG_EXTENDED | REG_NOSUB), 0);
+	ck_assert_msg(regexec(&re, b, 0, NULL, 0) == 0, "%s", b);
+	regfree(&re);
+
+	ck_assert(fl_s3_folder("arn:aws:s3:::my-bucket/my-logs/vpc1/", &lay, a, sizeof(a)));
+	ck_assert_str_eq(lay.folder, "my-logs/vpc1");
+	lay.per_hour = true;
+	fl_s3_key(&lay, "123456789012", "us-east-1", "fl-1234abcd", 1529511600, 0xfe123456, a,
+		  sizeof(a));
+	ck_assert_str_eq(a, "my-logs/vpc1/AWSLogs/123456789012/vpcflowlogs/us-east-1/2018/06/20/16/"
+			    "123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20180620T1620Z_fe123456.log.gz");
+	lay.hive = true;
+	fl_s3_key(&lay, "123456789012", "us-east-1", "fl-1234abcd", 1529511600, 0xfe123456, a,
+		  sizeof(a));
+	ck_assert_str_eq(a, "my-logs/vpc1/AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/"
+			    "aws-region=us-east-1/year=2018/month=06/day=20/hour=16/"
+			    "123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20180620T1620Z_fe123456.log.gz");
+	lay.per_hour = false;
+	ck_assert(fl_s3_folder("arn:aws:s3:::my-bucket", &lay, a, sizeof(a)));
+	fl_s3_key(&lay, "123456789012", "us-east-1", "fl-1234abcd", 1529511600, 0xfe123456, a,
+		  sizeof(a));
+	ck_assert_str_eq(a, "AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/"
+			    "aws-region=us-east-1/year=2018/month=06/day=20/"
+			    "123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20180620T1620Z_fe123456.log.gz");
+}
+END_TEST
+
+START_TEST(s3_folder_refused)
+{
+	struct fl_s3_layout lay;
+	char err[200];
+	ck_assert(!fl_s3_folder("arn:aws:s3:::b/../etc/", &lay, err, sizeof(err)));
+	ck_assert(!fl_s3_folder("arn:aws:s3:::b/a//c/", &lay, err, sizeof(err)));
+	ck_assert(!fl_s3_folder("arn:aws:s3:::b/AWSLogs/", &lay, err, sizeof(err)));
+	ck_assert(fl_s3_folder("arn:aws:s3:::b/", &lay, err, sizeof(err)));
+	ck_assert_str_eq(lay.folder, "");
 }
 END_TEST
 
@@ -721,6 +758,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(t, tcp_flags_or, 0, sizeof(flag_cases) / sizeof(flag_cases[0]));
 	tcase_add_loop_test(t, region_from_zone, 0, sizeof(azs) / sizeof(azs[0]));
 	tcase_add_test(t, s3_key_layout);
+	tcase_add_test(t, s3_folder_refused);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("aggregation");

@@ -227,7 +227,8 @@ START_TEST(nflog_bytes)
 	uint8_t out[256];
 	uint16_t tl[2];
 	size_t plen = strlen(prefix) + 1, ppad = (plen + 3) & ~3u;
-	size_t n = mirror_nflog_record(out, sizeof(out), FAMILY_V4, prefix, r.b, r.len);
+	size_t whole;
+	size_t n = mirror_nflog_record(out, sizeof(out), FAMILY_V4, prefix, r.b, r.len, r.len, &whole);
 
 	ck_assert_uint_eq(out[0], 2); /* AF_INET */
 	ck_assert_uint_eq(out[1], 0);
@@ -240,9 +241,19 @@ START_TEST(nflog_bytes)
 	ck_assert_uint_eq(tl[1], 9); /* NFULA_PAYLOAD */
 	ck_assert(memcmp(out + 12 + ppad, r.b, r.len) == 0);
 	ck_assert_uint_eq(n, 12 + ppad + ((r.len + 3) & ~3u));
-	ck_assert_uint_eq(mirror_nflog_record(out, sizeof(out), FAMILY_V6, "", r.b, 0) % 4, 0);
+	ck_assert_uint_eq(whole, n);
+	ck_assert_uint_eq(mirror_nflog_record(out, sizeof(out), FAMILY_V6, "", r.b, 0, 0, &whole) % 4,
+			  0);
 	ck_assert_uint_eq(out[0], 10); /* AF_INET6 */
-	ck_assert_uint_le(mirror_nflog_record(out, 20, FAMILY_V4, prefix, r.b, r.len), 20);
+	ck_assert_uint_le(mirror_nflog_record(out, 20, FAMILY_V4, prefix, r.b, r.len, r.len, &whole),
+			  20);
+	/* cut at 30 bytes: the payload TLV says the packet's length, only 30
+	 * bytes are stored, and the record's length counts the rest */
+	n = mirror_nflog_record(out, sizeof(out), FAMILY_V4, prefix, r.b, 30, r.len, &whole);
+	memcpy(tl, out + 8 + ppad, 4);
+	ck_assert_uint_eq(tl[0], 4 + r.len);
+	ck_assert_uint_eq(n, 12 + ppad + 30);
+	ck_assert_uint_eq(whole, 12 + ppad + ((r.len + 3) & ~3u));
 }
 END_TEST
 
@@ -579,11 +590,15 @@ START_TEST(drop_capture_snaplen)
 	lab_stop(&l);
 	ck_assert_int_eq(read_pcap(l.drops, recs, 2, NULL), 1);
 	/* 64 bytes of the packet kept after the NFLOG header; the record's
-	 * length says how long it really was */
+	 * length (and the payload TLV's) says how long it really was, as in
+	 * any capture cut by its snaplen: what tshark decodes (tests/mirror.sh) */
 	const char *prefix = (const char *)recs[0].data + 8;
 	size_t head = 12 + ((strlen(prefix) + 1 + 3) & ~(size_t)3);
+	uint16_t tl;
 	ck_assert_uint_eq(recs[0].caplen, head + 64);
-	ck_assert_uint_eq(recs[0].len, head + ssh.len);
+	ck_assert_uint_eq(recs[0].len, head + ((ssh.len + 3) & ~(size_t)3));
+	memcpy(&tl, recs[0].data + head - 4, 2);
+	ck_assert_uint_eq(tl, 4 + ssh.len);
 	ck_assert(memcmp(recs[0].data + head, ssh.b, 64) == 0);
 	lab_close(&l);
 }

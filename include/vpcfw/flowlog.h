@@ -70,6 +70,10 @@ void flowlog_get_stats(const struct flowlog *fl, struct flowlog_stats *out);
  * buffered is lost, and flowlog_get_stats counts everything written (the
  * daemon's counters at exit).  The workers must have stopped. */
 void flowlog_finish(struct flowlog *fl);
+/* Reopens the decision log and the CloudWatch-style streams by name (for
+ * logrotate: SIGHUP); done by the writer, soon after. */
+void flowlog_reopen(struct flowlog *fl);
+
 /* flowlog_finish if not done, then frees. */
 void flowlog_destroy(struct flowlog *fl);
 
@@ -143,11 +147,28 @@ size_t fl_format_record(const struct fl_format *f, const struct fl_record *r, ch
  * false if az does not look like an availability zone. */
 bool fl_region_of_az(const char *az, char *out, size_t len);
 
-/* AWS's S3 object key below DIR for a file starting at `t` (Unix seconds):
- * AWSLogs/<account>/vpcflowlogs/<region>/<yyyy>/<mm>/<dd>/
- *   <account>_vpcflowlogs_<region>_<id>_<yyyymmddThhmmZ>_<hash>.log.gz
- * `seq` makes the hash differ between files of the same minute. */
-size_t fl_s3_key(const char *account, const char *region, const char *flow_log_id, uint64_t t,
-		 uint32_t seq, char *buf, size_t len);
+/* Where an S3 flow log's objects go (flow-logs-s3-path): the folder of
+ * LogDestination arn:aws:s3:::BUCKET/FOLDER/ and DestinationOptions. */
+struct fl_s3_layout {
+	char folder[256];               /* "" or "a/b" (no slash at either end) */
+	bool hive;                      /* HiveCompatiblePartitions */
+	bool per_hour;                  /* PerHourPartition */
+};
+
+/* The folder of an S3 LogDestination ARN into lay->folder; false (with a
+ * message in err) for a folder that cannot be a directory path here ("..",
+ * ".", empty components) or that AWS refuses (AWSLogs). */
+bool fl_s3_folder(const char *arn, struct fl_s3_layout *lay, char *err, size_t errlen);
+
+/* AWS's S3 object key below DIR (flow-logs-s3-path) of a file whose records
+ * end in the 5 minutes from `t` (Unix seconds, the name's time):
+ *   [FOLDER/]AWSLogs/<account>/vpcflowlogs/<region>/<yyyy>/<mm>/<dd>[/<hh>]/
+ *   [FOLDER/]AWSLogs/aws-account-id=<account>/aws-service=vpcflowlogs/
+ *     aws-region=<region>/year=<yyyy>/month=<mm>/day=<dd>[/hour=<hh>]/ (Hive)
+ * then <account>_vpcflowlogs_<region>_<id>_<yyyymmddThhmmZ>_<hash>.log.gz,
+ * `hash` printed as 8 hex digits (random: names never repeat across runs
+ * or hosts). */
+size_t fl_s3_key(const struct fl_s3_layout *lay, const char *account, const char *region,
+		 const char *flow_log_id, uint64_t t, uint32_t hash, char *buf, size_t len);
 
 #endif

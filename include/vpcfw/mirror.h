@@ -63,6 +63,9 @@ void mirror_set_policy(struct mirror *mr, const struct policy *pol);
  * that began before the last mirror_set_policy (the daemon's grace period,
  * where it frees the old policy). */
 void mirror_reclaim(struct mirror *mr);
+/* The pcap outputs (targets, drop capture) start their files again, for
+ * logrotate (SIGHUP); done by the sender thread, soon after. */
+void mirror_reopen(struct mirror *mr);
 struct mirror_worker *mirror_worker(struct mirror *mr, int index);
 
 /* The packet path: one call per decided packet.  `ip` holds `caplen` bytes
@@ -120,9 +123,12 @@ size_t mirror_vxlan_encap(uint8_t *out, size_t outlen, uint32_t vni, const uint8
 uint16_t mirror_flow_port(const struct packet *p);
 
 /* One NFLOG record (LINKTYPE_NFLOG 239): header, NFULA_PREFIX with the NUL,
- * NFULA_PAYLOAD with the packet.  Returns its length (at most outlen). */
+ * NFULA_PAYLOAD with the packet's first iplen bytes.  Returns the bytes
+ * stored (at most outlen); *reported is the record's whole length: longer
+ * when the packet (wirelen bytes) was cut, the payload TLV then giving its
+ * real length, so that tshark decodes it as a snapped capture. */
 size_t mirror_nflog_record(uint8_t *out, size_t outlen, int family, const char *prefix,
-			   const uint8_t *ip, size_t iplen);
+			   const uint8_t *ip, size_t iplen, size_t wirelen, size_t *reported);
 
 /* A libpcap file (nanosecond timestamps, this host's byte order) rotated by
  * size: past rotate_bytes PATH becomes PATH.1 (PATH.1 becomes PATH.2, ...,
@@ -135,6 +141,10 @@ struct mirror_pcap *mirror_pcap_open(const char *path, uint32_t linktype, uint32
 bool mirror_pcap_write(struct mirror_pcap *f, uint64_t ts_ns, const uint8_t *data,
 		       size_t caplen, size_t wirelen);
 bool mirror_pcap_flush(struct mirror_pcap *f);
+/* Closes the file and starts PATH again (for logrotate, which renamed it;
+ * PATH still there is kept as PATH.1).  False if the new file could not be
+ * made (it is tried again at the next record). */
+bool mirror_pcap_reopen(struct mirror_pcap *f);
 uint64_t mirror_pcap_rotations(const struct mirror_pcap *f);
 /* False if anything written since the last flush was lost. */
 bool mirror_pcap_close(struct mirror_pcap *f);

@@ -149,6 +149,10 @@ struct m_flowlog {
 	const char *destination_type;   /* "s3" (default) | "cloud-watch-logs" | ... */
 	const char *destination;        /* LogDestination, may be NULL */
 	const char *log_group_name;     /* LogGroupName, may be NULL */
+	/* DestinationOptions (s3 only) */
+	bool parquet;                   /* FileFormat "parquet" (default "plain-text") */
+	bool hive;                      /* HiveCompatiblePartitions */
+	bool per_hour;                  /* PerHourPartition */
 	struct where where;
 };
 
