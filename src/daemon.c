@@ -990,10 +990,17 @@ int daemon_run(const struct daemon_options *user_opt)
 				       strerror(errno));
 			next_metrics = monotonic_ns() + (uint64_t)vc->metrics_interval * 1000000000u;
 		}
-		if (sig == SIGHUP && reload(&opt, "SIGHUP") && ctl)
-			ctl_set_groups(ctl, atomic_load(&current)->pol->model->vpcfw.admin_group,
-				       atomic_load(&current)->pol->model->vpcfw.reader_group);
-		else if (sig == SIGUSR1)
+		if (sig == SIGHUP) {
+			bool ok = reload(&opt, "SIGHUP");
+			/* and, valid configuration or not, start the decision log,
+			 * CloudWatch-style streams and pcap outputs again by name:
+			 * logrotate's postrotate (contrib/logrotate/vpcfw) */
+			flowlog_reopen(flowlog);
+			mirror_reopen(mirror);
+			if (ok && ctl)
+				ctl_set_groups(ctl, atomic_load(&current)->pol->model->vpcfw.admin_group,
+					       atomic_load(&current)->pol->model->vpcfw.reader_group);
+		} else if (sig == SIGUSR1)
 			log_stats("statistics");
 		else if (sig == SIGTERM || sig == SIGINT) {
 			logmsg(LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");

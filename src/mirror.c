@@ -813,7 +813,7 @@ static void send_slot(struct mirror *mr, const struct slot *sl)
 	if (sl->out >= atomic_load_explicit(&mr->n_outs, memory_order_acquire))
 		return;
 	struct output *o = &mr->outs[sl->out];
-	size_t n, whole;
+	size_t n;
 
 	switch (o->kind) {
 	case OUT_VXLAN:
@@ -828,8 +828,10 @@ static void send_slot(struct mirror *mr, const struct slot *sl)
 		break;
 	case OUT_NFLOG:
 		n = mirror_nflog_record(mr->buf, sizeof(mr->buf), sl->family, sl->prefix, sl->data,
-					sl->len, sl->wirelen, &whole);
-		write_record(mr, o, mr->buf, n, whole, sl->ts, &mr->drop_records);
+					sl->len);
+		/* the record's length is what is stored: a longer one (the
+		 * packet's real length) makes tshark stop at the NFLOG TLVs */
+		write_record(mr, o, mr->buf, n, n, sl->ts, &mr->drop_records);
 		break;
 	}
 }

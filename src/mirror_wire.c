@@ -100,30 +100,17 @@ static size_t put_tlv(uint8_t *out, size_t outlen, size_t off, uint16_t type, co
 }
 
 size_t mirror_nflog_record(uint8_t *out, size_t outlen, int family, const char *prefix,
-			   const uint8_t *ip, size_t iplen, size_t wirelen, size_t *reported)
+			   const uint8_t *ip, size_t iplen)
 {
 	size_t off = 4;
 
-	*reported = 0;
 	if (outlen < 4)
 		return 0;
 	out[0] = family == FAMILY_V4 ? LINUX_AF_INET : family == FAMILY_V6 ? LINUX_AF_INET6 : 0;
 	out[1] = 0;             /* version */
 	out[2] = out[3] = 0;    /* resource id (the NFLOG group): none */
 	off = put_tlv(out, outlen, off, NFULA_PREFIX, prefix, strlen(prefix) + 1);
-	size_t payload = off;
 	off = put_tlv(out, outlen, off, NFULA_PAYLOAD, ip, iplen);
-	*reported = off;
-	if (wirelen > iplen && off == payload + 4 + ((iplen + 3) & ~(size_t)3) &&
-	    wirelen <= 0xffff - 4) {
-		/* cut at the snap length: the TLV and the record say the
-		 * packet's real length and only the copied bytes are stored,
-		 * as a capture cut by its snaplen (pcap caplen < len) */
-		uint16_t tl = (uint16_t)(4 + wirelen);
-		memcpy(out + payload, &tl, 2);
-		off = payload + 4 + iplen;
-		*reported = payload + 4 + ((wirelen + 3) & ~(size_t)3);
-	}
 	return off;
 }
 

@@ -227,8 +227,7 @@ START_TEST(nflog_bytes)
 	uint8_t out[256];
 	uint16_t tl[2];
 	size_t plen = strlen(prefix) + 1, ppad = (plen + 3) & ~3u;
-	size_t whole;
-	size_t n = mirror_nflog_record(out, sizeof(out), FAMILY_V4, prefix, r.b, r.len, r.len, &whole);
+	size_t n = mirror_nflog_record(out, sizeof(out), FAMILY_V4, prefix, r.b, r.len);
 
 	ck_assert_uint_eq(out[0], 2); /* AF_INET */
 	ck_assert_uint_eq(out[1], 0);
@@ -241,19 +240,9 @@ START_TEST(nflog_bytes)
 	ck_assert_uint_eq(tl[1], 9); /* NFULA_PAYLOAD */
 	ck_assert(memcmp(out + 12 + ppad, r.b, r.len) == 0);
 	ck_assert_uint_eq(n, 12 + ppad + ((r.len + 3) & ~3u));
-	ck_assert_uint_eq(whole, n);
-	ck_assert_uint_eq(mirror_nflog_record(out, sizeof(out), FAMILY_V6, "", r.b, 0, 0, &whole) % 4,
-			  0);
+	ck_assert_uint_eq(mirror_nflog_record(out, sizeof(out), FAMILY_V6, "", r.b, 0) % 4, 0);
 	ck_assert_uint_eq(out[0], 10); /* AF_INET6 */
-	ck_assert_uint_le(mirror_nflog_record(out, 20, FAMILY_V4, prefix, r.b, r.len, r.len, &whole),
-			  20);
-	/* cut at 30 bytes: the payload TLV says the packet's length, only 30
-	 * bytes are stored, and the record's length counts the rest */
-	n = mirror_nflog_record(out, sizeof(out), FAMILY_V4, prefix, r.b, 30, r.len, &whole);
-	memcpy(tl, out + 8 + ppad, 4);
-	ck_assert_uint_eq(tl[0], 4 + r.len);
-	ck_assert_uint_eq(n, 12 + ppad + 30);
-	ck_assert_uint_eq(whole, 12 + ppad + ((r.len + 3) & ~3u));
+	ck_assert_uint_le(mirror_nflog_record(out, 20, FAMILY_V4, prefix, r.b, r.len), 20);
 }
 END_TEST
 
@@ -589,16 +578,17 @@ START_TEST(drop_capture_snaplen)
 	lab_send(&l, &ssh, 1);
 	lab_stop(&l);
 	ck_assert_int_eq(read_pcap(l.drops, recs, 2, NULL), 1);
-	/* 64 bytes of the packet kept after the NFLOG header; the record's
-	 * length (and the payload TLV's) says how long it really was, as in
-	 * any capture cut by its snaplen: what tshark decodes (tests/mirror.sh) */
+	/* 64 bytes of the packet kept after the NFLOG header, as the kernel's
+	 * NFLOG copy range keeps them: the record is whole (its length is what
+	 * is stored, the payload TLV says 64), which tshark decodes
+	 * (tests/mirror.sh); a longer record length made it stop at the TLVs */
 	const char *prefix = (const char *)recs[0].data + 8;
 	size_t head = 12 + ((strlen(prefix) + 1 + 3) & ~(size_t)3);
 	uint16_t tl;
 	ck_assert_uint_eq(recs[0].caplen, head + 64);
-	ck_assert_uint_eq(recs[0].len, head + ((ssh.len + 3) & ~(size_t)3));
+	ck_assert_uint_eq(recs[0].len, recs[0].caplen);
 	memcpy(&tl, recs[0].data + head - 4, 2);
-	ck_assert_uint_eq(tl, 4 + ssh.len);
+	ck_assert_uint_eq(tl, 4 + 64);
 	ck_assert(memcmp(recs[0].data + head, ssh.b, 64) == 0);
 	lab_close(&l);
 }
@@ -634,6 +624,49 @@ START_TEST(pcap_rotation)
 	snprintf(old, sizeof(old), "%s.1", path);
 	ck_assert_int_eq(count(old), 200 - 3 * 64);
 	ck_assert_int_eq(count(path), 0);
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+/* logrotate renames PATH, then SIGHUP: writing goes on in a new PATH that
+ * has a valid header at once (count() opens it with libpcap before any
+ * flush), the rotated file keeps its records; a link planted at PATH in
+ * between is refused and its target untouched. */
+START_TEST(pcap_reopen)
+{
+	char dir[] = "/tmp/check_mirror.XXXXXX", path[128], old[140], victim[140], err[200];
+	uint8_t data[100] = { 0 };
+	struct stat st;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/d.pcap", dir);
+	snprintf(old, sizeof(old), "%s/d.pcap-20261201", dir);
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	struct mirror_pcap *f = mirror_pcap_open(path, LINKTYPE_NFLOG, 256, 0, err, sizeof(err));
+	ck_assert_msg(f != NULL, "%s", err);
+	ck_assert_int_eq(count(path), 0); /* a header from the start */
+	ck_assert(mirror_pcap_write(f, tu_sec(1), data, sizeof(data), sizeof(data)));
+	ck_assert_int_eq(rename(path, old), 0);
+	ck_assert(mirror_pcap_reopen(f));
+	ck_assert_int_eq(count(path), 0);
+	ck_assert(mirror_pcap_write(f, tu_sec(2), data, sizeof(data), sizeof(data)));
+	ck_assert(mirror_pcap_write(f, tu_sec(3), data, sizeof(data), sizeof(data)));
+	ck_assert(mirror_pcap_flush(f));
+	ck_assert_int_eq(count(old), 1);
+	ck_assert_int_eq(count(path), 2);
+	/* a link at PATH when reopening: refused, nothing written through it */
+	FILE *v = fopen(victim, "w");
+	fputs("secret", v);
+	fclose(v);
+	chmod(victim, 0600);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(symlink(victim, path), 0);
+	ck_assert(!mirror_pcap_reopen(f));
+	ck_assert(!mirror_pcap_write(f, tu_sec(4), data, sizeof(data), sizeof(data)));
+	ck_assert(!mirror_pcap_close(f));
+	ck_assert_int_eq(stat(victim, &st), 0);
+	ck_assert_int_eq(st.st_size, 6);
+	ck_assert_int_eq(st.st_mode & 07777, 0600);
 	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 END_TEST
@@ -887,6 +920,7 @@ static Suite *suite(void)
 	tcase_add_test(t, drop_capture_snaplen);
 	tcase_add_test(t, pcap_rotation);
 	tcase_add_test(t, pcap_unwritable);
+	tcase_add_test(t, pcap_reopen);
 	tcase_add_test(t, threaded_ring_accounting);
 	tcase_add_test(t, vxlan_socket);
 	tcase_add_test(t, copy_range);

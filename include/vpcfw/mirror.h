@@ -123,12 +123,12 @@ size_t mirror_vxlan_encap(uint8_t *out, size_t outlen, uint32_t vni, const uint8
 uint16_t mirror_flow_port(const struct packet *p);
 
 /* One NFLOG record (LINKTYPE_NFLOG 239): header, NFULA_PREFIX with the NUL,
- * NFULA_PAYLOAD with the packet's first iplen bytes.  Returns the bytes
- * stored (at most outlen); *reported is the record's whole length: longer
- * when the packet (wirelen bytes) was cut, the payload TLV then giving its
- * real length, so that tshark decodes it as a snapped capture. */
+ * NFULA_PAYLOAD with the packet's first iplen bytes.  Returns its length (at
+ * most outlen).  A packet cut at the snap length is cut as the kernel's
+ * NFLOG copy range cuts it: the record is whole (its pcap length is what is
+ * stored) and only the payload TLV is short; tshark decodes that. */
 size_t mirror_nflog_record(uint8_t *out, size_t outlen, int family, const char *prefix,
-			   const uint8_t *ip, size_t iplen, size_t wirelen, size_t *reported);
+			   const uint8_t *ip, size_t iplen);
 
 /* A libpcap file (nanosecond timestamps, this host's byte order) rotated by
  * size: past rotate_bytes PATH becomes PATH.1 (PATH.1 becomes PATH.2, ...,
