@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Far above any real export; keeps int counts and sizes from overflowing. */
 enum { MAX_OBJECTS = 1 << 24, MAX_FILE = 256 << 20 };
@@ -1567,7 +1569,9 @@ static const struct vkey {
 	{ "Access", V_ACCESS, OFF(admin_group), 0, 0, 0, NULL,
 	  "{AdminGroup, ReaderGroup}: groups that may change / only read through the control socket" },
 	{ "ReadOnlySocket", V_STRING, OFF(read_only_socket), 0, 0, 0, NULL,
-	  "a second control socket that answers only read-only requests, open to everyone" },
+	  "a second control socket that answers only read-only requests (root and the groups)" },
+	{ "ReadOnlySocketPublic", V_BOOL, OFF(read_only_socket_public), 0, 1, 0, NULL,
+	  "the read-only socket answers every local user, not only root and the groups" },
 	{ "MetricsFile", V_STRING, OFF(metrics_file), 0, 0, 0, NULL,
 	  "Prometheus text file rewritten every MetricsInterval seconds (node_exporter textfile)" },
 	{ "MetricsInterval", V_COUNT, OFF(metrics_interval), 1, 86400, 15, NULL,
@@ -2098,12 +2102,25 @@ size_t config_load_buffer(struct model *m, const char *name, const char *text, s
 
 static void load_file(struct model *m, const char *path, struct diag *d)
 {
-	FILE *f = fopen(path, "rb");
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
-
+	struct stat st;
+	/* O_NONBLOCK: a FIFO or a device put in place of a file must not hold
+	 * the daemon's main loop; only regular files are read */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		diag_error(d, path, NULL, "cannot open: %s", strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		diag_error(d, path, NULL, "not a regular file");
+		close(fd);
+		return;
+	}
+	FILE *f = fdopen(fd, "rb");
 	if (!f) {
 		diag_error(d, path, NULL, "cannot open: %s", strerror(errno));
+		close(fd);
 		return;
 	}
 	for (;;) {

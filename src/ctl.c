@@ -3,12 +3,14 @@
 #include "vpcfw/safefile.h"
 #include "vpcfw/load.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 
 #include "config.h"
 #include "vpcfw/config.h"
+#include "vpcfw/diag.h"
 #include "vpcfw/explain.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/mirror.h"
@@ -31,23 +34,58 @@ struct client {
 	int fd;
 	struct ctl_peer peer;
 	char *in;
-	size_t in_len;
+	size_t in_len, in_cap;
 	char *out;
 	size_t out_len, out_off;
+	uint64_t deadline_ns;   /* dropped if still idle then */
+	uint32_t serial;        /* tells a job's client from a later one in the slot */
+	bool busy;              /* a job of its own is compiling: not read meanwhile */
 	bool closing;           /* close once the output is written */
+};
+
+/* Work taken off the main thread: compiling a configuration. */
+enum job_kind { JOB_CHECK, JOB_SHADOW, JOB_RELOAD };
+
+struct job {
+	enum job_kind kind;
+	struct ctl_peer peer;
+	int client;             /* -1: nobody waits (SIGHUP) */
+	uint32_t serial;
+	json_t *files;          /* JOB_SHADOW: [{name, text}] */
+	char *label;            /* JOB_SHADOW: what the client named */
+	struct policy *pol;     /* JOB_CHECK, JOB_SHADOW: the result */
+	json_t *msgs;
+	void *compiled;         /* JOB_RELOAD: the daemon's result */
+	struct job *next;
+};
+
+struct ratelog {
+	uint64_t window_ns;
+	unsigned logged;
+	uint64_t suppressed;
 };
 
 struct ctl {
 	const struct ctl_daemon *d;
 	int lfd[2];             /* full, read-only */
 	char *path[2];
-	char *made_dir[2];      /* the directory of path[i] if ctl_open made it */
 	gid_t admin_gid, reader_gid;
 	bool have_admin, have_reader;
+	bool ro_public;
 	struct client clients[CTL_MAX_CLIENTS];
-	uint64_t refused;
+	uint32_t serial;
+	struct ctl_counters n;
+	struct ratelog rl;
 	void (*log)(int prio, const char *msg);
 	struct ctl_shadow *shadow;      /* installed in the daemon, owned here */
+	/* the compiling thread: jobs in, results out, a pipe to wake ctl_serve */
+	pthread_t thread;
+	bool thread_started, thread_stop;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct job *todo, *done;
+	int n_jobs;                     /* queued or running */
+	int wake[2];
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -64,9 +102,48 @@ static void ctl_log_msg(const struct ctl *c, int prio, const char *fmt, ...)
 	c->log(prio, buf);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Refusals are logged CTL_LOG_BURST times per window, the rest summed: a
+ * flood of clients must not become a flood of log lines. */
+static void ratelog_flush(struct ctl *c, uint64_t now)
+{
+	if (now - c->rl.window_ns < (uint64_t)CTL_LOG_WINDOW * 1000000000u)
+		return;
+	if (c->rl.suppressed)
+		ctl_log_msg(c, LOG_NOTICE, "control: %" PRIu64 " more refusal(s) suppressed in the "
+			    "last %d s", c->rl.suppressed, CTL_LOG_WINDOW);
+	c->rl = (struct ratelog){ .window_ns = now };
+}
+
+__attribute__((format(printf, 2, 3)))
+static void log_refusal(struct ctl *c, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	ratelog_flush(c, now_ns());
+	if (c->rl.logged >= CTL_LOG_BURST) {
+		c->rl.suppressed++;
+		return;
+	}
+	c->rl.logged++;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (c->log)
+		c->log(LOG_NOTICE, buf);
+}
+
 /* ------------------------------------------------------------ sockets */
 
-static int listen_on(const char *path, char **made_dir, char *err, size_t errlen)
+static int listen_on(const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char dir[sizeof(sa.sun_path)];
@@ -78,11 +155,10 @@ static int listen_on(const char *path, char **made_dir, char *err, size_t errlen
 	strcpy(sa.sun_path, path);
 	strcpy(dir, path);
 	char *slash = strrchr(dir, '/');
+	/* made by root, and left root's whatever -u says */
 	if (slash && slash != dir) {
 		*slash = '\0';
-		if (mkdir(dir, 0755) == 0)
-			*made_dir = strdup(dir);
-		else if (errno != EEXIST) {
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
 			snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
 			return -1;
 		}
@@ -105,9 +181,11 @@ static int listen_on(const char *path, char **made_dir, char *err, size_t errlen
 		return -1;
 	}
 	unlink(path);
-	/* access is decided per request from the peer's credentials */
+	/* access is decided per client from the peer's credentials; the
+	 * backlog is deep so that a flood is refused with an answer rather
+	 * than left waiting in connect */
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
-	    listen(fd, 16) < 0) {
+	    listen(fd, 256) < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
@@ -138,6 +216,12 @@ void ctl_set_groups(struct ctl *c, const char *admin_group, const char *reader_g
 		ctl_log_msg(c, LOG_WARNING, "Access.ReaderGroup: no group %s", reader_group);
 }
 
+void ctl_set_read_only_public(struct ctl *c, bool on)
+{
+	if (c)
+		c->ro_public = on;
+}
+
 struct ctl *ctl_open(const struct ctl_daemon *d, const char *path, const char *ro_path,
 		     const char *admin_group, const char *reader_group,
 		     void (*log)(int prio, const char *msg), char *err, size_t errlen)
@@ -151,14 +235,23 @@ struct ctl *ctl_open(const struct ctl_daemon *d, const char *path, const char *r
 	c->d = d;
 	c->log = log;
 	c->lfd[0] = c->lfd[1] = -1;
+	c->rl.window_ns = now_ns();
 	for (int i = 0; i < CTL_MAX_CLIENTS; i++)
 		c->clients[i].fd = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	if (pipe2(c->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		c->wake[0] = c->wake[1] = -1;
+		ctl_close(c);
+		return NULL;
+	}
 	ctl_set_groups(c, admin_group, reader_group);
 	const char *paths[2] = { path, ro_path };
 	for (int i = 0; i < 2; i++) {
 		if (!paths[i])
 			continue;
-		c->lfd[i] = listen_on(paths[i], &c->made_dir[i], err, errlen);
+		c->lfd[i] = listen_on(paths[i], err, errlen);
 		c->path[i] = c->lfd[i] >= 0 ? strdup(paths[i]) : NULL;
 		if (c->lfd[i] < 0 || !c->path[i]) {
 			ctl_close(c);
@@ -173,14 +266,45 @@ static void drop_client(struct client *k)
 	close(k->fd);
 	free(k->in);
 	free(k->out);
+	uint32_t serial = k->serial;
 	memset(k, 0, sizeof(*k));
 	k->fd = -1;
+	k->serial = serial;
+}
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	json_decref(j->files);
+	json_decref(j->msgs);
+	policy_free(j->pol);
+	free(j->label);
+	free(j);
 }
 
 void ctl_close(struct ctl *c)
 {
 	if (!c)
 		return;
+	if (c->thread_started) {
+		pthread_mutex_lock(&c->lock);
+		c->thread_stop = true;
+		pthread_cond_signal(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(c->thread, NULL);
+	}
+	for (struct job *j = c->todo, *next; j; j = next) {
+		next = j->next;
+		job_free(j);
+	}
+	for (struct job *j = c->done, *next; j; j = next) {
+		next = j->next;
+		/* a reload compiled but never installed */
+		if (j->compiled && c->d->discard)
+			c->d->discard(c->d->ctx, j->compiled);
+		job_free(j);
+	}
 	for (int i = 0; i < CTL_MAX_CLIENTS; i++)
 		if (c->clients[i].fd >= 0)
 			drop_client(&c->clients[i]);
@@ -193,53 +317,69 @@ void ctl_close(struct ctl *c)
 		if (c->path[i])
 			unlink(c->path[i]);
 		free(c->path[i]);
-		free(c->made_dir[i]);
 	}
+	for (int i = 0; i < 2; i++)
+		if (c->wake[i] >= 0)
+			close(c->wake[i]);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
 	free(c);
 }
 
 void ctl_chown(struct ctl *c, uid_t uid, gid_t gid)
 {
-	for (int i = 0; c && i < 2; i++) {
-		if (c->made_dir[i] && chown(c->made_dir[i], uid, gid) < 0)
-			ctl_log_msg(c, LOG_WARNING, "control: chown %s: %s", c->made_dir[i],
-				    strerror(errno));
+	for (int i = 0; c && i < 2; i++)
 		if (c->path[i] && chown(c->path[i], uid, gid) < 0)
 			ctl_log_msg(c, LOG_WARNING, "control: chown %s: %s", c->path[i],
 				    strerror(errno));
-	}
 }
 
 uint64_t ctl_refused(const struct ctl *c)
 {
-	return c ? c->refused : 0;
+	return c ? c->n.refused_permission + c->n.refused_too_many + c->n.requests_refused +
+		   c->n.requests_busy : 0;
 }
 
-static void identify(struct ctl *c, struct client *k, bool ro)
+void ctl_get_counters(const struct ctl *c, struct ctl_counters *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return;
+	*out = c->n;
+	out->clients = 0;
+	for (int i = 0; i < CTL_MAX_CLIENTS; i++)
+		out->clients += c->clients[i].fd >= 0;
+}
+
+/* The peer's credentials: root, the admin group (full socket only), the
+ * reader group; on the read-only socket, everyone if it is public. */
+static void identify(struct ctl *c, int fd, bool ro, struct ctl_peer *p)
 {
 	struct ucred cr = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
 	socklen_t len = sizeof(cr);
-	struct ctl_peer *p = &k->peer;
 
+	memset(p, 0, sizeof(*p));
 	p->read_only_socket = ro;
-	if (getsockopt(k->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
 		cr.uid = (uid_t)-1;
 	p->pid = cr.pid;
 	p->uid = cr.uid;
 	p->gid = cr.gid;
 	p->admin = !ro && cr.uid == 0;
-	p->reader = ro || p->admin;
-	if (!ro && cr.uid != (uid_t)-1) {
+	p->reader = cr.uid == 0 || (ro && c->ro_public);
+	if (cr.uid != (uid_t)-1) {
 		/* the peer process's groups at connect time, not the group file's */
 		gid_t groups[256];
 		socklen_t gl = sizeof(groups);
 		int n = 0;
-		if (getsockopt(k->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &gl) == 0)
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &gl) == 0)
 			n = (int)(gl / sizeof(gid_t));
 		for (int i = -1; i < n; i++) {
 			gid_t g = i < 0 ? cr.gid : groups[i];
-			if (c->have_admin && g == c->admin_gid)
-				p->admin = p->reader = true;
+			if (c->have_admin && g == c->admin_gid) {
+				p->reader = true;
+				p->admin = !ro;
+			}
 			if (c->have_reader && g == c->reader_gid)
 				p->reader = true;
 		}
@@ -249,34 +389,78 @@ static void identify(struct ctl *c, struct client *k, bool ro)
 		 pw ? pw->pw_name : "?", (long)cr.pid);
 }
 
+/* Why a new client gets no slot, or NULL: room for it. */
+static const char *no_room(const struct ctl *c, const struct ctl_peer *p, int *slot)
+{
+	int used = 0, mine = 0;
+
+	*slot = -1;
+	for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
+		const struct client *k = &c->clients[i];
+		if (k->fd < 0) {
+			if (*slot < 0)
+				*slot = i;
+			continue;
+		}
+		used++;
+		mine += k->peer.uid == p->uid;
+	}
+	bool privileged = p->uid == 0 || p->admin;
+	if (*slot < 0)
+		return "every connection is taken";
+	if (p->uid != 0 && mine >= CTL_MAX_PER_UID)
+		return "this user holds the most connections allowed";
+	if (!privileged && used >= CTL_MAX_CLIENTS - CTL_RESERVED_ADMIN)
+		return "the connections left are kept for root and Access.AdminGroup";
+	return NULL;
+}
+
+/* A refused client is told why, at once and without waiting for it: the
+ * answer fits in the socket's buffer, and a client that cannot take it
+ * loses nothing but the explanation. */
+static void refuse_client(int fd, const char *error)
+{
+	char buf[320];
+	int n = snprintf(buf, sizeof(buf), "{\"ok\": false, \"error\": \"%s\"}\n", error);
+
+	if (n > 0 && send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		/* nothing to do: the close says the rest */
+	}
+	close(fd);
+}
+
 static void accept_clients(struct ctl *c, int which)
 {
 	for (;;) {
 		int fd = accept4(c->lfd[which], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
-		struct client *k = NULL;
-		for (int i = 0; i < CTL_MAX_CLIENTS && !k; i++)
-			if (c->clients[i].fd < 0)
-				k = &c->clients[i];
-		if (!k) {
-			c->refused++;
-			ctl_log_msg(c, LOG_WARNING, "control: too many clients, one refused");
-			close(fd);
+		struct ctl_peer peer;
+		identify(c, fd, which == 1, &peer);
+		if (!peer.reader) {
+			c->n.refused_permission++;
+			log_refusal(c, "control: %s refused: not root nor in the %s", peer.name,
+				    which == 1 ? "reader or admin group (read-only socket)" :
+				    "admin or reader group");
+			refuse_client(fd, "permission denied: not root, nor in Access.AdminGroup "
+				      "or Access.ReaderGroup");
 			continue;
 		}
-		k->fd = fd;
-		identify(c, k, which == 1);
-		if (!k->peer.reader) {
-			c->refused++;
-			ctl_log_msg(c, LOG_NOTICE, "control: %s refused: not root nor in the admin or reader "
-			     "group", k->peer.name);
-			static const char msg[] = "{\"ok\": false, \"error\": \"permission denied: "
-				"not root, nor in Access.AdminGroup or Access.ReaderGroup\"}\n";
-			k->out = strdup(msg);
-			k->out_len = k->out ? strlen(msg) : 0;
-			k->closing = true;
+		int slot;
+		const char *why = no_room(c, &peer, &slot);
+		if (why) {
+			char msg[160];
+			c->n.refused_too_many++;
+			log_refusal(c, "control: %s refused: too many clients (%s)", peer.name, why);
+			snprintf(msg, sizeof(msg), "too many clients: %s", why);
+			refuse_client(fd, msg);
+			continue;
 		}
+		struct client *k = &c->clients[slot];
+		k->fd = fd;
+		k->peer = peer;
+		k->serial = ++c->serial;
+		k->deadline_ns = now_ns() + (uint64_t)CTL_IDLE_SECONDS * 1000000000u;
 	}
 }
 
@@ -314,12 +498,46 @@ static json_t *fail(const char *fmt, ...)
 	return json_pack("{s:b, s:s}", "ok", 0, "error", buf);
 }
 
+json_t *ctl_parse_request(const char *line, size_t len, char *err, size_t errlen)
+{
+	json_error_t e;
+	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &e);
+
+	if (!req) {
+		snprintf(err, errlen, "bad JSON: %s", e.text);
+		return NULL;
+	}
+	if (!json_is_object(req) || !json_is_string(json_object_get(req, "verb"))) {
+		json_decref(req);
+		snprintf(err, errlen, "a request is an object with a \"verb\"");
+		return NULL;
+	}
+	return req;
+}
+
+static json_t *handle(struct ctl *c, const struct ctl_peer *peer, const json_t *req,
+		      struct job **job);
+static void submit(struct ctl *c, struct job *j);
+
+static void process_lines(struct ctl *c, struct client *k);
+
 static void read_client(struct ctl *c, struct client *k)
 {
-	char buf[4096];
+	/* the admins' shadow-load carries whole configurations */
+	size_t limit = k->peer.admin ? CTL_MAX_CONFIG : CTL_MAX_REQUEST;
 
 	for (;;) {
-		ssize_t n = read(k->fd, buf, sizeof(buf));
+		if (k->in_cap - k->in_len < 65536) {
+			size_t cap = k->in_cap ? k->in_cap * 2 : 65536 + 1;
+			char *in = realloc(k->in, cap);
+			if (!in) {
+				k->closing = true;
+				return;
+			}
+			k->in = in;
+			k->in_cap = cap;
+		}
+		ssize_t n = read(k->fd, k->in + k->in_len, k->in_cap - k->in_len - 1);
 		if (n == 0) {
 			/* the peer may have only shut down its writing side: answer
 			 * what came, then close */
@@ -333,31 +551,42 @@ static void read_client(struct ctl *c, struct client *k)
 		}
 		if (n < 0)
 			break;
-		if (k->in_len + (size_t)n > CTL_MAX_REQUEST) {
-			queue_reply(k, fail("request longer than %d bytes", CTL_MAX_REQUEST));
-			k->closing = true;
-			return;
-		}
-		char *in = realloc(k->in, k->in_len + (size_t)n + 1);
-		if (!in) {
-			k->closing = true;
-			return;
-		}
-		memcpy(in + k->in_len, buf, (size_t)n);
-		k->in = in;
 		k->in_len += (size_t)n;
+		if (k->in_len > limit && !memchr(k->in, '\n', k->in_len)) {
+			c->n.dropped_too_long++;
+			log_refusal(c, "control: %s dropped: request longer than %zu bytes",
+				    k->peer.name, limit);
+			queue_reply(k, fail("request longer than %zu bytes", limit));
+			k->closing = true;
+			k->in_len = 0;
+			return;
+		}
 	}
-	/* one request per line */
+	process_lines(c, k);
+}
+
+/* One request per line; none is taken past one that compiles, until its
+ * answer is queued. */
+static void process_lines(struct ctl *c, struct client *k)
+{
 	char *nl;
-	while (k->in && (nl = memchr(k->in, '\n', k->in_len)) != NULL) {
+	while (!k->busy && k->in && (nl = memchr(k->in, '\n', k->in_len)) != NULL) {
 		size_t len = (size_t)(nl - k->in);
-		json_error_t e;
-		json_t *req = json_loadb(k->in, len, 0, &e);
-		json_t *reply = req ? ctl_handle(c, &k->peer, req) : fail("bad JSON: %s", e.text);
+		char err[200];
+		struct job *j = NULL;
+		json_t *req = ctl_parse_request(k->in, len, err, sizeof(err));
+		json_t *reply = req ? handle(c, &k->peer, req, &j) : fail("%s", err);
 		json_decref(req);
-		queue_reply(k, reply);
 		memmove(k->in, nl + 1, k->in_len - len - 1);
 		k->in_len -= len + 1;
+		if (j) {
+			j->client = (int)(k - c->clients);
+			j->serial = k->serial;
+			k->busy = true;
+			submit(c, j);
+		} else {
+			queue_reply(k, reply);
+		}
 	}
 }
 
@@ -377,14 +606,167 @@ static void write_client(struct client *k)
 	free(k->out);
 	k->out = NULL;
 	k->out_len = k->out_off = 0;
+	/* answered: a new idle period */
+	k->deadline_ns = now_ns() + (uint64_t)CTL_IDLE_SECONDS * 1000000000u;
+}
+
+/* ------------------------------------------------------------ the compiling thread */
+
+static void run_job(const struct ctl_daemon *d, struct job *j)
+{
+	switch (j->kind) {
+	case JOB_CHECK:
+		j->pol = ctl_load_policy(d->config_paths, d->n_config_paths, d->strict, &j->msgs);
+		break;
+	case JOB_SHADOW: {
+		size_t n = json_array_size(j->files);
+		const char **names = calloc(n + 1, sizeof(*names)), **texts = calloc(n + 1, sizeof(*texts));
+		size_t *lens = calloc(n + 1, sizeof(*lens));
+		struct diag dg;
+		diag_init(&dg);
+		dg.strict = d->strict;
+		if (names && texts && lens) {
+			for (size_t i = 0; i < n; i++) {
+				const json_t *f = json_array_get(j->files, i);
+				names[i] = json_string_value(json_object_get(f, "name"));
+				texts[i] = json_string_value(json_object_get(f, "text"));
+				lens[i] = json_string_length(json_object_get(f, "text"));
+			}
+			j->pol = policy_load_texts(names, texts, lens, (int)n, &dg);
+		} else {
+			diag_error(&dg, NULL, NULL, "out of memory");
+		}
+		j->msgs = json_array();
+		for (size_t i = 0; i < dg.n; i++)
+			json_array_append_new(j->msgs, json_pack("{s:s, s:s}", "level",
+				dg.msgs[i].error ? "error" : "warning", "text", dg.msgs[i].text));
+		diag_free(&dg);
+		free(names);
+		free(texts);
+		free(lens);
+		break;
+	}
+	case JOB_RELOAD:
+		if (d->compile)
+			j->compiled = d->compile(d->ctx, j->peer.name);
+		break;
+	}
+}
+
+static void *job_thread(void *arg)
+{
+	struct ctl *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!c->todo && !c->thread_stop)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (c->thread_stop)
+			break;
+		struct job *j = c->todo;
+		c->todo = j->next;
+		pthread_mutex_unlock(&c->lock);
+		run_job(c->d, j);
+		pthread_mutex_lock(&c->lock);
+		/* results in order of completion, appended */
+		struct job **tail = &c->done;
+		while (*tail)
+			tail = &(*tail)->next;
+		j->next = NULL;
+		*tail = j;
+		if (write(c->wake[1], "", 1) < 0) {
+			/* the pipe is full: ctl_serve is due to look anyway */
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static void submit(struct ctl *c, struct job *j)
+{
+	pthread_mutex_lock(&c->lock);
+	if (!c->thread_started) {
+		/* started at the first job: after -u has dropped privileges */
+		c->thread_started = pthread_create(&c->thread, NULL, job_thread, c) == 0;
+	}
+	if (!c->thread_started) {
+		pthread_mutex_unlock(&c->lock);
+		run_job(c->d, j);       /* no thread to be had: the old way */
+		pthread_mutex_lock(&c->lock);
+		j->next = c->done;
+		c->done = j;
+		pthread_mutex_unlock(&c->lock);
+		if (write(c->wake[1], "", 1) < 0) {
+			/* see job_thread */
+		}
+		c->n_jobs++;
+		return;
+	}
+	struct job **tail = &c->todo;
+	while (*tail)
+		tail = &(*tail)->next;
+	j->next = NULL;
+	*tail = j;
+	c->n_jobs++;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static json_t *finish_job(struct ctl *c, struct job *j);
+
+/* The results of finished jobs: installed here, on the main thread, and
+ * answered to their clients if these are still there. */
+static void collect_jobs(struct ctl *c)
+{
+	char buf[64];
+
+	while (read(c->wake[0], buf, sizeof(buf)) > 0)
+		;
+	pthread_mutex_lock(&c->lock);
+	struct job *list = c->done;
+	c->done = NULL;
+	pthread_mutex_unlock(&c->lock);
+	while (list) {
+		struct job *j = list;
+		list = j->next;
+		c->n_jobs--;
+		json_t *reply = finish_job(c, j);
+		struct client *k = j->client >= 0 ? &c->clients[j->client] : NULL;
+		if (k && k->fd >= 0 && k->serial == j->serial) {
+			k->busy = false;
+			queue_reply(k, reply);
+			process_lines(c, k);
+		} else {
+			json_decref(reply);
+		}
+		job_free(j);
+	}
+}
+
+bool ctl_reload_async(struct ctl *c, const char *who)
+{
+	if (!c || !c->d->compile || c->n_jobs >= CTL_JOBS_MAX)
+		return false;
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return false;
+	j->kind = JOB_RELOAD;
+	j->client = -1;
+	snprintf(j->peer.name, sizeof(j->peer.name), "%s", who);
+	submit(c, j);
+	return true;
 }
 
 void ctl_serve(struct ctl *c, int timeout_ms)
 {
-	struct pollfd pfd[2 + CTL_MAX_CLIENTS];
-	int who[2 + CTL_MAX_CLIENTS];
+	struct pollfd pfd[3 + CTL_MAX_CLIENTS];
+	int who[3 + CTL_MAX_CLIENTS];
 	nfds_t n = 0;
+	uint64_t now = now_ns();
 
+	ratelog_flush(c, now);
+	pfd[n] = (struct pollfd){ .fd = c->wake[0], .events = POLLIN };
+	who[n++] = -3;
 	for (int i = 0; i < 2; i++)
 		if (c->lfd[i] >= 0) {
 			pfd[n] = (struct pollfd){ .fd = c->lfd[i], .events = POLLIN };
@@ -394,8 +776,16 @@ void ctl_serve(struct ctl *c, int timeout_ms)
 		struct client *k = &c->clients[i];
 		if (k->fd < 0)
 			continue;
+		/* idle too long, or not reading its answer: the slot goes to others */
+		if (!k->busy && now > k->deadline_ns) {
+			c->n.dropped_idle++;
+			log_refusal(c, "control: %s dropped: idle for %d s", k->peer.name,
+				    CTL_IDLE_SECONDS);
+			drop_client(k);
+			continue;
+		}
 		/* a client that does not read its answers is not read from */
-		short ev = k->out_len > k->out_off ? POLLOUT : (k->closing ? 0 : POLLIN);
+		short ev = k->out_len > k->out_off ? POLLOUT : (k->closing || k->busy ? 0 : POLLIN);
 		pfd[n] = (struct pollfd){ .fd = k->fd, .events = ev };
 		who[n++] = i;
 	}
@@ -404,6 +794,10 @@ void ctl_serve(struct ctl *c, int timeout_ms)
 	for (nfds_t i = 0; i < n; i++) {
 		if (!pfd[i].revents)
 			continue;
+		if (who[i] == -3) {
+			collect_jobs(c);
+			continue;
+		}
 		if (who[i] < 0) {
 			accept_clients(c, -1 - who[i]);
 			continue;
@@ -420,7 +814,8 @@ void ctl_serve(struct ctl *c, int timeout_ms)
 			continue;
 		if (k->out_len > k->out_off)
 			write_client(k);
-		if (k->closing && k->out_len <= k->out_off)
+		/* a client gone while its job compiles: the job finishes without it */
+		if (k->closing && !k->busy && k->out_len <= k->out_off)
 			drop_client(k);
 	}
 }
@@ -442,6 +837,107 @@ struct policy *ctl_load_policy(const char *const *paths, int n, bool strict, jso
 						       "text", d.msgs[i].text));
 	diag_free(&d);
 	return pol;
+}
+
+/* One regular file, read without waiting on it (a FIFO or a device is
+ * refused, not read); *budget: bytes still allowed. */
+static bool read_one(json_t *files, const char *path, size_t *budget, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return false;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		close(fd);
+		return false;
+	}
+	if ((uint64_t)st.st_size > *budget) {
+		snprintf(err, errlen, "%s: the configuration is larger than %d MB", path,
+			 CTL_MAX_CONFIG_TEXT >> 20);
+		close(fd);
+		return false;
+	}
+	char *buf = malloc((size_t)st.st_size + 1);
+	size_t len = 0;
+	ssize_t n = 0;
+	while (buf && len <= (size_t)st.st_size &&
+	       (n = read(fd, buf + len, (size_t)st.st_size + 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	if (!buf || n < 0 || len > (size_t)st.st_size) {
+		snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" :
+			 n < 0 ? strerror(errno) : "changed while read");
+		free(buf);
+		return false;
+	}
+	json_t *text = json_stringn_nocheck(buf, len);
+	free(buf);
+	if (!text || !json_is_string(text)) {
+		json_decref(text);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return false;
+	}
+	json_array_append_new(files, json_pack("{s:s, s:o}", "name", path, "text", text));
+	*budget -= len;
+	return true;
+}
+
+static int file_order(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);   /* the order config.c reads them in */
+}
+
+static int json_file_name(const struct dirent *e)
+{
+	size_t n = strlen(e->d_name);
+	return e->d_name[0] != '.' && n > 5 && strcmp(e->d_name + n - 5, ".json") == 0;
+}
+
+json_t *ctl_read_config_files(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	size_t budget = CTL_MAX_CONFIG_TEXT;
+	json_t *files = json_array();
+	bool ok = true;
+
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		json_decref(files);
+		return NULL;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		ok = read_one(files, path, &budget, err, errlen);
+	} else {
+		struct dirent **names;
+		int n = scandir(path, &names, json_file_name, file_order);
+		if (n < 0) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			ok = false;
+		}
+		for (int i = 0; i < n; i++) {
+			char file[4096];
+			snprintf(file, sizeof(file), "%s/%s", path, names[i]->d_name);
+			/* as the daemon reads a directory: its regular *.json files */
+			if (ok && stat(file, &st) == 0 && S_ISREG(st.st_mode))
+				ok = read_one(files, file, &budget, err, errlen);
+			free(names[i]);
+		}
+		if (n >= 0)
+			free(names);
+		if (ok && json_array_size(files) == 0) {
+			snprintf(err, errlen, "%s: no *.json file in this directory", path);
+			ok = false;
+		}
+	}
+	if (!ok) {
+		json_decref(files);
+		return NULL;
+	}
+	return files;
 }
 
 /* ------------------------------------------------------------ explain */
@@ -745,7 +1241,7 @@ static void noop_iface(void *arg, const struct iface *f, const uint64_t v[IFACE_
 	(void)arg; (void)f; (void)v;
 }
 
-char *ctl_metrics(const struct ctl_daemon *d, uint64_t refused)
+char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 {
 	struct text t = { 0 };
 	uint64_t gen;
@@ -806,9 +1302,31 @@ char *ctl_metrics(const struct ctl_daemon *d, uint64_t refused)
 			if (reasons[st][r])
 				put(&t, "vpcfw_decisions_total{stage=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
 				    stage_name((enum stage)st), reason_name((enum reason)r), reasons[st][r]);
+	struct ctl_counters cn;
+	ctl_get_counters(c, &cn);
 	head(&t, "vpcfw_control_refused_total", "counter",
-	     "control-socket clients refused (credentials, too many)");
-	put(&t, "vpcfw_control_refused_total %" PRIu64 "\n", refused);
+	     "control-socket clients and requests refused, every cause");
+	put(&t, "vpcfw_control_refused_total %" PRIu64 "\n", ctl_refused(c));
+	head(&t, "vpcfw_control_clients", "gauge", "control-socket clients connected");
+	put(&t, "vpcfw_control_clients %" PRIu64 "\n", cn.clients);
+	head(&t, "vpcfw_control_clients_refused_total", "counter",
+	     "control-socket clients refused at connect, by cause");
+	put(&t, "vpcfw_control_clients_refused_total{reason=\"permission\"} %" PRIu64 "\n",
+	    cn.refused_permission);
+	put(&t, "vpcfw_control_clients_refused_total{reason=\"too_many_clients\"} %" PRIu64 "\n",
+	    cn.refused_too_many);
+	head(&t, "vpcfw_control_clients_dropped_total", "counter",
+	     "control-socket clients dropped, by cause");
+	put(&t, "vpcfw_control_clients_dropped_total{reason=\"idle\"} %" PRIu64 "\n",
+	    cn.dropped_idle);
+	put(&t, "vpcfw_control_clients_dropped_total{reason=\"request_too_long\"} %" PRIu64 "\n",
+	    cn.dropped_too_long);
+	head(&t, "vpcfw_control_requests_refused_total", "counter",
+	     "control-socket requests refused, by cause");
+	put(&t, "vpcfw_control_requests_refused_total{reason=\"permission\"} %" PRIu64 "\n",
+	    cn.requests_refused);
+	put(&t, "vpcfw_control_requests_refused_total{reason=\"busy\"} %" PRIu64 "\n",
+	    cn.requests_busy);
 
 	/* one family at a time: the format wants a family's samples together */
 	struct counter_sink only[3] = {
@@ -836,11 +1354,11 @@ char *ctl_metrics(const struct ctl_daemon *d, uint64_t refused)
 /* Written to a fresh temporary (O_EXCL, random name) in PATH's directory
  * and renamed over PATH: never through a symbolic link planted at either
  * name, and the chmod touches only the file just created. */
-int ctl_write_metrics(const struct ctl_daemon *d, uint64_t refused, const char *path)
+int ctl_write_metrics(const struct ctl_daemon *d, const struct ctl *c, const char *path)
 {
 	char tmp[300];
 	const char *name;
-	char *s = ctl_metrics(d, refused);
+	char *s = ctl_metrics(d, c);
 	int rc = -1, dirfd;
 
 	if (!s)
@@ -1217,6 +1735,21 @@ json_t *ctl_shadow_report(const struct ctl_shadow *s, json_int_t limit)
 
 /* ------------------------------------------------------------ verbs */
 
+static json_t *control_json(const struct ctl *c)
+{
+	struct ctl_counters n;
+
+	ctl_get_counters(c, &n);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+		"clients", (json_int_t)n.clients,
+		"refused_permission", (json_int_t)n.refused_permission,
+		"refused_too_many_clients", (json_int_t)n.refused_too_many,
+		"dropped_idle", (json_int_t)n.dropped_idle,
+		"dropped_request_too_long", (json_int_t)n.dropped_too_long,
+		"requests_refused", (json_int_t)n.requests_refused,
+		"requests_busy", (json_int_t)n.requests_busy);
+}
+
 static json_t *v_status(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
 {
 	const struct ctl_daemon *d = c->d;
@@ -1243,7 +1776,7 @@ static json_t *v_status(struct ctl *c, const struct ctl_peer *peer, const json_t
 	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return json_pack("{s:b, s:s, s:I, s:I, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o}",
+	return json_pack("{s:b, s:s, s:I, s:I, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o}",
 		"ok", 1, "version", PACKAGE_VERSION,
 		"uptime", (json_int_t)((uint64_t)ts.tv_sec - d->started_s),
 		"generation", (json_int_t)gen,
@@ -1253,21 +1786,25 @@ static json_t *v_status(struct ctl *c, const struct ctl_peer *peer, const json_t
 		"conntrack_allowance_exceeded", (json_int_t)exceeded,
 		"kernel_queue_dropped", (json_int_t)kdrop, "kernel_socket_dropped", (json_int_t)udrop,
 		"audit", d->audit ? d->audit(d->ctx) : 0,
-		"shadow", c->shadow ? json_string(c->shadow->path) : json_null());
+		"shadow", c->shadow ? json_string(c->shadow->path) : json_null(),
+		"control", control_json(c));
 }
 
 static json_t *v_stats(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
 {
 	(void)peer;
 	(void)req;
-	return ctl_stats(c->d);
+	json_t *r = ctl_stats(c->d);
+	if (r)
+		json_object_set_new(r, "control", control_json(c));
+	return r;
 }
 
 static json_t *v_metrics(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
 {
 	(void)peer;
 	(void)req;
-	char *s = ctl_metrics(c->d, c->refused);
+	char *s = ctl_metrics(c->d, c);
 	if (!s)
 		return fail("out of memory");
 	json_t *r = json_pack("{s:b, s:s}", "ok", 1, "text", s);
@@ -1380,31 +1917,126 @@ static json_t *v_explain(struct ctl *c, const struct ctl_peer *peer, const json_
 	return ctl_explain(c->d->policy(c->d->ctx, &gen), req);
 }
 
-static json_t *v_check(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
+/* check-config, reload and shadow-load compile a configuration: prepared
+ * here, compiled on the compiling thread (run_job), finished on the main
+ * thread (finish_job). */
+static struct job *new_job(enum job_kind kind, const struct ctl_peer *peer)
 {
-	json_t *msgs;
-	(void)peer;
-	(void)req;
-	struct policy *pol = ctl_load_policy(c->d->config_paths, c->d->n_config_paths, c->d->strict,
-					     &msgs);
-	json_t *r = json_pack("{s:b, s:b, s:o}", "ok", 1, "valid", pol != NULL, "messages", msgs);
-	policy_free(pol);
-	return r;
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (j) {
+		j->kind = kind;
+		j->peer = *peer;
+		j->client = -1;
+	}
+	return j;
 }
 
-static json_t *v_reload(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
+static json_t *p_check(struct ctl *c, const struct ctl_peer *peer, const json_t *req,
+		       struct job **j)
+{
+	(void)c;
+	if (json_object_get(req, "files") || json_object_get(req, "path"))
+		return fail("check-config checks the daemon's own files; to check others, "
+			    "vpcfwctl check-config -c PATH compiles them without the daemon");
+	*j = new_job(JOB_CHECK, peer);
+	return *j ? NULL : fail("out of memory");
+}
+
+static json_t *p_reload(struct ctl *c, const struct ctl_peer *peer, const json_t *req,
+			struct job **j)
+{
+	(void)c;
+	(void)req;
+	*j = new_job(JOB_RELOAD, peer);
+	return *j ? NULL : fail("out of memory");
+}
+
+/* The candidate's files come in the request, read by vpcfwctl with its
+ * user's rights: the daemon opens no path on a client's behalf. */
+static json_t *p_shadow_load(struct ctl *c, const struct ctl_peer *peer, const json_t *req,
+			     struct job **j)
+{
+	const char *label = str_of(req, "path");
+	const json_t *files = json_object_get(req, "files");
+	size_t i;
+	const json_t *f;
+
+	if (!c->d->set_shadow)
+		return fail("shadow policies are not available");
+	if (!json_is_array(files) || json_array_size(files) == 0)
+		return fail("shadow-load carries the configuration: \"files\": [{\"name\", "
+			    "\"text\"}, ...] (the daemon opens no path for a client)");
+	json_array_foreach(files, i, f)
+		if (!json_is_string(json_object_get(f, "name")) ||
+		    !json_is_string(json_object_get(f, "text")))
+			return fail("shadow-load: files[%zu] needs a \"name\" and a \"text\"", i);
+	*j = new_job(JOB_SHADOW, peer);
+	if (!*j)
+		return fail("out of memory");
+	(*j)->files = json_incref((json_t *)files);
+	(*j)->label = strdup(label ? label : "(sent)");
+	return NULL;
+}
+
+static json_t *finish_shadow(struct ctl *c, struct job *j)
+{
+	if (!j->pol) {
+		json_t *r = fail("candidate %s refused; the shadow in place (if any) stays", j->label);
+		json_object_set(r, "messages", j->msgs);
+		return r;
+	}
+	struct policy *pol = j->pol;
+	j->pol = NULL;
+	uint32_t flows = pol->conntrack_max / (uint32_t)(c->d->n_workers > 0 ? c->d->n_workers : 1);
+	if (flows > CTL_SHADOW_FLOWS_MAX)
+		flows = CTL_SHADOW_FLOWS_MAX;
+	int n_ifaces = pol->n_ifaces;
+	struct ctl_shadow *s = ctl_shadow_create(pol, j->label, c->d->n_workers, flows);
+	if (!s)
+		return fail("out of memory for the shadow policy");
+	ctl_shadow_free(c->d->set_shadow(c->d->ctx, s));
+	c->shadow = s;
+	ctl_log_msg(c, LOG_NOTICE, "control: %s loaded shadow policy %s", j->peer.name, j->label);
+	return json_pack("{s:b, s:s, s:i, s:I, s:O}", "ok", 1, "path", j->label,
+			 "interfaces", n_ifaces, "flows_per_queue", (json_int_t)flows,
+			 "messages", j->msgs);
+}
+
+static json_t *finish_reload(struct ctl *c, struct job *j)
 {
 	char msg[256] = "";
 	uint64_t gen;
-	(void)req;
+	bool ok;
 
-	bool ok = c->d->reload(c->d->ctx, peer->name, msg, sizeof(msg));
+	if (c->d->install) {
+		ok = c->d->install(c->d->ctx, j->compiled, j->peer.name, msg, sizeof(msg));
+		j->compiled = NULL;
+	} else {
+		ok = c->d->reload(c->d->ctx, j->peer.name, msg, sizeof(msg));
+	}
 	const struct policy *pol = c->d->policy(c->d->ctx, &gen);
-	if (ok)
-		ctl_set_groups(c, pol->model->vpcfw.admin_group, pol->model->vpcfw.reader_group);
 	if (!ok)
 		return fail("reload refused, the running configuration stays: %s", msg);
+	ctl_set_groups(c, pol->model->vpcfw.admin_group, pol->model->vpcfw.reader_group);
+	ctl_set_read_only_public(c, pol->model->vpcfw.read_only_socket_public);
 	return json_pack("{s:b, s:I}", "ok", 1, "generation", (json_int_t)gen);
+}
+
+static json_t *finish_job(struct ctl *c, struct job *j)
+{
+	switch (j->kind) {
+	case JOB_CHECK: {
+		json_t *r = json_pack("{s:b, s:b, s:O}", "ok", 1, "valid", j->pol != NULL,
+				      "messages", j->msgs);
+		return r;
+	}
+	case JOB_SHADOW:
+		return finish_shadow(c, j);
+	case JOB_RELOAD:
+		return finish_reload(c, j);
+	}
+	return fail("unknown job");
 }
 
 static json_t *v_audit(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
@@ -1421,38 +2053,6 @@ static json_t *v_audit(struct ctl *c, const struct ctl_peer *peer, const json_t 
 		     json_is_true(on) ? "on: every packet is accepted" : "off");
 	}
 	return json_pack("{s:b, s:b}", "ok", 1, "audit", c->d->audit(c->d->ctx));
-}
-
-static json_t *v_shadow_load(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
-{
-	const char *path = str_of(req, "path");
-	json_t *msgs;
-
-	if (!c->d->set_shadow)
-		return fail("shadow policies are not available");
-	if (!path || path[0] != '/')
-		return fail("shadow-load needs an absolute \"path\"");
-	const char *paths[1] = { path };
-	struct policy *pol = ctl_load_policy(paths, 1, c->d->strict, &msgs);
-	if (!pol) {
-		json_t *r = fail("candidate %s refused; the shadow in place (if any) stays", path);
-		json_object_set_new(r, "messages", msgs);
-		return r;
-	}
-	uint32_t flows = pol->conntrack_max / (uint32_t)(c->d->n_workers > 0 ? c->d->n_workers : 1);
-	if (flows > CTL_SHADOW_FLOWS_MAX)
-		flows = CTL_SHADOW_FLOWS_MAX;
-	int n_ifaces = pol->n_ifaces;
-	struct ctl_shadow *s = ctl_shadow_create(pol, path, c->d->n_workers, flows);
-	if (!s) {
-		json_decref(msgs);
-		return fail("out of memory for the shadow policy");
-	}
-	ctl_shadow_free(c->d->set_shadow(c->d->ctx, s));
-	c->shadow = s;
-	ctl_log_msg(c, LOG_NOTICE, "control: %s loaded shadow policy %s", peer->name, path);
-	return json_pack("{s:b, s:s, s:i, s:I, s:o}", "ok", 1, "path", path, "interfaces", n_ifaces,
-			 "flows_per_queue", (json_int_t)flows, "messages", msgs);
 }
 
 static json_t *v_shadow_report(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
@@ -1483,24 +2083,31 @@ static const struct verb {
 	const char *name;
 	bool change;
 	json_t *(*fn)(struct ctl *c, const struct ctl_peer *peer, const json_t *req);
+	/* instead of fn: work for the compiling thread */
+	json_t *(*prepare)(struct ctl *c, const struct ctl_peer *peer, const json_t *req,
+			   struct job **j);
 } verbs[] = {
-	{ "status", false, v_status },
-	{ "stats", false, v_stats },
-	{ "flows", false, v_flows },
-	{ "explain", false, v_explain },
-	{ "check-config", false, v_check },
-	{ "metrics", false, v_metrics },
-	{ "reload", true, v_reload },
-	{ "audit", true, v_audit },
-	{ "shadow-load", true, v_shadow_load },
-	{ "shadow-report", false, v_shadow_report },
-	{ "shadow-clear", true, v_shadow_clear },
+	{ "status", false, v_status, NULL },
+	{ "stats", false, v_stats, NULL },
+	{ "flows", false, v_flows, NULL },
+	{ "explain", false, v_explain, NULL },
+	{ "check-config", false, NULL, p_check },
+	{ "metrics", false, v_metrics, NULL },
+	{ "reload", true, NULL, p_reload },
+	{ "audit", true, v_audit, NULL },
+	{ "shadow-load", true, NULL, p_shadow_load },
+	{ "shadow-report", false, v_shadow_report, NULL },
+	{ "shadow-clear", true, v_shadow_clear, NULL },
 };
 
-json_t *ctl_handle(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
+/* The answer to req, or NULL and *job: work to queue for the compiling
+ * thread. */
+static json_t *handle(struct ctl *c, const struct ctl_peer *peer, const json_t *req,
+		      struct job **job)
 {
 	const char *verb = str_of(req, "verb");
 
+	*job = NULL;
 	if (!json_is_object(req) || !verb)
 		return fail("a request is an object with a \"verb\"");
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
@@ -1510,19 +2117,41 @@ json_t *ctl_handle(struct ctl *c, const struct ctl_peer *peer, const json_t *req
 		bool change = verbs[i].change &&
 			      !(verbs[i].fn == v_audit && !json_object_get(req, "on"));
 		if (!peer->reader || (change && !peer->admin)) {
-			c->refused++;
-			ctl_log_msg(c, LOG_NOTICE, "control: %s refused: %s needs %s", peer->name, verb,
-			     peer->read_only_socket ? "the full control socket" :
-			     "root or Access.AdminGroup");
+			c->n.requests_refused++;
+			log_refusal(c, "control: %s refused: %s needs %s", peer->name, verb,
+				    peer->read_only_socket ? "the full control socket" :
+				    "root or Access.AdminGroup");
 			return fail("permission denied: %s needs %s", verb,
 				    peer->read_only_socket ? "the full control socket (this one is "
 				    "read-only)" : "root or membership of Access.AdminGroup");
 		}
+		if (verbs[i].prepare && c->n_jobs >= CTL_JOBS_MAX) {
+			c->n.requests_busy++;
+			log_refusal(c, "control: %s refused: %s: %d configurations being compiled",
+				    peer->name, verb, c->n_jobs);
+			return fail("busy: %d configurations are being compiled; try again",
+				    c->n_jobs);
+		}
 		if (change)
 			ctl_log_msg(c, LOG_NOTICE, "control: %s: %s", peer->name, verb);
+		if (verbs[i].prepare)
+			return verbs[i].prepare(c, peer, req, job);
 		return verbs[i].fn(c, peer, req);
 	}
 	char v[64];
 	snprintf(v, sizeof(v), "%s", verb);
 	return fail("unknown verb '%s'", v);
+}
+
+json_t *ctl_handle(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
+{
+	struct job *j = NULL;
+	json_t *r = handle(c, peer, req, &j);
+
+	if (j) {
+		run_job(c->d, j);
+		r = finish_job(c, j);
+		job_free(j);
+	}
+	return r;
 }

@@ -215,7 +215,6 @@ static const struct iface *bound_iface(const struct generation *g, uint32_t ifin
  * (every message logged) if it is refused. */
 static struct generation *generation_load(const struct daemon_options *opt, bool at_start)
 {
-	static uint64_t number;
 	struct generation *g = calloc(1, sizeof(*g));
 	struct diag d;
 
@@ -240,7 +239,7 @@ static struct generation *generation_load(const struct daemon_options *opt, bool
 		generation_free(g);
 		return NULL;
 	}
-	g->number = ++number;
+	g->number = 1;          /* a reload numbers it when it is installed */
 	return g;
 }
 
@@ -585,10 +584,10 @@ static bool generation_counters(struct generation *g)
 	return g->hits != NULL;
 }
 
-static bool reload(const struct daemon_options *opt, const char *who)
+/* The first half of a reload, on any thread: the new generation, or NULL
+ * (the messages logged). */
+static struct generation *reload_compile(const struct daemon_options *opt, const char *who)
 {
-	char status[128];
-
 	notify_reloading();
 	logmsg(LOG_INFO, "reloading the configuration (%s)", who);
 	struct generation *g = generation_load(opt, false);
@@ -596,11 +595,22 @@ static bool reload(const struct daemon_options *opt, const char *who)
 		generation_free(g);
 		g = NULL;
 	}
+	return g;
+}
+
+/* The second half, on the main thread: swap g in (NULL: report the
+ * refusal). */
+static bool reload_install(struct generation *g)
+{
+	char status[128];
+
 	if (!g) {
 		logmsg(LOG_ERR, "reload refused: the running configuration stays in force");
 		notify_ready("running; the last reload was refused, see the log");
 		return false;
 	}
+	static uint64_t number = 1;      /* the first generation is 1 */
+	g->number = ++number;
 	struct generation *old = atomic_load(&current);
 	const struct m_vpcfw *oc = &old->pol->model->vpcfw, *nc = &g->pol->model->vpcfw;
 	if (oc->fail_open != nc->fail_open) {
@@ -630,6 +640,13 @@ static bool reload(const struct daemon_options *opt, const char *who)
 		 g->number, n_workers);
 	notify_ready(status);
 	return true;
+}
+
+/* Both halves on this thread: without a control socket there is no
+ * compiling thread (and nothing else to serve meanwhile but signals). */
+static bool reload(const struct daemon_options *opt, const char *who)
+{
+	return reload_install(reload_compile(opt, who));
 }
 
 /* ------------------------------------------------------------ ctl backend */
@@ -709,6 +726,29 @@ static bool ctl_reload(void *ctx, const char *who, char *msg, size_t len)
 	if (!ok)
 		snprintf(msg, len, "see the daemon's log for the configuration's errors");
 	return ok;
+}
+
+/* on the control socket's compiling thread */
+static void *ctl_compile(void *ctx, const char *who)
+{
+	(void)ctx;
+	return reload_compile(ctl_opt, who);
+}
+
+static bool ctl_install(void *ctx, void *compiled, const char *who, char *msg, size_t len)
+{
+	(void)ctx;
+	(void)who;
+	bool ok = reload_install(compiled);
+	if (!ok && msg)
+		snprintf(msg, len, "see the daemon's log for the configuration's errors");
+	return ok;
+}
+
+static void ctl_discard(void *ctx, void *compiled)
+{
+	(void)ctx;
+	generation_free(compiled);
 }
 
 static void ctl_set_audit(void *ctx, bool on)
@@ -918,7 +958,8 @@ int daemon_run(const struct daemon_options *user_opt)
 			.n_config_paths = opt.n_config_paths, .strict = opt.strict,
 			.started_s = clock_ns(CLOCK_REALTIME) / 1000000000u,
 			.policy = ctl_policy, .worker = ctl_worker, .hits = ctl_hits,
-			.flows = ctl_flows, .reload = ctl_reload, .set_audit = ctl_set_audit,
+			.flows = ctl_flows, .reload = ctl_reload, .compile = ctl_compile,
+			.install = ctl_install, .discard = ctl_discard, .set_audit = ctl_set_audit,
 			.audit = ctl_audit, .set_shadow = ctl_set_shadow,
 		};
 		if (vc->control_socket && *vc->control_socket) {
@@ -926,6 +967,7 @@ int daemon_run(const struct daemon_options *user_opt)
 				       vc->reader_group, ctl_log, err, sizeof(err));
 			if (!ctl)
 				logmsg(LOG_ERR, "control socket: %s; running without it", err);
+			ctl_set_read_only_public(ctl, vc->read_only_socket_public);
 		}
 	}
 
@@ -985,21 +1027,25 @@ int daemon_run(const struct daemon_options *user_opt)
 		drain_refusals();
 		const struct m_vpcfw *vc = &atomic_load(&current)->pol->model->vpcfw;
 		if (vc->metrics_file && monotonic_ns() >= next_metrics) {
-			if (ctl_write_metrics(&ctld, ctl_refused(ctl), vc->metrics_file) < 0)
+			if (ctl_write_metrics(&ctld, ctl, vc->metrics_file) < 0)
 				logmsg(LOG_WARNING, "MetricsFile %s: cannot write: %s", vc->metrics_file,
 				       strerror(errno));
 			next_metrics = monotonic_ns() + (uint64_t)vc->metrics_interval * 1000000000u;
 		}
 		if (sig == SIGHUP) {
-			bool ok = reload(&opt, "SIGHUP");
+			/* compiled on the control socket's thread and installed by
+			 * ctl_serve; here only without a control socket */
+			bool ok = !ctl_reload_async(ctl, "SIGHUP") && reload(&opt, "SIGHUP");
 			/* and, valid configuration or not, start the decision log,
 			 * CloudWatch-style streams and pcap outputs again by name:
 			 * logrotate's postrotate (contrib/logrotate/vpcfw) */
 			flowlog_reopen(flowlog);
 			mirror_reopen(mirror);
-			if (ok && ctl)
-				ctl_set_groups(ctl, atomic_load(&current)->pol->model->vpcfw.admin_group,
-					       atomic_load(&current)->pol->model->vpcfw.reader_group);
+			if (ok && ctl) {
+				const struct m_vpcfw *nc = &atomic_load(&current)->pol->model->vpcfw;
+				ctl_set_groups(ctl, nc->admin_group, nc->reader_group);
+				ctl_set_read_only_public(ctl, nc->read_only_socket_public);
+			}
 		} else if (sig == SIGUSR1)
 			log_stats("statistics");
 		else if (sig == SIGTERM || sig == SIGINT) {

@@ -58,3 +58,16 @@ struct policy *policy_load_buffer(const char *name, const char *text, size_t len
 	config_load_buffer(m, name, text, len, d);
 	return finish(m, d);
 }
+
+struct policy *policy_load_texts(const char *const *names, const char *const *texts,
+				 const size_t *lens, int n, struct diag *d)
+{
+	struct model *m = new_model();
+	if (!m) {
+		diag_error(d, NULL, NULL, "out of memory loading the configuration");
+		return NULL;
+	}
+	for (int i = 0; i < n; i++)
+		config_load_buffer(m, names[i], texts[i], lens[i], d);
+	return finish(m, d);
+}

@@ -115,9 +115,20 @@ static json_t *call(json_t *req)
 		die("cannot connect to %s: %s (is vpcfwd running? -s SOCKET)", sock_path,
 		    strerror(errno));
 	size_t len = strlen(s);
-	s[len] = '\0';
+	if (len >= CTL_MAX_CONFIG)
+		die("the request is larger than the daemon takes (%d MB)", CTL_MAX_CONFIG >> 20);
 	/* a refused peer is answered and closed at once: read that answer */
-	if ((write(fd, s, len) != (ssize_t)len || write(fd, "\n", 1) != 1) && errno != EPIPE)
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, s + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
+			break;
+		if (w < 0)
+			die("cannot send to %s: %s", sock_path, strerror(errno));
+		off += (size_t)w;
+	}
+	if (write(fd, "\n", 1) < 0 && errno != EPIPE && errno != ECONNRESET)
 		die("cannot send to %s: %s", sock_path, strerror(errno));
 	free(s);
 	shutdown(fd, SHUT_WR);
@@ -134,6 +145,10 @@ static json_t *call(json_t *req)
 		ssize_t r = read(fd, buf + n, cap - n - 1);
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r < 0 && errno == ECONNRESET && n == 0)
+			die("vpcfwd closed the connection without an answer");
+		if (r < 0 && errno == ECONNRESET)
+			break;
 		if (r < 0)
 			die("cannot read from %s: %s", sock_path, strerror(errno));
 		if (r == 0)
@@ -146,6 +161,8 @@ static json_t *call(json_t *req)
 	json_error_t e;
 	json_t *reply = json_loadb(buf ? buf : "", n, JSON_DISABLE_EOF_CHECK, &e);
 	free(buf);
+	if (!reply && n == 0)
+		die("vpcfwd closed the connection without an answer");
 	if (!reply)
 		die("bad reply from vpcfwd: %s", e.text);
 	return reply;
@@ -548,11 +565,14 @@ static int c_shadow(int argc, char **argv)
 	}
 	if (argc != 3 || strcmp(argv[1], "load"))
 		verb_usage("shadow");
-	/* the daemon reads the files: an absolute path, as seen from here */
+	/* read here, with this user's rights: the daemon opens no path for us */
+	char err[512];
+	json_t *files = ctl_read_config_files(argv[2], err, sizeof(err));
+	if (!files)
+		die("%s", err);
 	char *path = realpath(argv[2], NULL);
-	if (!path)
-		die("%s: %s", argv[2], strerror(errno));
-	json_t *r = call(json_pack("{s:s, s:s}", "verb", "shadow-load", "path", path));
+	json_t *r = call(json_pack("{s:s, s:s, s:o}", "verb", "shadow-load", "path",
+				   path ? path : argv[2], "files", files));
 	free(path);
 	size_t i;
 	json_t *m;

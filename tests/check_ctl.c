@@ -234,10 +234,26 @@ END_TEST
 
 START_TEST(test_metrics_text)
 {
-	char *m = ctl_metrics(&fake, 3);
+	char dir[] = "/tmp/ctlmetricsXXXXXX", path[64], err[256];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s.sock", dir);
+	struct ctl *c = ctl_open(&fake, path, NULL, NULL, NULL, NULL, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	struct ctl_peer none = { .uid = 1000 }, reader = { .uid = 1001, .reader = true };
+	json_t *reload = json_pack("{s:s}", "verb", "reload");
+	for (int i = 0; i < 3; i++) {
+		const struct ctl_peer *p = i < 2 ? &none : &reader;
+		json_decref(ctl_handle(c, p, reload));
+	}
+	json_decref(reload);
+	char *m = ctl_metrics(&fake, c);
+	ctl_close(c);
+	rmdir(dir);
 	ck_assert_ptr_nonnull(m);
 	ck_assert_ptr_nonnull(strstr(m, "# TYPE vpcfw_sg_rule_packets_total counter\n"));
 	ck_assert_ptr_nonnull(strstr(m, "vpcfw_control_refused_total 3\n"));
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_control_requests_refused_total{reason=\"permission\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_control_clients_refused_total{reason=\"too_many_clients\"} 0\n"));
 	ck_assert_ptr_nonnull(strstr(m, "vpcfw_policy_generation 7\n"));
 	/* every line is a comment or "name{...} value" */
 	for (char *line = strtok(m, "\n"); line; line = strtok(NULL, "\n")) {
@@ -304,6 +320,15 @@ static void remove_dir(const char *dir)
 	rmdir(dir);
 }
 
+/* vpcfwctl's shadow-load request: the files' content, read here */
+static json_t *shadow_load(const char *dir)
+{
+	char err[512];
+	json_t *files = ctl_read_config_files(dir, err, sizeof(err));
+	ck_assert_msg(files != NULL, "%s", err);
+	return json_pack("{s:s, s:s, s:o}", "verb", "shadow-load", "path", dir, "files", files);
+}
+
 static json_t *ask(struct ctl *c, const struct ctl_peer *peer, json_t *req)
 {
 	json_t *r = ctl_handle(c, peer, req);
@@ -345,19 +370,31 @@ START_TEST(test_shadow)
 	};
 	decide(0, pre, 2, 7, 0);
 
-	r = ask(c, &reader, json_pack("{s:s, s:s}", "verb", "shadow-load", "path", dir));
+	r = ask(c, &reader, shadow_load(dir));
 	ck_assert(json_is_false(json_object_get(r, "ok")));
 	ck_assert_int_eq(shadow_swaps, 0);
 	json_decref(r);
-	r = ask(c, &admin, json_pack("{s:s, s:s}", "verb", "shadow-load", "path", "/nonexistent"));
+	/* a path alone is not opened by the daemon */
+	r = ask(c, &admin, json_pack("{s:s, s:s}", "verb", "shadow-load", "path", "/etc/shadow"));
+	ck_assert(json_is_false(json_object_get(r, "ok")));
+	ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(r, "error")), "opens no path"));
+	ck_assert_ptr_null(installed);
+	json_decref(r);
+	/* a refused candidate comes back with its messages, naming the file */
+	r = ask(c, &admin, json_pack("{s:s, s:[{s:s, s:s}]}", "verb", "shadow-load", "files",
+				     "name", "cand.json", "text", "{\"SecurityGroups\": 3}"));
 	ck_assert(json_is_false(json_object_get(r, "ok")));
 	ck_assert_int_gt(json_array_size(json_object_get(r, "messages")), 0);
+	char *dump = json_dumps(r, 0);
+	bool named = strstr(dump, "cand.json") != NULL;
+	free(dump);
+	ck_assert(named);
 	ck_assert_ptr_null(installed);
 	json_decref(r);
 	r = ask(c, &reader, json_pack("{s:s}", "verb", "shadow-report"));
 	ck_assert(json_is_false(json_object_get(r, "ok")));
 	json_decref(r);
-	r = ask(c, &admin, json_pack("{s:s, s:s}", "verb", "shadow-load", "path", dir));
+	r = ask(c, &admin, shadow_load(dir));
 	ck_assert_msg(json_is_true(json_object_get(r, "ok")), "%s",
 		      json_string_value(json_object_get(r, "error")));
 	ck_assert_ptr_nonnull(installed);
@@ -437,11 +474,46 @@ START_TEST(test_shadow)
 	json_decref(r);
 
 	/* a shadow still loaded at close is taken back and freed */
-	r = ask(c, &admin, json_pack("{s:s, s:s}", "verb", "shadow-load", "path", dir));
+	r = ask(c, &admin, shadow_load(dir));
 	ck_assert(json_is_true(json_object_get(r, "ok")));
 	json_decref(r);
 	ctl_close(c);
 	ck_assert_ptr_null(installed);
+	remove_dir(dir);
+}
+END_TEST
+
+/* vpcfwctl reads the candidate: regular files only, never waiting on a FIFO */
+START_TEST(test_read_config_files)
+{
+	char dir[] = "/tmp/ctlfilesXXXXXX", p[128], err[512];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(p, sizeof(p), "%s/fifo.json", dir);
+	ck_assert_int_eq(mkfifo(p, 0600), 0);
+	json_t *f = ctl_read_config_files(p, err, sizeof(err));
+	ck_assert_ptr_null(f);
+	ck_assert_ptr_nonnull(strstr(err, "not a regular file"));
+	/* in a directory too: a FIFO named *.json is skipped, as the daemon does */
+	f = ctl_read_config_files(dir, err, sizeof(err));
+	ck_assert_ptr_null(f);
+	ck_assert_ptr_nonnull(strstr(err, "no *.json file"));
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/b.json", dir);
+	FILE *o = fopen(p, "w");
+	fputs("{\"Vpcs\": []}", o);
+	fclose(o);
+	snprintf(p, sizeof(p), "%s/a.json", dir);
+	o = fopen(p, "w");
+	fputs("{}", o);
+	fclose(o);
+	f = ctl_read_config_files(dir, err, sizeof(err));
+	ck_assert_msg(f != NULL, "%s", err);
+	ck_assert_int_eq(json_array_size(f), 2);
+	ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(json_array_get(f, 0), "name")),
+				     "/a.json"));
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(f, 1), "text")),
+			 "{\"Vpcs\": []}");
+	json_decref(f);
 	remove_dir(dir);
 }
 END_TEST
@@ -456,6 +528,7 @@ int main(void)
 	tcase_add_test(tc, test_metrics_text);
 	tcase_add_test(tc, test_metrics_file_safe);
 	tcase_add_test(tc, test_shadow);
+	tcase_add_test(tc, test_read_config_files);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

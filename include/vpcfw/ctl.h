@@ -1,17 +1,29 @@
 /* The control socket of vpcfwd and what vpcfwctl shares with it.
  *
  * Protocol: a stream Unix socket; one JSON object per line each way
- * (requests at most CTL_MAX_REQUEST bytes), {"verb": "status", ...} ->
+ * (requests at most CTL_MAX_REQUEST bytes, CTL_MAX_CONFIG for the admins,
+ * whose shadow-load carries configuration files), {"verb": "status", ...} ->
  * {"ok": true, ...} or {"ok": false, "error": "..."}.  Access by the peer's
  * credentials (SO_PEERCRED, SO_PEERGROUPS): root and members of
  * Access.AdminGroup may change things, members of Access.ReaderGroup may
  * read; everyone else is refused and counted.  The read-only socket answers
- * only reads, to anyone.
+ * only reads, to root and the groups (to anyone with ReadOnlySocketPublic).
+ *
+ * Fairness: at most CTL_MAX_CLIENTS connections, CTL_MAX_PER_UID per user
+ * (root excepted), the last CTL_RESERVED_ADMIN of them for root and the
+ * admin group; a client that sends no complete request (or does not read
+ * its answer) for CTL_IDLE_SECONDS is dropped.  A refused client is told why
+ * ("too many clients", "permission denied") before the close; refusals are
+ * counted and logged at most CTL_LOG_BURST times per CTL_LOG_WINDOW seconds,
+ * then summarised ("N more suppressed").
  *
  * The server runs on the daemon's main thread (ctl_serve between signal
  * checks): reloads and the policy in force belong to that thread, so a
- * request never sees a policy being freed.  The daemon supplies what only
- * it can see through struct ctl_daemon. */
+ * request never sees a policy being freed.  Compiling a configuration
+ * (reload, check-config, shadow-load) runs on a thread of its own and the
+ * result is installed by the main thread, so that signals, other clients and
+ * the metrics are served meanwhile.  The daemon supplies what only it can
+ * see through struct ctl_daemon. */
 #ifndef VPCFW_CTL_H
 #define VPCFW_CTL_H
 
@@ -25,8 +37,21 @@
 #include "vpcfw/pipeline.h"
 #include "vpcfw/policy.h"
 
-enum { CTL_MAX_REQUEST = 65536, CTL_MAX_CLIENTS = 64, CTL_FLOWS_DEFAULT = 1000,
-       CTL_FLOWS_MAX = 100000 };
+enum { CTL_MAX_REQUEST = 65536, CTL_MAX_CONFIG = 16 << 20, CTL_MAX_CONFIG_TEXT = 8 << 20,
+       CTL_MAX_CLIENTS = 64, CTL_MAX_PER_UID = 8, CTL_RESERVED_ADMIN = 8,
+       CTL_IDLE_SECONDS = 10, CTL_JOBS_MAX = 8, CTL_LOG_BURST = 5, CTL_LOG_WINDOW = 10,
+       CTL_FLOWS_DEFAULT = 1000, CTL_FLOWS_MAX = 100000 };
+
+/* What the control socket refused or dropped, since the daemon started. */
+struct ctl_counters {
+	uint64_t clients;               /* connected now */
+	uint64_t refused_permission;    /* clients refused: not root nor in a group */
+	uint64_t refused_too_many;      /* clients refused: no slot for them */
+	uint64_t dropped_idle;          /* clients dropped: idle CTL_IDLE_SECONDS */
+	uint64_t dropped_too_long;      /* clients dropped: request too long */
+	uint64_t requests_refused;      /* requests refused: a verb the peer may not use */
+	uint64_t requests_busy;         /* requests refused: CTL_JOBS_MAX compilations queued */
+};
 
 struct ctl_shadow;
 
@@ -56,8 +81,15 @@ struct ctl_daemon {
 	/* every tracked flow, read by the workers themselves; -1 on timeout */
 	int (*flows)(void *ctx, int (*fn)(int worker, const struct ct_flow_info *f, void *arg),
 		     void *arg);
-	/* reload; false (message in msg) if the configuration was refused */
+	/* reload; false (message in msg) if the configuration was refused.
+	 * Used when compile/install are not given (tests). */
 	bool (*reload)(void *ctx, const char *who, char *msg, size_t len);
+	/* reload in two steps: compile the configured files (any thread; NULL
+	 * if refused, the messages logged), then install the result on the
+	 * main thread (NULL: report the refusal); false as for reload */
+	void *(*compile)(void *ctx, const char *who);
+	bool (*install)(void *ctx, void *compiled, const char *who, char *msg, size_t len);
+	void (*discard)(void *ctx, void *compiled);     /* compiled, never installed */
 	void (*set_audit)(void *ctx, bool on);
 	bool (*audit)(void *ctx);
 	/* installs shadow s (NULL: none) for the workers and returns the one it
@@ -87,17 +119,34 @@ struct ctl *ctl_open(const struct ctl_daemon *d, const char *path, const char *r
 void ctl_serve(struct ctl *c, int timeout_ms);
 /* Updates the groups (after a reload). */
 void ctl_set_groups(struct ctl *c, const char *admin_group, const char *reader_group);
+/* ReadOnlySocketPublic: the read-only socket answers every local user. */
+void ctl_set_read_only_public(struct ctl *c, bool on);
+/* Every refusal (clients and requests); c may be NULL. */
 uint64_t ctl_refused(const struct ctl *c);
-/* Gives the sockets, and the directories ctl_open made for them, to uid:gid
- * (vpcfwd -u), so that the daemon can remove them at exit.  c may be NULL. */
+void ctl_get_counters(const struct ctl *c, struct ctl_counters *out);
+/* A reload (SIGHUP) through the compiling thread, installed by a later
+ * ctl_serve; false if one cannot be queued now. */
+bool ctl_reload_async(struct ctl *c, const char *who);
+/* Gives the sockets (not their directory, which stays root's: a user who
+ * owned it could put a socket of their own in the daemon's place) to
+ * uid:gid (vpcfwd -u).  c may be NULL. */
 void ctl_chown(struct ctl *c, uid_t uid, gid_t gid);
 void ctl_close(struct ctl *c);
+
+/* One request line -> its JSON object, or NULL with a message in err (the
+ * protocol's parsing, kept apart for fuzzing). */
+json_t *ctl_parse_request(const char *line, size_t len, char *err, size_t errlen);
 
 /* One request, as the server answers it (tests call it directly).  Returns
  * a new reference. */
 json_t *ctl_handle(struct ctl *c, const struct ctl_peer *peer, const json_t *req);
 
 /* Shared with vpcfwctl's offline mode. */
+/* vpcfwctl's side of shadow-load: the file, or the *.json files of the
+ * directory (as the daemon reads a directory), read with the caller's own
+ * rights: [{"name": path, "text": content}, ...].  Only regular files, at
+ * most CTL_MAX_CONFIG_TEXT bytes in all.  NULL with a message in err. */
+json_t *ctl_read_config_files(const char *path, char *err, size_t errlen);
 /* Loads and compiles the files; the messages go into *msgs (a new array).
  * Returns the policy (caller frees) or NULL if refused. */
 struct policy *ctl_load_policy(const char *const *paths, int n, bool strict, json_t **msgs);
@@ -105,9 +154,10 @@ struct policy *ctl_load_policy(const char *const *paths, int n, bool strict, jso
 json_t *ctl_explain(const struct policy *pol, const json_t *req);
 /* Statistics and the Prometheus text of a daemon's counters. */
 json_t *ctl_stats(const struct ctl_daemon *d);
-char *ctl_metrics(const struct ctl_daemon *d, uint64_t refused);   /* malloc'd */
+/* c (may be NULL): the control socket's own counters */
+char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c);   /* malloc'd */
 /* Writes the metrics to path (temporary file, then rename); 0 or -1. */
-int ctl_write_metrics(const struct ctl_daemon *d, uint64_t refused, const char *path);
+int ctl_write_metrics(const struct ctl_daemon *d, const struct ctl *c, const char *path);
 
 /* Shadow policies: a candidate evaluated beside the running policy on the
  * same packets, with its own flow table per worker (seeded from the

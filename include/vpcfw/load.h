@@ -18,4 +18,10 @@ struct policy *policy_load(const char *const *paths, int n, struct diag *d);
 struct policy *policy_load_buffer(const char *name, const char *text, size_t len,
 				  struct diag *d);
 
+/* The same for n documents in memory, merged in order as the files of a
+ * directory are (vpcfwctl shadow load sends them: the daemon opens no path
+ * for a client). */
+struct policy *policy_load_texts(const char *const *names, const char *const *texts,
+				 const size_t *lens, int n, struct diag *d);
+
 #endif

@@ -248,6 +248,7 @@ struct m_vpcfw {
 	const char *admin_group;        /* Access.AdminGroup */
 	const char *reader_group;       /* Access.ReaderGroup */
 	const char *read_only_socket;   /* ReadOnlySocket */
+	bool read_only_socket_public;   /* ReadOnlySocketPublic, default false */
 	const char *metrics_file;       /* MetricsFile */
 	uint32_t metrics_interval;      /* MetricsInterval, seconds */
 	/* mirroring */

@@ -113,16 +113,22 @@ check "reader group: reload refused" 1 $?
 grep -q "permission denied" "$T/err" && pass "reader: the refusal says why" || fail "reader: $(cat "$T/err")"
 as "$NOU" -s "$T/ctl.sock" status 2>"$T/err" >/dev/null
 check "no group: status refused" 1 $?
-as "$NOU" -s "$T/ro.sock" status >/dev/null
-check "no group: status on the read-only socket" 0 $?
-as "$NOU" -s "$T/ro.sock" reload 2>/dev/null
+as "$NOU" -s "$T/ro.sock" status 2>"$T/err" >/dev/null
+check "no group: the read-only socket refuses too (not public)" 1 $?
+grep -q "permission denied" "$T/err" && pass "outsider: the refusal says why" ||
+	fail "outsider: $(cat "$T/err")"
+as "$RDU" -s "$T/ro.sock" status >/dev/null
+check "reader group: status on the read-only socket" 0 $?
+as "$RDU" -s "$T/ro.sock" reload 2>/dev/null
 check "read-only socket: reload refused" 1 $?
 as "$ADMU" -s "$T/ctl.sock" reload >/dev/null
 check "admin group: reload" 0 $?
 check "admin reload: generation 2" 2 "$(ctl status --json | jq_py 'j["generation"]')"
 grep -q "control: uid $(id -u "$ADMU") ($ADMU) pid [0-9]*: reload" "$LOG" &&
 	pass "the change is logged with who made it" || fail "no log line naming $ADMU"
-check "refusals counted" 3 "$(ctl metrics | awk '/^vpcfw_control_refused_total/ {print $2}')"
+check "refusals counted" 4 "$(ctl metrics | awk '/^vpcfw_control_refused_total/ {print $2}')"
+check "refusals at connect counted by cause" 2 \
+	"$(ctl metrics | awk '/^vpcfw_control_clients_refused_total.reason="permission"/ {print $2}')"
 
 # ---------------------------------------------------------------- check-config, audit
 ctl check-config >/dev/null
@@ -229,6 +235,85 @@ ctl shadow report >/dev/null 2>&1
 check "shadow report after clear: none loaded" 1 $?
 in_ns inet "$PY" "$here/probe.py" tcp 10.0.1.10 80 --sport 42004 >/dev/null
 check "after clear: HTTP still passes" 0 $?
+
+# ---------------------------------------------------------------- the client carries the file
+# vpcfwctl reads the candidate with its user's rights; the daemon opens no
+# path for a client, so a file the admin cannot read stays unread and a FIFO
+# holds nobody.
+echo '{"Vpcfw": {"Region": "secret-region-text"}}' >"$T/secret.json" && chmod 600 "$T/secret.json"
+as "$ADMU" -s "$T/ctl.sock" shadow load "$T/secret.json" >"$T/out" 2>"$T/err"
+check "shadow load: a file the admin cannot read is refused" 1 $?
+grep -q "Permission denied" "$T/err" && ! grep -q "secret-region" "$T/err" "$T/out" &&
+	pass "shadow load: refused by vpcfwctl, nothing of the file shown" || fail "unreadable: $(cat "$T/err")"
+as "$ADMU" -s "$T/ctl.sock" shadow load /etc/shadow 2>"$T/err" >/dev/null
+grep -q "Permission denied" "$T/err" && ! grep -q "root" "$T/err" &&
+	pass "shadow load /etc/shadow: nothing echoed" || fail "/etc/shadow: $(cat "$T/err")"
+mkfifo "$T/fifo.json"
+timeout 5 "$CTL" -s "$T/ctl.sock" shadow load "$T/fifo.json" 2>"$T/err" >/dev/null
+check "shadow load: a FIFO is refused at once" 1 $?
+grep -q "not a regular file" "$T/err" && pass "shadow load: the FIFO refusal says why" ||
+	fail "FIFO: $(cat "$T/err")"
+echo '{"SecurityGroups": []}' | "$PY" -c 'import json,socket,sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(json.dumps({"verb": "shadow-load", "path": sys.argv[2]}).encode() + b"\n")
+print(s.recv(4096).decode())' "$T/ctl.sock" "$T/fifo.json" >"$T/out"
+grep -q "opens no path" "$T/out" && pass "shadow-load with a path alone: the daemon opens nothing" ||
+	fail "path-only shadow-load: $(cat "$T/out")"
+# the daemon's own reload: a FIFO among its *.json is not read (nor waited on)
+mkfifo "$T/conf/99-fifo.json"
+timeout 10 "$CTL" -s "$T/ctl.sock" reload >/dev/null
+check "reload with a FIFO in the configuration directory: done, not blocked" 0 $?
+rm -f "$T/conf/99-fifo.json"
+
+# ---------------------------------------------------------------- fairness
+# 500 idle connections from a reader and 500 from an outsider on the
+# read-only socket: the reader keeps CTL_MAX_PER_UID (8), the rest are told
+# "too many clients"; the outsider gets nothing; root and the admin are still
+# answered, reloads included; the log stays short.
+lines_before=$(wc -l <"$LOG")
+mkdir -m 1777 "$T/hold"
+setpriv --reuid="$RDU" --regid="$(id -g "$RDU")" --init-groups \
+	"$PY" "$here/hold.py" "$T/ro.sock" 500 14 "$T/hold/reader.json" &
+hold1=$!
+setpriv --reuid="$NOU" --regid="$(id -g "$NOU")" --init-groups \
+	"$PY" "$here/hold.py" "$T/ro.sock" 500 14 "$T/hold/outsider.json" &
+hold2=$!
+for i in $(seq 50); do [ -s "$T/hold/reader.json" ] && [ -s "$T/hold/outsider.json" ] && break; sleep 0.2; done
+check "flood: the reader keeps 8 connections" 8 "$(jq_py 'j["kept"]' <"$T/hold/reader.json")"
+# the rest are refused with an answer, or (once the backlog is full) at connect
+check "flood: none of the reader's other 492 kept" True \
+	"$(jq_py 'j["refused"] + j["connect_errors"] + j["kept"] <= 500 and j["refused"] >= 100' <"$T/hold/reader.json")"
+jq_py 'j["first_refusal"]' <"$T/hold/reader.json" | grep -q "too many clients" &&
+	pass "flood: a refused client is told 'too many clients'" ||
+	fail "flood: first refusal $(cat "$T/hold/reader.json")"
+check "flood: the outsider keeps none" 0 "$(jq_py 'j["kept"]' <"$T/hold/outsider.json")"
+jq_py 'j["first_refusal"]' <"$T/hold/outsider.json" | grep -q "permission denied" &&
+	pass "flood: the outsider is told 'permission denied'" || fail "outsider: $(cat "$T/hold/outsider.json")"
+as "$RDU" -s "$T/ro.sock" status 2>"$T/err" >/dev/null
+check "flood: the reader's 9th client is refused" 1 $?
+grep -q "too many clients" "$T/err" && pass "flood: vpcfwctl prints 'too many clients'" ||
+	fail "flood: vpcfwctl said $(cat "$T/err")"
+for v in status stats reload; do
+	timeout 10 "$CTL" -s "$T/ctl.sock" $v >/dev/null
+	check "flood: root's $v answers" 0 $?
+	timeout 10 "$CTL" -s "$T/ro.sock" ${v/reload/status} >/dev/null
+	check "flood: root's ${v/reload/status} on the read-only socket answers" 0 $?
+	as "$ADMU" -s "$T/ctl.sock" $v >/dev/null
+	check "flood: the admin's $v answers" 0 $?
+done
+check "flood: clients refused for want of room counted" True "$("$PY" -c 'import sys; print(int(sys.argv[1]) >= int(sys.argv[2]) + 1)' \
+	"$(ctl metrics | awk '/^vpcfw_control_clients_refused_total.reason="too_many_clients"/ {print $2}')" \
+	"$(jq_py 'j["refused"]' <"$T/hold/reader.json")")"
+wait $hold1 $hold2
+check "flood: the daemon dropped the reader's idle connections" 8 \
+	"$(jq_py 'j["dropped_by_daemon"]' <"$T/hold/reader.json.end")"
+check "flood: idle drops counted" 8 \
+	"$(ctl metrics | awk '/^vpcfw_control_clients_dropped_total.reason="idle"/ {print $2}')"
+flood_lines=$(tail -n +$((lines_before + 1)) "$LOG" | grep -c "control: .*\(refused\|dropped\|suppressed\)")
+[ "$flood_lines" -le 20 ] && pass "flood: $flood_lines log lines for ~1000 refusals" ||
+	fail "flood: $flood_lines log lines"
+grep -q "more refusal(s) suppressed" "$LOG" && pass "flood: the suppressed refusals are summarised" ||
+	fail "flood: no summary of suppressed refusals"
 
 ctl nonsense 2>/dev/null
 check "unknown verb: exit 2" 2 $?
