@@ -878,6 +878,33 @@ static void ct_config(struct ctx *c, const json_t *o, struct m_ct_timeouts *t)
 	pop(c, p);
 }
 
+/* InterfaceType: the values of the EC2 API's NetworkInterfaceType
+ * (botocore's ec2 service model) and "nat_gateway", which is what
+ * describe-network-interfaces prints for a NAT gateway (the model spells it
+ * natGateway; the interface-type filter of DescribeNetworkInterfaces uses
+ * nat_gateway).  The type does not change how the interface is filtered:
+ * whether it lists security groups does (policy.c). */
+static const char *const eni_types[] = {
+	"interface", "natGateway", "nat_gateway", "efa", "efa-only", "trunk", "load_balancer",
+	"network_load_balancer", "vpc_endpoint", "branch", "transit_gateway", "lambda",
+	"quicksight", "global_accelerator_managed", "api_gateway_managed", "gateway_load_balancer",
+	"gateway_load_balancer_endpoint", "iot_rules_managed", "aws_codestar_connections_managed",
+};
+
+static void eni_type(struct ctx *c, const json_t *o, struct m_eni *e)
+{
+	if (get_str(c, o, "InterfaceType", &e->type) != GOOD)
+		return;
+	for (size_t i = 0; i < sizeof(eni_types) / sizeof(eni_types[0]); i++)
+		if (strcmp(e->type, eni_types[i]) == 0)
+			return;
+	char vt[96];
+	size_t p = push_key(c, "InterfaceType");
+	warn(c, "%s is not an interface type the EC2 API documents; its security groups apply as "
+	     "listed", vtext(field(o, "InterfaceType"), vt, sizeof(vt)));
+	pop(c, p);
+}
+
 /* A NetworkInterfaces[] entry, or (inst != NULL) an instance's
  * NetworkInterfaces[] entry from describe-instances, whose instance may
  * carry the subnet and VPC. */
@@ -893,6 +920,7 @@ static bool load_eni(struct ctx *c, const json_t *o, struct m_eni *e, const json
 	get_id(c, o, "VpcId", &e->vpc_id, false);
 	get_str(c, o, "OwnerId", &e->owner_id);
 	get_bool(c, o, "SourceDestCheck", &e->source_dest_check);
+	eni_type(c, o, e);
 	json_t *at = get_object(c, o, "Attachment");
 	if (at) {
 		size_t p = push_key(c, "Attachment");

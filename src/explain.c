@@ -232,6 +232,9 @@ static void walk(const struct policy *pol, const struct packet *p, const struct 
 	const struct sg_rule *r;
 	if (!a) {
 		step(ex, STAGE_SG_EGRESS, EXO_SKIPPED, "the source is no modelled interface");
+	} else if (!a->sg_applies) {
+		step(ex, STAGE_SG_EGRESS, EXO_SKIPPED, "%s has no security group (type %s): "
+		     "network ACLs only", a->id, a->m->type ? a->m->type : "interface");
 	} else if (refused) {
 		step(ex, STAGE_SG_EGRESS, EXO_NOT_REACHED, "%s", a->id);
 	} else if (sg_match(&a->out, p, true, &r)) {
@@ -269,6 +272,9 @@ static void walk(const struct policy *pol, const struct packet *p, const struct 
 	if (!b) {
 		step(ex, STAGE_SG_INGRESS, EXO_SKIPPED, "the destination is no modelled "
 		     "interface");
+	} else if (!b->sg_applies) {
+		step(ex, STAGE_SG_INGRESS, EXO_SKIPPED, "%s has no security group (type %s): "
+		     "network ACLs only", b->id, b->m->type ? b->m->type : "interface");
 	} else if (refused) {
 		step(ex, STAGE_SG_INGRESS, EXO_NOT_REACHED, "%s", b->id);
 	} else if (sg_match(&b->in, p, false, &r)) {

@@ -198,6 +198,11 @@ struct located {
 	uint64_t hash;
 };
 
+static inline bool stateful(const struct iface *f)
+{
+	return f && f->sg_applies;
+}
+
 static void locate(const struct policy *pol, const struct packet *p, const struct pkt_meta *meta,
 		   struct located *l)
 {
@@ -217,7 +222,10 @@ static void locate(const struct policy *pol, const struct packet *p, const struc
 		l->a = NULL; /* not enforced: its subnet is unknown */
 	if (l->b && !l->b->subnet)
 		l->b = NULL;
-	l->trackable = (l->a || l->b) && !is_later_fragment(p) && ct_tuple_of(p, &l->t);
+	/* only security groups track flows: an interface without any (a NAT
+	 * gateway's) is filtered by the stateless network ACLs alone */
+	l->trackable = (stateful(l->a) || stateful(l->b)) && !is_later_fragment(p) &&
+		       ct_tuple_of(p, &l->t);
 	l->hash = l->trackable ? ct_hash(&l->t) : 0;
 }
 
@@ -283,24 +291,24 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 	struct ct_entry *ea = NULL, *eb = NULL;
 	bool tracked_a = false, tracked_b = false;
 	if (trackable) {
-		if (a)
+		if (stateful(a))
 			ea = ct_lookup(pl->ct, a->ct_id, &t, hash, now);
-		if (b && b != a)
+		if (stateful(b) && b != a)
 			eb = ct_lookup(pl->ct, b->ct_id, &t, hash, now);
-		else if (b)
+		else if (stateful(b))
 			eb = ea;
 	}
 	bool same_entry = eb == ea;
 	ea = icmp_direction_ok(tcp_reopened(pl, ea, p), p);
 	eb = same_entry ? ea : icmp_direction_ok(tcp_reopened(pl, eb, p), p);
-	tracked_a = ea || related_icmp(pl, pol, a, p, now);
-	tracked_b = eb || related_icmp(pl, pol, b, p, now);
+	tracked_a = ea || (stateful(a) && related_icmp(pl, pol, a, p, now));
+	tracked_b = eb || (stateful(b) && related_icmp(pl, pol, b, p, now));
 
 	const struct sg_rule *ra = NULL, *rb = NULL;
 	enum stage last = STAGE_NONE;
 
 	/* 3. security group egress of A */
-	if (a && !tracked_a) {
+	if (stateful(a) && !tracked_a) {
 		if (!sg_match(&a->out, p, true, &ra)) {
 			v->stage_iface = a;
 			finish(pl, v, false, STAGE_SG_EGRESS, REASON_ENI_SG_RULES_MISMATCH);
@@ -344,7 +352,7 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 	}
 
 	/* 5. security group ingress of B */
-	if (b && !tracked_b) {
+	if (stateful(b) && !tracked_b) {
 		if (!sg_match(&b->in, p, false, &rb)) {
 			v->stage_iface = b;
 			v->sg_rule = NULL;
@@ -375,7 +383,7 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 			ct_update(pl->ct, eb, &t, p->tcp_flags, &to, now);
 		}
 		struct ct_entry *na = NULL;
-		if (a && !tracked_a && may_start_flow(p) && !sg_flow_untracked(&a->out, &a->in, ra, p, true)) {
+		if (stateful(a) && !tracked_a && may_start_flow(p) && !sg_flow_untracked(&a->out, &a->in, ra, p, true)) {
 			timeouts_of(a, &to);
 			na = ct_insert(pl->ct, a->ct_id, &t, hash, p->tcp_flags, &to, now);
 			if (!na) {
@@ -384,7 +392,7 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 				return;
 			}
 		}
-		if (b && b != a && !tracked_b && may_start_flow(p) && !sg_flow_untracked(&b->in, &b->out, rb, p, false)) {
+		if (stateful(b) && b != a && !tracked_b && may_start_flow(p) && !sg_flow_untracked(&b->in, &b->out, rb, p, false)) {
 			timeouts_of(b, &to);
 			if (!ct_insert(pl->ct, b->ct_id, &t, hash, p->tcp_flags, &to, now)) {
 				if (na)
@@ -430,17 +438,17 @@ void pipeline_eval_batch(struct pipeline *pl, const struct policy *pol, const st
 		for (int i = 0; i < k; i++) {
 			locate(pol, &pkts[i], metas ? &metas[i] : NULL, &l[i]);
 			if (l[i].trackable) {
-				if (l[i].a)
+				if (stateful(l[i].a))
 					ct_prefetch(pl->ct, l[i].a->ct_id, l[i].hash, false);
-				if (l[i].b)
+				if (stateful(l[i].b))
 					ct_prefetch(pl->ct, l[i].b->ct_id, l[i].hash, false);
 			}
 		}
 		for (int i = 0; i < k; i++) {
 			if (l[i].trackable) {
-				if (l[i].a)
+				if (stateful(l[i].a))
 					ct_prefetch(pl->ct, l[i].a->ct_id, l[i].hash, true);
-				if (l[i].b)
+				if (stateful(l[i].b))
 					ct_prefetch(pl->ct, l[i].b->ct_id, l[i].hash, true);
 			}
 		}

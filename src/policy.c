@@ -344,6 +344,21 @@ static void host_insert(struct builder *b, const struct ip_addr *a, const struct
 	p->hosts[i].iface = ifc;
 }
 
+/* Types whose interfaces belong to an instance (or a task or pod): AWS
+ * gives them at least one security group (RunInstances and
+ * CreateNetworkInterface use the VPC's default group when none is named).
+ * Without InterfaceType the API's default, "interface", holds. */
+static bool type_always_has_groups(const char *type)
+{
+	static const char *const t[] = { "interface", "efa", "efa-only", "trunk", "branch" };
+	if (!type)
+		return true;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (strcmp(type, t[i]) == 0)
+			return true;
+	return false;
+}
+
 static void build_ifaces(struct builder *b)
 {
 	struct policy *p = b->p;
@@ -399,6 +414,20 @@ static void build_ifaces(struct builder *b)
 					   addr_format(&me->addrs[k].addr, me->addrs[k].family, buf),
 					   me->id, f->subnet->id);
 			}
+		}
+
+		/* Interfaces AWS gives no security group (NAT gateways, transit
+		 * gateway attachments, Gateway Load Balancers and their endpoints,
+		 * Network Load Balancers created without groups) are filtered by
+		 * their subnet's network ACLs only (vpc-security-groups). */
+		f->sg_applies = me->n_groups > 0;
+		if (!f->sg_applies && type_always_has_groups(me->type)) {
+			char path[512];
+			snprintf(path, sizeof(path), "%s.Groups", me->where.path ? me->where.path : "");
+			diag_warn(b->d, me->where.file, path,
+				  "interface %s (type %s) has no security group, which AWS does not "
+				  "allow for this type; only network ACLs filter its traffic",
+				  me->id, me->type ? me->type : "interface");
 		}
 
 		f->groups = arena_calloc(b->a, (size_t)me->n_groups + 1, sizeof(*f->groups));
@@ -767,6 +796,8 @@ void policy_print(const struct policy *p, FILE *out)
 			fprintf(out, " %s%s", addr_format(&f->m->addrs[k].addr, f->m->addrs[k].family, ab),
 				f->m->addrs[k].primary ? " (primary)" : "");
 		fputc('\n', out);
+		fprintf(out, "  type: %s; security groups: %s\n", f->m->type ? f->m->type : "(not given)",
+			f->sg_applies ? "apply" : "none (network ACLs only)");
 		fprintf(out, "  source/destination check: %s%s%s\n", f->source_dest_check ? "on" : "off",
 			f->device ? "; device " : "", f->device ? f->device : "");
 		fprintf(out, "  idle timeouts: tcp-established %us, udp %us, udp-stream %us\n",
@@ -775,8 +806,10 @@ void policy_print(const struct policy *p, FILE *out)
 		for (int g = 0; g < f->n_groups; g++)
 			fprintf(out, " %s", f->groups[g]->id);
 		fputs(f->n_groups ? "\n" : " none\n", out);
-		print_rule_set(&f->in, "ingress", out);
-		print_rule_set(&f->out, "egress", out);
+		if (f->sg_applies) {
+			print_rule_set(&f->in, "ingress", out);
+			print_rule_set(&f->out, "egress", out);
+		}
 	}
 	for (int i = 0; i < p->n_sgs; i++) {
 		const struct sg *g = &p->sgs[i];

@@ -544,6 +544,41 @@ START_TEST(test_fragments_follow_the_first)
 }
 END_TEST
 
+/* Issue #10: an interface without security groups (a NAT gateway's) is
+ * filtered by its subnet's network ACLs only, statelessly. */
+START_TEST(test_no_groups_nacl_only)
+{
+	struct policy *np = tu_policy(
+		"{\"Vpcs\":[{\"VpcId\":\"vpc-1\",\"CidrBlock\":\"10.0.0.0/16\"}],"
+		"\"Subnets\":[{\"SubnetId\":\"subnet-pub\",\"VpcId\":\"vpc-1\",\"CidrBlock\":\"10.0.9.0/24\"}],"
+		"\"NetworkAcls\":[{\"NetworkAclId\":\"acl-1\",\"VpcId\":\"vpc-1\",\"IsDefault\":true,"
+		" \"Associations\":[{\"SubnetId\":\"subnet-pub\"}],\"Entries\":["
+		" {\"RuleNumber\":100,\"Egress\":false,\"RuleAction\":\"deny\",\"Protocol\":\"6\","
+		"  \"CidrBlock\":\"0.0.0.0/0\",\"PortRange\":{\"From\":22,\"To\":22}},"
+		" {\"RuleNumber\":200,\"Egress\":false,\"RuleAction\":\"allow\",\"Protocol\":\"-1\",\"CidrBlock\":\"0.0.0.0/0\"},"
+		" {\"RuleNumber\":100,\"Egress\":true,\"RuleAction\":\"allow\",\"Protocol\":\"-1\",\"CidrBlock\":\"0.0.0.0/0\"}]}],"
+		"\"NetworkInterfaces\":[{\"NetworkInterfaceId\":\"eni-nat\",\"SubnetId\":\"subnet-pub\","
+		" \"InterfaceType\":\"nat_gateway\",\"Groups\":[],\"SourceDestCheck\":false,"
+		" \"PrivateIpAddress\":\"10.0.9.10\"}]}");
+	struct packet p = TCP("203.0.113.7", "10.0.9.10", 40000, 80, TCP_SYN);
+	struct verdict v;
+	pipeline_eval(&pl, np, &p, NULL, tu_sec(0), &v);
+	expect(v, true, STAGE_NACL_IN, REASON_RULES_ALLOW, NULL);
+	ck_assert_str_eq(v.dst_iface->id, "eni-nat");
+	p = TCP("203.0.113.7", "10.0.9.10", 40001, 22, TCP_SYN);
+	pipeline_eval(&pl, np, &p, NULL, tu_sec(0), &v);
+	expect(v, false, STAGE_NACL_IN, REASON_SUBNET_ACL_RESTRICTION, "acl-1 inbound rule 100");
+	/* nothing is tracked: no security group, so no state */
+	p = TCP("10.0.9.10", "203.0.113.7", 80, 40000, TCP_SYN | TCP_ACK);
+	pipeline_eval(&pl, np, &p, NULL, tu_sec(0), &v);
+	expect(v, true, STAGE_NACL_OUT, REASON_RULES_ALLOW, NULL);
+	struct ct_stats st;
+	ct_get_stats(pl.ct, &st);
+	ck_assert_uint_eq(st.inserted, 0);
+	policy_free(np);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pipeline");
@@ -568,6 +603,7 @@ int main(void)
 	tcase_add_test(tc, test_syn_after_time_wait);
 	tcase_add_test(tc, test_fragment_starts_no_flow);
 	tcase_add_test(tc, test_fragments_follow_the_first);
+	tcase_add_test(tc, test_no_groups_nacl_only);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

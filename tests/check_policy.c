@@ -215,6 +215,46 @@ START_TEST(test_print_config)
 }
 END_TEST
 
+START_TEST(test_interface_types)
+{
+	/* Issue #10: AWS gives a NAT gateway's interface no group: filtered by
+	 * network ACLs only, no warning.  An instance's interface always has one:
+	 * without any it is warned about (an error under --strict). */
+	static const char nat[] =
+		"{\"Subnets\":[" SUBNET("subnet-a", "10.0.1.0/24") "],"
+		"\"NetworkInterfaces\":[{\"NetworkInterfaceId\":\"eni-nat\",\"SubnetId\":\"subnet-a\","
+		"\"InterfaceType\":\"nat_gateway\",\"Groups\":[],\"SourceDestCheck\":false,"
+		"\"PrivateIpAddress\":\"10.0.1.10\"}]}";
+	char *text = NULL;
+	struct policy *p = tu_policy_try(nat, &text);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_msg(!strstr(text, "warning"), "%s", text);
+	free(text);
+	ck_assert(!policy_iface_by_id(p, "eni-nat")->sg_applies);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	policy_print(p, f);
+	fclose(f);
+	ck_assert_msg(strstr(buf, "  type: nat_gateway; security groups: none (network ACLs only)\n"),
+		      "%s", buf);
+	free(buf);
+	policy_free(p);
+
+	expect_text("{\"Subnets\":[" SUBNET("subnet-a", "10.0.1.0/24") "],"
+		    "\"NetworkInterfaces\":[{\"NetworkInterfaceId\":\"eni-1\",\"SubnetId\":\"subnet-a\","
+		    "\"InterfaceType\":\"interface\",\"Groups\":[],\"PrivateIpAddress\":\"10.0.1.10\"}]}",
+		    true, "warning: test.json: NetworkInterfaces[0].Groups: interface eni-1 (type "
+			  "interface) has no security group");
+	expect_text("{\"Subnets\":[" SUBNET("subnet-a", "10.0.1.0/24") "],"
+		    "\"NetworkInterfaces\":[{\"NetworkInterfaceId\":\"eni-1\",\"SubnetId\":\"subnet-a\","
+		    "\"InterfaceType\":\"warp_drive\",\"Groups\":[{\"GroupId\":\"sg-1\"}],"
+		    "\"PrivateIpAddress\":\"10.0.1.10\"}],\"SecurityGroups\":[{\"GroupId\":\"sg-1\"}]}",
+		    true, "warning: test.json: NetworkInterfaces[0].InterfaceType: \"warp_drive\" is not "
+			  "an interface type the EC2 API documents");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("policy");
@@ -227,6 +267,7 @@ int main(void)
 	tcase_add_test(tc, test_strict_refuses_warnings);
 	tcase_add_test(tc, test_intern_stable);
 	tcase_add_test(tc, test_print_config);
+	tcase_add_test(tc, test_interface_types);
 	suite_add_tcase(s, tc);
 	int rc = run_suite(s);
 	policy_intern_reset();

@@ -121,6 +121,8 @@ struct m_eni {
 	const char *vpc_id;             /* may be NULL */
 	const char *owner_id;           /* may be NULL */
 	const char *instance_id;        /* Attachment.InstanceId, may be NULL */
+	const char *type;               /* InterfaceType, may be NULL (config.c
+	                                   checks it against the API's values) */
 	struct m_eni_addr *addrs;       /* private IPv4 (primary first) and IPv6 */
 	int n_addrs;
 	const char **groups;            /* Groups[].GroupId */

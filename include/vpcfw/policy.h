@@ -42,6 +42,10 @@ struct iface {
 	const struct sg **groups;
 	int n_groups;
 	struct sg_set in, out;          /* compiled union of the groups' rules */
+	bool sg_applies;                /* the interface lists security groups;
+	                                   without any (NAT gateways, transit
+	                                   gateway attachments, ...) only the
+	                                   network ACLs filter its traffic */
 	bool source_dest_check;
 	int ifindex_hint;               /* bound Linux device, -1 if none */
 	const char *device;             /* InterfaceBindings device, or NULL */
