@@ -14,6 +14,7 @@
 #include "vpcfw/diag.h"
 #include "vpcfw/load.h"
 #include "vpcfw/flowlog.h"
+#include "vpcfw/flowlog_read.h"
 #include "vpcfw/mirror.h"
 #include "vpcfw/nfq.h"
 #include "vpcfw/policy.h"
@@ -27,6 +28,7 @@ enum {
 	OPT_REPLAY,
 	OPT_VERDICTS,
 	OPT_FLOW_LOG_DIR,
+	OPT_REPLAY_FLOW_LOGS,
 };
 
 static void usage(FILE *out)
@@ -37,7 +39,9 @@ static void usage(FILE *out)
 	      "      --print-config      print what vpcfw understood and exit\n"
 	      "      --strict            treat warnings as errors\n"
 	      "      --replay FILE       decide the packets of a pcap/pcapng file offline\n"
-	      "      --verdicts OUT      with --replay: one JSON object per packet to OUT ('-': stdout)\n"
+	      "      --replay-flow-logs FILE|DIR...\n"
+	      "                          decide the flows of AWS VPC flow-log records offline\n"
+	      "      --verdicts OUT      with --replay*: one JSON object per packet/record to OUT ('-': stdout)\n"
 	      "      --flow-log-dir DIR  write VPC flow logs under DIR\n"
 	      "  -q, --queues LIST       NFQUEUE numbers to serve, e.g. 0 or 0-3 or 0,2\n"
 	      "  -f, --foreground        stay in the foreground and log to stderr\n"
@@ -90,6 +94,7 @@ int main(int argc, char **argv)
 		{ "strict", no_argument, NULL, OPT_STRICT },
 		{ "replay", required_argument, NULL, OPT_REPLAY },
 		{ "verdicts", required_argument, NULL, OPT_VERDICTS },
+		{ "replay-flow-logs", required_argument, NULL, OPT_REPLAY_FLOW_LOGS },
 		{ "flow-log-dir", required_argument, NULL, OPT_FLOW_LOG_DIR },
 		{ "queues", required_argument, NULL, 'q' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -102,7 +107,7 @@ int main(int argc, char **argv)
 	int n_configs = 0;
 	bool check = false, print = false, strict = false, foreground = false;
 	const char *replay = NULL, *verdicts = NULL, *queues = NULL, *flow_log_dir = NULL;
-	const char *user = NULL;
+	const char *user = NULL, *flow_logs = NULL;
 	int c, rc;
 
 	if (!configs) {
@@ -117,6 +122,7 @@ int main(int argc, char **argv)
 		case OPT_STRICT: strict = true; break;
 		case OPT_REPLAY: replay = optarg; break;
 		case OPT_VERDICTS: verdicts = optarg; break;
+		case OPT_REPLAY_FLOW_LOGS: flow_logs = optarg; break;
 		case OPT_FLOW_LOG_DIR: flow_log_dir = optarg; break;
 		case 'q': queues = optarg; break;
 		case 'f': foreground = true; break;
@@ -126,7 +132,7 @@ int main(int argc, char **argv)
 		default: usage(stderr); free(configs); return 2;
 		}
 	}
-	if (optind < argc) {
+	if (optind < argc && !flow_logs) {
 		fprintf(stderr, "vpcfwd: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
 		free(configs);
@@ -138,8 +144,13 @@ int main(int argc, char **argv)
 		free(configs);
 		return 2;
 	}
-	if (verdicts && !replay) {
-		fputs("vpcfwd: --verdicts needs --replay\n", stderr);
+	if (replay && flow_logs) {
+		fputs("vpcfwd: --replay and --replay-flow-logs exclude each other\n", stderr);
+		free(configs);
+		return 2;
+	}
+	if (verdicts && !replay && !flow_logs) {
+		fputs("vpcfwd: --verdicts needs --replay or --replay-flow-logs\n", stderr);
 		free(configs);
 		return 2;
 	}
@@ -158,7 +169,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	if (!check && !print && !replay) {
+	if (!check && !print && !replay && !flow_logs) {
 		struct daemon_options opt = {
 			.config_paths = configs, .n_config_paths = n_configs, .strict = strict,
 			.queues = queues, .foreground = foreground, .flow_log_dir = flow_log_dir,
@@ -180,8 +191,8 @@ int main(int argc, char **argv)
 			p = NULL;
 		}
 	}
-	free(configs);
 	if (!p) {
+		free(configs);
 		policy_intern_reset();
 		return 1;
 	}
@@ -195,6 +206,20 @@ int main(int argc, char **argv)
 		};
 		rc = replay_run(p, &ro);
 	}
+	if (flow_logs) {
+		/* --replay-flow-logs FILE [FILE|DIR...]: the option's argument
+		 * and the operands after it */
+		const char **paths = configs + n_configs;
+		int n = 0;
+		paths[n++] = flow_logs;
+		for (int i = optind; i < argc && n_configs + n < argc; i++)
+			paths[n++] = argv[i];
+		struct flr_replay_options fo = {
+			.paths = paths, .n_paths = n, .verdicts_path = verdicts, .summary = stderr,
+		};
+		rc = flr_replay_run(p, &fo);
+	}
+	free(configs);
 	policy_free(p);
 	policy_intern_reset();
 	return rc;

@@ -1,0 +1,936 @@
+/* Reading VPC flow-log records back and deciding each record's flow as its
+ * first packet (issue #15).  Record syntax as AWS documents it: VPC user
+ * guide, "Flow log records" (flow-log-records) and "Flow log record
+ * examples" (flow-logs-records-examples); S3 objects per flow-logs-s3-path. */
+#include "vpcfw/flowlog_read.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "vpcfw/conntrack.h"
+#include "vpcfw/model.h"
+#include "vpcfw/safefile.h"
+
+#define FLR_FIELD_SKIP 0xff     /* a header column vpcfw does not know */
+
+static int field_by_name(const char *s, size_t len)
+{
+	for (int f = 0; f < FLF_COUNT; f++) {
+		const char *n = fl_field_name((enum fl_field)f);
+		if (strlen(n) == len && memcmp(n, s, len) == 0)
+			return f;
+	}
+	return -1;
+}
+
+/* ---------------------------------------------------------------- fields */
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		unsigned d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return true;
+}
+
+static bool parse_small(const char *s, uint64_t max, int *out)
+{
+	uint64_t v;
+
+	if (!parse_u64(s, &v) || v > max)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* Dotted quad without inet_pton's locale and copying; IPv6 through
+ * addr_parse. */
+static bool parse_addr(const char *s, struct ip_addr *a, int *family)
+{
+	uint32_t v = 0;
+	int parts = 0;
+	const char *p = s;
+
+	while (parts < 4) {
+		unsigned n = 0, digits = 0;
+		while (*p >= '0' && *p <= '9' && digits < 4) {
+			n = n * 10 + (unsigned)(*p++ - '0');
+			digits++;
+		}
+		if (digits == 0 || digits > 3 || n > 255)
+			break;
+		v = v << 8 | n;
+		parts++;
+		if (parts < 4) {
+			if (*p != '.')
+				break;
+			p++;
+		}
+	}
+	if (parts == 4 && *p == '\0') {
+		*a = addr_from_v4(v);
+		*family = FAMILY_V4;
+		return true;
+	}
+	return strchr(s, ':') && addr_parse(s, a, family);
+}
+
+bool flr_parse_line(const struct fl_format *f, char *line, size_t len, struct flr_record *r,
+		    char *err, size_t errlen)
+{
+	char *s = line, *end = line + len;
+	int i = 0;
+
+	r->present = 0;
+	r->interface_id = NULL;
+	r->family = 0;
+	r->proto = r->sport = r->dport = -1;
+	r->packets = r->bytes = r->start = r->end = 0;
+	r->action = -1;
+	r->status = FL_OK;
+	r->tcp_flags = -1;
+	r->direction = -1;
+	r->traffic_path = 0;
+	int sfam = 0, dfam = 0, psfam = 0, pdfam = 0;
+
+	for (;;) {
+		while (s < end && (*s == ' ' || *s == '\t' || *s == '\r'))
+			s++;
+		if (s == end)
+			break;
+		char *tok = s;
+		while (s < end && *s != ' ' && *s != '\t' && *s != '\r')
+			s++;
+		if (i == f->n) {
+			int n = i + 1;
+			for (char *q = s; q < end;) {
+				while (q < end && (*q == ' ' || *q == '\t' || *q == '\r'))
+					q++;
+				if (q == end)
+					break;
+				n++;
+				while (q < end && *q != ' ' && *q != '\t' && *q != '\r')
+					q++;
+			}
+			snprintf(err, errlen, "%d fields, the format has %d", n, f->n);
+			return false;
+		}
+		if (s < end)
+			*s++ = '\0';
+		else
+			*end = '\0'; /* the caller leaves room for it */
+		int field = f->fields[i++];
+		if (field == FLR_FIELD_SKIP || (tok[0] == '-' && tok[1] == '\0'))
+			continue;
+		bool ok = true;
+		switch (field) {
+		case FLF_INTERFACE_ID: r->interface_id = tok; break;
+		case FLF_SRCADDR: ok = parse_addr(tok, &r->srcaddr, &sfam); break;
+		case FLF_DSTADDR: ok = parse_addr(tok, &r->dstaddr, &dfam); break;
+		case FLF_PKT_SRCADDR: ok = parse_addr(tok, &r->pkt_srcaddr, &psfam); break;
+		case FLF_PKT_DSTADDR: ok = parse_addr(tok, &r->pkt_dstaddr, &pdfam); break;
+		case FLF_SRCPORT: ok = parse_small(tok, 65535, &r->sport); break;
+		case FLF_DSTPORT: ok = parse_small(tok, 65535, &r->dport); break;
+		case FLF_PROTOCOL: ok = parse_small(tok, 255, &r->proto); break;
+		case FLF_PACKETS: ok = parse_u64(tok, &r->packets); break;
+		case FLF_BYTES: ok = parse_u64(tok, &r->bytes); break;
+		case FLF_START: ok = parse_u64(tok, &r->start); break;
+		case FLF_END: ok = parse_u64(tok, &r->end); break;
+		case FLF_TCP_FLAGS: ok = parse_small(tok, 255, &r->tcp_flags); break;
+		case FLF_TRAFFIC_PATH: ok = parse_small(tok, 255, &r->traffic_path); break;
+		case FLF_ACTION:
+			if (strcmp(tok, "ACCEPT") == 0)
+				r->action = 1;
+			else if (strcmp(tok, "REJECT") == 0)
+				r->action = 0;
+			else
+				ok = false;
+			break;
+		case FLF_LOG_STATUS:
+			if (strcmp(tok, "OK") == 0)
+				r->status = FL_OK;
+			else if (strcmp(tok, "NODATA") == 0)
+				r->status = FL_NODATA;
+			else if (strcmp(tok, "SKIPDATA") == 0)
+				r->status = FL_SKIPDATA;
+			else
+				ok = false;
+			break;
+		case FLF_FLOW_DIRECTION:
+			if (strcmp(tok, "egress") == 0)
+				r->direction = 1;
+			else if (strcmp(tok, "ingress") == 0)
+				r->direction = 0;
+			else
+				ok = false;
+			break;
+		default: /* logged, not needed for a verdict */
+			break;
+		}
+		if (!ok) {
+			snprintf(err, errlen, "%s '%.60s' is not valid",
+				 fl_field_name((enum fl_field)field), tok);
+			return false;
+		}
+		r->present |= 1ULL << field;
+	}
+	if (i != f->n) {
+		snprintf(err, errlen, "%d fields, the format has %d", i, f->n);
+		return false;
+	}
+	if (sfam && dfam && sfam != dfam) {
+		snprintf(err, errlen, "srcaddr and dstaddr of different families");
+		return false;
+	}
+	if (psfam && pdfam && psfam != pdfam) {
+		snprintf(err, errlen, "pkt-srcaddr and pkt-dstaddr of different families");
+		return false;
+	}
+	r->family = psfam && pdfam ? psfam : sfam && dfam ? sfam : 0;
+	return true;
+}
+
+bool flr_parse_header(const char *line, size_t len, struct fl_format *f, char *err,
+		      size_t errlen)
+{
+	const char *s = line, *end = line + len;
+	bool first = true;
+	size_t used = 0;
+
+	if (err && errlen)
+		err[0] = '\0';
+	while (s < end && (*s == ' ' || *s == '\t'))
+		s++;
+	{
+		const char *t = s;
+		while (t < end && *t != ' ' && *t != '\t' && *t != '\r')
+			t++;
+		if (field_by_name(s, (size_t)(t - s)) < 0)
+			return false;
+	}
+	memset(f, 0, sizeof(*f));
+	for (;;) {
+		while (s < end && (*s == ' ' || *s == '\t' || *s == '\r'))
+			s++;
+		if (s == end)
+			break;
+		const char *tok = s;
+		while (s < end && *s != ' ' && *s != '\t' && *s != '\r')
+			s++;
+		size_t tl = (size_t)(s - tok);
+		int fld = field_by_name(tok, tl);
+		if (f->n == FL_MAX_FIELDS) {
+			if (err && used < errlen)
+				snprintf(err + used, errlen - used, "%smore than %d fields",
+					 used ? "; " : "", FL_MAX_FIELDS);
+			break;
+		}
+		if (fld < 0) {
+			if (err && used < errlen) {
+				int w = snprintf(err + used, errlen - used,
+						 "%sunknown field '%.*s' (its column is skipped)",
+						 used ? "; " : "", tl > 60 ? 60 : (int)tl, tok);
+				if (w > 0)
+					used += (size_t)w;
+			}
+			f->fields[f->n++] = FLR_FIELD_SKIP;
+		} else {
+			f->fields[f->n++] = (uint8_t)fld;
+			if (fl_field_version((enum fl_field)fld) > f->version)
+				f->version = fl_field_version((enum fl_field)fld);
+		}
+		first = false;
+	}
+	(void)first;
+	return true;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool flr_cloudwatch_message(const char *line, size_t len, char *out, size_t outlen,
+			    size_t *used)
+{
+	static const char key[] = "\"message\"";
+	const char *end = line + len, *s = line;
+
+	if (outlen == 0)
+		return false;
+	/* the first "message" key of the object (flow-log text has no quotes) */
+	for (;;) {
+		s = memmem(s, (size_t)(end - s), key, sizeof(key) - 1);
+		if (!s)
+			return false;
+		s += sizeof(key) - 1;
+		while (s < end && (*s == ' ' || *s == '\t'))
+			s++;
+		if (s < end && *s == ':')
+			break;
+	}
+	s++;
+	while (s < end && (*s == ' ' || *s == '\t'))
+		s++;
+	if (s == end || *s != '"')
+		return false;
+	s++;
+	size_t n = 0;
+	while (s < end && *s != '"') {
+		char c = *s++;
+		if (c == '\\') {
+			if (s == end)
+				return false;
+			c = *s++;
+			switch (c) {
+			case '"': case '\\': case '/': break;
+			case 't': case 'n': case 'r': case 'b': case 'f': c = ' '; break;
+			case 'u': {
+				if (end - s < 4)
+					return false;
+				int v = 0;
+				for (int k = 0; k < 4; k++) {
+					int h = hexval(s[k]);
+					if (h < 0)
+						return false;
+					v = v << 4 | h;
+				}
+				s += 4;
+				if (v == 0 || v > 0x7f)
+					return false; /* flow-log text is ASCII */
+				c = (char)v;
+				break;
+			}
+			default:
+				return false;
+			}
+		}
+		if (n + 1 >= outlen)
+			return false;
+		out[n++] = c;
+	}
+	if (s == end)
+		return false;
+	out[n] = '\0';
+	*used = n;
+	return true;
+}
+
+/* ---------------------------------------------------------------- decide */
+
+bool flr_to_packet(const struct flr_record *r, struct packet *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (!r->family)
+		return false;
+	bool pkt = (r->present & (1ULL << FLF_PKT_SRCADDR)) &&
+		   (r->present & (1ULL << FLF_PKT_DSTADDR));
+	p->src = pkt ? r->pkt_srcaddr : r->srcaddr;
+	p->dst = pkt ? r->pkt_dstaddr : r->dstaddr;
+	p->family = (uint8_t)r->family;
+	p->proto = (uint8_t)(r->proto < 0 ? 0 : r->proto);
+	p->ip_len = r->packets ? (uint32_t)(r->bytes / r->packets > UINT32_MAX
+					    ? UINT32_MAX : r->bytes / r->packets) : 0;
+	if (p->proto == PROTO_TCP || p->proto == PROTO_UDP) {
+		p->flags = PKT_F_L4;
+		p->sport = (uint16_t)(r->sport < 0 ? 0 : r->sport);
+		p->dport = (uint16_t)(r->dport < 0 ? 0 : r->dport);
+	} else if (p->proto == (r->family == FAMILY_V4 ? PROTO_ICMP : PROTO_ICMPV6)) {
+		/* flow logs keep no ICMP type: an echo request stands for it */
+		p->flags = PKT_F_L4;
+		p->icmp_type = r->family == FAMILY_V4 ? 8 : 128;
+	}
+	if (p->proto == PROTO_TCP) {
+		/* tcp-flags ORs the flags of the window (flow-log-records,
+		 * "TCP flag sequence"): SYN without ACK opened the flow in the
+		 * record's direction; SYN-ACK (18) means the other end opened
+		 * it, so its first packet is the reverse SYN; no SYN at all is
+		 * the middle of a flow (decided as an ACK); unlogged: a SYN */
+		int fl = r->tcp_flags;
+		if (fl >= 0 && (fl & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) {
+			struct ip_addr a = p->src;
+			uint16_t port = p->sport;
+			p->src = p->dst;
+			p->dst = a;
+			p->sport = p->dport;
+			p->dport = port;
+			p->tcp_flags = TCP_SYN;
+		} else if (fl < 0 || (fl & TCP_SYN)) {
+			p->tcp_flags = TCP_SYN;
+		} else {
+			p->tcp_flags = TCP_ACK;
+		}
+	}
+	return true;
+}
+
+void flr_decide(struct pipeline *pl, const struct policy *pol, const struct flr_record *r,
+		uint64_t *clock, struct packet *p, struct verdict *v)
+{
+	/* the records' start times are the clock; it never runs backwards
+	 * (conntrack deadlines) */
+	uint64_t t = r->start > UINT64_MAX / 2000000000ULL ? UINT64_MAX / 2
+							   : r->start * 1000000000ULL;
+	if (t > *clock)
+		*clock = t;
+	ct_expire(pl->ct, *clock, 2);
+	if (!flr_to_packet(r, p)) {
+		pipeline_verdict_unparsed(pl, PACKET_MALFORMED, v);
+		return;
+	}
+	pipeline_eval(pl, pol, p, NULL, *clock, v);
+}
+
+/* ---------------------------------------------------------------- reading */
+
+enum { FLR_BUF = 1 << 18, FLR_MAX_LINE = 1 << 16 };
+
+struct reader {
+	FILE *err;
+	flr_record_fn fn;
+	void *arg;
+	struct flr_stats *st;
+	bool ok, stop;
+	uint64_t index;
+	char *buf;                      /* FLR_BUF + 1 */
+	char *msg;                      /* a CloudWatch message, FLR_MAX_LINE */
+	char path[PATH_MAX];
+};
+
+static void report(struct reader *rd, const char *file, uint64_t line, const char *why)
+{
+	rd->ok = false;
+	if (!rd->err)
+		return;
+	if (line)
+		fprintf(rd->err, "vpcfwd: %s:%" PRIu64 ": %s: line skipped\n", file, line, why);
+	else
+		fprintf(rd->err, "vpcfwd: %s: %s\n", file, why);
+}
+
+static void one_line(struct reader *rd, const char *file, uint64_t lineno, char *line,
+		     size_t len, struct fl_format *fmt)
+{
+	char err[512];
+	struct flr_record r;
+
+	while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
+		len--;
+	while (len && (*line == ' ' || *line == '\t')) {
+		line++;
+		len--;
+	}
+	if (len == 0)
+		return;
+	rd->st->lines++;
+	if (*line == '{') { /* CloudWatch Logs: one event per line */
+		size_t n;
+		if (!flr_cloudwatch_message(line, len, rd->msg, FLR_MAX_LINE, &n)) {
+			rd->st->malformed++;
+			report(rd, file, lineno, "a JSON line without a \"message\" string");
+			return;
+		}
+		line = rd->msg;
+		len = n;
+	}
+	if (line[0] < '0' || line[0] > '9') {
+		/* a header line sets the format of the lines after it */
+		struct fl_format nf;
+		if (flr_parse_header(line, len, &nf, err, sizeof(err))) {
+			*fmt = nf;
+			rd->st->headers++;
+			if (err[0]) {
+				rd->st->malformed++;
+				report(rd, file, lineno, err);
+			}
+			return;
+		}
+	}
+	if (!flr_parse_line(fmt, line, len, &r, err, sizeof(err))) {
+		rd->st->malformed++;
+		report(rd, file, lineno, err);
+		return;
+	}
+	if (r.status == FL_NODATA) {
+		rd->st->nodata++;
+		return;
+	}
+	if (r.status == FL_SKIPDATA) {
+		rd->st->skipdata++;
+		return;
+	}
+	if (!r.family) {
+		rd->st->malformed++;
+		report(rd, file, lineno, "no srcaddr and dstaddr to decide");
+		return;
+	}
+	rd->st->records++;
+	struct flr_pos pos = { .file = file, .line = lineno, .index = ++rd->index };
+	if (rd->fn && rd->fn(&r, &pos, rd->arg))
+		rd->stop = true;
+}
+
+static void read_file(struct reader *rd, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		rd->st->file_errors++;
+		report(rd, path, 0, strerror(errno));
+		return;
+	}
+	gzFile gz = gzdopen(fd, "rb");
+	if (!gz) {
+		close(fd);
+		rd->st->file_errors++;
+		report(rd, path, 0, "cannot read");
+		return;
+	}
+	gzbuffer(gz, 1 << 17);
+	rd->st->files++;
+
+	struct fl_format fmt;
+	char dummy[8];
+	fl_format_parse(NULL, &fmt, dummy, sizeof(dummy));
+	bool skipping = false;
+	uint64_t lineno = 0;
+	size_t have = 0;
+	for (;;) {
+		int got = gzread(gz, rd->buf + have, (unsigned)(FLR_BUF - have));
+		if (got < 0) {
+			int zerr;
+			const char *m = gzerror(gz, &zerr);
+			char why[256];
+			snprintf(why, sizeof(why), "after line %" PRIu64 ": %s: the rest of the file "
+				 "is skipped", lineno, m && *m ? m : "corrupt gzip data");
+			rd->st->file_errors++;
+			report(rd, path, 0, why);
+			break;
+		}
+		size_t total = have + (size_t)got;
+		size_t off = 0;
+		for (;;) {
+			char *nl = memchr(rd->buf + off, '\n', total - off);
+			if (!nl)
+				break;
+			size_t len = (size_t)(nl - (rd->buf + off));
+			lineno++;
+			if (skipping) {
+				skipping = false;
+			} else if (len > FLR_MAX_LINE - 1) {
+				rd->st->lines++;
+				rd->st->malformed++;
+				report(rd, path, lineno, "line too long");
+			} else {
+				one_line(rd, path, lineno, rd->buf + off, len, &fmt);
+			}
+			off += len + 1;
+			if (rd->stop)
+				break;
+		}
+		if (rd->stop)
+			break;
+		if (got == 0) { /* end of file: a last line without newline */
+			int zerr;
+			const char *m = gzerror(gz, &zerr);
+			if (zerr != Z_OK && zerr != Z_STREAM_END) {
+				char why[256];
+				snprintf(why, sizeof(why), "after line %" PRIu64 ": %s: the rest of "
+					 "the file is skipped", lineno, m && *m ? m : "corrupt data");
+				rd->st->file_errors++;
+				report(rd, path, 0, why);
+				break;
+			}
+			if (total > off && !skipping) {
+				lineno++;
+				if (total - off > FLR_MAX_LINE - 1) {
+					rd->st->lines++;
+					rd->st->malformed++;
+					report(rd, path, lineno, "line too long");
+				} else {
+					one_line(rd, path, lineno, rd->buf + off, total - off, &fmt);
+				}
+			}
+			break;
+		}
+		have = total - off;
+		if (have >= FLR_MAX_LINE) {
+			/* no newline in a whole line's room: drop up to the next */
+			if (!skipping) {
+				rd->st->lines++;
+				rd->st->malformed++;
+				report(rd, path, lineno + 1, "line too long");
+			}
+			skipping = true;
+			have = 0;
+		} else if (off) {
+			memmove(rd->buf, rd->buf + off, have);
+		}
+	}
+	gzclose(gz);
+}
+
+static int no_dot(const struct dirent *d)
+{
+	return d->d_name[0] != '.';
+}
+
+static void read_path(struct reader *rd, const char *path, int depth)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0) {
+		rd->st->file_errors++;
+		report(rd, path, 0, strerror(errno));
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		if (S_ISREG(st.st_mode) || depth == 0)
+			read_file(rd, path);
+		return;
+	}
+	if (depth > 32) {
+		rd->st->file_errors++;
+		report(rd, path, 0, "directories nested too deep");
+		return;
+	}
+	struct dirent **names;
+	int n = scandir(path, &names, no_dot, alphasort);
+	if (n < 0) {
+		rd->st->file_errors++;
+		report(rd, path, 0, strerror(errno));
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		if (!rd->stop) {
+			char sub[PATH_MAX];
+			int w = snprintf(sub, sizeof(sub), "%s/%s", path, names[i]->d_name);
+			if (w < 0 || (size_t)w >= sizeof(sub)) {
+				rd->st->file_errors++;
+				report(rd, path, 0, "a name too long below it");
+			} else {
+				read_path(rd, sub, depth + 1);
+			}
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+bool flr_read_paths(const char *const *paths, int n, FILE *err, flr_record_fn fn, void *arg,
+		    struct flr_stats *st)
+{
+	struct reader rd = { .err = err, .fn = fn, .arg = arg, .st = st, .ok = true };
+
+	memset(st, 0, sizeof(*st));
+	rd.buf = malloc(FLR_BUF + 1);
+	rd.msg = malloc(FLR_MAX_LINE);
+	if (!rd.buf || !rd.msg) {
+		free(rd.buf);
+		free(rd.msg);
+		if (err)
+			fputs("vpcfwd: out of memory\n", err);
+		return false;
+	}
+	for (int i = 0; i < n && !rd.stop; i++)
+		read_path(&rd, paths[i], 0);
+	free(rd.buf);
+	free(rd.msg);
+	return rd.ok;
+}
+
+/* ---------------------------------------------------------------- replay */
+
+static void json_str(FILE *f, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	putc('"', f);
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		if (*c == '"' || *c == '\\') {
+			putc('\\', f);
+			putc(*c, f);
+		} else if (*c < 0x20 || *c == 0x7f) {
+			fputs("\\u00", f);
+			putc(hex[*c >> 4], f);
+			putc(hex[*c & 15], f);
+		} else {
+			putc(*c, f);
+		}
+	}
+	putc('"', f);
+}
+
+static void json_field(FILE *f, const char *name, const char *val)
+{
+	fprintf(f, ", \"%s\": ", name);
+	if (val)
+		json_str(f, val);
+	else
+		fputs("null", f);
+}
+
+/* Disagreements between AWS's logged action and vpcfw's verdict, by
+ * interface, protocol and port: a fixed table (no allocation per record). */
+enum { FID_SLOTS = 4096 };
+struct fid_row {
+	char iface[32];
+	int proto, port;
+	int aws;                        /* 1 ACCEPT, 0 REJECT */
+	uint64_t n;
+};
+
+struct replay_state {
+	const struct policy *pol;
+	struct pipeline pl;
+	uint64_t clock;
+	FILE *out;
+	uint64_t by_reason[2][REASON_COUNT];
+	uint64_t agree, disagree, no_action, not_modelled, fid_other;
+	struct fid_row *fid;
+	size_t fid_used;
+};
+
+static void fid_count(struct replay_state *s, const struct flr_record *r)
+{
+	const char *id = r->interface_id ? r->interface_id : "-";
+	int port = r->dport;
+	uint64_t h = 1469598103934665603ULL;
+
+	for (const char *c = id; *c; c++)
+		h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+	h = (h ^ (uint64_t)(r->proto + 1)) * 1099511628211ULL;
+	h = (h ^ (uint64_t)(port + 1)) * 1099511628211ULL;
+	h = (h ^ (uint64_t)r->action) * 1099511628211ULL;
+	for (size_t k = 0; k < FID_SLOTS; k++) {
+		struct fid_row *row = &s->fid[(h + k) % FID_SLOTS];
+		if (row->n == 0) {
+			if (s->fid_used * 4 >= FID_SLOTS * 3)
+				break;
+			snprintf(row->iface, sizeof(row->iface), "%s", id);
+			row->proto = r->proto;
+			row->port = port;
+			row->aws = r->action;
+			row->n = 1;
+			s->fid_used++;
+			return;
+		}
+		if (row->proto == r->proto && row->port == port && row->aws == r->action &&
+		    strncmp(row->iface, id, sizeof(row->iface) - 1) == 0) {
+			row->n++;
+			return;
+		}
+	}
+	s->fid_other++;
+}
+
+static void write_record(FILE *f, const struct flr_record *r, const struct flr_pos *pos,
+			 const struct packet *p, const struct verdict *v, bool judged)
+{
+	char rule[512], src[ADDR_STRLEN], dst[ADDR_STRLEN];
+
+	fprintf(f, "{\"record\": %" PRIu64, pos->index);
+	json_field(f, "file", pos->file);
+	fprintf(f, ", \"line\": %" PRIu64 ", \"verdict\": \"%s\", \"stage\": \"%s\", "
+		"\"reason\": \"%s\"", pos->line, v->accept ? "ACCEPT" : "REJECT",
+		stage_name(v->stage), reason_name(v->reason));
+	verdict_rule_format(v, rule, sizeof(rule));
+	json_field(f, "rule", rule[0] ? rule : NULL);
+	addr_format(&p->src, p->family, src);
+	addr_format(&p->dst, p->family, dst);
+	fprintf(f, ", \"src\": \"%s\", \"dst\": \"%s\", \"proto\": %u, \"sport\": %u, "
+		"\"dport\": %u", src, dst, p->proto, p->sport, p->dport);
+	if (v->src_iface)
+		json_field(f, "src_interface", v->src_iface->id);
+	if (v->dst_iface)
+		json_field(f, "dst_interface", v->dst_iface->id);
+	if (v->detail)
+		json_field(f, "detail", v->detail);
+	json_field(f, "interface_id", r->interface_id);
+	json_field(f, "flow_direction", r->direction < 0 ? NULL
+				       : r->direction ? "egress" : "ingress");
+	fprintf(f, ", \"packets\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"start\": %" PRIu64
+		", \"end\": %" PRIu64, r->packets, r->bytes, r->start, r->end);
+	json_field(f, "action", r->action < 0 ? NULL : r->action ? "ACCEPT" : "REJECT");
+	if (!judged)
+		fputs(", \"agrees\": null}\n", f);
+	else
+		fprintf(f, ", \"agrees\": %s}\n", (r->action == 1) == v->accept ? "true" : "false");
+}
+
+static int replay_one(const struct flr_record *r, const struct flr_pos *pos, void *arg)
+{
+	struct replay_state *s = arg;
+	struct packet p;
+	struct verdict v;
+
+	flr_decide(&s->pl, s->pol, r, &s->clock, &p, &v);
+	s->by_reason[v.accept][v.reason < REASON_COUNT ? v.reason : 0]++;
+	bool judged = r->action >= 0 && v.reason != REASON_NOT_MODELLED;
+	if (r->action < 0) {
+		s->no_action++;
+	} else if (v.reason == REASON_NOT_MODELLED) {
+		s->not_modelled++; /* neither end is in the configuration */
+	} else if ((r->action == 1) == v.accept) {
+		s->agree++;
+	} else {
+		s->disagree++;
+		fid_count(s, r);
+	}
+	if (s->out)
+		write_record(s->out, r, pos, &p, &v, judged);
+	return 0;
+}
+
+static int fid_cmp(const void *a, const void *b)
+{
+	const struct fid_row *x = a, *y = b;
+	if (x->n != y->n)
+		return x->n < y->n ? 1 : -1;
+	int c = strcmp(x->iface, y->iface);
+	if (c)
+		return c;
+	return x->port - y->port;
+}
+
+static void write_summary(FILE *out, const struct replay_state *s, const struct flr_stats *st)
+{
+	if (!out)
+		return;
+	fprintf(out, "replay-flow-logs: %" PRIu64 " files, %" PRIu64 " records: %" PRIu64
+		" ACCEPT, %" PRIu64 " REJECT; %" PRIu64 " NODATA, %" PRIu64 " SKIPDATA skipped; %"
+		PRIu64 " malformed lines, %" PRIu64 " file errors\n", st->files, st->records,
+		s->pl.stats.accepted, s->pl.stats.rejected, st->nodata, st->skipdata,
+		st->malformed, st->file_errors);
+	for (int a = 1; a >= 0; a--)
+		for (int r = 0; r < REASON_COUNT; r++)
+			if (s->by_reason[a][r])
+				fprintf(out, "  %-7s %-40s %10" PRIu64 "\n", a ? "ACCEPT" : "REJECT",
+					reason_name((enum reason)r), s->by_reason[a][r]);
+	uint64_t logged = s->agree + s->disagree;
+	fprintf(out, "fidelity: %" PRIu64 " of %" PRIu64 " records with a logged action agree",
+		s->agree, logged);
+	if (logged)
+		fprintf(out, " (%.2f%%)", 100.0 * (double)s->agree / (double)logged);
+	fprintf(out, "; %" PRIu64 " without an action, %" PRIu64 " not modelled (neither end "
+		"in the configuration)\n", s->no_action, s->not_modelled);
+	if (!s->disagree)
+		return;
+	fputs("  disagreements by interface and port (a flow-log record aggregates a flow's\n"
+	      "  packets, so a record of both directions is decided as its first packet only):\n",
+	      out);
+	fprintf(out, "  %-24s %-6s %-6s %-10s %10s\n", "interface", "proto", "port", "aws",
+		"records");
+	for (size_t i = 0; i < FID_SLOTS; i++) {
+		const struct fid_row *row = &s->fid[i];
+		if (!row->n)
+			continue;
+		char proto[8], port[8];
+		snprintf(proto, sizeof(proto), "%d", row->proto);
+		snprintf(port, sizeof(port), "%d", row->port);
+		fprintf(out, "  %-24s %-6s %-6s %-10s %10" PRIu64 "\n", row->iface,
+			row->proto < 0 ? "-" : proto, row->port < 0 ? "-" : port,
+			row->aws ? "ACCEPT" : "REJECT", row->n);
+	}
+	if (s->fid_other)
+		fprintf(out, "  %-24s %-6s %-6s %-10s %10" PRIu64 "\n", "(others)", "", "", "",
+			s->fid_other);
+}
+
+static FILE *open_out(const char *path)
+{
+	if (!path)
+		return NULL;
+	if (strcmp(path, "-") == 0)
+		return stdout;
+	const char *name;
+	struct stat st;
+	int dirfd = safe_parent_open(path, &name);
+	if (dirfd < 0)
+		return NULL;
+	bool special = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		       (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode));
+	int fd = special ? openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)
+			 : safe_open_trunc(dirfd, name, SAFE_FILE_MODE);
+	int e = errno;
+	close(dirfd);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f && fd >= 0)
+		close(fd);
+	errno = e;
+	return f;
+}
+
+int flr_replay_run(const struct policy *pol, const struct flr_replay_options *opt)
+{
+	struct replay_state *s = calloc(1, sizeof(*s));
+	int rc = 0;
+
+	if (!s || !(s->fid = calloc(FID_SLOTS, sizeof(*s->fid)))) {
+		free(s);
+		fputs("vpcfwd: out of memory\n", stderr);
+		return 1;
+	}
+	struct conntrack *ct = ct_create(pol->conntrack_max ? pol->conntrack_max : 1);
+	if (!ct) {
+		fputs("vpcfwd: cannot allocate the connection tracking table\n", stderr);
+		free(s->fid);
+		free(s);
+		return 1;
+	}
+	s->pol = pol;
+	pipeline_init(&s->pl, ct);
+	s->out = open_out(opt->verdicts_path);
+	if (opt->verdicts_path && !s->out) {
+		fprintf(stderr, "vpcfwd: %s: %s\n", opt->verdicts_path, strerror(errno));
+		ct_destroy(ct);
+		free(s->fid);
+		free(s);
+		return 1;
+	}
+
+	struct flr_stats st;
+	if (!flr_read_paths(opt->paths, opt->n_paths, stderr, replay_one, s, &st))
+		rc = 1;
+	if (s->out) {
+		bool ok = !ferror(s->out);
+		ok = (s->out == stdout ? fflush(s->out) : fclose(s->out)) == 0 && ok;
+		if (!ok) {
+			fprintf(stderr, "vpcfwd: %s: writing verdicts failed\n",
+				strcmp(opt->verdicts_path, "-") == 0 ? "stdout" : opt->verdicts_path);
+			rc = 1;
+		}
+	}
+	qsort(s->fid, FID_SLOTS, sizeof(*s->fid), fid_cmp);
+	write_summary(opt->summary, s, &st);
+	if (rc && opt->summary)
+		fputs("replay-flow-logs: input had errors (reported above): exit status 1\n",
+		      opt->summary);
+	ct_destroy(ct);
+	free(s->fid);
+	free(s);
+	return rc;
+}
