@@ -64,33 +64,57 @@ static int idmap_get(const struct idmap *m, const char *key)
 
 /* ------------------------------------------------------------ interning */
 
+/* The ids in order of interning, and an open-addressing table of their
+ * numbers (0 = empty) so that interning n interfaces is linear. */
 static pthread_mutex_t intern_lock = PTHREAD_MUTEX_INITIALIZER;
 static char **intern_ids;
 static uint32_t intern_n, intern_cap;
+static uint32_t *intern_tab;
+static uint32_t intern_mask;
+
+static void intern_place(uint32_t num)
+{
+	uint32_t i = (uint32_t)str_hash(intern_ids[num - 1]) & intern_mask;
+	while (intern_tab[i])
+		i = (i + 1) & intern_mask;
+	intern_tab[i] = num;
+}
 
 uint32_t policy_intern_iface(const char *id)
 {
 	uint32_t r;
 
 	pthread_mutex_lock(&intern_lock);
-	for (r = 0; r < intern_n; r++)
-		if (strcmp(intern_ids[r], id) == 0)
-			goto out;
+	if (intern_tab) {
+		uint32_t i = (uint32_t)str_hash(id) & intern_mask;
+		while ((r = intern_tab[i]) != 0) {
+			if (strcmp(intern_ids[r - 1], id) == 0)
+				goto out;
+			i = (i + 1) & intern_mask;
+		}
+	}
 	if (intern_n == intern_cap) {
 		uint32_t cap = intern_cap ? intern_cap * 2 : 64;
 		char **n = realloc(intern_ids, cap * sizeof(*n));
-		if (!n)
+		uint32_t *tab = calloc((size_t)cap * 2, sizeof(*tab));
+		if (!n || !tab)
 			abort();
 		intern_ids = n;
 		intern_cap = cap;
+		free(intern_tab);
+		intern_tab = tab; /* at most half full */
+		intern_mask = cap * 2 - 1;
+		for (uint32_t k = 1; k <= intern_n; k++)
+			intern_place(k);
 	}
 	intern_ids[intern_n] = strdup(id);
 	if (!intern_ids[intern_n])
 		abort();
-	r = intern_n++;
+	r = ++intern_n;
+	intern_place(r);
 out:
 	pthread_mutex_unlock(&intern_lock);
-	return r + 1; /* 0 is never an interface */
+	return r; /* 0 is never an interface */
 }
 
 void policy_intern_reset(void)
@@ -99,8 +123,10 @@ void policy_intern_reset(void)
 	for (uint32_t i = 0; i < intern_n; i++)
 		free(intern_ids[i]);
 	free(intern_ids);
+	free(intern_tab);
 	intern_ids = NULL;
-	intern_n = intern_cap = 0;
+	intern_tab = NULL;
+	intern_n = intern_cap = intern_mask = 0;
 	pthread_mutex_unlock(&intern_lock);
 }
 

@@ -43,14 +43,6 @@ static bool all_ports(const struct sg_rule *r)
 	       (r->from <= 0 && r->to >= 65535);
 }
 
-/* Rules whose peer is the world come first: when such a rule admits a
- * packet, sg_match reports it, and that decides tracking. */
-static int world_first(const void *a, const void *b)
-{
-	const struct sg_rule *x = a, *y = b;
-	return (int)y->world - (int)x->world;
-}
-
 static void add_rule(struct sg_rule *rules, int *n, const struct sg *g, const struct m_sg_rule *mr,
 		     const struct m_peer *pe, bool egress, enum sg_peer peer, const struct cidr *c,
 		     const struct addr_set *set)
@@ -86,6 +78,33 @@ static int cmp_u32(const void *a, const void *b)
  * port-independent list: memory stays bounded whatever the rules. */
 enum { SG_INDEX_MAX_SLOTS = 1 << 20 };
 
+/* A ranged rule of class cls: in the port index rather than the plain list. */
+static bool ranged_in(const struct sg_rule *r, int cls)
+{
+	return r->proto != PROTO_ALL && proto_class(r->proto) == cls && cls <= SGC_UDP &&
+	       !all_ports(r);
+}
+
+/* The interval starting at port (every rule's from is a boundary). */
+static int bound_index(const uint32_t *b, int n, uint32_t port)
+{
+	int lo = 0, hi = n - 1;
+	while (lo < hi) {
+		int mid = (lo + hi + 1) / 2;
+		if (b[mid] <= port)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+/* One past the last interval a range ending at `to` covers. */
+static int bound_end(const uint32_t *b, int n, uint32_t to)
+{
+	return to >= 65535 ? n : bound_index(b, n, to + 1);
+}
+
 static void build_index(struct arena *a, struct sg_set *s, int cls)
 {
 	struct sg_index *ix = &s->idx[cls];
@@ -120,21 +139,25 @@ static void build_index(struct arena *a, struct sg_set *s, int cls)
 		ix->bounds = pts;
 		ix->n_bounds = nb;
 		ix->off = arena_calloc(a, (size_t)nb + 1, sizeof(*ix->off));
-		/* count, then fill (CSR) */
-		size_t total = 0;
-		for (int b = 0; b < nb; b++) {
-			uint32_t lo = pts[b];
-			ix->off[b] = (uint32_t)total;
-			for (int i = 0; i < s->n; i++) {
-				const struct sg_rule *r = &s->rules[i];
-				if (r->proto == PROTO_ALL || proto_class(r->proto) != cls ||
-				    all_ports(r))
-					continue;
-				if ((uint32_t)r->from <= lo && lo <= (uint32_t)r->to)
-					total++;
+		/* A sweep over the boundaries: each ranged rule covers the
+		 * intervals [first, last] of its range, found by binary search;
+		 * counts by a difference array, then a fill in rule order (the
+		 * order scan relies on).  O(n log n + slots). */
+		size_t *cnt = calloc((size_t)nb + 1, sizeof(*cnt));
+		if (!cnt)
+			abort();
+		for (int i = 0; i < s->n; i++) {
+			const struct sg_rule *r = &s->rules[i];
+			if (ranged_in(r, cls) && r->from <= r->to) {
+				cnt[bound_index(pts, nb, (uint32_t)r->from)]++;
+				cnt[bound_end(pts, nb, (uint32_t)r->to)]--;
 			}
-			if (total > SG_INDEX_MAX_SLOTS)
-				break;
+		}
+		size_t total = 0, run = 0;
+		for (int b = 0; b < nb; b++) {
+			run += cnt[b]; /* wraps back on the decrements: unsigned is exact */
+			ix->off[b] = (uint32_t)(total > SG_INDEX_MAX_SLOTS ? 0 : total);
+			total += run;
 		}
 		if (total > SG_INDEX_MAX_SLOTS) {
 			ix->n_bounds = 0; /* too many: every rule goes to the plain list */
@@ -142,19 +165,18 @@ static void build_index(struct arena *a, struct sg_set *s, int cls)
 		} else {
 			ix->off[nb] = (uint32_t)total;
 			ix->cand = arena_calloc(a, total + 1, sizeof(*ix->cand));
-			size_t k = 0;
-			for (int b = 0; b < nb; b++) {
-				uint32_t lo = pts[b];
-				for (int i = 0; i < s->n; i++) {
-					const struct sg_rule *r = &s->rules[i];
-					if (r->proto == PROTO_ALL || proto_class(r->proto) != cls ||
-					    all_ports(r))
-						continue;
-					if ((uint32_t)r->from <= lo && lo <= (uint32_t)r->to)
-						ix->cand[k++] = r;
-				}
+			for (int b = 0; b < nb; b++)
+				cnt[b] = ix->off[b];
+			for (int i = 0; i < s->n; i++) {
+				const struct sg_rule *r = &s->rules[i];
+				if (!ranged_in(r, cls))
+					continue;
+				int e = bound_end(pts, nb, (uint32_t)r->to);
+				for (int b = bound_index(pts, nb, (uint32_t)r->from); b < e; b++)
+					ix->cand[cnt[b]++] = r;
 			}
 		}
+		free(cnt);
 	}
 	for (int i = 0; i < s->n; i++) {
 		const struct sg_rule *r = &s->rules[i];
@@ -215,15 +237,20 @@ void sg_set_build(struct arena *a, const struct sg *const *groups, const struct 
 			}
 		}
 	}
-	/* qsort is not stable; keep the given order among equals by index. */
-	for (int i = 1; i < out->n; i++) {
-		struct sg_rule r = out->rules[i];
-		int j = i - 1;
-		while (j >= 0 && world_first(&out->rules[j], &r) > 0) {
-			out->rules[j + 1] = out->rules[j];
-			j--;
-		}
-		out->rules[j + 1] = r;
+	/* Rules whose peer is the world come first (when such a rule admits
+	 * a packet, sg_match reports it, and that decides tracking), the given
+	 * order kept within each part: a stable partition, linear. */
+	if (out->n > 1) {
+		struct sg_rule *tmp = malloc((size_t)out->n * sizeof(*tmp));
+		if (!tmp)
+			abort();
+		int k = 0;
+		for (int pass = 1; pass >= 0; pass--)
+			for (int i = 0; i < out->n; i++)
+				if ((int)out->rules[i].world == pass)
+					tmp[k++] = out->rules[i];
+		memcpy(out->rules, tmp, (size_t)out->n * sizeof(*tmp));
+		free(tmp);
 	}
 	for (int i = 0; i < out->n; i++) {
 		const struct sg_rule *r = &out->rules[i];

@@ -270,6 +270,96 @@ START_TEST(test_many_rules_index)
 }
 END_TEST
 
+/* The port index against a naive scan of every rule, on random rule sets
+ * (overlapping ranges, world and narrow peers, every protocol class): the
+ * same verdict, and the same rule reported -- a world rule when one admits,
+ * else the first admitting rule in set order, port-independent rules before
+ * port-ranged ones (what sg_match has always reported). */
+static bool naive_l4(const struct sg_rule *r, const struct packet *p)
+{
+	if (r->proto == PROTO_ALL)
+		return true;
+	if (r->proto != p->proto)
+		return false;
+	if (r->proto == PROTO_TCP || r->proto == PROTO_UDP)
+		return p->dport >= r->from && p->dport <= r->to;
+	if (r->proto == PROTO_ICMP)
+		return r->from < 0 || (p->icmp_type == r->from && (r->to < 0 || p->icmp_code == r->to));
+	return true;
+}
+
+static const struct sg_rule *naive_match(const struct sg_set *s, const struct packet *p)
+{
+	const struct sg_rule *best = NULL;
+	int best_key = 4;
+	for (int i = 0; i < s->n; i++) {
+		const struct sg_rule *r = &s->rules[i];
+		if (!naive_l4(r, p) || !cidr_contains(&r->cidr, &p->src) || r->family != p->family)
+			continue;
+		bool ranged = (r->proto == PROTO_TCP || r->proto == PROTO_UDP) &&
+			      !(r->from <= 0 && r->to >= 65535);
+		int key = (r->world ? 0 : 2) + ranged;
+		if (key < best_key) {
+			best = r;
+			best_key = key;
+		}
+	}
+	return best;
+}
+
+START_TEST(test_index_equals_naive_scan)
+{
+	enum { SETS = 40, MAXR = 300, PKTS = 800 };
+	static const char *const nets[] = { "0.0.0.0/0", "10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24",
+					    "192.0.2.0/24", "10.1.2.3/32" };
+	static const char *const srcs[] = { "10.1.2.3", "10.1.9.9", "10.9.9.9", "192.0.2.7",
+					    "203.0.113.1" };
+	static const int protos[] = { 6, 6, 6, 17, 17, 1, -1 };
+	unsigned seed = 12345;
+	struct r *rs = calloc(MAXR, sizeof(*rs));
+	for (int set = 0; set < SETS; set++) {
+		int n = 1 + rand_r(&seed) % MAXR;
+		for (int i = 0; i < n; i++) {
+			int proto = protos[rand_r(&seed) % 7];
+			int from = rand_r(&seed) % 2000, to = from;
+			if (rand_r(&seed) % 2)
+				to = from + rand_r(&seed) % (rand_r(&seed) % 8 ? 50 : 3000);
+			if (rand_r(&seed) % 40 == 0) {
+				from = 0;
+				to = 65535;
+			}
+			if (to > 65535)
+				to = 65535;
+			if (proto == 1) {
+				from = rand_r(&seed) % 4 - 1;
+				to = from < 0 ? -1 : rand_r(&seed) % 3 - 1;
+			}
+			rs[i] = (struct r){ proto, from, to,
+					    nets[rand_r(&seed) % (set % 2 ? 6 : 5) + (set % 2 ? 0 : 1)] };
+		}
+		struct sg_set in, out;
+		int n1 = rand_r(&seed) % (n + 1);
+		build(rs, n1, rs + n1, n - n1, out_all, 1, &in, &out);
+		for (int k = 0; k < PKTS; k++) {
+			int proto = protos[rand_r(&seed) % 6];
+			const char *src = srcs[rand_r(&seed) % 5];
+			struct packet p;
+			if (proto == 1)
+				p = tu_icmp(src, "10.0.1.10", rand_r(&seed) % 4, rand_r(&seed) % 3, 1);
+			else
+				p = tu_pkt(src, "10.0.1.10", proto, 1234, rand_r(&seed) % 3200, TCP_SYN);
+			const struct sg_rule *r = NULL, *want = naive_match(&in, &p);
+			bool got = sg_match(&in, &p, false, &r);
+			ck_assert_msg(got == (want != NULL), "set %d packet %d: verdict", set, k);
+			ck_assert_msg(r == want, "set %d packet %d (proto %d port %d): rule %d, not %d",
+				      set, k, proto, p.dport, r ? (int)(r - in.rules) : -1,
+				      want ? (int)(want - in.rules) : -1);
+		}
+	}
+	free(rs);
+}
+END_TEST
+
 /* a non-first fragment (no ports) is admitted by a rule of its protocol
  * whose peer matches, whatever the rule's ports (see nacl.c) */
 START_TEST(test_fragment)
@@ -311,6 +401,7 @@ int main(void)
 	tcase_add_test(tc, test_untracked);
 	tcase_add_test(tc, test_world_rule_preferred);
 	tcase_add_test(tc, test_many_rules_index);
+	tcase_add_test(tc, test_index_equals_naive_scan);
 	tcase_add_test(tc, test_addr_set);
 	tcase_add_test(tc, test_fragment);
 	suite_add_tcase(s, tc);
