@@ -900,8 +900,8 @@ static void eni_type(struct ctx *c, const json_t *o, struct m_eni *e)
 			return;
 	char vt[96];
 	size_t p = push_key(c, "InterfaceType");
-	warn(c, "%s is not an interface type the EC2 API documents; its security groups apply as "
-	     "listed", vtext(field(o, "InterfaceType"), vt, sizeof(vt)));
+	warn(c, "%s is not an interface type the EC2 API documents; the interface is filtered by "
+	     "its groups as any other", vtext(field(o, "InterfaceType"), vt, sizeof(vt)));
 	pop(c, p);
 }
 
@@ -972,6 +972,35 @@ static bool load_eni(struct ctx *c, const json_t *o, struct m_eni *e, const json
 		pop(c, pi);
 	}
 	pop(c, pk);
+
+	/* Delegated prefixes (EKS/ECS pod addresses): every address inside
+	 * belongs to the interface (policy.c). */
+	json_t *p4 = get_list(c, o, "Ipv4Prefixes");
+	json_t *p6 = get_list(c, o, "Ipv6Prefixes");
+	size_t np = json_array_size(p4) + json_array_size(p6);
+	e->prefixes = arena_calloc(c->a, np + 1, sizeof(*e->prefixes));
+	e->prefix_where = arena_calloc(c->a, np + 1, sizeof(*e->prefix_where));
+	for (int f = 0; f < 2; f++) {
+		const char *list = f ? "Ipv6Prefixes" : "Ipv4Prefixes";
+		const char *key = f ? "Ipv6Prefix" : "Ipv4Prefix";
+		json_t *l = f ? p6 : p4;
+		pk = push_key(c, list);
+		for (size_t i = 0; i < json_array_size(l); i++) {
+			size_t pi = push_index(c, i);
+			json_t *x = item(c, l, i);
+			struct cidr pf;
+			if (x && get_cidr(c, x, key, f ? FAMILY_V6 : FAMILY_V4, &pf) == GOOD) {
+				size_t pp = push_key(c, key);
+				e->prefix_where[e->n_prefixes] = here(c);
+				e->prefixes[e->n_prefixes++] = pf;
+				pop(c, pp);
+			} else if (x && !field(x, key)) {
+				missing(c, key);
+			}
+			pop(c, pi);
+		}
+		pop(c, pk);
+	}
 
 	e->n_groups = load_id_list(c, o, "Groups", "GroupId", &e->groups, &e->group_where);
 	return ok;

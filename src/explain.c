@@ -165,14 +165,6 @@ static void sg_text(const struct sg_rule *r, char *buf, size_t len)
 		 r->egress ? "to" : "from", peer);
 }
 
-static bool has_addr(const struct iface *f, const struct ip_addr *a)
-{
-	for (int i = 0; i < f->m->n_addrs; i++)
-		if (addr_eq(&f->m->addrs[i].addr, a))
-			return true;
-	return false;
-}
-
 __attribute__((format(printf, 4, 5)))
 static void step(struct explain *ex, enum stage st, enum explain_outcome o, const char *fmt, ...)
 {
@@ -214,11 +206,11 @@ static void walk(const struct policy *pol, const struct packet *p, const struct 
 	ex->src_subnet = x;
 	ex->dst_subnet = y;
 
-	if (in && in->source_dest_check && !has_addr(in, &p->src)) {
+	if (in && in->source_dest_check && !policy_iface_owns(pol, in, &p->src)) {
 		step(ex, STAGE_SRCDST, EXO_REFUSE, "%s checks sources and does not own the source "
 		     "address: spoofed source", in->id);
 		refused = true;
-	} else if (out && out->source_dest_check && !has_addr(out, &p->dst)) {
+	} else if (out && out->source_dest_check && !policy_iface_owns(pol, out, &p->dst)) {
 		step(ex, STAGE_SRCDST, EXO_REFUSE, "%s checks destinations and does not own the "
 		     "destination address", out->id);
 		refused = true;

@@ -87,14 +87,6 @@ void pipeline_verdict_unparsed(struct pipeline *pl, enum packet_status st, struc
 		finish(pl, v, false, STAGE_PARSE, REASON_MALFORMED_PACKET);
 }
 
-static bool iface_has_addr(const struct iface *f, const struct ip_addr *a)
-{
-	for (int i = 0; i < f->m->n_addrs; i++)
-		if (addr_eq(&f->m->addrs[i].addr, a))
-			return true;
-	return false;
-}
-
 static void timeouts_of(const struct iface *f, struct ct_timeouts *to)
 {
 	to->tcp_established = f->tcp_established_timeout;
@@ -247,14 +239,14 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 	 * 169.254.x.x or reserved source must not pass every stage.  IPv6
 	 * link-local addresses are every interface's own. */
 	if (meta && meta->in_iface && meta->in_iface->source_dest_check &&
-	    !iface_has_addr(meta->in_iface, &p->src) && !is_link_local6(&p->src)) {
+	    !policy_iface_owns(pol, meta->in_iface, &p->src) && !is_link_local6(&p->src)) {
 		v->stage_iface = meta->in_iface;
 		v->detail = "spoofed source";
 		finish(pl, v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION);
 		return;
 	}
 	if (meta && meta->out_iface && meta->out_iface->source_dest_check &&
-	    !iface_has_addr(meta->out_iface, &p->dst) && !is_link_local6(&p->dst)) {
+	    !policy_iface_owns(pol, meta->out_iface, &p->dst) && !is_link_local6(&p->dst)) {
 		v->stage_iface = meta->out_iface;
 		v->detail = "not addressed to interface";
 		finish(pl, v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION);

@@ -62,6 +62,22 @@ static int idmap_get(const struct idmap *m, const char *key)
 	return -1;
 }
 
+/* The delegated prefix holding a (p->prefixes is sorted and disjoint). */
+static const struct prefix_slot *prefix_of(const struct policy *p, const struct ip_addr *a)
+{
+	int lo = 0, hi = p->n_prefixes - 1, at = -1;
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+		if (addr_cmp(&p->prefixes[mid].cidr.net, a) <= 0) {
+			at = mid;
+			lo = mid + 1;
+		} else {
+			hi = mid - 1;
+		}
+	}
+	return at >= 0 && cidr_contains(&p->prefixes[at].cidr, a) ? &p->prefixes[at] : NULL;
+}
+
 /* ------------------------------------------------------------ interning */
 
 /* The ids in order of interning, and an open-addressing table of their
@@ -162,6 +178,26 @@ static const struct addr_set *resolve_group(void *ctx, const char *id)
 static int cmp_addr(const void *x, const void *y)
 {
 	return addr_cmp(x, y);
+}
+
+/* By network, a larger block before the blocks it holds. */
+static int cmp_cidr(const void *x, const void *y)
+{
+	const struct cidr *a = x, *b = y;
+	int c = addr_cmp(&a->net, &b->net);
+	return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+/* Sorts blocks and drops those inside another (CIDR blocks nest or are
+ * disjoint), so that a binary search finds the one holding an address. */
+static int disjoint_blocks(struct cidr *c, int n)
+{
+	int k = 0;
+	qsort(c, (size_t)n, sizeof(*c), cmp_cidr);
+	for (int j = 0; j < n; j++)
+		if (k == 0 || !cidr_contains(&c[k - 1], &c[j].net))
+			c[k++] = c[j];
+	return k;
 }
 
 static void build_vpcs(struct builder *b)
@@ -294,10 +330,12 @@ static void build_groups(struct builder *b)
 		for (int g = 0; g < m->enis[e].n_groups; g++) {
 			int i = idmap_get(&b->sgs, m->enis[e].groups[g]);
 			if (i >= 0)
-				count[i] += m->enis[e].n_addrs;
+				count[i] += m->enis[e].n_addrs + m->enis[e].n_prefixes;
 		}
-	for (int i = 0; i < p->n_sgs; i++)
+	for (int i = 0; i < p->n_sgs; i++) {
 		p->sgs[i].members.addrs = arena_calloc(b->a, (size_t)count[i] + 1, sizeof(struct ip_addr));
+		p->sgs[i].members.blocks = arena_calloc(b->a, (size_t)count[i] + 1, sizeof(struct cidr));
+	}
 	for (int e = 0; e < m->n_enis; e++)
 		for (int g = 0; g < m->enis[e].n_groups; g++) {
 			int i = idmap_get(&b->sgs, m->enis[e].groups[g]);
@@ -306,10 +344,15 @@ static void build_groups(struct builder *b)
 			struct addr_set *s = &p->sgs[i].members;
 			for (int k = 0; k < m->enis[e].n_addrs; k++)
 				s->addrs[s->n++] = m->enis[e].addrs[k].addr;
+			/* a delegated prefix's addresses are private addresses of
+			 * the member (issue #10) */
+			for (int k = 0; k < m->enis[e].n_prefixes; k++)
+				s->blocks[s->n_blocks++] = m->enis[e].prefixes[k];
 		}
 	free(count);
 	for (int i = 0; i < p->n_sgs; i++) {
 		struct addr_set *s = &p->sgs[i].members;
+		s->n_blocks = disjoint_blocks(s->blocks, s->n_blocks);
 		qsort(s->addrs, (size_t)s->n, sizeof(*s->addrs), cmp_addr);
 		int k = 0;
 		for (int j = 0; j < s->n; j++)
@@ -385,6 +428,75 @@ static bool type_always_has_groups(const char *type)
 	return false;
 }
 
+static int cmp_prefix(const void *x, const void *y)
+{
+	const struct prefix_slot *a = x, *b = y;
+	int c = cmp_cidr(&a->cidr, &b->cidr);
+	return c ? c : (a->iface->index > b->iface->index) - (a->iface->index < b->iface->index);
+}
+
+static bool cidr_same(const struct cidr *a, const struct cidr *b)
+{
+	return a->len == b->len && a->family == b->family && addr_eq(&a->net, &b->net);
+}
+
+static const struct where *prefix_where(const struct prefix_slot *s)
+{
+	const struct m_eni *me = s->iface->m;
+	for (int k = 0; k < me->n_prefixes; k++)
+		if (cidr_same(&me->prefixes[k], &s->cidr))
+			return &me->prefix_where[k];
+	return &me->where;
+}
+
+/* The delegated prefixes of the enforced interfaces, sorted and disjoint:
+ * AWS hands a block to one interface only, and none of its addresses to
+ * another interface, so an overlap is an error. */
+static void build_prefixes(struct builder *b)
+{
+	struct policy *p = b->p;
+	int n = 0;
+	for (int e = 0; e < p->n_ifaces; e++)
+		if (p->ifaces[e].subnet)
+			n += p->ifaces[e].m->n_prefixes;
+	p->prefixes = arena_calloc(b->a, (size_t)n + 1, sizeof(*p->prefixes));
+	for (int e = 0; e < p->n_ifaces; e++) {
+		const struct iface *f = &p->ifaces[e];
+		for (int k = 0; f->subnet && k < f->m->n_prefixes; k++)
+			p->prefixes[p->n_prefixes++] = (struct prefix_slot){ f->m->prefixes[k], f };
+	}
+	qsort(p->prefixes, (size_t)p->n_prefixes, sizeof(*p->prefixes), cmp_prefix);
+	int k = 0;
+	for (int j = 0; j < p->n_prefixes; j++) {
+		const struct prefix_slot *prev = k ? &p->prefixes[k - 1] : NULL;
+		if (prev && cidr_contains(&prev->cidr, &p->prefixes[j].cidr.net)) {
+			char x[CIDR_STRLEN], y[CIDR_STRLEN];
+			const struct where *w = prefix_where(&p->prefixes[j]);
+			diag_error(b->d, w->file, w->path,
+				   "prefix %s of interface %s overlaps prefix %s of interface %s",
+				   cidr_format(&p->prefixes[j].cidr, x), p->prefixes[j].iface->id,
+				   cidr_format(&prev->cidr, y), prev->iface->id);
+			continue;
+		}
+		p->prefixes[k++] = p->prefixes[j];
+	}
+	p->n_prefixes = k;
+	if (!k)
+		return;
+	/* an address of an interface inside a prefix of another */
+	for (uint32_t i = 0; i <= p->host_mask; i++) {
+		const struct host_slot *h = &p->hosts[i];
+		const struct prefix_slot *s = h->iface ? prefix_of(p, &h->addr) : NULL;
+		if (!s || s->iface == h->iface)
+			continue;
+		char x[ADDR_STRLEN], y[CIDR_STRLEN];
+		diag_error(b->d, h->iface->m->where.file, h->iface->m->where.path,
+			   "address %s of interface %s is inside prefix %s delegated to interface %s",
+			   addr_format(&h->addr, addr_family(&h->addr), x), h->iface->id,
+			   cidr_format(&s->cidr, y), s->iface->id);
+	}
+}
+
 static void build_ifaces(struct builder *b)
 {
 	struct policy *p = b->p;
@@ -440,6 +552,18 @@ static void build_ifaces(struct builder *b)
 					   addr_format(&me->addrs[k].addr, me->addrs[k].family, buf),
 					   me->id, f->subnet->id);
 			}
+			for (int k = 0; k < me->n_prefixes; k++) {
+				const struct cidr *c = &me->prefixes[k];
+				struct m_eni_addr first = { c->net, c->family, false };
+				struct m_eni_addr last = { cidr_last(c), c->family, false };
+				if (addr_in_subnet(f->subnet->m, &first) &&
+				    addr_in_subnet(f->subnet->m, &last))
+					continue;
+				char buf[CIDR_STRLEN];
+				diag_error(b->d, me->prefix_where[k].file, me->prefix_where[k].path,
+					   "prefix %s of interface %s is outside its subnet %s",
+					   cidr_format(c, buf), me->id, f->subnet->id);
+			}
 		}
 
 		/* Interfaces AWS gives no security group (NAT gateways, transit
@@ -478,6 +602,8 @@ static void build_ifaces(struct builder *b)
 			for (int k = 0; k < me->n_addrs; k++)
 				host_insert(b, &me->addrs[k].addr, f, &me->where);
 	}
+
+	build_prefixes(b);
 
 	for (int i = 0; i < m->vpcfw.n_bindings; i++) {
 		const struct m_binding *bd = &m->vpcfw.bindings[i];
@@ -617,7 +743,25 @@ const struct iface *policy_iface_by_addr(const struct policy *p, const struct ip
 			return p->hosts[i].iface;
 		i = (i + 1) & p->host_mask;
 	}
-	return NULL;
+	const struct prefix_slot *s = p->n_prefixes ? prefix_of(p, a) : NULL;
+	return s ? s->iface : NULL;
+}
+
+bool policy_iface_owns(const struct policy *p, const struct iface *f, const struct ip_addr *a)
+{
+	for (int i = 0; i < f->m->n_addrs; i++)
+		if (addr_eq(&f->m->addrs[i].addr, a))
+			return true;
+	if (!f->m->n_prefixes)
+		return false;
+	if (!f->subnet) { /* not enforced: its prefixes are not indexed */
+		for (int i = 0; i < f->m->n_prefixes; i++)
+			if (cidr_contains(&f->m->prefixes[i], a))
+				return true;
+		return false;
+	}
+	const struct prefix_slot *s = prefix_of(p, a);
+	return s && s->iface == f;
 }
 
 const struct subnet *policy_subnet_by_addr(const struct policy *p, const struct ip_addr *a)
@@ -685,7 +829,7 @@ bool policy_is_exempt(const struct policy *p, const struct ip_addr *a, const str
 				return true;
 		}
 	}
-	const struct addr_set dns = { p->vpc_dns, p->n_vpc_dns };
+	const struct addr_set dns = { .addrs = p->vpc_dns, .n = p->n_vpc_dns };
 	return addr_set_contains(&dns, a);
 }
 
@@ -732,10 +876,12 @@ static void print_nacl_list(const struct nacl_list *l4, const struct nacl_list *
 
 static void print_addr_set(const struct addr_set *s, FILE *out)
 {
-	char buf[ADDR_STRLEN];
+	char buf[CIDR_STRLEN];
 	fputc('{', out);
 	for (int i = 0; i < s->n; i++)
 		fprintf(out, "%s%s", i ? ", " : "", addr_format(&s->addrs[i], addr_family(&s->addrs[i]), buf));
+	for (int i = 0; i < s->n_blocks; i++)
+		fprintf(out, "%s%s", i || s->n ? ", " : "", cidr_format(&s->blocks[i], buf));
 	fputc('}', out);
 }
 
@@ -822,6 +968,12 @@ void policy_print(const struct policy *p, FILE *out)
 			fprintf(out, " %s%s", addr_format(&f->m->addrs[k].addr, f->m->addrs[k].family, ab),
 				f->m->addrs[k].primary ? " (primary)" : "");
 		fputc('\n', out);
+		if (f->m->n_prefixes) {
+			fputs("  delegated prefixes:", out);
+			for (int k = 0; k < f->m->n_prefixes; k++)
+				fprintf(out, " %s", cidr_format(&f->m->prefixes[k], cb));
+			fputc('\n', out);
+		}
 		fprintf(out, "  type: %s; security groups: %s\n", f->m->type ? f->m->type : "(not given)",
 			f->sg_applies ? "apply" : "none (network ACLs only)");
 		fprintf(out, "  source/destination check: %s%s%s\n", f->source_dest_check ? "on" : "off",

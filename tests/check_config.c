@@ -320,7 +320,20 @@ static const struct bad {
 	{ "drop capture empty path", "{'Vpcfw':{'DropCapture':{'Path':''}}}",
 	  true, "t.json: Vpcfw.DropCapture.Path: \"\" is empty" },
 
+	{ "IPv6 block in Ipv4Prefixes", "{'NetworkInterfaces':[{'NetworkInterfaceId':'eni-1',"
+	  "'Ipv4Prefixes':[{'Ipv4Prefix':'2001:db8::/80'}]}]}",
+	  true, "t.json: NetworkInterfaces[0].Ipv4Prefixes[0].Ipv4Prefix: \"2001:db8::/80\" is not an IPv4 CIDR block" },
+	{ "bad Ipv6Prefix", "{'NetworkInterfaces':[{'NetworkInterfaceId':'eni-1',"
+	  "'Ipv6Prefixes':[{'Ipv6Prefix':'2001:db8::/129'}]}]}",
+	  true, "t.json: NetworkInterfaces[0].Ipv6Prefixes[0].Ipv6Prefix: \"2001:db8::/129\" is not an IPv6 CIDR block" },
+	{ "prefix entry without its key", "{'NetworkInterfaces':[{'NetworkInterfaceId':'eni-1',"
+	  "'Ipv4Prefixes':[{}]}]}",
+	  true, "t.json: NetworkInterfaces[0].Ipv4Prefixes[0]: Ipv4Prefix is missing" },
+
 	/* warnings */
+	{ "unknown interface type", "{'NetworkInterfaces':[{'NetworkInterfaceId':'eni-1','InterfaceType':'hovercraft'}]}",
+	  false, "t.json: NetworkInterfaces[0].InterfaceType: \"hovercraft\" is not an interface type the EC2 API documents; "
+	  "the interface is filtered by its groups as any other" },
 	{ "unknown top-level key", "{'RouteTables':[]}", false, "t.json: RouteTables: unknown top-level key, ignored" },
 	{ "unknown Vpcfw key", "{'Vpcfw':{'Queus':[1]}}", false, "t.json: Vpcfw.Queus: unknown key, ignored" },
 	{ "tcp -1/50 (Batfish SecurityGroupTest)", SG("{'IpProtocol':'tcp','FromPort':-1,'ToPort':50}"), false,
@@ -687,6 +700,9 @@ START_TEST(test_eni)
 	ck_assert_uint_eq(e->timeouts.udp_stream, 180);
 	ck_assert_uint_eq(e->timeouts.udp, 30);
 
+	ck_assert_ptr_null(e->type);
+	ck_assert_int_eq(e->n_prefixes, 0);
+
 	e = &m.enis[1];
 	ck_assert(e->source_dest_check); /* default */
 	ck_assert_uint_eq(e->timeouts.tcp_established, 0);
@@ -700,6 +716,29 @@ START_TEST(test_eni)
 	ck_assert_str_eq(addr_format(&e->addrs[0].addr, FAMILY_V4, b), "10.0.3.1");
 	ck_assert(e->addrs[0].primary);
 	ck_assert(!e->addrs[1].primary);
+}
+END_TEST
+
+/* Issue #10: InterfaceType and delegated prefixes, as describe-network-interfaces prints them. */
+START_TEST(test_eni_type_and_prefixes)
+{
+	load("t.json", "{'NetworkInterfaces':[{'NetworkInterfaceId':'eni-1','InterfaceType':'nat_gateway',"
+		       "'Groups':[],'PrivateIpAddress':'10.0.1.10'},"
+		       "{'NetworkInterfaceId':'eni-2','InterfaceType':'interface','PrivateIpAddress':'10.0.2.10',"
+		       "'Ipv4Prefixes':[{'Ipv4Prefix':'10.0.2.16/28'},{'Ipv4Prefix':'10.0.2.32/28'}],"
+		       "'Ipv6Prefixes':[{'Ipv6Prefix':'2001:db8:0:2:1::/80'}]}]}");
+	config_check(&m, &d);
+	assert_clean();
+	char b[CIDR_STRLEN];
+	ck_assert_str_eq(m.enis[0].type, "nat_gateway");
+	ck_assert_int_eq(m.enis[0].n_groups, 0);
+	const struct m_eni *e = &m.enis[1];
+	ck_assert_str_eq(e->type, "interface");
+	ck_assert_int_eq(e->n_prefixes, 3);
+	ck_assert_str_eq(cidr_format(&e->prefixes[1], b), "10.0.2.32/28");
+	ck_assert_str_eq(cidr_format(&e->prefixes[2], b), "2001:db8:0:2:1::/80");
+	ck_assert_str_eq(e->prefix_where[1].path, "NetworkInterfaces[1].Ipv4Prefixes[1].Ipv4Prefix");
+	ck_assert_str_eq(e->prefix_where[2].path, "NetworkInterfaces[1].Ipv6Prefixes[0].Ipv6Prefix");
 }
 END_TEST
 
@@ -1096,6 +1135,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_sg);
 	tcase_add_test(tc, test_sg_batfish_edges);
 	tcase_add_test(tc, test_eni);
+	tcase_add_test(tc, test_eni_type_and_prefixes);
 	tcase_add_test(tc, test_flowlogs_and_prefix_lists);
 	tcase_add_test(tc, test_traffic_mirroring);
 	tcase_add_test(tc, test_security_group_rules);

@@ -579,6 +579,72 @@ START_TEST(test_no_groups_nacl_only)
 }
 END_TEST
 
+/* Issue #10: a delegated prefix's addresses are the interface's for every
+ * stage: its groups, group references, the source/destination check. */
+START_TEST(test_delegated_prefix_stages)
+{
+	struct policy *np = tu_policy(
+		"{\"Vpcs\":[{\"VpcId\":\"vpc-1\",\"CidrBlock\":\"10.0.0.0/16\"}],"
+		"\"Subnets\":[{\"SubnetId\":\"subnet-n\",\"VpcId\":\"vpc-1\",\"CidrBlock\":\"10.0.1.0/24\","
+		" \"Ipv6CidrBlockAssociationSet\":[{\"Ipv6CidrBlock\":\"2001:db8:1::/64\"}]}],"
+		"\"SecurityGroups\":[{\"GroupId\":\"sg-node\",\"IpPermissions\":[{\"IpProtocol\":\"tcp\","
+		" \"FromPort\":443,\"ToPort\":443,\"IpRanges\":[{\"CidrIp\":\"0.0.0.0/0\"}]},"
+		" {\"IpProtocol\":\"tcp\",\"FromPort\":9000,\"ToPort\":9000,\"UserIdGroupPairs\":[{\"GroupId\":\"sg-node\"}]}],"
+		" \"IpPermissionsEgress\":[{\"IpProtocol\":\"-1\",\"IpRanges\":[{\"CidrIp\":\"0.0.0.0/0\"}],"
+		"  \"Ipv6Ranges\":[{\"CidrIpv6\":\"::/0\"}]}]}],"
+		"\"NetworkInterfaces\":[{\"NetworkInterfaceId\":\"eni-node\",\"SubnetId\":\"subnet-n\","
+		" \"PrivateIpAddress\":\"10.0.1.10\",\"Groups\":[{\"GroupId\":\"sg-node\"}],"
+		" \"Ipv4Prefixes\":[{\"Ipv4Prefix\":\"10.0.1.16/28\"}],"
+		" \"Ipv6Prefixes\":[{\"Ipv6Prefix\":\"2001:db8:1:0:1::/80\"}]},"
+		" {\"NetworkInterfaceId\":\"eni-other\",\"SubnetId\":\"subnet-n\",\"PrivateIpAddress\":\"10.0.1.11\","
+		" \"Groups\":[{\"GroupId\":\"sg-node\"}]}]}");
+	const struct iface *node = policy_iface_by_id(np, "eni-node");
+	struct verdict v;
+	/* the node's group applies to a pod address */
+	struct packet p = TCP("203.0.113.7", "10.0.1.20", 40000, 22, TCP_SYN);
+	pipeline_eval(&pl, np, &p, NULL, tu_sec(0), &v);
+	expect(v, false, STAGE_SG_INGRESS, REASON_ENI_SG_RULES_MISMATCH, NULL);
+	ck_assert_ptr_eq(v.dst_iface, node);
+	p = TCP("203.0.113.7", "10.0.1.20", 40000, 443, TCP_SYN);
+	pipeline_eval(&pl, np, &p, NULL, tu_sec(0), &v);
+	expect(v, true, STAGE_SG_INGRESS, REASON_RULES_ALLOW, "sg-node IpPermissions[0]");
+	/* a pod to the other member: the self-reference matches the pod */
+	p = TCP("10.0.1.20", "10.0.1.11", 40001, 9000, TCP_SYN);
+	pipeline_eval(&pl, np, &p, NULL, tu_sec(0), &v);
+	expect(v, true, STAGE_SG_INGRESS, REASON_RULES_ALLOW, "sg-node IpPermissions[1]");
+	ck_assert_ptr_eq(v.src_iface, node);
+	/* ... not an address just past the prefix */
+	p = TCP("10.0.1.32", "10.0.1.11", 40002, 9000, TCP_SYN);
+	pipeline_eval(&pl, np, &p, NULL, tu_sec(0), &v);
+	expect(v, false, STAGE_SG_INGRESS, REASON_ENI_SG_RULES_MISMATCH, NULL);
+
+	/* source/destination check: a pod address is the node's own, an
+	 * address outside the prefix is spoofed */
+	struct pkt_meta meta = { .in_iface = node };
+	p = TCP("10.0.1.31", "203.0.113.7", 40003, 443, TCP_SYN);
+	pipeline_eval(&pl, np, &p, &meta, tu_sec(0), &v);
+	ck_assert(v.accept);
+	p = TCP("10.0.1.32", "203.0.113.7", 40004, 443, TCP_SYN);
+	pipeline_eval(&pl, np, &p, &meta, tu_sec(0), &v);
+	expect(v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION, "eni-node: spoofed source");
+	p = TCP("2001:db8:1:0:1::9", "2001:db8:99::1", 40005, 443, TCP_SYN);
+	pipeline_eval(&pl, np, &p, &meta, tu_sec(0), &v);
+	ck_assert(v.accept);
+	p = TCP("2001:db8:1:0:2::9", "2001:db8:99::1", 40006, 443, TCP_SYN);
+	pipeline_eval(&pl, np, &p, &meta, tu_sec(0), &v);
+	expect(v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION, "eni-node: spoofed source");
+	meta = (struct pkt_meta){ .out_iface = node };
+	p = TCP("203.0.113.7", "10.0.1.17", 40007, 443, TCP_SYN);
+	pipeline_eval(&pl, np, &p, &meta, tu_sec(0), &v);
+	ck_assert(v.accept);
+	p = TCP("203.0.113.7", "10.0.1.12", 40008, 443, TCP_SYN);
+	pipeline_eval(&pl, np, &p, &meta, tu_sec(0), &v);
+	expect(v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION,
+	       "eni-node: not addressed to interface");
+	policy_free(np);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pipeline");
@@ -604,6 +670,7 @@ int main(void)
 	tcase_add_test(tc, test_fragment_starts_no_flow);
 	tcase_add_test(tc, test_fragments_follow_the_first);
 	tcase_add_test(tc, test_no_groups_nacl_only);
+	tcase_add_test(tc, test_delegated_prefix_stages);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

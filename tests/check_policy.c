@@ -255,6 +255,105 @@ START_TEST(test_interface_types)
 }
 END_TEST
 
+#define PFX_SUBNET "{\"SubnetId\":\"subnet-a\",\"VpcId\":\"vpc-1\",\"CidrBlock\":\"10.0.1.0/24\"," \
+	"\"Ipv6CidrBlockAssociationSet\":[{\"Ipv6CidrBlock\":\"2001:db8:1::/64\"}]}"
+#define PFX_ENI(id, ip, p4, p6) "{\"NetworkInterfaceId\":\"" id "\",\"SubnetId\":\"subnet-a\"," \
+	"\"PrivateIpAddress\":\"" ip "\",\"Groups\":[{\"GroupId\":\"sg-a\"}]," \
+	"\"Ipv4Prefixes\":[" p4 "],\"Ipv6Prefixes\":[" p6 "]}"
+
+/* Issue #10: the addresses of a delegated prefix belong to its interface. */
+START_TEST(test_delegated_prefixes)
+{
+	struct policy *p = tu_policy(
+		"{\"Vpcs\":[" VPC "],\"Subnets\":[" PFX_SUBNET "],"
+		"\"SecurityGroups\":[{\"GroupId\":\"sg-a\"},{\"GroupId\":\"sg-b\"}],"
+		"\"NetworkInterfaces\":["
+		PFX_ENI("eni-1", "10.0.1.10", "{\"Ipv4Prefix\":\"10.0.1.16/28\"}",
+			"{\"Ipv6Prefix\":\"2001:db8:1:0:1::/80\"}") ","
+		PFX_ENI("eni-2", "10.0.1.11", "{\"Ipv4Prefix\":\"10.0.1.32/28\"}", "") ","
+		"{\"NetworkInterfaceId\":\"eni-3\",\"SubnetId\":\"subnet-a\",\"PrivateIpAddress\":\"10.0.1.12\","
+		" \"Groups\":[{\"GroupId\":\"sg-b\"}]}]}");
+	const struct iface *e1 = policy_iface_by_id(p, "eni-1"), *e2 = policy_iface_by_id(p, "eni-2");
+	struct ip_addr x = A("10.0.1.16");
+	ck_assert_ptr_eq(policy_iface_by_addr(p, &x), e1);
+	x = A("10.0.1.31");
+	ck_assert_ptr_eq(policy_iface_by_addr(p, &x), e1);
+	ck_assert(policy_iface_owns(p, e1, &x));
+	ck_assert(!policy_iface_owns(p, e2, &x));
+	x = A("10.0.1.32");
+	ck_assert_ptr_eq(policy_iface_by_addr(p, &x), e2);
+	x = A("10.0.1.48");
+	ck_assert_ptr_null(policy_iface_by_addr(p, &x));
+	x = A("10.0.1.15");
+	ck_assert_ptr_null(policy_iface_by_addr(p, &x));
+	x = A("2001:db8:1:0:1:ffff:ffff:ffff");
+	ck_assert_ptr_eq(policy_iface_by_addr(p, &x), e1);
+	x = A("2001:db8:1:0:2::");
+	ck_assert_ptr_null(policy_iface_by_addr(p, &x));
+	x = A("10.0.1.10");
+	ck_assert_ptr_eq(policy_iface_by_addr(p, &x), e1);
+
+	/* the group's members hold the prefixes of its interfaces */
+	const struct sg *a = e1->groups[0];
+	x = A("10.0.1.20");
+	ck_assert(addr_set_contains(&a->members, &x));
+	x = A("10.0.1.40");
+	ck_assert(addr_set_contains(&a->members, &x));
+	x = A("2001:db8:1:0:1::7");
+	ck_assert(addr_set_contains(&a->members, &x));
+	x = A("10.0.1.12");
+	ck_assert(!addr_set_contains(&a->members, &x));
+	x = A("10.0.1.48");
+	ck_assert(!addr_set_contains(&a->members, &x));
+
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	policy_print(p, f);
+	fclose(f);
+	ck_assert_msg(strstr(buf, "  delegated prefixes: 10.0.1.16/28 2001:db8:1:0:1::/80\n"), "%s", buf);
+	ck_assert_msg(strstr(buf, "security group sg-a members {10.0.1.10, 10.0.1.11, 10.0.1.16/28, "
+				  "10.0.1.32/28, 2001:db8:1:0:1::/80}"), "%s", buf);
+	free(buf);
+	policy_free(p);
+}
+END_TEST
+
+START_TEST(test_prefix_errors)
+{
+	/* outside the subnet: an error naming file, JSON path and value */
+	expect_text("{\"Subnets\":[" PFX_SUBNET "],\"SecurityGroups\":[{\"GroupId\":\"sg-a\"}],"
+		    "\"NetworkInterfaces\":[" PFX_ENI("eni-1", "10.0.1.10", "{\"Ipv4Prefix\":\"10.0.2.16/28\"}", "") "]}",
+		    false, "error: test.json: NetworkInterfaces[0].Ipv4Prefixes[0].Ipv4Prefix: prefix "
+			   "10.0.2.16/28 of interface eni-1 is outside its subnet subnet-a");
+	expect_text("{\"Subnets\":[" PFX_SUBNET "],\"SecurityGroups\":[{\"GroupId\":\"sg-a\"}],"
+		    "\"NetworkInterfaces\":[" PFX_ENI("eni-1", "10.0.1.10", "", "{\"Ipv6Prefix\":\"2001:db8:2::/80\"}") "]}",
+		    false, "error: test.json: NetworkInterfaces[0].Ipv6Prefixes[0].Ipv6Prefix: prefix "
+			   "2001:db8:2::/80 of interface eni-1 is outside its subnet subnet-a");
+	/* a /24 prefix of a /24 subnet is inside; one reaching past it is not */
+	expect_text("{\"Subnets\":[" PFX_SUBNET "],\"SecurityGroups\":[{\"GroupId\":\"sg-a\"}],"
+		    "\"NetworkInterfaces\":[" PFX_ENI("eni-1", "10.0.1.10", "{\"Ipv4Prefix\":\"10.0.0.0/23\"}", "") "]}",
+		    false, "prefix 10.0.0.0/23 of interface eni-1 is outside its subnet subnet-a");
+	/* overlapping prefixes, nested or equal */
+	expect_text("{\"Subnets\":[" PFX_SUBNET "],\"SecurityGroups\":[{\"GroupId\":\"sg-a\"}],"
+		    "\"NetworkInterfaces\":[" PFX_ENI("eni-1", "10.0.1.10", "{\"Ipv4Prefix\":\"10.0.1.16/28\"}", "") ","
+		    PFX_ENI("eni-2", "10.0.1.11", "{\"Ipv4Prefix\":\"10.0.1.16/29\"}", "") "]}",
+		    false, "error: test.json: NetworkInterfaces[1].Ipv4Prefixes[0].Ipv4Prefix: prefix "
+			   "10.0.1.16/29 of interface eni-2 overlaps prefix 10.0.1.16/28 of interface eni-1");
+	expect_text("{\"Subnets\":[" PFX_SUBNET "],\"SecurityGroups\":[{\"GroupId\":\"sg-a\"}],"
+		    "\"NetworkInterfaces\":[" PFX_ENI("eni-1", "10.0.1.10", "", "{\"Ipv6Prefix\":\"2001:db8:1:0:1::/80\"}") ","
+		    PFX_ENI("eni-2", "10.0.1.11", "", "{\"Ipv6Prefix\":\"2001:db8:1:0:1::/80\"}") "]}",
+		    false, "prefix 2001:db8:1:0:1::/80 of interface eni-2 overlaps prefix "
+			   "2001:db8:1:0:1::/80 of interface eni-1");
+	/* another interface's address inside a prefix */
+	expect_text("{\"Subnets\":[" PFX_SUBNET "],\"SecurityGroups\":[{\"GroupId\":\"sg-a\"}],"
+		    "\"NetworkInterfaces\":[" PFX_ENI("eni-1", "10.0.1.10", "{\"Ipv4Prefix\":\"10.0.1.16/28\"}", "") ","
+		    PFX_ENI("eni-2", "10.0.1.20", "", "") "]}",
+		    false, "error: test.json: NetworkInterfaces[1]: address 10.0.1.20 of interface eni-2 is "
+			   "inside prefix 10.0.1.16/28 delegated to interface eni-1");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("policy");
@@ -268,6 +367,8 @@ int main(void)
 	tcase_add_test(tc, test_intern_stable);
 	tcase_add_test(tc, test_print_config);
 	tcase_add_test(tc, test_interface_types);
+	tcase_add_test(tc, test_delegated_prefixes);
+	tcase_add_test(tc, test_prefix_errors);
 	suite_add_tcase(s, tc);
 	int rc = run_suite(s);
 	policy_intern_reset();

@@ -17,7 +17,7 @@ struct r {
 static struct arena A;
 static struct cidr pl_cidrs[2];
 static struct ip_addr members[2];
-static struct addr_set member_set = { members, 2 };
+static struct addr_set member_set = { .addrs = members, .n = 2 };
 
 static const struct cidr *fake_pl(void *ctx, const char *id, int *n)
 {
@@ -386,7 +386,7 @@ START_TEST(test_addr_set)
 	ck_assert(addr_set_contains(&member_set, &a));
 	ck_assert(addr_parse("10.0.2.12", &a, NULL));
 	ck_assert(!addr_set_contains(&member_set, &a));
-	struct addr_set empty = { NULL, 0 };
+	struct addr_set empty = { .addrs = NULL, .n = 0 };
 	ck_assert(!addr_set_contains(&empty, &a));
 }
 END_TEST

@@ -125,6 +125,10 @@ struct m_eni {
 	                                   checks it against the API's values) */
 	struct m_eni_addr *addrs;       /* private IPv4 (primary first) and IPv6 */
 	int n_addrs;
+	struct cidr *prefixes;          /* Ipv4Prefixes[].Ipv4Prefix, then
+	                                   Ipv6Prefixes[].Ipv6Prefix: delegated */
+	struct where *prefix_where;     /* where each prefix is */
+	int n_prefixes;
 	const char **groups;            /* Groups[].GroupId */
 	struct where *group_where;
 	int n_groups;

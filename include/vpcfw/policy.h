@@ -71,6 +71,12 @@ struct host_slot {
 	const struct iface *iface;      /* NULL: empty slot */
 };
 
+/* A prefix delegated to an interface (Ipv4Prefixes / Ipv6Prefixes). */
+struct prefix_slot {
+	struct cidr cidr;
+	const struct iface *iface;
+};
+
 struct subnet_range {
 	struct ip_addr first, last;
 	const struct subnet *subnet;
@@ -89,6 +95,8 @@ struct policy {
 
 	struct host_slot *hosts;        /* open addressing, power-of-two size */
 	uint32_t host_mask;
+	struct prefix_slot *prefixes;   /* sorted by network, disjoint */
+	int n_prefixes;
 	struct subnet_range *ranges;    /* sorted by first, non-overlapping */
 	int n_ranges;
 	struct ip_addr *vpc_dns;        /* sorted */
@@ -109,7 +117,12 @@ struct policy {
 struct policy *policy_build(struct model *m, struct diag *d);
 void policy_free(struct policy *p);
 
+/* The interface an address belongs to: one of its private addresses, or
+ * inside one of its delegated prefixes.  Hash, then binary search. */
 const struct iface *policy_iface_by_addr(const struct policy *p, const struct ip_addr *a);
+/* Does f own a (an address of f or inside one of f's prefixes)?  The
+ * source/destination check. */
+bool policy_iface_owns(const struct policy *p, const struct iface *f, const struct ip_addr *a);
 const struct subnet *policy_subnet_by_addr(const struct policy *p, const struct ip_addr *a);
 const struct iface *policy_iface_by_id(const struct policy *p, const char *id);
 const struct iface *policy_iface_by_device(const struct policy *p, const char *device);

@@ -14,10 +14,13 @@
 struct sg;
 struct iface;
 
-/* A sorted set of host addresses (the members of a group). */
+/* A sorted set of host addresses (the members of a group), and sorted
+ * disjoint blocks (the prefixes delegated to members). */
 struct addr_set {
 	struct ip_addr *addrs;
 	int n;
+	struct cidr *blocks;
+	int n_blocks;
 };
 bool addr_set_contains(const struct addr_set *s, const struct ip_addr *a);
 
