@@ -1619,7 +1619,7 @@ void ctl_shadow_eval(struct ctl_shadow *s, int worker, struct conntrack *running
 		int k = n < PIPELINE_BATCH ? n : PIPELINE_BATCH;
 		for (int i = 0; metas && i < k; i++)
 			cm[i] = (struct pkt_meta){ cand_iface(s, metas[i].in_iface),
-						   cand_iface(s, metas[i].out_iface) };
+						   cand_iface(s, metas[i].out_iface), metas[i].in_known };
 		pipeline_eval_batch(&w->pl, s->pol, pkts, metas ? cm : NULL, k, now_ns, cv);
 		uint64_t differing = 0;
 		for (int i = 0; i < k; i++) {

@@ -351,6 +351,7 @@ static int run_batch(struct worker *w, int n)
 		metas[np_parsed] = (struct pkt_meta){
 			.in_iface = bound_iface(g, np->indev),
 			.out_iface = bound_iface(g, np->outdev),
+			.in_known = np->indev != 0,
 		};
 		idx[np_parsed++] = i;
 	}

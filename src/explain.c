@@ -187,12 +187,17 @@ static void walk(const struct policy *pol, const struct packet *p, const struct 
 	bool refused = false;
 	char buf[200];
 
-	if (policy_is_exempt(pol, &p->src, ssub) || policy_is_exempt(pol, &p->dst, dsub)) {
-		step(ex, STAGE_EXEMPT, EXO_PASS,
-		     "an address is exempt (SPEC §5: link-local, AWS services, reserved, VPC DNS)");
+	/* the exemption needs the requests noted: the pipeline's word on it */
+	if (ex->v.stage == STAGE_EXEMPT) {
+		ex->src_iface = ex->v.src_iface;
+		ex->dst_iface = ex->v.dst_iface;
+		ex->src_subnet = ex->v.src_subnet;
+		ex->dst_subnet = ex->v.dst_subnet;
+		step(ex, STAGE_EXEMPT, ex->v.accept ? EXO_PASS : EXO_REFUSE, "%s (SPEC §5)",
+		     ex->v.detail ? ex->v.detail : "");
 		return;
 	}
-	step(ex, STAGE_EXEMPT, EXO_SKIPPED, "no exempt address");
+	step(ex, STAGE_EXEMPT, EXO_SKIPPED, "no exemption applies");
 
 	const struct iface *a = in ? in : policy_iface_by_addr(pol, &p->src);
 	const struct iface *b = out ? out : policy_iface_by_addr(pol, &p->dst);
@@ -206,13 +211,8 @@ static void walk(const struct policy *pol, const struct packet *p, const struct 
 	ex->src_subnet = x;
 	ex->dst_subnet = y;
 
-	if (in && in->source_dest_check && !policy_iface_owns(pol, in, &p->src)) {
-		step(ex, STAGE_SRCDST, EXO_REFUSE, "%s checks sources and does not own the source "
-		     "address: spoofed source", in->id);
-		refused = true;
-	} else if (out && out->source_dest_check && !policy_iface_owns(pol, out, &p->dst)) {
-		step(ex, STAGE_SRCDST, EXO_REFUSE, "%s checks destinations and does not own the "
-		     "destination address", out->id);
+	if (ex->v.stage == STAGE_SRCDST) {
+		step(ex, STAGE_SRCDST, EXO_REFUSE, "%s", ex->rule);
 		refused = true;
 	} else if (in || out) {
 		step(ex, STAGE_SRCDST, EXO_PASS, "the bound interfaces own the addresses or do not "
@@ -289,6 +289,7 @@ int explain_run(const struct policy *pol, const struct packet *p, const struct i
 	if (!ct)
 		return -1;
 	pipeline_init(&pl, ct);
+	meta.in_known = in != NULL;
 	pipeline_eval(&pl, pol, p, in || out ? &meta : NULL, 1, &ex->v);
 	ct_destroy(ct);
 	verdict_rule_format(&ex->v, ex->rule, sizeof(ex->rule));

@@ -759,6 +759,7 @@ void flowlog_observe(struct flowlog_worker *w, const struct packet *p, const str
 	/* SPEC §7: at the source interface always (egress); at the
 	 * destination (ingress) when the packet got to its side. */
 	bool at_b = b && (v->accept || v->stage == STAGE_NACL_IN || v->stage == STAGE_SG_INGRESS ||
+			  v->stage == STAGE_EXEMPT /* a forged source, refused */ ||
 			  (v->stage == STAGE_CONNTRACK && v->stage_iface == b));
 	bool decision = w->fl->decisions && !v->accept;
 	if (a && a->subnet)

@@ -28,6 +28,7 @@ static const char *const reason_names[REASON_COUNT] = {
 	[REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION] = "ENI_SOURCE_DEST_CHECK_RESTRICTION",
 	[REASON_MALFORMED_PACKET] = "MALFORMED_PACKET",
 	[REASON_CONNTRACK_ALLOWANCE_EXCEEDED] = "CONNTRACK_ALLOWANCE_EXCEEDED",
+	[REASON_INVALID_SOURCE_ADDRESS] = "INVALID_SOURCE_ADDRESS",
 };
 
 const char *stage_name(enum stage s)
@@ -185,7 +186,8 @@ static bool related_icmp(struct pipeline *pl, const struct policy *pol, const st
 struct located {
 	const struct subnet *ssub, *dsub;
 	const struct iface *a, *b;
-	bool exempt, trackable;
+	enum exempt_kind skind, dkind;
+	bool has_tuple, trackable;
 	struct ct_tuple t;
 	uint64_t hash;
 };
@@ -198,14 +200,10 @@ static inline bool stateful(const struct iface *f)
 static void locate(const struct policy *pol, const struct packet *p, const struct pkt_meta *meta,
 		   struct located *l)
 {
-	l->a = l->b = NULL;
-	l->trackable = false;
-	l->hash = 0;
 	l->ssub = policy_subnet_by_addr(pol, &p->src);
 	l->dsub = policy_subnet_by_addr(pol, &p->dst);
-	l->exempt = policy_is_exempt(pol, &p->src, l->ssub) || policy_is_exempt(pol, &p->dst, l->dsub);
-	if (l->exempt)
-		return;
+	l->skind = exempt_kind(pol, &p->src, l->ssub);
+	l->dkind = exempt_kind(pol, &p->dst, l->dsub);
 	/* A bound device names the interface even when the address is not its
 	 * own (source/destination check off: NAT, appliances). */
 	l->a = meta && meta->in_iface ? meta->in_iface : policy_iface_by_addr(pol, &p->src);
@@ -214,17 +212,55 @@ static void locate(const struct policy *pol, const struct packet *p, const struc
 		l->a = NULL; /* not enforced: its subnet is unknown */
 	if (l->b && !l->b->subnet)
 		l->b = NULL;
+	l->has_tuple = !is_later_fragment(p) && ct_tuple_of(p, &l->t);
 	/* only security groups track flows: an interface without any (a NAT
-	 * gateway's) is filtered by the stateless network ACLs alone */
-	l->trackable = (stateful(l->a) || stateful(l->b)) && !is_later_fragment(p) &&
-		       ct_tuple_of(p, &l->t);
-	l->hash = l->trackable ? ct_hash(&l->t) : 0;
+	 * gateway's) is filtered by the stateless network ACLs alone; a packet
+	 * to an exempt address never reaches the flow table */
+	l->trackable = l->has_tuple && (stateful(l->a) || stateful(l->b)) &&
+		       l->dkind == EXEMPT_NONE;
+	l->hash = l->has_tuple && (l->trackable || l->skind || l->dkind) ? ct_hash(&l->t) : 0;
 }
 
 /* fe80::/10 and the link-scope multicast ff02::/16 (neighbour discovery) */
 static bool is_link_local6(const struct ip_addr *a)
 {
 	return (a->hi >> 54) == (0xfe80ULL >> 6) || (a->hi >> 48) == 0xff02ULL;
+}
+
+/* Is this packet from an exempt address the answer to a request noted at
+ * the exemption: its reply, a later fragment of one, or an ICMP error
+ * quoting the request? */
+static bool exempt_reply(struct pipeline *pl, const struct packet *p, const struct located *l,
+			 uint64_t now)
+{
+	if (p->flags & PKT_F_ICMP_ERR) {
+		struct ct_tuple q = {
+			.src = p->inner.src, .dst = p->inner.dst, .sport = p->inner.sport,
+			.dport = p->inner.dport, .proto = p->inner.proto,
+		};
+		if (q.proto == PROTO_ICMP || q.proto == PROTO_ICMPV6)
+			q.dport = 0; /* a quoted query, keyed as ct_tuple_of keys it */
+		return exempt_flow_known(&pl->exempt, &q, ct_hash(&q), now);
+	}
+	if (is_later_fragment(p))
+		return ct_frag_admitted(pl->ct, &p->src, &p->dst, p->proto, p->frag_id, now);
+	if (!l->has_tuple)
+		return false;
+	const struct ct_tuple req = {
+		.src = l->t.dst, .dst = l->t.src, .sport = l->t.dport, .dport = l->t.sport,
+		.proto = l->t.proto,
+	};
+	return exempt_flow_known(&pl->exempt, &req, l->hash, now);
+}
+
+/* Where the packet is, for flow logs and mirroring; exempt traffic has no
+ * place there (SPEC §5: neither filtered nor logged). */
+static void place(struct verdict *v, const struct located *l)
+{
+	v->src_iface = l->a;
+	v->dst_iface = l->b;
+	v->src_subnet = l->a ? l->a->subnet : l->ssub;
+	v->dst_subnet = l->b ? l->b->subnet : l->dsub;
 }
 
 static void eval_located(struct pipeline *pl, const struct policy *pol, const struct packet *p,
@@ -235,8 +271,7 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 
 	/* 1. source/destination check (SPEC §6), where the daemon knows the
 	 * device.  It comes before the exemption: an instance cannot send from
-	 * an exempt address either (AWS drops that at the source), so a spoofed
-	 * 169.254.x.x or reserved source must not pass every stage.  IPv6
+	 * an exempt address either (AWS drops that at the source).  IPv6
 	 * link-local addresses are every interface's own. */
 	if (meta && meta->in_iface && meta->in_iface->source_dest_check &&
 	    !policy_iface_owns(pol, meta->in_iface, &p->src) && !is_link_local6(&p->src)) {
@@ -252,21 +287,68 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		finish(pl, v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION);
 		return;
 	}
+	/* A source owned by a bound interface comes from that interface's
+	 * device and no other (rp_filter strict mode), whatever the device it
+	 * arrived from: a bound device that does not check sources, or one
+	 * bound to nothing. */
+	if (meta && meta->in_known) {
+		const struct iface *owner = policy_iface_by_addr(pol, &p->src);
+		if (owner && owner->device && owner != meta->in_iface) {
+			v->stage_iface = owner;
+			v->detail = "spoofed source (not from its device)";
+			finish(pl, v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION);
+			return;
+		}
+	}
 
-	/* 2. exempt addresses: nothing else is evaluated or logged */
-	if (l->exempt) {
+	/* 2. exempt addresses (SPEC §5): nothing else is evaluated or logged */
+	if (l->skind == EXEMPT_SUBNET_EDGE) {
+		/* a network or broadcast address never sends */
+		place(v, l);
+		v->detail = "source is a subnet's network or broadcast address";
+		finish(pl, v, false, STAGE_EXEMPT, REASON_INVALID_SOURCE_ADDRESS);
+		return;
+	}
+	if (l->dkind != EXEMPT_NONE) {
+		/* a request to AWS's address: its replies are exempt too */
+		if (l->has_tuple)
+			exempt_flow_note(&pl->exempt, &l->t, l->hash, now);
+		if (p->flags & PKT_F_FRAG_HEAD)
+			ct_frag_admit(pl->ct, &p->src, &p->dst, p->proto, p->frag_id, now);
 		v->exempt = true;
+		v->detail = "to an exempt address";
 		finish(pl, v, true, STAGE_EXEMPT, REASON_EXEMPT_ADDRESS);
 		return;
 	}
+	if (l->skind != EXEMPT_NONE) {
+		bool reply = exempt_reply(pl, p, l, now);
+		if (reply || exempt_on_link(&p->dst)) {
+			if (reply && (p->flags & PKT_F_FRAG_HEAD))
+				ct_frag_admit(pl->ct, &p->src, &p->dst, p->proto, p->frag_id, now);
+			v->exempt = true;
+			v->detail = reply ? "reply from an exempt address" : "stays on the link";
+			finish(pl, v, true, STAGE_EXEMPT, REASON_EXEMPT_ADDRESS);
+			return;
+		}
+		/* AWS's network delivers none of these unasked */
+		if (l->skind == EXEMPT_LINK_LOCAL) {
+			place(v, l);
+			v->detail = "link-local source off the link";
+			finish(pl, v, false, STAGE_EXEMPT, REASON_INVALID_SOURCE_ADDRESS);
+			return;
+		}
+		if (l->skind == EXEMPT_RESERVED) {
+			place(v, l);
+			v->detail = "reserved address of the VPC, answering no request";
+			finish(pl, v, false, STAGE_EXEMPT, REASON_INVALID_SOURCE_ADDRESS);
+			return;
+		}
+		/* AWS's IPv6 service range: judged by the rules */
+	}
 
+	place(v, l);
 	const struct iface *a = l->a, *b = l->b;
-	const struct subnet *x = a ? a->subnet : l->ssub;
-	const struct subnet *y = b ? b->subnet : l->dsub;
-	v->src_iface = a;
-	v->dst_iface = b;
-	v->src_subnet = x;
-	v->dst_subnet = y;
+	const struct subnet *x = v->src_subnet, *y = v->dst_subnet;
 
 	/* a later fragment of a datagram whose first fragment was admitted:
 	 * the datagram was judged on the first one, which has the ports */
@@ -478,6 +560,9 @@ char *verdict_rule_format(const struct verdict *v, char *buf, size_t len)
 		else if (v->stage_iface)
 			snprintf(buf, len, "no security-group rule of %s admits it (%s)",
 				 v->stage_iface->id, v->stage == STAGE_SG_EGRESS ? "egress" : "ingress");
+		break;
+	case STAGE_EXEMPT:
+		snprintf(buf, len, "%s", v->detail ? v->detail : "");
 		break;
 	case STAGE_SRCDST:
 		if (v->stage_iface)

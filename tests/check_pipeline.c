@@ -193,7 +193,9 @@ static const struct {
 	const char *src, *dst;
 } exempt_cases[] = {
 	{ "10.0.3.10", "169.254.169.254" },      /* IMDS */
-	{ "169.254.169.254", "10.0.3.10" },
+	{ "169.254.1.1", "169.254.169.254" },    /* link-local, both ends */
+	{ "fe80::1", "ff02::1" },                /* stays on the link */
+	{ "169.254.1.1", "224.0.0.251" },
 	{ "10.0.3.10", "169.254.169.123" },      /* Time Sync */
 	{ "10.0.3.10", "169.254.170.2" },        /* ECS metadata */
 	{ "10.0.3.10", "10.0.3.0" },             /* network address */
@@ -216,6 +218,147 @@ START_TEST(test_exempt)
 	struct verdict v = eval(TCP(exempt_cases[_i].src, exempt_cases[_i].dst, 40000, 9999, TCP_SYN));
 	expect(v, true, STAGE_EXEMPT, REASON_EXEMPT_ADDRESS, NULL);
 	ck_assert(v.exempt);
+}
+END_TEST
+
+/* SPEC §5 (infrastructure-security): the exemption is for packets *to*
+ * AWS's addresses and their replies; a packet *from* one that answers no
+ * request is forged.  db admits tcp 3306 from app only. */
+static const struct {
+	const char *src, *dst;
+	enum reason r;
+} forged_cases[] = {
+	{ "169.254.169.254", "10.0.3.10", REASON_INVALID_SOURCE_ADDRESS },  /* IMDS */
+	{ "169.254.169.123", "10.0.3.10", REASON_INVALID_SOURCE_ADDRESS },  /* Time Sync */
+	{ "10.0.0.2", "10.0.3.10", REASON_INVALID_SOURCE_ADDRESS },         /* VPC DNS */
+	{ "10.0.3.2", "10.0.3.10", REASON_INVALID_SOURCE_ADDRESS },         /* subnet DNS */
+	{ "10.0.3.1", "10.0.3.10", REASON_INVALID_SOURCE_ADDRESS },         /* router */
+	{ "10.0.3.0", "10.0.3.10", REASON_INVALID_SOURCE_ADDRESS },         /* network */
+	{ "10.0.3.255", "10.0.3.10", REASON_INVALID_SOURCE_ADDRESS },       /* broadcast */
+	{ "10.0.1.255", "169.254.169.254", REASON_INVALID_SOURCE_ADDRESS }, /* even to IMDS */
+	{ "fe80::1", "2001:db8:1:1::10", REASON_INVALID_SOURCE_ADDRESS },   /* off the link */
+	{ "2001:db8:1:1::", "2001:db8:1:1::10", REASON_INVALID_SOURCE_ADDRESS },
+	{ "2001:db8:1:1:ffff:ffff:ffff:ffff", "2001:db8:1:1::10", REASON_INVALID_SOURCE_ADDRESS },
+	{ "2001:db8:1:1::2", "2001:db8:1:1::10", REASON_INVALID_SOURCE_ADDRESS },
+	{ "fd00:ec2::254", "2001:db8:1:1::10", REASON_ENI_SG_RULES_MISMATCH }, /* judged by rules */
+};
+
+START_TEST(test_forged_exempt_source)
+{
+	struct verdict v = eval(TCP(forged_cases[_i].src, forged_cases[_i].dst, 80,
+				    strchr(forged_cases[_i].dst, ':') ? 22 : 3306, TCP_SYN));
+	ck_assert_msg(!v.accept && v.reason == forged_cases[_i].r, "%s: got %s %s",
+		      forged_cases[_i].src, v.accept ? "ACCEPT" : "REJECT", reason_name(v.reason));
+	ck_assert(!v.exempt);
+	/* refused where flow logs see it: at the destination */
+	struct packet p = tu_pkt(forged_cases[_i].src, forged_cases[_i].dst, 6, 1, 1, 0);
+	ck_assert_ptr_eq(v.dst_iface, policy_iface_by_addr(pol, &p.dst));
+	ck_assert_uint_ge(pl.stats.packets[v.stage][v.reason], 1);
+}
+END_TEST
+
+/* Real requests to AWS's addresses and their replies stay exempt: IMDS
+ * over TCP, DNS over UDP (the VPC's and the subnet's), echo to the router,
+ * IMDS over IPv6; a reply's later fragments and an ICMP error quoting the
+ * request too.  A reply to another port, or after the request idled out,
+ * is refused. */
+START_TEST(test_exempt_replies)
+{
+	static const struct {
+		const char *inst, *svc;
+		uint8_t proto;
+		uint16_t port;
+	} c[] = {
+		{ "10.0.3.10", "169.254.169.254", 6, 80 },
+		{ "10.0.3.10", "10.0.0.2", 17, 53 },
+		{ "10.0.3.10", "10.0.3.2", 17, 53 },
+		{ "10.0.3.10", "169.254.169.123", 17, 123 },
+		{ "2001:db8:1:1::10", "fd00:ec2::254", 6, 80 },
+		{ "2001:db8:1:1::10", "2001:db8:1:1::2", 17, 53 },
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		uint8_t req_fl = c[i].proto == 6 ? TCP_SYN : 0, rep_fl = c[i].proto == 6 ? TCP_SYN | TCP_ACK : 0;
+		expect(eval_at(tu_pkt(c[i].inst, c[i].svc, c[i].proto, 41000, c[i].port, req_fl), 1),
+		       true, STAGE_EXEMPT, REASON_EXEMPT_ADDRESS, "to an exempt address");
+		expect(eval_at(tu_pkt(c[i].svc, c[i].inst, c[i].proto, c[i].port, 41000, rep_fl), 1.01),
+		       true, STAGE_EXEMPT, REASON_EXEMPT_ADDRESS, "reply from an exempt address");
+		struct verdict v = eval_at(tu_pkt(c[i].svc, c[i].inst, c[i].proto, c[i].port, 41001, rep_fl), 1.02);
+		ck_assert_msg(!v.accept && !v.exempt, "case %zu: a reply to another port", i);
+	}
+	/* ICMP echo to the subnet router, and its reply */
+	expect(eval_at(tu_icmp("10.0.3.10", "10.0.3.1", 8, 0, 7), 2), true, STAGE_EXEMPT,
+	       REASON_EXEMPT_ADDRESS, NULL);
+	expect(eval_at(tu_icmp("10.0.3.1", "10.0.3.10", 0, 0, 7), 2.1), true, STAGE_EXEMPT,
+	       REASON_EXEMPT_ADDRESS, "reply from an exempt address");
+	ck_assert(!eval_at(tu_icmp("10.0.3.1", "10.0.3.10", 0, 0, 8), 2.1).accept);
+	/* the DNS reply, fragmented: head and a later fragment */
+	expect(eval_at(tu_pkt("10.0.3.10", "10.0.0.2", 17, 42000, 53, 0), 3), true, STAGE_EXEMPT,
+	       REASON_EXEMPT_ADDRESS, NULL);
+	struct packet head = tu_pkt("10.0.0.2", "10.0.3.10", 17, 53, 42000, 0);
+	head.flags |= PKT_F_FRAG_HEAD;
+	head.frag_id = 77;
+	ck_assert(eval_at(head, 3.1).exempt);
+	struct packet tail = tu_pkt("10.0.0.2", "10.0.3.10", 17, 0, 0, 0);
+	tail.flags = (tail.flags & ~PKT_F_L4) | PKT_F_FRAGMENT;
+	tail.frag_id = 77;
+	ck_assert(eval_at(tail, 3.1).exempt);
+	tail.frag_id = 78;
+	ck_assert(!eval_at(tail, 3.1).accept);
+	/* UDP requests are remembered as long as a UDP stream: 180 s idle */
+	ck_assert(!eval_at(tu_pkt("10.0.0.2", "10.0.3.10", 17, 53, 42000, 0), 3 + 181).accept);
+}
+END_TEST
+
+/* Where InterfaceBindings are given, a source owned by a bound interface
+ * arriving from any other device is spoofed (rp_filter strict mode), even
+ * from a device bound to nothing or to an interface that checks no
+ * sources; from its own device it is judged by the rules. */
+START_TEST(test_bound_source_from_elsewhere)
+{
+	struct policy *bp = lab(",\"Vpcfw\":{\"InterfaceBindings\":["
+				"{\"NetworkInterfaceId\":\"eni-web\",\"Device\":\"vweb\"},"
+				"{\"NetworkInterfaceId\":\"eni-app\",\"Device\":\"vapp\"}]}");
+	ck_assert_ptr_nonnull(bp);
+	const struct iface *web = policy_iface_by_id(bp, "eni-web");
+	const struct iface *app = policy_iface_by_id(bp, "eni-app");
+	struct packet p = TCP("10.0.1.10", "10.0.2.10", 40000, 8000, TCP_SYN);
+	struct verdict v;
+	struct pkt_meta unbound = { .in_known = true };
+	pipeline_eval(&pl, bp, &p, &unbound, tu_sec(0), &v);
+	expect(v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION,
+	       "eni-web: spoofed source (not from its device)");
+	struct pkt_meta other = { .in_iface = app, .in_known = true };
+	/* as if app's SourceDestCheck were false (NAT): it lets anything in */
+	((struct iface *)app)->source_dest_check = false;
+	pipeline_eval(&pl, bp, &p, &other, tu_sec(0), &v);
+	expect(v, false, STAGE_SRCDST, REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION,
+	       "eni-web: spoofed source (not from its device)");
+	struct pkt_meta own = { .in_iface = web, .in_known = true };
+	pipeline_eval(&pl, bp, &p, &own, tu_sec(0), &v);
+	ck_assert(v.accept);
+	/* an unbound interface's address: no device to come from */
+	p = TCP("10.0.3.10", "10.0.2.10", 40000, 8000, TCP_SYN);
+	pipeline_eval(&pl, bp, &p, &unbound, tu_sec(0), &v);
+	ck_assert(v.stage != STAGE_SRCDST);
+	/* forged exempt sources on a bound device and an unbound one */
+	static const char *const srcs[] = { "169.254.169.254", "10.0.0.2", "10.0.2.255" };
+	for (size_t i = 0; i < sizeof(srcs) / sizeof(srcs[0]); i++) {
+		p = TCP(srcs[i], "10.0.2.10", 80, 8000, TCP_SYN);
+		pipeline_eval(&pl, bp, &p, &unbound, tu_sec(0), &v);
+		expect(v, false, STAGE_EXEMPT, REASON_INVALID_SOURCE_ADDRESS, NULL);
+		pipeline_eval(&pl, bp, &p, &other, tu_sec(0), &v); /* app checks nothing now */
+		expect(v, false, STAGE_EXEMPT, REASON_INVALID_SOURCE_ADDRESS, NULL);
+	}
+	/* the real metadata request from web's device, and the reply to it
+	 * arriving from an unbound device (the gateway's uplink) */
+	struct pkt_meta to_web = { .out_iface = web, .in_known = true };
+	p = TCP("10.0.1.10", "169.254.169.254", 40000, 80, TCP_SYN);
+	pipeline_eval(&pl, bp, &p, &own, tu_sec(1), &v);
+	expect(v, true, STAGE_EXEMPT, REASON_EXEMPT_ADDRESS, NULL);
+	p = TCP("169.254.169.254", "10.0.1.10", 80, 40000, TCP_SYN | TCP_ACK);
+	pipeline_eval(&pl, bp, &p, &to_web, tu_sec(1), &v);
+	expect(v, true, STAGE_EXEMPT, REASON_EXEMPT_ADDRESS, "reply from an exempt address");
+	policy_free(bp);
 }
 END_TEST
 
@@ -655,6 +798,9 @@ int main(void)
 	tcase_add_test(tc, test_within_subnet_skips_nacl);
 	tcase_add_loop_test(tc, test_exempt, 0, sizeof(exempt_cases) / sizeof(exempt_cases[0]));
 	tcase_add_test(tc, test_not_exempt);
+	tcase_add_loop_test(tc, test_forged_exempt_source, 0, sizeof(forged_cases) / sizeof(forged_cases[0]));
+	tcase_add_test(tc, test_exempt_replies);
+	tcase_add_test(tc, test_bound_source_from_elsewhere);
 	tcase_add_test(tc, test_udp_timeouts);
 	tcase_add_test(tc, test_icmp_echo_tracking);
 	tcase_add_test(tc, test_related_icmp);

@@ -1,6 +1,6 @@
 /* The order of SPEC §2 and the verdict with its reason:
- *   exempt -> source/destination check -> SG egress of A -> NACL outbound of X
- *   -> NACL inbound of Y -> SG ingress of B
+ *   source/destination check -> exemption -> SG egress of A -> NACL outbound
+ *   of X -> NACL inbound of Y -> SG ingress of B
  * with connection tracking consulted first and updated last. */
 #ifndef VPCFW_PIPELINE_H
 #define VPCFW_PIPELINE_H
@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "vpcfw/conntrack.h"
+#include "vpcfw/exempt.h"
 #include "vpcfw/packet.h"
 #include "vpcfw/policy.h"
 
@@ -39,6 +40,7 @@ enum reason {
 	REASON_ENI_SOURCE_DEST_CHECK_RESTRICTION,
 	REASON_MALFORMED_PACKET,
 	REASON_CONNTRACK_ALLOWANCE_EXCEEDED,
+	REASON_INVALID_SOURCE_ADDRESS,          /* SPEC §5: a source never legitimate here */
 	REASON_COUNT
 };
 
@@ -58,16 +60,20 @@ struct verdict {
 	const struct iface *src_iface, *dst_iface;
 	const struct subnet *src_subnet, *dst_subnet;
 	bool exempt;
-	/* detail of a src/dst-check refusal: "spoofed source" or
-	 * "not addressed to interface" */
+	/* detail of a src/dst-check refusal ("spoofed source", "not addressed
+	 * to interface"), of an exemption or of a refused exempt source */
 	const char *detail;
 };
 
 /* Which modelled interfaces the packet came in on / goes out to, when the
- * daemon knows the Linux devices (SPEC §6); NULL when unknown. */
+ * daemon knows the Linux devices (SPEC §6); NULL when unknown.  in_known:
+ * the input device is known, so a NULL in_iface is a device bound to no
+ * interface (a source owned by a bound interface arriving there is spoofed,
+ * as rp_filter's strict mode has it). */
 struct pkt_meta {
 	const struct iface *in_iface;
 	const struct iface *out_iface;
+	bool in_known;
 };
 
 struct pipeline_stats {
@@ -88,6 +94,7 @@ struct pipeline {
 	struct pipeline_stats stats;
 	uint64_t *hits;
 	uint32_t n_hits;
+	struct exempt_flows exempt;     /* requests to exempt addresses (SPEC §5) */
 };
 
 void pipeline_init(struct pipeline *pl, struct conntrack *ct);
