@@ -18,7 +18,7 @@ reader="$top_srcdir/tests/tools/flowlog-reader"
 data="$top_srcdir/tests/data/flowlogs"
 
 if [ ! -x "$VPCFWD" ]; then
-	echo "SKIP: $VPCFWD not built"; exit 77
+	echo "FAIL: $VPCFWD not built"; exit 1
 fi
 if ! $PY -c 'import scapy' 2>/dev/null; then
 	echo "SKIP: $PY has no scapy (Debian: python3-scapy)"; exit 77

@@ -5,7 +5,8 @@
 #     stderr (run from inside tests/golden/bad, so file names are bare).
 #     Exit status must be 1 when the .err has an error line, else 0.
 #   tests/golden/good/NN.json + NN.out: `vpcfwd --print-config -c NN.json`
-#     on stdout, exit 0.  A .json without its .out is skipped.
+#     on stdout, exit 0.  A .json without its .out fails (GOLDEN_UPDATE
+#     writes it).  No vpcfwd built fails: nothing would be checked.
 # To accept new output after a deliberate change (or write the missing .out
 # files), then review the result with git diff:
 #   GOLDEN_UPDATE=1 tests/golden.sh
@@ -17,8 +18,8 @@ VPCFWD=${VPCFWD:-${top_builddir:-$top_srcdir/build}/src/vpcfwd}
 golden=$top_srcdir/tests/golden
 
 if [ ! -x "$VPCFWD" ]; then
-	echo "SKIP: no vpcfwd at $VPCFWD"
-	exit 77
+	echo "FAIL: no vpcfwd at $VPCFWD (build it first)"
+	exit 1
 fi
 
 tmp=$(mktemp -d)
@@ -69,7 +70,11 @@ if [ -d "$golden/good" ]; then
 	for json in *.json; do
 		[ -e "$json" ] || continue
 		out=${json%.json}.out
-		[ -f "$out" ] || [ "${GOLDEN_UPDATE:-}" = 1 ] || continue
+		if [ ! -f "$out" ] && [ "${GOLDEN_UPDATE:-}" != 1 ]; then
+			echo "FAIL: good/$json has no $out (GOLDEN_UPDATE=1 writes it)"
+			fail=$((fail + 1))
+			continue
+		fi
 		rc=0
 		"$VPCFWD" --print-config -c "$json" >"$tmp/got" 2>"$tmp/stderr" || rc=$?
 		if [ "$rc" -ne 0 ]; then
@@ -80,4 +85,5 @@ if [ -d "$golden/good" ]; then
 fi
 
 echo "golden: $pass passed, $fail failed"
+[ "$pass" -gt 0 ] || { echo "FAIL: no golden case ran"; exit 1; }
 [ "$fail" -eq 0 ]

@@ -2,9 +2,11 @@
 """usage: vxlan-rx.py ADDR PORT OUT READY [STOP]
 Receives UDP datagrams on ADDR PORT and writes them to OUT (pcap) as
 Ethernet/IPv4/UDP frames, so that tshark decodes the VXLAN in them.
-Touches READY once bound.  Without STOP: stops 1.5 s after the last datagram
+ADDR "loopback": the first 127.x.y.z (from a random start) whose PORT is
+free; exits 1 when none is.  Writes the address bound to READY once bound.  Without STOP: stops 1.5 s after the last datagram
 (20 s when none comes); with STOP: once the file STOP exists (at most 120 s)."""
 import os
+import random
 import socket
 import struct
 import sys
@@ -15,8 +17,23 @@ stop = sys.argv[5] if len(sys.argv) > 5 else None
 idle, wait = (0.2, 120.0) if stop else (1.5, 20.0)
 
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((addr, port))
-open(ready, "w").close()
+if addr == "loopback":
+    rnd = random.Random(os.getpid() ^ int(time.time() * 1000))
+    for _ in range(200):
+        cand = "127.%d.%d.%d" % (rnd.randrange(1, 255), rnd.randrange(0, 256), rnd.randrange(1, 255))
+        try:
+            s.bind((cand, port))
+        except OSError:
+            continue
+        addr = cand
+        break
+    else:
+        sys.exit("vxlan-rx: no free loopback address for port %d" % port)
+else:
+    s.bind((addr, port))
+with open(ready + ".tmp", "w") as f:
+    f.write(addr + "\n")
+os.rename(ready + ".tmp", ready)
 got = []
 start = time.time()
 while True:
