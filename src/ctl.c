@@ -1136,14 +1136,11 @@ json_t *ctl_stats(const struct ctl_daemon *d)
 
 /* ------------------------------------------------------------ Prometheus text */
 
-struct text {
-	char *s;
-	size_t len, cap;
-	bool oom;
-};
-
-__attribute__((format(printf, 2, 3)))
-static void put(struct text *t, const char *fmt, ...)
+/* The first call may find the buffer empty (s NULL, cap 0): vsnprintf is then
+ * given NULL and 0, never NULL + 0 (undefined behaviour), and the buffer
+ * grows to hold at least the text and its terminating NUL, so an empty text
+ * cannot make it realloc to zero bytes (which frees the buffer). */
+void ctl_text_put(struct ctl_text *t, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -1151,16 +1148,20 @@ static void put(struct text *t, const char *fmt, ...)
 	if (t->oom)
 		return;
 	for (;;) {
+		size_t room = t->cap - t->len;
 		va_start(ap, fmt);
-		n = vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+		n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? room : 0, fmt, ap);
 		va_end(ap);
 		if (n < 0) {
 			t->oom = true;
 			return;
 		}
-		if ((size_t)n < t->cap - t->len)
+		if (t->s && (size_t)n < room)
 			break;
-		size_t cap = (t->cap + (size_t)n) * 2;
+		size_t need = t->len + (size_t)n + 1;
+		size_t cap = t->cap * 2 > need ? t->cap * 2 : need;
+		if (cap < 256)
+			cap = 256;
 		char *s = realloc(t->s, cap);
 		if (!s) {
 			t->oom = true;
@@ -1192,23 +1193,23 @@ static const char *esc(const char *in, char *buf, size_t len)
 	return buf;
 }
 
-static void head(struct text *t, const char *name, const char *type, const char *help)
+static void head(struct ctl_text *t, const char *name, const char *type, const char *help)
 {
-	put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	ctl_text_put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static void pm_nacl(void *arg, const struct nacl *n, const char *dir, const char *rule,
 		    uint64_t packets)
 {
 	char a[128];
-	put(arg, "vpcfw_nacl_rule_packets_total{acl=\"%s\",direction=\"%s\",rule=\"%s\"} %" PRIu64
+	ctl_text_put(arg, "vpcfw_nacl_rule_packets_total{acl=\"%s\",direction=\"%s\",rule=\"%s\"} %" PRIu64
 	    "\n", esc(n->id, a, sizeof(a)), dir, rule, packets);
 }
 
 static void pm_sg(void *arg, const struct iface *f, const struct sg_rule *r, uint64_t packets)
 {
 	char a[128], b[128];
-	put(arg, "vpcfw_sg_rule_packets_total{eni=\"%s\",sg=\"%s\",direction=\"%s\",rule=\"%d\"} %"
+	ctl_text_put(arg, "vpcfw_sg_rule_packets_total{eni=\"%s\",sg=\"%s\",direction=\"%s\",rule=\"%d\"} %"
 	    PRIu64 "\n", esc(f->id, a, sizeof(a)), esc(r->group->id, b, sizeof(b)),
 	    r->egress ? "egress" : "ingress", r->m->index, packets);
 }
@@ -1221,7 +1222,7 @@ static void pm_iface(void *arg, const struct iface *f, const uint64_t v[IFACE_HI
 	};
 	char a[128];
 	for (int k = 0; k < IFACE_HITS; k++)
-		put(arg, "vpcfw_interface_packets_total{eni=\"%s\",direction=\"%s\",verdict=\"%s\"} %"
+		ctl_text_put(arg, "vpcfw_interface_packets_total{eni=\"%s\",direction=\"%s\",verdict=\"%s\"} %"
 		    PRIu64 "\n", esc(f->id, a, sizeof(a)), names[k][0], names[k][1], v[k]);
 }
 
@@ -1243,7 +1244,7 @@ static void noop_iface(void *arg, const struct iface *f, const uint64_t v[IFACE_
 
 char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 {
-	struct text t = { 0 };
+	struct ctl_text t = { 0 };
 	uint64_t gen;
 	const struct policy *pol = d->policy(d->ctx, &gen);
 	struct ctl_worker_stats *w = calloc((size_t)d->n_workers + 1, sizeof(*w));
@@ -1262,23 +1263,23 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 				reasons[st][r] += w[i].pl.packets[st][r];
 	}
 	head(&t, "vpcfw_build_info", "gauge", "vpcfw version");
-	put(&t, "vpcfw_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+	ctl_text_put(&t, "vpcfw_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
 	head(&t, "vpcfw_start_time_seconds", "gauge", "start of the daemon, seconds since the epoch");
-	put(&t, "vpcfw_start_time_seconds %" PRIu64 "\n", d->started_s);
+	ctl_text_put(&t, "vpcfw_start_time_seconds %" PRIu64 "\n", d->started_s);
 	head(&t, "vpcfw_policy_generation", "gauge", "number of the configuration in force");
-	put(&t, "vpcfw_policy_generation %" PRIu64 "\n", gen);
+	ctl_text_put(&t, "vpcfw_policy_generation %" PRIu64 "\n", gen);
 	head(&t, "vpcfw_conntrack_used", "gauge", "flows tracked now");
-	put(&t, "vpcfw_conntrack_used %" PRIu64 "\n", used);
+	ctl_text_put(&t, "vpcfw_conntrack_used %" PRIu64 "\n", used);
 	head(&t, "vpcfw_conntrack_allowance_available", "gauge", "room for new flows");
-	put(&t, "vpcfw_conntrack_allowance_available %" PRIu64 "\n", max > used ? max - used : 0);
+	ctl_text_put(&t, "vpcfw_conntrack_allowance_available %" PRIu64 "\n", max > used ? max - used : 0);
 	head(&t, "vpcfw_conntrack_allowance_exceeded_total", "counter",
 	     "new flows refused because the table was full");
-	put(&t, "vpcfw_conntrack_allowance_exceeded_total %" PRIu64 "\n", exceeded);
+	ctl_text_put(&t, "vpcfw_conntrack_allowance_exceeded_total %" PRIu64 "\n", exceeded);
 	head(&t, "vpcfw_queue_packets_total", "counter", "packets decided, by queue and verdict");
 	for (int i = 0; i < d->n_workers; i++) {
-		put(&t, "vpcfw_queue_packets_total{queue=\"%u\",verdict=\"accept\"} %" PRIu64 "\n",
+		ctl_text_put(&t, "vpcfw_queue_packets_total{queue=\"%u\",verdict=\"accept\"} %" PRIu64 "\n",
 		    w[i].queue, w[i].pl.accepted);
-		put(&t, "vpcfw_queue_packets_total{queue=\"%u\",verdict=\"reject\"} %" PRIu64 "\n",
+		ctl_text_put(&t, "vpcfw_queue_packets_total{queue=\"%u\",verdict=\"reject\"} %" PRIu64 "\n",
 		    w[i].queue, w[i].pl.rejected);
 	}
 	head(&t, "vpcfw_kernel_queue_dropped_total", "counter",
@@ -1286,46 +1287,46 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 	for (int i = 0; i < d->n_workers; i++) {
 		if (!w[i].have_kernel)
 			continue;
-		put(&t, "vpcfw_kernel_queue_dropped_total{queue=\"%u\",cause=\"queue_full\"} %" PRIu64
+		ctl_text_put(&t, "vpcfw_kernel_queue_dropped_total{queue=\"%u\",cause=\"queue_full\"} %" PRIu64
 		    "\n", w[i].queue, w[i].kernel_queue_dropped);
-		put(&t, "vpcfw_kernel_queue_dropped_total{queue=\"%u\",cause=\"socket_full\"} %" PRIu64
+		ctl_text_put(&t, "vpcfw_kernel_queue_dropped_total{queue=\"%u\",cause=\"socket_full\"} %" PRIu64
 		    "\n", w[i].queue, w[i].kernel_user_dropped);
 	}
 	head(&t, "vpcfw_audit_would_refuse_total", "counter",
 	     "packets accepted in audit mode that the policy refuses");
 	for (int i = 0; i < d->n_workers; i++)
-		put(&t, "vpcfw_audit_would_refuse_total{queue=\"%u\"} %" PRIu64 "\n", w[i].queue,
+		ctl_text_put(&t, "vpcfw_audit_would_refuse_total{queue=\"%u\"} %" PRIu64 "\n", w[i].queue,
 		    w[i].audit_would_refuse);
 	head(&t, "vpcfw_decisions_total", "counter", "verdicts by deciding stage and reason code");
 	for (int st = 0; st < STAGE_COUNT; st++)
 		for (int r = 0; r < REASON_COUNT; r++)
 			if (reasons[st][r])
-				put(&t, "vpcfw_decisions_total{stage=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+				ctl_text_put(&t, "vpcfw_decisions_total{stage=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
 				    stage_name((enum stage)st), reason_name((enum reason)r), reasons[st][r]);
 	struct ctl_counters cn;
 	ctl_get_counters(c, &cn);
 	head(&t, "vpcfw_control_refused_total", "counter",
 	     "control-socket clients and requests refused, every cause");
-	put(&t, "vpcfw_control_refused_total %" PRIu64 "\n", ctl_refused(c));
+	ctl_text_put(&t, "vpcfw_control_refused_total %" PRIu64 "\n", ctl_refused(c));
 	head(&t, "vpcfw_control_clients", "gauge", "control-socket clients connected");
-	put(&t, "vpcfw_control_clients %" PRIu64 "\n", cn.clients);
+	ctl_text_put(&t, "vpcfw_control_clients %" PRIu64 "\n", cn.clients);
 	head(&t, "vpcfw_control_clients_refused_total", "counter",
 	     "control-socket clients refused at connect, by cause");
-	put(&t, "vpcfw_control_clients_refused_total{reason=\"permission\"} %" PRIu64 "\n",
+	ctl_text_put(&t, "vpcfw_control_clients_refused_total{reason=\"permission\"} %" PRIu64 "\n",
 	    cn.refused_permission);
-	put(&t, "vpcfw_control_clients_refused_total{reason=\"too_many_clients\"} %" PRIu64 "\n",
+	ctl_text_put(&t, "vpcfw_control_clients_refused_total{reason=\"too_many_clients\"} %" PRIu64 "\n",
 	    cn.refused_too_many);
 	head(&t, "vpcfw_control_clients_dropped_total", "counter",
 	     "control-socket clients dropped, by cause");
-	put(&t, "vpcfw_control_clients_dropped_total{reason=\"idle\"} %" PRIu64 "\n",
+	ctl_text_put(&t, "vpcfw_control_clients_dropped_total{reason=\"idle\"} %" PRIu64 "\n",
 	    cn.dropped_idle);
-	put(&t, "vpcfw_control_clients_dropped_total{reason=\"request_too_long\"} %" PRIu64 "\n",
+	ctl_text_put(&t, "vpcfw_control_clients_dropped_total{reason=\"request_too_long\"} %" PRIu64 "\n",
 	    cn.dropped_too_long);
 	head(&t, "vpcfw_control_requests_refused_total", "counter",
 	     "control-socket requests refused, by cause");
-	put(&t, "vpcfw_control_requests_refused_total{reason=\"permission\"} %" PRIu64 "\n",
+	ctl_text_put(&t, "vpcfw_control_requests_refused_total{reason=\"permission\"} %" PRIu64 "\n",
 	    cn.requests_refused);
-	put(&t, "vpcfw_control_requests_refused_total{reason=\"busy\"} %" PRIu64 "\n",
+	ctl_text_put(&t, "vpcfw_control_requests_refused_total{reason=\"busy\"} %" PRIu64 "\n",
 	    cn.requests_busy);
 
 	/* one family at a time: the format wants a family's samples together */

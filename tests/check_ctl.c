@@ -124,6 +124,36 @@ static json_int_t find(json_t *arr, const char *k1, const char *v1, const char *
 /* 7 SSH connections from the corporate network and 4 from the internet to
  * web, spread over two workers: web's IpPermissions[2] counts 7 (the SYNs;
  * the replies are tracked), web counts 7 + 7 accepted in, 4 refused in. */
+/* Issue #9 item 9: the first put into an empty buffer gave vsnprintf
+ * NULL + 0 (UBSan: "applying zero offset to null pointer"), and an empty
+ * first text made it realloc to 0 bytes, which frees the buffer. */
+START_TEST(test_text_put_from_empty)
+{
+	struct ctl_text t = { 0 };
+
+	ctl_text_put(&t, "%s", "");
+	ck_assert(!t.oom);
+	ck_assert_ptr_nonnull(t.s);
+	ck_assert_uint_eq(t.len, 0);
+	ck_assert_str_eq(t.s, "");
+	ctl_text_put(&t, "a%d", 1);
+	ck_assert_str_eq(t.s, "a1");
+	free(t.s);
+
+	struct ctl_text u = { 0 };
+	char big[1000];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (int i = 0; i < 50; i++)
+		ctl_text_put(&u, "%s\n", big);
+	ck_assert(!u.oom);
+	ck_assert_uint_eq(u.len, 50 * sizeof(big));
+	ck_assert_uint_eq(strlen(u.s), u.len);
+	ck_assert_uint_gt(u.cap, u.len);
+	free(u.s);
+}
+END_TEST
+
 START_TEST(test_counters_exact)
 {
 	struct verdict v;
@@ -523,6 +553,7 @@ int main(void)
 	Suite *s = suite_create("ctl");
 	TCase *tc = tcase_create("ctl");
 	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_text_put_from_empty);
 	tcase_add_test(tc, test_counters_exact);
 	tcase_add_test(tc, test_access);
 	tcase_add_test(tc, test_metrics_text);

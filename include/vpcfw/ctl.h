@@ -156,6 +156,18 @@ json_t *ctl_explain(const struct policy *pol, const json_t *req);
 json_t *ctl_stats(const struct ctl_daemon *d);
 /* c (may be NULL): the control socket's own counters */
 char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c);   /* malloc'd */
+
+/* The growing text ctl_metrics builds: start from { 0 }; each put appends
+ * printf-style.  Once anything was put, s is a NUL-terminated malloc'd
+ * string of len bytes; if memory ran out, oom is set, later puts do nothing
+ * and s (possibly NULL) is still the caller's to free. */
+struct ctl_text {
+	char *s;
+	size_t len, cap;
+	bool oom;
+};
+__attribute__((format(printf, 2, 3)))
+void ctl_text_put(struct ctl_text *t, const char *fmt, ...);
 /* Writes the metrics to path (temporary file, then rename); 0 or -1. */
 int ctl_write_metrics(const struct ctl_daemon *d, const struct ctl *c, const char *path);
 
