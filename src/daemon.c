@@ -21,15 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/capability.h>
 #include <linux/netfilter.h>
+
+#include <cap-ng.h>
 
 #include "vpcfw/config.h"
 #include "vpcfw/conntrack.h"
@@ -779,15 +778,77 @@ static void ctl_log(int prio, const char *msg)
 	logmsg(prio, "%s", msg);
 }
 
-/* -u USER.  Root is needed only to open what is open by now; verdicts
- * and queue settings are nfnetlink messages, which need CAP_NET_ADMIN, and
- * mirroring sends VXLAN from a raw socket with CAP_NET_RAW.  Everything else
- * goes, the bounding set included. */
+/* Least privilege, with libcap-ng.  Root is needed only to open what is open
+ * by now; verdicts and queue settings are nfnetlink messages, which need
+ * CAP_NET_ADMIN, and mirroring sends VXLAN from a raw socket (a per-flow
+ * outer source port) with CAP_NET_RAW, kept only when the configuration
+ * mirrors.  Nothing else stays: the inheritable and ambient sets are
+ * emptied, and so is the bounding set where it can be (CAP_SETPCAP).
+ *
+ * -u USER (started as root): become USER (its group and supplementary
+ * groups), bounding set cleared.  Without -u but not root (systemd's
+ * User= with AmbientCapabilities=): keep what of the two is held, drop the
+ * rest, the ambient set included, so that nothing is passed to a child.
+ * Root without -u keeps root: that is what the operator asked for. */
+static int keep_capabilities(bool net_raw, bool have_raw)
+{
+	capng_clear(CAPNG_SELECT_ALL);
+	if (capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_NET_ADMIN) < 0 ||
+	    (net_raw && have_raw &&
+	     capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_NET_RAW) < 0))
+		return -1;
+	return 0;
+}
+
+/* The capabilities really held afterwards, checked from the kernel's view:
+ * exactly NET_ADMIN (+ NET_RAW), nothing inheritable or ambient. */
+static bool capabilities_are(bool net_raw, bool bounding_clear)
+{
+	capng_clear(CAPNG_SELECT_ALL);
+	if (capng_get_caps_process() < 0)
+		return false;
+	for (unsigned int cap = 0; cap <= CAP_LAST_CAP; cap++) {
+		bool want = cap == CAP_NET_ADMIN || (net_raw && cap == CAP_NET_RAW);
+		if (capng_have_capability(CAPNG_EFFECTIVE, cap) != want ||
+		    capng_have_capability(CAPNG_PERMITTED, cap) != want ||
+		    capng_have_capability(CAPNG_INHERITABLE, cap) ||
+		    capng_have_capability(CAPNG_AMBIENT, cap) ||
+		    (bounding_clear && capng_have_capability(CAPNG_BOUNDING_SET, cap)))
+			return false;
+	}
+	return true;
+}
+
 static int drop_privileges(const char *user, bool net_raw, struct ctl *ctl)
 {
-	struct passwd *pw = getpwnam(user);
-	uint64_t keep = 1ull << CAP_NET_ADMIN | (net_raw ? 1ull << CAP_NET_RAW : 0);
+	if (!user) {
+		if (geteuid() == 0)
+			return 0;
+		/* systemd's User= and AmbientCapabilities= (or the like) */
+		capng_clear(CAPNG_SELECT_ALL);
+		if (capng_get_caps_process() < 0) {
+			logmsg(LOG_ERR, "cannot read the capabilities: %s", strerror(errno));
+			return -1;
+		}
+		bool have_raw = capng_have_capability(CAPNG_PERMITTED, CAP_NET_RAW);
+		if (!capng_have_capability(CAPNG_PERMITTED, CAP_NET_ADMIN)) {
+			logmsg(LOG_ERR, "no CAP_NET_ADMIN (uid %ld)", (long)geteuid());
+			return -1;
+		}
+		if (keep_capabilities(net_raw, have_raw) < 0 ||
+		    capng_apply(CAPNG_SELECT_CAPS | CAPNG_SELECT_AMBIENT) < 0 ||
+		    !capabilities_are(net_raw && have_raw, false)) {
+			logmsg(LOG_ERR, "cannot drop the capabilities not needed: %s", strerror(errno));
+			return -1;
+		}
+		if (net_raw && !have_raw)
+			logmsg(LOG_WARNING, "mirroring without CAP_NET_RAW: VXLAN from one UDP port");
+		logmsg(LOG_INFO, "running as uid %ld with CAP_NET_ADMIN%s only, no ambient capabilities",
+		       (long)geteuid(), net_raw && have_raw ? " and CAP_NET_RAW" : "");
+		return 0;
+	}
 
+	struct passwd *pw = getpwnam(user);
 	if (!pw) {
 		logmsg(LOG_ERR, "-u %s: no such user", user);
 		return -1;
@@ -795,32 +856,29 @@ static int drop_privileges(const char *user, bool net_raw, struct ctl *ctl)
 	uid_t uid = pw->pw_uid;
 	gid_t gid = pw->pw_gid;
 	ctl_chown(ctl, uid, gid);
-	for (int cap = 0; cap < 64; cap++)
-		if (!(keep & 1ull << cap) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 &&
-		    errno != EINVAL) {
-			logmsg(LOG_ERR, "-u %s: cannot drop capability %d: %s", user, cap,
-			       strerror(errno));
-			return -1;
-		}
-	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || initgroups(pw->pw_name, gid) < 0 ||
-	    setgid(gid) < 0 || setuid(uid) < 0) {
-		logmsg(LOG_ERR, "-u %s: cannot switch user: %s", user, strerror(errno));
+	if (keep_capabilities(net_raw, true) < 0) {
+		logmsg(LOG_ERR, "-u %s: cannot prepare the capabilities", user);
 		return -1;
 	}
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct c[2];
-	memset(c, 0, sizeof(c));
-	c[0].effective = c[0].permitted = (uint32_t)keep;
-	if (syscall(SYS_capset, &h, c) < 0 || prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) {
-		logmsg(LOG_ERR, "-u %s: cannot keep CAP_NET_ADMIN: %s", user, strerror(errno));
+	int rc = capng_change_id((int)uid, (int)gid, CAPNG_INIT_SUPP_GRP | CAPNG_CLEAR_BOUNDING |
+					      CAPNG_CLEAR_AMBIENT);
+	if (rc < 0) {
+		/* libcap-ng: -4 setresgid, -5 groups, -6 setresuid, others capabilities */
+		logmsg(LOG_ERR, "-u %s: cannot switch user keeping only CAP_NET_ADMIN (libcap-ng %d): %s",
+		       user, rc, strerror(errno));
+		return -1;
+	}
+	if (!capabilities_are(net_raw, true)) {
+		logmsg(LOG_ERR, "-u %s: capabilities other than those needed are still held; stopping",
+		       user);
 		return -1;
 	}
 	if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
 		logmsg(LOG_ERR, "-u %s: root could be regained; stopping", user);
 		return -1;
 	}
-	logmsg(LOG_INFO, "running as %s (uid %ld, gid %ld) with CAP_NET_ADMIN%s", user, (long)uid,
-	       (long)gid, net_raw ? " and CAP_NET_RAW" : "");
+	logmsg(LOG_INFO, "running as %s (uid %ld, gid %ld) with CAP_NET_ADMIN%s only, bounding set "
+	       "empty", user, (long)uid, (long)gid, net_raw ? " and CAP_NET_RAW" : "");
 	return 0;
 }
 
@@ -972,8 +1030,8 @@ int daemon_run(const struct daemon_options *user_opt)
 		}
 	}
 
-	/* -u, before any thread exists (capabilities are per thread) */
-	if (opt.user && drop_privileges(opt.user, mirror_enabled(cur->pol), ctl) < 0)
+	/* -u (or not root), before any thread exists (capabilities are per thread) */
+	if (drop_privileges(opt.user, mirror_enabled(cur->pol), ctl) < 0)
 		goto out;
 	struct flowlog_options flo = {
 		.dir = opt.flow_log_dir, .n_workers = n_workers, .threaded = true,

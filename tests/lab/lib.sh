@@ -165,12 +165,14 @@ lab_queue_rules() {
 }
 
 # lab_start_vpcfwd LOG ARGS...: vpcfwd inside the gateway; waits until it
-# serves.  Sets VPCFWD_PID.
+# serves.  Sets VPCFWD_PID.  LAB_WRAP: a command (words) that execs vpcfwd,
+# e.g. setpriv, so the PID stays vpcfwd's.
 lab_start_vpcfwd() {
 	local log=$1 i=0
 	shift
 	: >"$log"
-	ip netns exec "$(lab_ns gw)" "$VPCFWD" -f "$@" 2>>"$log" &
+	# shellcheck disable=SC2086 # LAB_WRAP is words
+	ip netns exec "$(lab_ns gw)" ${LAB_WRAP:-} "$VPCFWD" -f "$@" 2>>"$log" &
 	VPCFWD_PID=$!
 	LAB_PIDS="$LAB_PIDS $VPCFWD_PID"
 	until grep -q 'serving queue' "$log"; do
@@ -267,6 +269,12 @@ pass() { echo "PASS: $*"; }
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 check() { # check NAME EXPECTED GOT
 	if [ "$2" = "$3" ]; then pass "$1"; else fail "$1 (expected $2, got $3)"; fi
+}
+# lab_caps PID -> "CapInh CapPrm CapEff CapBnd CapAmb" of /proc/PID/status
+# (hex masks; CAP_NET_ADMIN is bit 12 = 0000000000001000)
+lab_caps() {
+	awk '/^Cap(Inh|Prm|Eff|Bnd|Amb):/ {printf "%s%s=%s", s, substr($1, 4, 3), $2; s=" "}' \
+		"/proc/$1/status"
 }
 probe() { # probe FROM ARGS... -> ok / timeout / ...
 	local from=$1
