@@ -159,9 +159,9 @@ static void run(const struct policy *pol, uint32_t flows)
 	double batch_rate = n / (now_s() - t0);
 	struct ct_stats st;
 	ct_get_stats(ct, &st);
-	if (pl.stats.rejected || st.used != flows) {
+	if (counter_get(&pl.counters.rejected) || st.used != flows) {
 		fprintf(stderr, "unexpected: %llu rejected, %llu flows tracked\n",
-			(unsigned long long)pl.stats.rejected, (unsigned long long)st.used);
+			(unsigned long long)counter_get(&pl.counters.rejected), (unsigned long long)st.used);
 		exit(1);
 	}
 	printf("%10u  %14.2f  %14.2f  %14.2f  %12zu\n", flows, est_rate / 1e6, batch_rate / 1e6,

@@ -12,6 +12,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "vpcfw/counter.h"
 #include "vpcfw/model.h"
 #include "vpcfw/packet.h"
 
@@ -68,7 +69,10 @@ struct conntrack {
 	uint32_t free_head;
 	uint32_t emb_head, emb_tail;
 	uint64_t cursor;                /* next bucket ct_expire visits */
-	struct ct_stats st;
+	/* Written by the owning worker, read by the control thread. */
+	struct {
+		counter_t used, inserted, expired, allowance_exceeded, evicted_embryonic;
+	} cnt;
 };
 
 /* Keys of ct_hash: chosen once per process, before main, so an attacker
@@ -171,7 +175,6 @@ struct conntrack *ct_create(uint32_t max)
 	ct->mask = nb - 1;
 	ct->max = max;
 	ct->emb_head = ct->emb_tail = NIL;
-	ct->st.max = max;
 	return ct;
 }
 
@@ -258,7 +261,7 @@ static void release(struct conntrack *ct, uint32_t *link)
 	e->flags = 0;
 	e->next = ct->free_head;
 	ct->free_head = i;
-	ct->st.used--;
+	counter_sub(&ct->cnt.used, 1);
 }
 
 struct ct_entry *ct_lookup(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
@@ -271,7 +274,7 @@ struct ct_entry *ct_lookup(struct conntrack *ct, uint32_t iface, const struct ct
 			if (now_ns < e->deadline)
 				return e;
 			release(ct, link);
-			ct->st.expired++;
+			counter_inc(&ct->cnt.expired);
 			return NULL;
 		}
 		link = &e->next;
@@ -415,7 +418,7 @@ static bool make_room(struct conntrack *ct, uint64_t now_ns)
 {
 	if (ct->emb_head != NIL && ct->pool[ct->emb_head].deadline <= now_ns) {
 		ct_remove(ct, &ct->pool[ct->emb_head]);
-		ct->st.expired++;
+		counter_inc(&ct->cnt.expired);
 		return true;
 	}
 	for (unsigned n = 0; n < RECLAIM_BUDGET; n++)
@@ -423,7 +426,7 @@ static bool make_room(struct conntrack *ct, uint64_t now_ns)
 			return true;
 	if (ct->emb_head != NIL) {
 		ct_remove(ct, &ct->pool[ct->emb_head]);
-		ct->st.evicted_embryonic++;
+		counter_inc(&ct->cnt.evicted_embryonic);
 		return true;
 	}
 	return false;
@@ -439,7 +442,7 @@ struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct
 		struct ct_entry *e = &ct->pool[*link];
 		if (now_ns >= e->deadline) {
 			release(ct, link);
-			ct->st.expired++;
+			counter_inc(&ct->cnt.expired);
 			continue;
 		}
 		if (matches(e, iface, t)) {
@@ -450,7 +453,7 @@ struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct
 		link = &e->next;
 	}
 	if (ct->free_head == NIL && !make_room(ct, now_ns)) {
-		ct->st.allowance_exceeded++;
+		counter_inc(&ct->cnt.allowance_exceeded);
 		return NULL;
 	}
 	uint32_t i = ct->free_head;
@@ -467,8 +470,8 @@ struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct
 	e->state = CT_TCP_NONE;
 	e->next = ct->buckets[b];
 	ct->buckets[b] = i;
-	ct->st.used++;
-	ct->st.inserted++;
+	counter_inc(&ct->cnt.used);
+	counter_inc(&ct->cnt.inserted);
 
 	if (t->proto == PROTO_TCP) {
 		bool syn = (tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
@@ -524,18 +527,23 @@ unsigned ct_expire(struct conntrack *ct, uint64_t now_ns, unsigned budget)
 			}
 		}
 	}
-	ct->st.expired += freed;
+	counter_add(&ct->cnt.expired, freed);
 	return freed;
 }
 
 void ct_get_stats(const struct conntrack *ct, struct ct_stats *out)
 {
-	*out = ct->st;
+	out->used = counter_get(&ct->cnt.used);
+	out->max = ct->max;
+	out->inserted = counter_get(&ct->cnt.inserted);
+	out->expired = counter_get(&ct->cnt.expired);
+	out->allowance_exceeded = counter_get(&ct->cnt.allowance_exceeded);
+	out->evicted_embryonic = counter_get(&ct->cnt.evicted_embryonic);
 }
 
 uint64_t ct_available(const struct conntrack *ct)
 {
-	return ct->st.max - ct->st.used;
+	return ct->max - counter_get(&ct->cnt.used);
 }
 
 void ct_entry_info(const struct ct_entry *e, struct ct_flow_info *out)

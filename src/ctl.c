@@ -1004,9 +1004,9 @@ static uint64_t sum_hits(const struct ctl_daemon *d, uint32_t slot)
 	uint64_t s = 0;
 
 	for (int i = 0; i < d->n_workers; i++) {
-		const uint64_t *h = d->hits(d->ctx, i);
+		const counter_t *h = d->hits(d->ctx, i);
 		if (h)
-			s += h[slot];
+			s += counter_get(&h[slot]);
 	}
 	return s;
 }
@@ -1669,8 +1669,8 @@ json_t *ctl_shadow_report(const struct ctl_shadow *s, json_int_t limit)
 		lost += atomic_load_explicit(&w->lost, memory_order_relaxed);
 		seeded += atomic_load_explicit(&w->seeded_flows, memory_order_relaxed);
 		unseeded += atomic_load_explicit(&w->unseeded_flows, memory_order_relaxed);
-		cand_accepted += w->pl.stats.accepted;
-		cand_rejected += w->pl.stats.rejected;
+		cand_accepted += counter_get(&w->pl.counters.accepted);
+		cand_rejected += counter_get(&w->pl.counters.rejected);
 		for (uint32_t k = 0; k < n; k++) {
 			const struct shadow_diff *d = &w->diffs[k];
 			const struct shadow_key *key = &d->key;

@@ -61,7 +61,7 @@ struct generation {
 	struct binding *bindings;       /* sorted by ifindex */
 	int n_bindings;
 	uint64_t number;
-	uint64_t *hits;                 /* n_workers rows of pol->n_hits counters */
+	counter_t *hits;                /* n_workers rows of pol->n_hits counters */
 };
 
 struct refusal {
@@ -85,7 +85,7 @@ struct worker {
 	_Atomic uint32_t ring_head, ring_tail;
 	_Atomic uint64_t refusals_lost;
 	/* audit mode's count, and flow listings served between batches */
-	uint64_t audit_would_refuse;
+	counter_t audit_would_refuse;
 	_Atomic int flow_req;           /* 1: list flows into flow_fn, then 2 */
 	int (*flow_fn)(int worker, const struct ct_flow_info *f, void *arg);
 	void *flow_arg;
@@ -343,7 +343,7 @@ static int run_batch(struct worker *w, int n)
 				note_refusal(w, NULL, &v, np);
 			mirror_observe(w->mw, NULL, &v, np->payload, np->caplen, np->wirelen, wall);
 			if (!v.accept && audit)
-				w->audit_would_refuse++, v.accept = true;
+				counter_inc(&w->audit_would_refuse), v.accept = true;
 			nfqueue_set_verdict(w->q, i, v.accept ? NF_ACCEPT : NF_DROP);
 			continue;
 		}
@@ -365,7 +365,7 @@ static int run_batch(struct worker *w, int n)
 			note_refusal(w, &pkts[k], &vs[k], np);
 		mirror_observe(w->mw, &pkts[k], &vs[k], np->payload, np->caplen, np->wirelen, wall);
 		if (!vs[k].accept && audit)
-			w->audit_would_refuse++, vs[k].accept = true;
+			counter_inc(&w->audit_would_refuse), vs[k].accept = true;
 		flowlog_observe(w->flw, &pkts[k], &vs[k], wall);
 		nfqueue_set_verdict(w->q, idx[k], vs[k].accept ? NF_ACCEPT : NF_DROP);
 	}
@@ -485,11 +485,14 @@ static void log_stats(const char *when)
 		struct nfqueue_stats s;
 		struct ct_stats cs;
 
-		sum.accepted += w->pl.stats.accepted;
-		sum.rejected += w->pl.stats.rejected;
+		struct pipeline_stats ps;
+
+		pipeline_get_stats(&w->pl, &ps);
+		sum.accepted += ps.accepted;
+		sum.rejected += ps.rejected;
 		for (int st = 0; st < STAGE_COUNT; st++)
 			for (int r = 0; r < REASON_COUNT; r++)
-				sum.packets[st][r] += w->pl.stats.packets[st][r];
+				sum.packets[st][r] += ps.packets[st][r];
 		nfqueue_get_stats(w->q, &s);
 		ns.packets += s.packets;
 		ns.batches += s.batches;
@@ -661,8 +664,8 @@ static const struct policy *ctl_policy(void *ctx, uint64_t *gen)
 	return g->pol;
 }
 
-/* Counters are read while the workers write them: each is one aligned
- * 64-bit word with a single writer, so a read is a recent value. */
+/* Counters are read while the workers write them: relaxed atomics
+ * (counter.h), one writer each, so a read is a recent value. */
 static void ctl_worker(void *ctx, int i, struct ctl_worker_stats *out)
 {
 	const struct worker *w = &workers[i];
@@ -672,7 +675,7 @@ static void ctl_worker(void *ctx, int i, struct ctl_worker_stats *out)
 
 	memset(out, 0, sizeof(*out));
 	out->queue = nfqueue_queue_num(w->q);
-	out->pl = w->pl.stats;
+	pipeline_get_stats(&w->pl, &out->pl);
 	ct_get_stats(w->ct, &out->ct);
 	nfqueue_get_stats(w->q, &ns);
 	out->packets = ns.packets;
@@ -681,7 +684,7 @@ static void ctl_worker(void *ctx, int i, struct ctl_worker_stats *out)
 	out->truncated = ns.truncated;
 	out->netlink_errors = ns.netlink_errors;
 	out->send_errors = ns.send_errors;
-	out->audit_would_refuse = w->audit_would_refuse;
+	out->audit_would_refuse = counter_get(&w->audit_would_refuse);
 	if (nfqueue_kernel_stats(out->queue, &ks)) {
 		out->have_kernel = true;
 		out->kernel_waiting = ks.queue_total;
@@ -690,7 +693,7 @@ static void ctl_worker(void *ctx, int i, struct ctl_worker_stats *out)
 	}
 }
 
-static const uint64_t *ctl_hits(void *ctx, int i)
+static const counter_t *ctl_hits(void *ctx, int i)
 {
 	const struct generation *g = atomic_load(&current);
 	(void)ctx;

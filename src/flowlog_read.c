@@ -823,7 +823,7 @@ static void write_summary(FILE *out, const struct replay_state *s, const struct 
 	fprintf(out, "replay-flow-logs: %" PRIu64 " files, %" PRIu64 " records: %" PRIu64
 		" ACCEPT, %" PRIu64 " REJECT; %" PRIu64 " NODATA, %" PRIu64 " SKIPDATA skipped; %"
 		PRIu64 " malformed lines, %" PRIu64 " file errors\n", st->files, st->records,
-		s->pl.stats.accepted, s->pl.stats.rejected, st->nodata, st->skipdata,
+		counter_get(&s->pl.counters.accepted), counter_get(&s->pl.counters.rejected), st->nodata, st->skipdata,
 		st->malformed, st->file_errors);
 	for (int a = 1; a >= 0; a--)
 		for (int r = 0; r < REASON_COUNT; r++)

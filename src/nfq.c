@@ -17,6 +17,7 @@
 #include <libnetfilter_queue/libnetfilter_queue.h>
 
 #include "vpcfw/nfq.h"
+#include "vpcfw/counter.h"
 
 /* Room for the netlink, nfgenmsg and attribute headers around the copied
  * payload (packet header, marks, devices, hardware address, L2 header...). */
@@ -41,7 +42,11 @@ struct nfqueue {
 	uint32_t verdicts[PKTS_MAX];
 	int n_pkts;
 	uint8_t vbuf[PKTS_MAX * VERDICT_MSG_SIZE];
-	struct nfqueue_stats st;
+	/* Written by the worker, read by the control thread. */
+	struct {
+		counter_t packets, accepted, dropped, batches, verdict_msgs, enobufs, truncated,
+			netlink_errors, recv_errors, send_errors;
+	} cnt;
 };
 
 static void set_err(char *err, size_t len, const char *what, int e)
@@ -213,9 +218,9 @@ static void drop_now(struct nfqueue *q, uint32_t id)
 
 	nfq_nlmsg_verdict_put(nlh, (int)id, NF_DROP);
 	if (mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0)
-		q->st.send_errors++;
-	q->st.dropped++;
-	q->st.verdict_msgs++;
+		counter_inc(&q->cnt.send_errors);
+	counter_inc(&q->cnt.dropped);
+	counter_inc(&q->cnt.verdict_msgs);
 }
 
 /* One kernel packet message; `avail` bytes of it are in memory (fewer than
@@ -286,11 +291,11 @@ static void take_packet(struct nfqueue *q, const struct nlmsghdr *nlh, size_t av
 	if (p.wirelen < p.caplen)
 		p.wirelen = p.caplen;
 	if (p.truncated) {
-		q->st.truncated++;
+		counter_inc(&q->cnt.truncated);
 		p.payload = NULL;
 		p.caplen = 0;
 	}
-	q->st.packets++;
+	counter_inc(&q->cnt.packets);
 	if (q->n_pkts == PKTS_MAX) {
 		drop_now(q, p.id);
 		return;
@@ -315,7 +320,7 @@ static void take_datagram(struct nfqueue *q, const uint8_t *buf, size_t n, bool 
 		if (nlh->nlmsg_type == NLMSG_ERROR) {
 			const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
 			if (nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(*e) && e->error != 0)
-				q->st.netlink_errors++;
+				counter_inc(&q->cnt.netlink_errors);
 			continue;
 		}
 		if (NFNL_SUBSYS_ID(nlh->nlmsg_type) == NFNL_SUBSYS_QUEUE &&
@@ -341,11 +346,11 @@ int nfqueue_recv_batch(struct nfqueue *q, int timeout_ms)
 			/* Our socket overran: the kernel dropped packets it could
 			 * not deliver (or accepted them, fail-open) and counts
 			 * them as user_dropped.  Note it and carry on. */
-			q->st.enobufs++;
+			counter_inc(&q->cnt.enobufs);
 			continue;
 		}
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-			q->st.recv_errors++;
+			counter_inc(&q->cnt.recv_errors);
 			return -1;
 		}
 		if (tries > 0 || timeout_ms == 0)
@@ -359,7 +364,7 @@ int nfqueue_recv_batch(struct nfqueue *q, int timeout_ms)
 		take_datagram(q, q->iov[i].iov_base, q->msgs[i].msg_len,
 			      (q->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0);
 	if (q->n_pkts)
-		q->st.batches++;
+		counter_inc(&q->cnt.batches);
 	return q->n_pkts;
 }
 
@@ -392,10 +397,10 @@ int nfqueue_send_verdicts(struct nfqueue *q)
 		nfq_nlmsg_verdict_put(nlh, (int)q->pkts[j].id, (int)v);
 		off += MNL_ALIGN(nlh->nlmsg_len);
 		if (v == NF_ACCEPT)
-			q->st.accepted += (uint64_t)(j - i + 1);
+			counter_add(&q->cnt.accepted, (uint64_t)(j - i + 1));
 		else
-			q->st.dropped += (uint64_t)(j - i + 1);
-		q->st.verdict_msgs++;
+			counter_add(&q->cnt.dropped, (uint64_t)(j - i + 1));
+		counter_inc(&q->cnt.verdict_msgs);
 		i = j + 1;
 	}
 	q->n_pkts = 0;
@@ -411,7 +416,7 @@ int nfqueue_send_verdicts(struct nfqueue *q)
 		struct timespec ts = { 0, 100000 };
 		nanosleep(&ts, NULL);
 	}
-	q->st.send_errors++;
+	counter_inc(&q->cnt.send_errors);
 	return -1;
 }
 
@@ -424,7 +429,7 @@ void nfqueue_set_fail_open(struct nfqueue *q, bool fail_open)
 	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
 	mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
 	if (mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0)
-		q->st.send_errors++;
+		counter_inc(&q->cnt.send_errors);
 }
 
 uint16_t nfqueue_queue_num(const struct nfqueue *q)
@@ -434,7 +439,16 @@ uint16_t nfqueue_queue_num(const struct nfqueue *q)
 
 void nfqueue_get_stats(const struct nfqueue *q, struct nfqueue_stats *out)
 {
-	*out = q->st;
+	out->packets = counter_get(&q->cnt.packets);
+	out->accepted = counter_get(&q->cnt.accepted);
+	out->dropped = counter_get(&q->cnt.dropped);
+	out->batches = counter_get(&q->cnt.batches);
+	out->verdict_msgs = counter_get(&q->cnt.verdict_msgs);
+	out->enobufs = counter_get(&q->cnt.enobufs);
+	out->truncated = counter_get(&q->cnt.truncated);
+	out->netlink_errors = counter_get(&q->cnt.netlink_errors);
+	out->recv_errors = counter_get(&q->cnt.recv_errors);
+	out->send_errors = counter_get(&q->cnt.send_errors);
 }
 
 bool nfqueue_kernel_stats(uint16_t queue, struct nfqueue_kernel_stats *out)

@@ -47,10 +47,19 @@ void pipeline_init(struct pipeline *pl, struct conntrack *ct)
 	pl->ct = ct;
 }
 
+void pipeline_get_stats(const struct pipeline *pl, struct pipeline_stats *out)
+{
+	for (int st = 0; st < STAGE_COUNT; st++)
+		for (int r = 0; r < REASON_COUNT; r++)
+			out->packets[st][r] = counter_get(&pl->counters.packets[st][r]);
+	out->accepted = counter_get(&pl->counters.accepted);
+	out->rejected = counter_get(&pl->counters.rejected);
+}
+
 static inline void hit(struct pipeline *pl, uint32_t slot)
 {
 	if (pl->hits && slot < pl->n_hits)
-		pl->hits[slot]++;
+		counter_inc(&pl->hits[slot]);
 }
 
 static void nacl_hit(struct pipeline *pl, const struct nacl *n, enum nacl_dir dir,
@@ -72,11 +81,8 @@ static void finish(struct pipeline *pl, struct verdict *v, bool accept, enum sta
 	v->accept = accept;
 	v->stage = st;
 	v->reason = r;
-	pl->stats.packets[st][r]++;
-	if (accept)
-		pl->stats.accepted++;
-	else
-		pl->stats.rejected++;
+	counter_inc(&pl->counters.packets[st][r]);
+	counter_inc(accept ? &pl->counters.accepted : &pl->counters.rejected);
 }
 
 void pipeline_verdict_unparsed(struct pipeline *pl, enum packet_status st, struct verdict *v)

@@ -230,7 +230,7 @@ static void write_summary(FILE *out, const char *path, const struct tally *t,
 	if (!out)
 		return;
 	fprintf(out, "replay: %" PRIu64 " packets: %" PRIu64 " ACCEPT, %" PRIu64 " REJECT (%s)\n",
-		t->records, pl->stats.accepted, pl->stats.rejected, path);
+		t->records, counter_get(&pl->counters.accepted), counter_get(&pl->counters.rejected), path);
 	for (int a = 1; a >= 0; a--)
 		for (int r = 0; r < REASON_COUNT; r++)
 			if (t->by_reason[a][r])

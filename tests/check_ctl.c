@@ -18,7 +18,7 @@ enum { WORKERS = 2 };
 static struct policy *pol;
 static struct conntrack *cts[WORKERS];
 static struct pipeline pls[WORKERS];
-static uint64_t *hits[WORKERS];
+static counter_t *hits[WORKERS];
 static int reloads;
 
 static const struct policy *f_policy(void *ctx, uint64_t *gen)
@@ -33,11 +33,11 @@ static void f_worker(void *ctx, int i, struct ctl_worker_stats *out)
 	(void)ctx;
 	memset(out, 0, sizeof(*out));
 	out->queue = (uint16_t)i;
-	out->pl = pls[i].stats;
+	pipeline_get_stats(&pls[i], &out->pl);
 	ct_get_stats(cts[i], &out->ct);
 }
 
-static const uint64_t *f_hits(void *ctx, int i)
+static const counter_t *f_hits(void *ctx, int i)
 {
 	(void)ctx;
 	return hits[i];
@@ -87,7 +87,7 @@ static void setup(void)
 	for (int i = 0; i < WORKERS; i++) {
 		cts[i] = ct_create(1024);
 		pipeline_init(&pls[i], cts[i]);
-		hits[i] = calloc(pol->n_hits, sizeof(uint64_t));
+		hits[i] = calloc(pol->n_hits, sizeof(counter_t));
 		pls[i].hits = hits[i];
 		pls[i].n_hits = pol->n_hits;
 	}

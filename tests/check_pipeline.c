@@ -253,7 +253,7 @@ START_TEST(test_forged_exempt_source)
 	/* refused where flow logs see it: at the destination */
 	struct packet p = tu_pkt(forged_cases[_i].src, forged_cases[_i].dst, 6, 1, 1, 0);
 	ck_assert_ptr_eq(v.dst_iface, policy_iface_by_addr(pol, &p.dst));
-	ck_assert_uint_ge(pl.stats.packets[v.stage][v.reason], 1);
+	ck_assert_uint_ge(counter_get(&pl.counters.packets[v.stage][v.reason]), 1);
 }
 END_TEST
 
@@ -533,10 +533,10 @@ START_TEST(test_stats_count_every_packet)
 	struct verdict v;
 	pipeline_verdict_unparsed(&pl, PACKET_MALFORMED, &v);
 	ck_assert(!v.accept);
-	ck_assert_uint_eq(pl.stats.accepted, 1);
-	ck_assert_uint_eq(pl.stats.rejected, 3);
-	ck_assert_uint_eq(pl.stats.packets[STAGE_SG_INGRESS][REASON_ENI_SG_RULES_MISMATCH], 2);
-	ck_assert_uint_eq(pl.stats.packets[STAGE_PARSE][REASON_MALFORMED_PACKET], 1);
+	ck_assert_uint_eq(counter_get(&pl.counters.accepted), 1);
+	ck_assert_uint_eq(counter_get(&pl.counters.rejected), 3);
+	ck_assert_uint_eq(counter_get(&pl.counters.packets[STAGE_SG_INGRESS][REASON_ENI_SG_RULES_MISMATCH]), 2);
+	ck_assert_uint_eq(counter_get(&pl.counters.packets[STAGE_PARSE][REASON_MALFORMED_PACKET]), 1);
 }
 END_TEST
 
@@ -565,7 +565,7 @@ START_TEST(test_batch_equals_single)
 	}
 	ck_assert(batch[1].accept && batch[1].reason == REASON_TRACKED_FLOW);
 	ck_assert(!batch[2].accept);
-	ck_assert_uint_eq(pl2.stats.accepted, pl.stats.accepted);
+	ck_assert_uint_eq(counter_get(&pl2.counters.accepted), counter_get(&pl.counters.accepted));
 	ct_destroy(pl2.ct);
 }
 END_TEST

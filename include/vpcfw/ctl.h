@@ -77,7 +77,7 @@ struct ctl_daemon {
 	const struct policy *(*policy)(void *ctx, uint64_t *generation);
 	void (*worker)(void *ctx, int i, struct ctl_worker_stats *out);
 	/* worker i's counters of the policy in force (pol->n_hits), or NULL */
-	const uint64_t *(*hits)(void *ctx, int i);
+	const counter_t *(*hits)(void *ctx, int i);
 	/* every tracked flow, read by the workers themselves; -1 on timeout */
 	int (*flows)(void *ctx, int (*fn)(int worker, const struct ct_flow_info *f, void *arg),
 		     void *arg);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "vpcfw/conntrack.h"
+#include "vpcfw/counter.h"
 #include "vpcfw/exempt.h"
 #include "vpcfw/packet.h"
 #include "vpcfw/policy.h"
@@ -76,9 +77,16 @@ struct pkt_meta {
 	bool in_known;
 };
 
+/* A snapshot of a worker's decision counters (pipeline_get_stats). */
 struct pipeline_stats {
 	uint64_t packets[STAGE_COUNT][REASON_COUNT];
 	uint64_t accepted, rejected;
+};
+
+/* The live counters: written by the worker, read by the control thread. */
+struct pipeline_counters {
+	counter_t packets[STAGE_COUNT][REASON_COUNT];
+	counter_t accepted, rejected;
 };
 
 /* Per-worker state of the packet path.
@@ -87,17 +95,20 @@ struct pipeline_stats {
  * evaluated, owned by the caller, one array per worker), every rule that
  * matches at a stage counts one, the '*' rule of a NACL counts its denials,
  * and each interface counts the packets from and to it by verdict
- * (IFACE_HIT_*).  Plain increments: one writer per array; readers sum the
- * workers' arrays. */
+ * (IFACE_HIT_*).  One writer per array (relaxed atomics, counter.h);
+ * readers sum the workers' arrays. */
 struct pipeline {
 	struct conntrack *ct;
-	struct pipeline_stats stats;
-	uint64_t *hits;
+	struct pipeline_counters counters;
+	counter_t *hits;
 	uint32_t n_hits;
 	struct exempt_flows exempt;     /* requests to exempt addresses (SPEC §5) */
 };
 
 void pipeline_init(struct pipeline *pl, struct conntrack *ct);
+
+/* Reads the worker's decision counters (from any thread). */
+void pipeline_get_stats(const struct pipeline *pl, struct pipeline_stats *out);
 
 /* Decides one parsed packet.  `meta` may be NULL (replay).  now_ns is the
  * packet's time (replay) or CLOCK_MONOTONIC (live).  Allocates nothing. */
