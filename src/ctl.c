@@ -131,6 +131,7 @@ static void log_refusal(struct ctl *c, const char *fmt, ...)
 	ratelog_flush(c, now_ns());
 	if (c->rl.logged >= CTL_LOG_BURST) {
 		c->rl.suppressed++;
+		c->n.log_suppressed++;
 		return;
 	}
 	c->rl.logged++;
@@ -1100,6 +1101,108 @@ static void js_iface(void *arg, const struct iface *f, const uint64_t v[IFACE_HI
 		"out_rejected", (json_int_t)v[IFACE_HIT_OUT_REJECT]));
 }
 
+/* Everything lost, in one table that stats, --json and the metrics share.
+ * Rows of a family are adjacent (the text format wants them together). */
+struct loss_row {
+	const char *key;                /* stats / JSON name */
+	const char *family;             /* Prometheus metric */
+	const char *labels;             /* "" or `k="v",...` */
+	uint64_t v;
+};
+
+struct loss_family {
+	const char *name, *help;
+};
+
+static const struct loss_family loss_families[] = {
+	{ "vpcfw_mirror_copies_lost_total",
+	  "mirror and drop-capture copies lost, by output and cause" },
+	{ "vpcfw_mirror_write_errors_total",
+	  "pcap writes (records, flushes, reopens) that failed, by output" },
+	{ "vpcfw_flowlog_write_errors_total",
+	  "flow-log and decision-log files that could not be opened or written" },
+	{ "vpcfw_flowlog_skipdata_packets_total",
+	  "packets left out of flow-log records (reported as SKIPDATA): no room to aggregate" },
+	{ "vpcfw_flowlog_skipdata_records_total", "SKIPDATA records written" },
+	{ "vpcfw_refusal_log_lines_lost_total",
+	  "refused packets not logged, by cause (rate limit, full ring)" },
+	{ "vpcfw_control_log_suppressed_total",
+	  "control-socket refusal log lines suppressed (rate limit)" },
+};
+
+enum { LOSS_ROWS = 16 };
+
+static int collect_losses(const struct ctl_daemon *d, const struct ctl *c,
+			  struct loss_row out[LOSS_ROWS])
+{
+	struct ctl_losses l;
+	struct ctl_counters cn;
+	int n = 0;
+
+	memset(&l, 0, sizeof(l));
+	if (d->losses)
+		d->losses(d->ctx, &l);
+	ctl_get_counters(c, &cn);
+#define ROW(k, f, lab, val) out[n++] = (struct loss_row){ k, f, lab, val }
+	ROW("mirror_ring_full", "vpcfw_mirror_copies_lost_total",
+	    "output=\"session\",cause=\"ring_full\"", l.mirror.ring_full);
+	ROW("mirror_vxlan_send_errors", "vpcfw_mirror_copies_lost_total",
+	    "output=\"session\",cause=\"vxlan_send_error\"", l.mirror.vxlan_errors);
+	ROW("drop_capture_ring_full", "vpcfw_mirror_copies_lost_total",
+	    "output=\"drop_capture\",cause=\"ring_full\"", l.mirror.capture_ring_full);
+	ROW("mirror_pcap_write_errors", "vpcfw_mirror_write_errors_total",
+	    "output=\"pcap_target\"", l.mirror.write_errors);
+	ROW("drop_capture_write_errors", "vpcfw_mirror_write_errors_total",
+	    "output=\"drop_capture\"", l.mirror.capture_write_errors);
+	ROW("flowlog_write_errors", "vpcfw_flowlog_write_errors_total", "",
+	    l.flowlog.write_errors);
+	ROW("flowlog_skipdata_packets", "vpcfw_flowlog_skipdata_packets_total", "",
+	    l.flowlog.records_lost);
+	ROW("flowlog_skipdata_records", "vpcfw_flowlog_skipdata_records_total", "",
+	    l.flowlog.skipdata_records);
+	ROW("refusal_log_rate_limited", "vpcfw_refusal_log_lines_lost_total",
+	    "cause=\"rate_limit\"", l.refusal_lines_suppressed);
+	ROW("refusal_log_ring_full", "vpcfw_refusal_log_lines_lost_total",
+	    "cause=\"ring_full\"", l.refusal_lines_lost);
+	ROW("control_log_suppressed", "vpcfw_control_log_suppressed_total", "",
+	    cn.log_suppressed);
+#undef ROW
+	return n;
+}
+
+static json_t *losses_json(const struct ctl_daemon *d, const struct ctl *c)
+{
+	struct loss_row rows[LOSS_ROWS];
+	int n = collect_losses(d, c, rows);
+	json_t *o = json_object();
+
+	for (int i = 0; i < n; i++)
+		json_object_set_new(o, rows[i].key, json_integer((json_int_t)rows[i].v));
+	return o;
+}
+
+/* What worked, beside the losses: how much the outputs carried. */
+static json_t *outputs_json(const struct ctl_daemon *d)
+{
+	struct ctl_losses l;
+
+	memset(&l, 0, sizeof(l));
+	if (d->losses)
+		d->losses(d->ctx, &l);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+		"mirror_copies", (json_int_t)l.mirror.mirrored,
+		"mirror_vxlan_sent", (json_int_t)l.mirror.vxlan_sent,
+		"mirror_vxlan_skipped", (json_int_t)l.mirror.vxlan_skipped,
+		"mirror_pcap_records", (json_int_t)l.mirror.pcap_records,
+		"drop_capture_copies", (json_int_t)l.mirror.captured,
+		"drop_capture_records", (json_int_t)l.mirror.drop_records,
+		"pcap_files_rotated", (json_int_t)l.mirror.files_rotated,
+		"flowlog_records", (json_int_t)l.flowlog.records_written,
+		"flowlog_nodata_records", (json_int_t)l.flowlog.nodata_records,
+		"flowlog_files", (json_int_t)l.flowlog.files_written,
+		"decision_log_lines", (json_int_t)l.flowlog.decisions_written);
+}
+
 json_t *ctl_stats(const struct ctl_daemon *d)
 {
 	uint64_t gen;
@@ -1116,10 +1219,15 @@ json_t *ctl_stats(const struct ctl_daemon *d)
 		for (int st = 0; st < STAGE_COUNT; st++)
 			for (int r = 0; r < REASON_COUNT; r++)
 				reasons[st][r] += w.pl.packets[st][r];
-		json_array_append_new(queues, json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I}",
+		json_array_append_new(queues, json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+							"s:I, s:I, s:I}",
 			"queue", w.queue, "packets", (json_int_t)w.packets,
 			"accepted", (json_int_t)w.pl.accepted, "rejected", (json_int_t)w.pl.rejected,
 			"batches", (json_int_t)w.batches, "enobufs", (json_int_t)w.enobufs,
+			"truncated", (json_int_t)w.truncated,
+			"netlink_errors", (json_int_t)w.netlink_errors,
+			"receive_errors", (json_int_t)w.recv_errors,
+			"send_errors", (json_int_t)w.send_errors,
 			"audit_would_refuse", (json_int_t)w.audit_would_refuse));
 	}
 	for (int st = 0; st < STAGE_COUNT; st++)
@@ -1129,9 +1237,10 @@ json_t *ctl_stats(const struct ctl_daemon *d)
 					"stage", stage_name((enum stage)st),
 					"reason", reason_name((enum reason)r),
 					"packets", (json_int_t)reasons[st][r]));
-	return json_pack("{s:b, s:I, s:o, s:o, s:o, s:o, s:o}", "ok", 1,
+	return json_pack("{s:b, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "ok", 1,
 			 "generation", (json_int_t)gen, "nacl_rules", j.nacl, "sg_rules", j.sg,
-			 "interfaces", j.ifaces, "reasons", rs, "queues", queues);
+			 "interfaces", j.ifaces, "reasons", rs, "queues", queues,
+			 "losses", losses_json(d, NULL), "outputs", outputs_json(d));
 }
 
 /* ------------------------------------------------------------ Prometheus text */
@@ -1292,6 +1401,19 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 		ctl_text_put(&t, "vpcfw_kernel_queue_dropped_total{queue=\"%u\",cause=\"socket_full\"} %" PRIu64
 		    "\n", w[i].queue, w[i].kernel_user_dropped);
 	}
+	head(&t, "vpcfw_queue_errors_total", "counter",
+	     "NFQUEUE netlink errors of vpcfwd's side, by queue and cause (enobufs: the kernel "
+	     "could not deliver, packets lost to the socket)");
+	for (int i = 0; i < d->n_workers; i++) {
+		const struct { const char *cause; uint64_t v; } qe[] = {
+			{ "enobufs", w[i].enobufs }, { "truncated", w[i].truncated },
+			{ "netlink", w[i].netlink_errors }, { "receive", w[i].recv_errors },
+			{ "send", w[i].send_errors },
+		};
+		for (size_t k = 0; k < sizeof(qe) / sizeof(qe[0]); k++)
+			ctl_text_put(&t, "vpcfw_queue_errors_total{queue=\"%u\",cause=\"%s\"} %" PRIu64 "\n",
+			    w[i].queue, qe[k].cause, qe[k].v);
+	}
 	head(&t, "vpcfw_audit_would_refuse_total", "counter",
 	     "packets accepted in audit mode that the policy refuses");
 	for (int i = 0; i < d->n_workers; i++)
@@ -1328,6 +1450,44 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 	    cn.requests_refused);
 	ctl_text_put(&t, "vpcfw_control_requests_refused_total{reason=\"busy\"} %" PRIu64 "\n",
 	    cn.requests_busy);
+
+	/* losses: every family always present, zero when its output is off */
+	struct loss_row rows[LOSS_ROWS];
+	int nrows = collect_losses(d, c, rows);
+	for (size_t f = 0; f < sizeof(loss_families) / sizeof(loss_families[0]); f++) {
+		head(&t, loss_families[f].name, "counter", loss_families[f].help);
+		for (int i = 0; i < nrows; i++) {
+			if (strcmp(rows[i].family, loss_families[f].name))
+				continue;
+			if (rows[i].labels[0])
+				ctl_text_put(&t, "%s{%s} %" PRIu64 "\n", rows[i].family, rows[i].labels, rows[i].v);
+			else
+				ctl_text_put(&t, "%s %" PRIu64 "\n", rows[i].family, rows[i].v);
+		}
+	}
+	struct ctl_losses l;
+	memset(&l, 0, sizeof(l));
+	if (d->losses)
+		d->losses(d->ctx, &l);
+	head(&t, "vpcfw_mirror_copies_total", "counter",
+	     "copies queued for a mirror session or the drop capture");
+	ctl_text_put(&t, "vpcfw_mirror_copies_total{output=\"session\"} %" PRIu64 "\n", l.mirror.mirrored);
+	ctl_text_put(&t, "vpcfw_mirror_copies_total{output=\"drop_capture\"} %" PRIu64 "\n",
+	    l.mirror.captured);
+	head(&t, "vpcfw_mirror_vxlan_sent_total", "counter", "VXLAN datagrams sent");
+	ctl_text_put(&t, "vpcfw_mirror_vxlan_sent_total %" PRIu64 "\n", l.mirror.vxlan_sent);
+	head(&t, "vpcfw_mirror_records_total", "counter", "pcap records written, by output");
+	ctl_text_put(&t, "vpcfw_mirror_records_total{output=\"pcap_target\"} %" PRIu64 "\n",
+	    l.mirror.pcap_records);
+	ctl_text_put(&t, "vpcfw_mirror_records_total{output=\"drop_capture\"} %" PRIu64 "\n",
+	    l.mirror.drop_records);
+	head(&t, "vpcfw_flowlog_records_total", "counter", "flow-log records written (OK, NODATA)");
+	ctl_text_put(&t, "vpcfw_flowlog_records_total{log_status=\"OK\"} %" PRIu64 "\n",
+	    l.flowlog.records_written);
+	ctl_text_put(&t, "vpcfw_flowlog_records_total{log_status=\"NODATA\"} %" PRIu64 "\n",
+	    l.flowlog.nodata_records);
+	head(&t, "vpcfw_flowlog_files_total", "counter", "flow-log files completed");
+	ctl_text_put(&t, "vpcfw_flowlog_files_total %" PRIu64 "\n", l.flowlog.files_written);
 
 	/* one family at a time: the format wants a family's samples together */
 	struct counter_sink only[3] = {
@@ -1741,8 +1901,9 @@ static json_t *control_json(const struct ctl *c)
 	struct ctl_counters n;
 
 	ctl_get_counters(c, &n);
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 		"clients", (json_int_t)n.clients,
+		"log_suppressed", (json_int_t)n.log_suppressed,
 		"refused_permission", (json_int_t)n.refused_permission,
 		"refused_too_many_clients", (json_int_t)n.refused_too_many,
 		"dropped_idle", (json_int_t)n.dropped_idle,
@@ -1796,8 +1957,10 @@ static json_t *v_stats(struct ctl *c, const struct ctl_peer *peer, const json_t 
 	(void)peer;
 	(void)req;
 	json_t *r = ctl_stats(c->d);
-	if (r)
+	if (r) {
 		json_object_set_new(r, "control", control_json(c));
+		json_object_set_new(r, "losses", losses_json(c->d, c));
+	}
 	return r;
 }
 

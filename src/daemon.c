@@ -440,6 +440,9 @@ static void *worker_main(void *arg)
 
 /* ------------------------------------------------------------ main thread */
 
+/* refused packets not logged, for the metrics (this thread's alone) */
+static uint64_t refusals_rate_limited, refusals_ring_full;
+
 static void drain_refusals(void)
 {
 	static time_t window;
@@ -466,11 +469,13 @@ static void drain_refusals(void)
 				logged++;
 			} else {
 				suppressed++;
+				refusals_rate_limited++;
 			}
 		}
 		atomic_store_explicit(&w->ring_tail, tail, memory_order_release);
 		uint64_t lost = atomic_exchange(&w->refusals_lost, 0);
 		suppressed += lost;
+		refusals_ring_full += lost;
 	}
 }
 
@@ -531,10 +536,12 @@ static void log_stats(const char *when)
 		mirror_get_stats(mirror, &ms);
 		logmsg(LOG_INFO, "%s: mirror: %" PRIu64 " copies, %" PRIu64 " dropped (ring full), %"
 		       PRIu64 " VXLAN sent, %" PRIu64 " send errors, %" PRIu64 " without target, %"
-		       PRIu64 " pcap records, %" PRIu64 " refused captured (%" PRIu64 " written), %"
-		       PRIu64 " write errors, %" PRIu64 " rotations", when, ms.mirrored, ms.ring_full,
-		       ms.vxlan_sent, ms.vxlan_errors, ms.vxlan_skipped, ms.pcap_records, ms.captured,
-		       ms.drop_records, ms.write_errors, ms.files_rotated);
+		       PRIu64 " pcap records, %" PRIu64 " write errors; drop capture: %" PRIu64
+		       " refused captured, %" PRIu64 " dropped (ring full), %" PRIu64 " written, %"
+		       PRIu64 " write errors; %" PRIu64 " rotations", when, ms.mirrored, ms.ring_full,
+		       ms.vxlan_sent, ms.vxlan_errors, ms.vxlan_skipped, ms.pcap_records,
+		       ms.write_errors, ms.captured, ms.capture_ring_full, ms.drop_records,
+		       ms.capture_write_errors, ms.files_rotated);
 	}
 	for (int i = 0; i < n_workers; i++) {
 		struct nfqueue_kernel_stats ks;
@@ -683,6 +690,7 @@ static void ctl_worker(void *ctx, int i, struct ctl_worker_stats *out)
 	out->enobufs = ns.enobufs;
 	out->truncated = ns.truncated;
 	out->netlink_errors = ns.netlink_errors;
+	out->recv_errors = ns.recv_errors;
 	out->send_errors = ns.send_errors;
 	out->audit_would_refuse = counter_get(&w->audit_would_refuse);
 	if (nfqueue_kernel_stats(out->queue, &ks)) {
@@ -691,6 +699,15 @@ static void ctl_worker(void *ctx, int i, struct ctl_worker_stats *out)
 		out->kernel_queue_dropped = ks.queue_dropped;
 		out->kernel_user_dropped = ks.user_dropped;
 	}
+}
+
+static void ctl_losses(void *ctx, struct ctl_losses *out)
+{
+	(void)ctx;
+	mirror_get_stats(mirror, &out->mirror);
+	flowlog_get_stats(flowlog, &out->flowlog);
+	out->refusal_lines_suppressed = refusals_rate_limited;
+	out->refusal_lines_lost = refusals_ring_full;
 }
 
 static const counter_t *ctl_hits(void *ctx, int i)
@@ -1022,7 +1039,7 @@ int daemon_run(const struct daemon_options *user_opt)
 			.policy = ctl_policy, .worker = ctl_worker, .hits = ctl_hits,
 			.flows = ctl_flows, .reload = ctl_reload, .compile = ctl_compile,
 			.install = ctl_install, .discard = ctl_discard, .set_audit = ctl_set_audit,
-			.audit = ctl_audit, .set_shadow = ctl_set_shadow,
+			.audit = ctl_audit, .set_shadow = ctl_set_shadow, .losses = ctl_losses,
 		};
 		if (vc->control_socket && *vc->control_socket) {
 			ctl = ctl_open(&ctld, vc->control_socket, vc->read_only_socket, vc->admin_group,

@@ -773,9 +773,13 @@ void flowlog_get_stats(const struct flowlog *fl, struct flowlog_stats *out)
 	memset(out, 0, sizeof(*out));
 	if (!fl)
 		return;
-	pthread_mutex_lock((pthread_mutex_t *)&fl->mu);
-	*out = fl->stats;
-	pthread_mutex_unlock((pthread_mutex_t *)&fl->mu);
+	out->records_written = counter_get(&fl->stats.records_written);
+	out->records_lost = counter_get(&fl->stats.records_lost);
+	out->files_written = counter_get(&fl->stats.files_written);
+	out->skipdata_records = counter_get(&fl->stats.skipdata_records);
+	out->nodata_records = counter_get(&fl->stats.nodata_records);
+	out->decisions_written = counter_get(&fl->stats.decisions_written);
+	out->write_errors = counter_get(&fl->stats.write_errors);
 }
 
 void flowlog_finish(struct flowlog *fl)
@@ -813,7 +817,7 @@ void flowlog_finish(struct flowlog *fl)
 	fl_writer_close_all(fl);
 	if (fl->decisions && !logfile_close(fl->decisions)) {
 		pthread_mutex_lock(&fl->mu);
-		fl->stats.write_errors++;
+		counter_inc(&fl->stats.write_errors);
 		pthread_mutex_unlock(&fl->mu);
 	}
 	fl->decisions = NULL;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <zlib.h>
 
+#include "vpcfw/counter.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/logfile.h"
 
@@ -141,7 +142,12 @@ struct flowlog {
 	uint32_t meta_cap;
 	uint64_t done_upto[FL_CLASSES];
 	uint64_t now;                   /* the writer's clock, seconds */
-	struct flowlog_stats stats;
+	/* written by the writer (the caller of flowlog_finish once it has
+	 * stopped), read by flowlog_get_stats from any thread */
+	struct {
+		counter_t records_written, records_lost, files_written, skipdata_records,
+			nodata_records, decisions_written, write_errors;
+	} stats;
 
 	pthread_t thread;
 	bool thread_started;

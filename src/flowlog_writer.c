@@ -29,7 +29,8 @@ void fl_table_clear(struct fl_table *t)
 static void write_error(struct flowlog *fl, const char *what, const char *path)
 {
 	int e = errno ? errno : EIO;
-	uint64_t n = ++fl->stats.write_errors;
+	counter_inc(&fl->stats.write_errors);
+	uint64_t n = counter_get(&fl->stats.write_errors);
 	if (n > 8 && (n & (n - 1)))
 		return; /* the first ones, then every power of two: the count is in stats */
 	fprintf(stderr, "vpcfwd: flow logs: %s %s: %s%s\n", what, path, strerror(e),
@@ -94,7 +95,7 @@ static void s3_close(struct flowlog *fl, struct fl_log *l)
 				  sizeof(key));
 			const char *name = strrchr(key, '/') + 1;
 			if (safe_rename(l->part_dir, l->part_name, name, false) == 0) {
-				fl->stats.files_written++;
+				counter_inc(&fl->stats.files_written);
 				break;
 			}
 			if (errno != EEXIST || tries == 8) {
@@ -190,7 +191,7 @@ static struct logfile *cwl_stream(struct flowlog *fl, struct fl_log *l, uint32_t
 		write_error(fl, "opening a stream of", dir);
 	close(dfd);
 	if (f)
-		fl->stats.files_written++;
+		counter_inc(&fl->stats.files_written);
 	g->streams[ct_id] = f;
 	return f;
 }
@@ -245,11 +246,11 @@ static void emit(struct flowlog *fl, struct fl_log *l, uint32_t ct_id, uint64_t 
 	}
 	mark_seen(fl, l, ct_id, r->start, r->status == FL_OK ? r->end : r->start);
 	if (r->status == FL_OK)
-		fl->stats.records_written++;
+		counter_inc(&fl->stats.records_written);
 	else if (r->status == FL_NODATA)
-		fl->stats.nodata_records++;
+		counter_inc(&fl->stats.nodata_records);
 	else
-		fl->stats.skipdata_records++;
+		counter_inc(&fl->stats.skipdata_records);
 }
 
 static void record_of_meta(const struct fl_meta *m, struct fl_record *r)
@@ -290,7 +291,7 @@ static void decision(struct flowlog *fl, const struct fl_table *t, const struct 
 	add_json_str(&b, rule);
 	add(&b, ", \"window-start\": %" PRIu64 ", \"window-end\": %" PRIu64 "}", t->start, t->end);
 	if (logfile_line(fl->decisions, b.s, b.n))
-		fl->stats.decisions_written++;
+		counter_inc(&fl->stats.decisions_written);
 	else
 		write_error(fl, "writing", fl->decisions_path);
 }
@@ -352,7 +353,7 @@ static void status_record(struct flowlog *fl, struct fl_log *l, uint32_t ct_id, 
 /* SKIPDATA for the interfaces a table could not record everything of. */
 static void write_lost(struct flowlog *fl, int c, const struct fl_table *t)
 {
-	fl->stats.records_lost += t->lost_total;
+	counter_add(&fl->stats.records_lost, t->lost_total);
 	for (int i = 0; i < fl->n_logs; i++) {
 		struct fl_log *l = &fl->logs[i];
 		if (l->cls != c || l->dest == FL_DEST_NONE)

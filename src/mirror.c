@@ -2,6 +2,7 @@
  * checks, the plan the packet path reads, session selection, the per-worker
  * rings and the sender that empties them. */
 #include "vpcfw/mirror.h"
+#include "vpcfw/counter.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -332,7 +333,8 @@ struct mirror_worker {
 	uint8_t *slots;
 	uint32_t mask;
 	_Atomic uint32_t head, tail;
-	_Atomic uint64_t mirrored, captured, ring_full, skipped;
+	/* the worker's (one writer), read by mirror_get_stats */
+	counter_t mirrored, captured, ring_full, capture_ring_full, skipped;
 };
 
 struct mirror {
@@ -357,8 +359,9 @@ struct mirror {
 	pthread_mutex_t lock;           /* reload / stats against destroy */
 	uint8_t buf[SEND_BUF];          /* the sender's */
 
-	_Atomic uint64_t vxlan_sent, vxlan_errors, vxlan_skipped, pcap_records, drop_records,
-		write_errors, files_rotated;
+	/* the sender's (one writer; mirror_destroy's after it stopped) */
+	counter_t vxlan_sent, vxlan_errors, pcap_records, drop_records, write_errors,
+		capture_write_errors, files_rotated;
 };
 
 static const uint8_t router_mac[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0x01 };
@@ -648,13 +651,14 @@ static struct slot *slot_at(struct mirror_worker *w, uint32_t i)
 	return (struct slot *)(void *)(w->slots + (size_t)(i & w->mask) * w->mr->stride);
 }
 
-static struct slot *slot_claim(struct mirror_worker *w)
+/* A full ring loses the copy, counted by what it was for. */
+static struct slot *slot_claim(struct mirror_worker *w, counter_t *full)
 {
 	uint32_t head = atomic_load_explicit(&w->head, memory_order_relaxed);
 	uint32_t tail = atomic_load_explicit(&w->tail, memory_order_acquire);
 
 	if (head - tail > w->mask) {
-		atomic_fetch_add_explicit(&w->ring_full, 1, memory_order_relaxed);
+		counter_inc(full);
 		return NULL;
 	}
 	return slot_at(w, head);
@@ -684,10 +688,10 @@ static void mirror_at(struct mirror_worker *w, const struct plan *pl, uint32_t c
 		if (!mirror_filter_accepts(&pl->rules[s->rules[dir]], s->n_rules[dir], p))
 			continue;
 		if (s->out == NO_OUT) {
-			atomic_fetch_add_explicit(&w->skipped, 1, memory_order_relaxed);
+			counter_inc(&w->skipped);
 			return;
 		}
-		struct slot *sl = slot_claim(w);
+		struct slot *sl = slot_claim(w, &w->ring_full);
 		if (!sl)
 			return;
 		/* PacketLength counts the inner frame: Ethernet header and IP */
@@ -708,7 +712,7 @@ static void mirror_at(struct mirror_worker *w, const struct plan *pl, uint32_t c
 		memcpy(sl->dst_mac, dir == MIRROR_EGRESS ? router_mac : s->mac, 6);
 		memcpy(sl->data, ip, sl->len);
 		slot_publish(w);
-		atomic_fetch_add_explicit(&w->mirrored, 1, memory_order_relaxed);
+		counter_inc(&w->mirrored);
 		return;
 	}
 }
@@ -718,7 +722,7 @@ static void capture_drop(struct mirror_worker *w, const struct plan *pl, const s
 			 uint64_t ts)
 {
 	char rule[160];
-	struct slot *sl = slot_claim(w);
+	struct slot *sl = slot_claim(w, &w->capture_ring_full);
 
 	if (!sl)
 		return;
@@ -736,7 +740,7 @@ static void capture_drop(struct mirror_worker *w, const struct plan *pl, const s
 			     : caplen && ip[0] >> 4 == 6 ? FAMILY_V6 : 0;
 	memcpy(sl->data, ip, sl->len);
 	slot_publish(w);
-	atomic_fetch_add_explicit(&w->captured, 1, memory_order_relaxed);
+	counter_inc(&w->captured);
 }
 
 static void drain(struct mirror *mr, struct mirror_worker *w);
@@ -762,7 +766,7 @@ void mirror_observe(struct mirror_worker *w, const struct packet *p, const struc
 			mirror_at(w, pl, v->dst_iface->ct_id, MIRROR_INGRESS, p, ip, caplen, wirelen,
 				  wall_ns);
 	}
-	if (!w->mr->opt.threaded)
+	if (!w->mr->opt.threaded && !w->mr->opt.hold)
 		drain(w->mr, w);
 }
 
@@ -789,22 +793,28 @@ static void send_vxlan(struct mirror *mr, struct output *o, const struct slot *s
 		put16(mr->buf + 6, 0); /* IPv4: none (RFC 7348); IPv6: IPV6_CHECKSUM fills it */
 	}
 	if (sendto(fd, mr->buf, n + udp, MSG_DONTWAIT, (const struct sockaddr *)&o->sa, o->salen) < 0)
-		atomic_fetch_add_explicit(&mr->vxlan_errors, 1, memory_order_relaxed);
+		counter_inc(&mr->vxlan_errors);
 	else
-		atomic_fetch_add_explicit(&mr->vxlan_sent, 1, memory_order_relaxed);
+		counter_inc(&mr->vxlan_sent);
+}
+
+/* the drop capture's failures apart from the pcap targets' */
+static counter_t *write_errors_of(struct mirror *mr, const struct output *o)
+{
+	return o->kind == OUT_NFLOG ? &mr->capture_write_errors : &mr->write_errors;
 }
 
 static void write_record(struct mirror *mr, struct output *o, const uint8_t *data, size_t len,
-			 size_t wirelen, uint64_t ts, _Atomic uint64_t *count)
+			 size_t wirelen, uint64_t ts, counter_t *count)
 {
 	uint64_t rot = mirror_pcap_rotations(o->file);
 
 	if (mirror_pcap_write(o->file, ts, data, len, wirelen))
-		atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
+		counter_inc(count);
 	else
-		atomic_fetch_add_explicit(&mr->write_errors, 1, memory_order_relaxed);
+		counter_inc(write_errors_of(mr, o));
 	if (mirror_pcap_rotations(o->file) != rot)
-		atomic_fetch_add_explicit(&mr->files_rotated, 1, memory_order_relaxed);
+		counter_inc(&mr->files_rotated);
 	o->dirty = true;
 }
 
@@ -862,7 +872,7 @@ static void flush_files(struct mirror *mr)
 		struct output *o = &mr->outs[i];
 		if (o->file && o->dirty) {
 			if (!mirror_pcap_flush(o->file))
-				atomic_fetch_add_explicit(&mr->write_errors, 1, memory_order_relaxed);
+				counter_inc(write_errors_of(mr, o));
 			o->dirty = false;
 		}
 	}
@@ -876,11 +886,22 @@ static void reopen_files(struct mirror *mr)
 	for (int i = 0; i < n; i++) {
 		struct output *o = &mr->outs[i];
 		if (o->file && !mirror_pcap_reopen(o->file)) {
-			atomic_fetch_add_explicit(&mr->write_errors, 1, memory_order_relaxed);
+			counter_inc(write_errors_of(mr, o));
 			note(mr, "%s: cannot reopen: %s", o->path, strerror(errno));
 		}
 		o->dirty = false;
 	}
+}
+
+void mirror_drain(struct mirror *mr)
+{
+	if (!mr || mr->running)
+		return;
+	pthread_mutex_lock(&mr->lock);
+	for (int i = 0; i < mr->n_workers; i++)
+		drain_ring(mr, &mr->workers[i]);
+	flush_files(mr);
+	pthread_mutex_unlock(&mr->lock);
 }
 
 void mirror_reopen(struct mirror *mr)
@@ -1054,17 +1075,19 @@ void mirror_get_stats(const struct mirror *mr, struct mirror_stats *out)
 		return;
 	for (int i = 0; i < mr->n_workers; i++) {
 		const struct mirror_worker *w = &mr->workers[i];
-		out->mirrored += atomic_load_explicit(&w->mirrored, memory_order_relaxed);
-		out->captured += atomic_load_explicit(&w->captured, memory_order_relaxed);
-		out->ring_full += atomic_load_explicit(&w->ring_full, memory_order_relaxed);
-		out->vxlan_skipped += atomic_load_explicit(&w->skipped, memory_order_relaxed);
+		out->mirrored += counter_get(&w->mirrored);
+		out->captured += counter_get(&w->captured);
+		out->ring_full += counter_get(&w->ring_full);
+		out->capture_ring_full += counter_get(&w->capture_ring_full);
+		out->vxlan_skipped += counter_get(&w->skipped);
 	}
-	out->vxlan_sent = atomic_load(&mr->vxlan_sent);
-	out->vxlan_errors = atomic_load(&mr->vxlan_errors);
-	out->pcap_records = atomic_load(&mr->pcap_records);
-	out->drop_records = atomic_load(&mr->drop_records);
-	out->write_errors = atomic_load(&mr->write_errors);
-	out->files_rotated = atomic_load(&mr->files_rotated);
+	out->vxlan_sent = counter_get(&mr->vxlan_sent);
+	out->vxlan_errors = counter_get(&mr->vxlan_errors);
+	out->pcap_records = counter_get(&mr->pcap_records);
+	out->drop_records = counter_get(&mr->drop_records);
+	out->write_errors = counter_get(&mr->write_errors);
+	out->capture_write_errors = counter_get(&mr->capture_write_errors);
+	out->files_rotated = counter_get(&mr->files_rotated);
 }
 
 bool mirror_destroy(struct mirror *mr)
@@ -1084,7 +1107,7 @@ bool mirror_destroy(struct mirror *mr)
 	for (int i = 0; i < atomic_load(&mr->n_outs); i++) {
 		struct output *o = &mr->outs[i];
 		if (o->file && !mirror_pcap_close(o->file)) {
-			atomic_fetch_add(&mr->write_errors, 1);
+			counter_inc(write_errors_of(mr, o));
 			fprintf(stderr, "vpcfwd: mirror: %s: writing failed\n", o->path);
 		}
 		free(o->path);
@@ -1099,7 +1122,7 @@ bool mirror_destroy(struct mirror *mr)
 	mirror_reclaim(mr);
 	plan_free(atomic_load(&mr->plan));
 	pthread_mutex_destroy(&mr->lock);
-	ok = atomic_load(&mr->write_errors) == 0;
+	ok = counter_get(&mr->write_errors) + counter_get(&mr->capture_write_errors) == 0;
 	free(mr);
 	return ok;
 }

@@ -292,6 +292,22 @@ static int c_stats(int argc, char **argv)
 		printf("%-6lld %12lld %12lld %12lld %10lld %8lld %10lld\n", num(x, "queue"),
 		       num(x, "packets"), num(x, "accepted"), num(x, "rejected"), num(x, "batches"),
 		       num(x, "enobufs"), num(x, "audit_would_refuse"));
+	printf("\n%-6s %10s %10s %10s %10s\n", "queue", "truncated", "netlink", "receive", "send");
+	json_array_foreach(json_object_get(r, "queues"), i, x)
+		printf("%-6lld %10lld %10lld %10lld %10lld\n", num(x, "queue"), num(x, "truncated"),
+		       num(x, "netlink_errors"), num(x, "receive_errors"), num(x, "send_errors"));
+	/* every loss, by name; then what the outputs carried */
+	const char *key;
+	const char *const sect[3][2] = { { "losses", "lost" }, { "control", "control socket" },
+					 { "outputs", "outputs" } };
+	for (int k = 0; k < 3; k++) {
+		json_t *o = json_object_get(r, sect[k][0]);
+		if (!json_is_object(o))
+			continue;
+		printf("\n%-36s %12s\n", sect[k][1], "count");
+		json_object_foreach(o, key, x)
+			printf("%-36s %12lld\n", key, (long long)json_integer_value(x));
+	}
 	json_decref(r);
 	return 0;
 }

@@ -35,6 +35,12 @@ static void f_worker(void *ctx, int i, struct ctl_worker_stats *out)
 	out->queue = (uint16_t)i;
 	pipeline_get_stats(&pls[i], &out->pl);
 	ct_get_stats(cts[i], &out->ct);
+	/* distinct per queue and cause: the metrics must not mix them up */
+	out->enobufs = 10u + (uint64_t)i;
+	out->truncated = 20u + (uint64_t)i;
+	out->netlink_errors = 30u + (uint64_t)i;
+	out->recv_errors = 40u + (uint64_t)i;
+	out->send_errors = 50u + (uint64_t)i;
 }
 
 static const counter_t *f_hits(void *ctx, int i)
@@ -285,6 +291,24 @@ START_TEST(test_metrics_text)
 	ck_assert_ptr_nonnull(strstr(m, "vpcfw_control_requests_refused_total{reason=\"permission\"} 3\n"));
 	ck_assert_ptr_nonnull(strstr(m, "vpcfw_control_clients_refused_total{reason=\"too_many_clients\"} 0\n"));
 	ck_assert_ptr_nonnull(strstr(m, "vpcfw_policy_generation 7\n"));
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_queue_errors_total{queue=\"1\",cause=\"enobufs\"} 11\n"));
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_queue_errors_total{queue=\"0\",cause=\"truncated\"} 20\n"));
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_queue_errors_total{queue=\"1\",cause=\"netlink\"} 31\n"));
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_queue_errors_total{queue=\"0\",cause=\"receive\"} 40\n"));
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_queue_errors_total{queue=\"1\",cause=\"send\"} 51\n"));
+	/* without mirroring or flow logs the loss families are there, at 0 */
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_flowlog_write_errors_total 0\n"));
+	ck_assert_ptr_nonnull(strstr(m, "# TYPE vpcfw_mirror_copies_lost_total counter\n"));
+	/* promtool, the reference parser and linter, when installed
+	 * (tests/setup-debian installs it: Debian's prometheus package) */
+	if (system("command -v promtool >/dev/null 2>&1") == 0) {
+		FILE *p = popen("promtool check metrics >&2", "w");
+		ck_assert_ptr_nonnull(p);
+		fputs(m, p);
+		ck_assert_int_eq(pclose(p), 0);
+	} else {
+		fprintf(stderr, "check_ctl: NOTE promtool not installed: metrics checked here only\n");
+	}
 	/* every line is a comment or "name{...} value" */
 	for (char *line = strtok(m, "\n"); line; line = strtok(NULL, "\n")) {
 		if (line[0] == '#')
@@ -297,6 +321,49 @@ START_TEST(test_metrics_text)
 		ck_assert_msg(!strchr(line, '{') || sp[-1] == '}', "%s", line);
 	}
 	free(m);
+}
+END_TEST
+
+static int log_lines;
+
+static void count_log(int prio, const char *msg)
+{
+	(void)prio;
+	(void)msg;
+	log_lines++;
+}
+
+/* A refusal flood: CTL_LOG_BURST lines in the window, the rest suppressed
+ * and counted where monitoring looks (metrics, stats). */
+START_TEST(test_log_suppressed_in_metrics)
+{
+	char dir[] = "/tmp/ctlmetricsXXXXXX", path[64], err[256];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s.sock", dir);
+	log_lines = 0;
+	struct ctl *c = ctl_open(&fake, path, NULL, NULL, NULL, count_log, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	struct ctl_peer none = { .uid = 1000 }, reader = { .uid = 1001, .reader = true };
+	json_t *reload = json_pack("{s:s}", "verb", "reload");
+	for (int i = 0; i < CTL_LOG_BURST + 3; i++)
+		json_decref(ctl_handle(c, &none, reload));
+	json_decref(reload);
+	ck_assert_int_eq(log_lines, CTL_LOG_BURST);
+	char *m = ctl_metrics(&fake, c);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_control_log_suppressed_total 3\n"));
+	ck_assert_ptr_nonnull(strstr(m, "vpcfw_control_refused_total 8\n"));
+	free(m);
+	json_t *req = json_pack("{s:s}", "verb", "stats");
+	json_t *r = ctl_handle(c, &reader, req);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(r, "losses"),
+							    "control_log_suppressed")), 3);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(r, "control"),
+							    "log_suppressed")), 3);
+	json_decref(r);
+	json_decref(req);
+	ctl_close(c);
+	rmdir(dir);
 }
 END_TEST
 
@@ -557,6 +624,7 @@ int main(void)
 	tcase_add_test(tc, test_counters_exact);
 	tcase_add_test(tc, test_access);
 	tcase_add_test(tc, test_metrics_text);
+	tcase_add_test(tc, test_log_suppressed_in_metrics);
 	tcase_add_test(tc, test_metrics_file_safe);
 	tcase_add_test(tc, test_shadow);
 	tcase_add_test(tc, test_read_config_files);

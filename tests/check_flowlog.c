@@ -14,6 +14,7 @@
 #include "checkmain.h"
 #include "testutil.h"
 #include "vpcfw/conntrack.h"
+#include "vpcfw/ctl.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/pipeline.h"
 
@@ -614,6 +615,63 @@ START_TEST(full_table_skipdata)
 }
 END_TEST
 
+/* The metrics as the daemon renders them, from this flow log's counters. */
+static const struct flowlog *metrics_fl;
+static const struct policy *metrics_pol;
+
+static const struct policy *m_policy(void *ctx, uint64_t *gen)
+{
+	(void)ctx;
+	*gen = 1;
+	return metrics_pol;
+}
+
+static void m_losses(void *ctx, struct ctl_losses *out)
+{
+	(void)ctx;
+	flowlog_get_stats(metrics_fl, &out->flowlog);
+}
+
+#define ck_metric(m, line) ck_assert_msg(strstr(m, line "\n") != NULL, "no '%s' in\n%s", line, m)
+
+/* SKIPDATA losses and files that cannot be written, read back from the
+ * Prometheus text: 20 flows into a table of 12 lose 8 packets; a file
+ * where the S3 layout wants its AWSLogs directory fails every record. */
+START_TEST(losses_in_metrics)
+{
+	struct lab l;
+	struct flowlog_options o = { .n_workers = 1, .table_size = 16 }; /* 12 flows */
+	struct flowlog_stats st;
+	char block[128];
+	lab_open_opt(&l, NULL, &o);
+	snprintf(block, sizeof(block), "%s/AWSLogs", l.dir);
+	FILE *f = fopen(block, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	for (int i = 0; i < 20; i++)
+		send(&l, tu_pkt("198.51.100.1", "10.0.1.10", 6, 50000 + i, 22, TCP_SYN), 1 + i * 0.1);
+	send(&l, tu_pkt("198.51.100.1", "10.0.1.10", 6, 60000, 22, TCP_SYN), 700);
+	flowlog_get_stats(l.fl, &st);
+	ck_assert_uint_eq(st.records_lost, 8);
+	ck_assert_uint_eq(st.skipdata_records, 1);
+	ck_assert_uint_eq(st.files_written, 0);
+	/* each record of the window tries to open the file and fails: 12
+	 * flows, eni-a's SKIPDATA, eni-b's NODATA */
+	ck_assert_uint_eq(st.write_errors, 14);
+	struct ctl_daemon d = { .n_workers = 0, .policy = m_policy, .losses = m_losses };
+	metrics_fl = l.fl;
+	metrics_pol = l.pol;
+	char *m = ctl_metrics(&d, NULL);
+	ck_assert_ptr_nonnull(m);
+	ck_metric(m, "vpcfw_flowlog_skipdata_packets_total 8");
+	ck_metric(m, "vpcfw_flowlog_skipdata_records_total 1");
+	ck_metric(m, "vpcfw_flowlog_write_errors_total 14");
+	free(m);
+	lab_close(&l);
+	free_lines();
+}
+END_TEST
+
 START_TEST(cloud_watch_logs_json)
 {
 	struct lab l;
@@ -769,6 +827,7 @@ static Suite *suite(void)
 	tcase_add_test(t, traffic_type_reject);
 	tcase_add_test(t, exempt_not_logged);
 	tcase_add_test(t, full_table_skipdata);
+	tcase_add_test(t, losses_in_metrics);
 	tcase_add_test(t, cloud_watch_logs_json);
 	tcase_add_test(t, other_destination_not_written);
 	tcase_add_test(t, decision_log);

@@ -19,6 +19,7 @@
 #include "testutil.h"
 #include "vpcfw/config.h"
 #include "vpcfw/conntrack.h"
+#include "vpcfw/ctl.h"
 #include "vpcfw/mirror.h"
 #include "vpcfw/pipeline.h"
 
@@ -352,6 +353,8 @@ static struct policy *load(const char *json, char **text)
 	return p;
 }
 
+static bool lab_hold; /* copies stay in the rings until mirror_drain */
+
 /* session_extra goes into tms-b; vpcfw is the Vpcfw section's extra keys */
 static void lab_open(struct lab *l, const char *session_extra, const char *vpcfw, bool threaded,
 		     uint32_t slots, int snap)
@@ -383,7 +386,7 @@ static void lab_open(struct lab *l, const char *session_extra, const char *vpcfw
 	pipeline_init(&l->pl, l->ct);
 	l->notes = open_memstream(&l->notes_text, &l->notes_len);
 	struct mirror_options o = { .n_workers = 1, .threaded = threaded, .send_vxlan = true,
-				    .ring_slots = slots, .notes = l->notes };
+				    .ring_slots = slots, .notes = l->notes, .hold = lab_hold };
 	l->mr = mirror_create(l->pol, &o);
 	ck_assert_ptr_nonnull(l->mr);
 	l->w = mirror_worker(l->mr, 0);
@@ -779,6 +782,128 @@ START_TEST(vxlan_socket)
 }
 END_TEST
 
+/* ------------------------------------------------------------ losses in the metrics */
+
+/* The metrics as the daemon renders them, from this mirror's counters. */
+static const struct mirror *metrics_mirror;
+static const struct policy *metrics_pol;
+
+static const struct policy *m_policy(void *ctx, uint64_t *gen)
+{
+	(void)ctx;
+	*gen = 1;
+	return metrics_pol;
+}
+
+static void m_losses(void *ctx, struct ctl_losses *out)
+{
+	(void)ctx;
+	mirror_get_stats(metrics_mirror, &out->mirror);
+}
+
+static char *mirror_metrics(const struct lab *l)
+{
+	struct ctl_daemon d = { .n_workers = 0, .policy = m_policy, .losses = m_losses };
+	metrics_mirror = l->mr;
+	metrics_pol = l->pol;
+	char *m = ctl_metrics(&d, NULL);
+	ck_assert_ptr_nonnull(m);
+	return m;
+}
+
+#define ck_metric(m, line) ck_assert_msg(strstr(m, line "\n") != NULL, "no '%s' in\n%s", line, m)
+
+/* Copies lost to full rings and files that cannot be written, each counted
+ * by its output and read back from the Prometheus text. */
+START_TEST(losses_in_metrics)
+{
+	struct lab l;
+	struct mirror_stats ms;
+	/* refused by eni-mon's SG, nobody mirrors it: the drop capture only */
+	struct raw refused = ip4("198.51.100.1", "10.0.2.30", PROTO_TCP, 40000, 80, 10);
+	/* accepted A->B: a copy at each end (SPEC §8) */
+	struct raw accepted = ip4("10.0.1.10", "10.0.2.20", PROTO_TCP, 40000, 80, 10);
+	char link1[160], linkd[160];
+
+	lab_hold = true;
+	lab_open(&l, "", "", false, 2, 1500); /* rings of 2 slots, nothing drained */
+	lab_hold = false;
+	for (int i = 0; i < 5; i++)
+		ck_assert(!lab_send(&l, &refused, 1 + i).accept);  /* 2 queued, 3 lost */
+	ck_assert(lab_send(&l, &accepted, 10).accept);           /* both copies lost */
+	/* logrotate's reopen meets a link at the session file and the drop
+	 * capture: refused, and every record then is a write error */
+	snprintf(link1, sizeof(link1), "%s/elsewhere", l.dir);
+	snprintf(linkd, sizeof(linkd), "%s.old", l.drops);
+	ck_assert_int_eq(rename(l.drops, linkd), 0);
+	ck_assert_int_eq(symlink(link1, l.drops), 0);
+	ck_assert_int_eq(unlink(l.s1), 0);
+	ck_assert_int_eq(symlink(link1, l.s1), 0);
+	mirror_reopen(l.mr);            /* 1 error each */
+	mirror_drain(l.mr);             /* 2 captures: 2 errors, then the flush: 1 */
+	mirror_get_stats(l.mr, &ms);
+	ck_assert_uint_eq(ms.captured, 2);
+	ck_assert_uint_eq(ms.capture_ring_full, 3);
+	ck_assert_uint_eq(ms.ring_full, 2);
+	ck_assert_uint_eq(ms.write_errors, 1);
+	ck_assert_uint_eq(ms.capture_write_errors, 4);
+	char *m = mirror_metrics(&l);
+	ck_metric(m, "vpcfw_mirror_copies_lost_total{output=\"session\",cause=\"ring_full\"} 2");
+	ck_metric(m, "vpcfw_mirror_copies_lost_total{output=\"drop_capture\",cause=\"ring_full\"} 3");
+	ck_metric(m, "vpcfw_mirror_write_errors_total{output=\"pcap_target\"} 1");
+	ck_metric(m, "vpcfw_mirror_write_errors_total{output=\"drop_capture\"} 4");
+	ck_metric(m, "vpcfw_mirror_copies_total{output=\"drop_capture\"} 2");
+	free(m);
+	ck_assert(!mirror_destroy(l.mr)); /* a capture with holes is not a success */
+	l.mr = NULL;
+	lab_close(&l);
+}
+END_TEST
+
+/* VXLAN copies to a broadcast address: the kernel refuses each datagram
+ * (no SO_BROADCAST); every refusal is a copy lost, counted. */
+START_TEST(vxlan_errors_in_metrics)
+{
+	char json[8192], *text = NULL;
+	struct raw r = ip4("10.0.1.10", "10.0.2.20", PROTO_TCP, 40000, 80, 30);
+	int k = snprintf(json, sizeof(json), BASE, "");
+	snprintf(json + k, sizeof(json) - (size_t)k,
+		 ",\"Vpcfw\":{\"MirrorTargetAddresses\":[{\"TrafficMirrorTargetId\":\"tmt-1\","
+		 "\"Address\":\"255.255.255.255\"},{\"TrafficMirrorTargetId\":\"tmt-2\","
+		 "\"Address\":\"255.255.255.255\"}]}}");
+	struct lab l = { .pol = load(json, &text) };
+	ck_assert_msg(l.pol != NULL, "%s", text);
+	free(text);
+	struct conntrack *ct = ct_create(64);
+	struct pipeline pl;
+	struct verdict v;
+	FILE *devnull = fopen("/dev/null", "w");
+	struct mirror_options o = { .n_workers = 1, .threaded = false, .send_vxlan = true,
+				    .notes = devnull };
+	l.mr = mirror_create(l.pol, &o);
+	ck_assert_ptr_nonnull(l.mr);
+	pipeline_init(&pl, ct);
+	for (int i = 0; i < 3; i++) {
+		pipeline_eval(&pl, l.pol, &r.p, NULL, tu_sec(1 + i), &v);
+		ck_assert(v.accept);
+		mirror_observe(mirror_worker(l.mr, 0), &r.p, &v, r.b, r.len, r.len, tu_sec(1 + i));
+	}
+	struct mirror_stats ms;
+	mirror_get_stats(l.mr, &ms);
+	ck_assert_uint_eq(ms.mirrored, 6);
+	ck_assert_uint_eq(ms.vxlan_sent, 0);
+	ck_assert_uint_eq(ms.vxlan_errors, 6);
+	char *m = mirror_metrics(&l);
+	ck_metric(m, "vpcfw_mirror_copies_lost_total{output=\"session\",cause=\"vxlan_send_error\"} 6");
+	ck_metric(m, "vpcfw_mirror_vxlan_sent_total 0");
+	free(m);
+	ck_assert(mirror_destroy(l.mr)); /* no file was written: nothing failed there */
+	fclose(devnull);
+	ct_destroy(ct);
+	policy_free(l.pol);
+}
+END_TEST
+
 START_TEST(copy_range)
 {
 	char json[8192], *text = NULL;
@@ -930,6 +1055,8 @@ static Suite *suite(void)
 	tcase_add_test(t, pcap_unwritable);
 	tcase_add_test(t, pcap_reopen);
 	tcase_add_test(t, threaded_ring_accounting);
+	tcase_add_test(t, losses_in_metrics);
+	tcase_add_test(t, vxlan_errors_in_metrics);
 	tcase_add_test(t, vxlan_socket);
 	tcase_add_test(t, copy_range);
 	suite_add_tcase(s, t);

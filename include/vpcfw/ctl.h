@@ -34,6 +34,8 @@
 #include <jansson.h>
 
 #include "vpcfw/conntrack.h"
+#include "vpcfw/flowlog.h"
+#include "vpcfw/mirror.h"
 #include "vpcfw/pipeline.h"
 #include "vpcfw/policy.h"
 
@@ -51,6 +53,17 @@ struct ctl_counters {
 	uint64_t dropped_too_long;      /* clients dropped: request too long */
 	uint64_t requests_refused;      /* requests refused: a verb the peer may not use */
 	uint64_t requests_busy;         /* requests refused: CTL_JOBS_MAX compilations queued */
+	uint64_t log_suppressed;        /* refusal log lines not written (rate limit) */
+};
+
+/* What the daemon lost or failed to deliver outside the packet verdicts:
+ * mirror and drop-capture copies, flow-log records and files, refusal log
+ * lines.  Cumulative for the daemon's life. */
+struct ctl_losses {
+	struct mirror_stats mirror;     /* zeros when nothing is mirrored */
+	struct flowlog_stats flowlog;   /* zeros when flow logs are off */
+	uint64_t refusal_lines_suppressed;      /* refused packets not logged: rate limit */
+	uint64_t refusal_lines_lost;    /* not logged: a worker's refusal ring was full */
 };
 
 struct ctl_shadow;
@@ -60,7 +73,7 @@ struct ctl_worker_stats {
 	uint16_t queue;
 	struct pipeline_stats pl;
 	struct ct_stats ct;
-	uint64_t packets, batches, enobufs, truncated, netlink_errors, send_errors;
+	uint64_t packets, batches, enobufs, truncated, netlink_errors, recv_errors, send_errors;
 	bool have_kernel;               /* the kernel lists the queue */
 	uint64_t kernel_waiting, kernel_queue_dropped, kernel_user_dropped;
 	uint64_t audit_would_refuse;
@@ -96,6 +109,8 @@ struct ctl_daemon {
 	 * replaces once no worker can still use it (the caller frees it);
 	 * NULL: shadow policies are not available */
 	struct ctl_shadow *(*set_shadow)(void *ctx, struct ctl_shadow *s);
+	/* mirror, flow-log and refusal-log losses; NULL: none to report */
+	void (*losses)(void *ctx, struct ctl_losses *out);
 };
 
 struct ctl_peer {

@@ -54,6 +54,9 @@ void flowlog_observe(struct flowlog_worker *w, const struct packet *p, const str
 /* Closes windows whose time has come (call between batches). */
 void flowlog_tick(struct flowlog_worker *w, uint64_t wall_ns);
 
+/* A snapshot: the counters behind it are counter_t (counter.h) written by
+ * the writer thread alone, so any thread may read them while it runs.
+ * Cumulative for the flow log's life (the daemon's). */
 struct flowlog_stats {
 	uint64_t records_written;
 	uint64_t records_lost;          /* packets that found no room in an

@@ -42,6 +42,8 @@ struct mirror_options {
 	bool threaded;          /* live: a sender thread; replay: synchronous */
 	bool send_vxlan;        /* false: VXLAN targets are skipped */
 	uint32_t ring_slots;    /* per worker; 0: 1024 */
+	bool hold;              /* not threaded: mirror_observe leaves the copies in the
+				   rings until mirror_drain (tests fill the rings) */
 	FILE *notes;            /* where notes go (targets, skips); NULL: stderr */
 };
 
@@ -67,6 +69,9 @@ void mirror_reclaim(struct mirror *mr);
  * logrotate (SIGHUP); done by the sender thread, soon after. */
 void mirror_reopen(struct mirror *mr);
 struct mirror_worker *mirror_worker(struct mirror *mr, int index);
+/* Not threaded: sends or writes every copy waiting in the rings and flushes
+ * the files (without a sender thread, the caller's thread does it). */
+void mirror_drain(struct mirror *mr);
 
 /* The packet path: one call per decided packet.  `ip` holds `caplen` bytes
  * of the packet from its IP header; `wirelen` is its real length.  p is NULL
@@ -75,16 +80,21 @@ struct mirror_worker *mirror_worker(struct mirror *mr, int index);
 void mirror_observe(struct mirror_worker *w, const struct packet *p, const struct verdict *v,
 		    const uint8_t *ip, size_t caplen, size_t wirelen, uint64_t wall_ns);
 
+/* A snapshot: the counters behind it are counter_t (counter.h), each with
+ * one writer (a worker, or the sender thread), so any thread may read them
+ * while packets flow.  Cumulative for the mirror's life (the daemon's). */
 struct mirror_stats {
 	uint64_t mirrored;              /* copies queued for a session */
 	uint64_t captured;              /* refused packets queued for the drop capture */
-	uint64_t ring_full;             /* copies dropped: a worker's ring was full */
+	uint64_t ring_full;             /* session copies lost: a worker's ring was full */
+	uint64_t capture_ring_full;     /* drop-capture copies lost: a worker's ring was full */
 	uint64_t vxlan_sent;            /* VXLAN datagrams sent */
-	uint64_t vxlan_errors;          /* send failures */
+	uint64_t vxlan_errors;          /* send failures (each a copy lost) */
 	uint64_t vxlan_skipped;         /* not sent (send_vxlan false, no address) */
 	uint64_t pcap_records;          /* records written to pcap targets */
 	uint64_t drop_records;          /* records written to the drop capture */
-	uint64_t write_errors;          /* files that could not be opened or written */
+	uint64_t write_errors;          /* pcap target writes (opens, flushes) that failed */
+	uint64_t capture_write_errors;  /* the same for the drop capture */
 	uint64_t files_rotated;
 };
 void mirror_get_stats(const struct mirror *mr, struct mirror_stats *out);
