@@ -202,44 +202,52 @@ lab_wait_log() {
 }
 
 # The paths of the three-tier example: from, to, address, protocol, port,
-# what AWS would do.  The ports are the example's security-group rules.
+# what AWS would do and, for a refusal, the reason vpcfwd must give (its
+# reason codes, SPEC).  The ports are the example's security-group rules.
 lab_paths() {
 	cat <<PATHS
 inet web $WEB4 tcp 80 ACCEPT
 inet web $WEB6 tcp 443 ACCEPT
-inet web $WEB4 tcp 22 REJECT
+inet web $WEB4 tcp 22 REJECT ENI_SG_RULES_MISMATCH
 corp web $WEB4 tcp 22 ACCEPT
 corp app $APP4 tcp 22 ACCEPT
 corp db $DB4 tcp 22 ACCEPT
-corp web $WEB6 tcp 22 REJECT
+corp web $WEB6 tcp 22 REJECT ENI_SG_RULES_MISMATCH
 web app $APP4 tcp 8000 ACCEPT
 web app $APP6 tcp 8000 ACCEPT
-inet app $APP4 tcp 8000 REJECT
-db app $APP4 tcp 8000 REJECT
+inet app $APP4 tcp 8000 REJECT ENI_SG_RULES_MISMATCH
+db app $APP4 tcp 8000 REJECT ENI_SG_RULES_MISMATCH
 app db $DB4 tcp 3306 ACCEPT
 app db $DB6 tcp 3306 ACCEPT
-web db $DB4 tcp 3306 REJECT
-inet db $DB6 tcp 3306 REJECT
+web db $DB4 tcp 3306 REJECT ENI_SG_RULES_MISMATCH
+inet db $DB6 tcp 3306 REJECT ENI_SG_RULES_MISMATCH
 app web $WEB4 tcp 80 ACCEPT
 web inet $INET4 tcp 443 ACCEPT
 web inet $INET4 udp 53 ACCEPT
 db inet $INET6 udp 53 ACCEPT
-inet web $WEB4 udp 53 REJECT
+inet web $WEB4 udp 53 REJECT ENI_SG_RULES_MISMATCH
 web inet $INET4 icmp - ACCEPT
 web inet $INET6 icmp - ACCEPT
-inet web $WEB4 icmp - REJECT
-inet web $WEB6 icmp - REJECT
-inet web 10.0.1.77 tcp 80 REJECT
+inet web $WEB4 icmp - REJECT ENI_SG_RULES_MISMATCH
+inet web $WEB6 icmp - REJECT ENI_SG_RULES_MISMATCH
+inet web 10.0.1.77 tcp 80 REJECT ENI_SOURCE_DEST_CHECK_RESTRICTION
 PATHS
 }
 
 # lab_matrix LOG: tries every path, prints the table; returns the number of
-# paths whose outcome differs from AWS's.
+# paths whose outcome differs from AWS's.  Each outcome is one of
+#   ACCEPT  the probe got its answer, and vpcfwd logged no refusal of it;
+#   REJECT  the firewall's verdict: vpcfwd logged the refusal of this very
+#           probe (its source port or ICMP id) in LOG, and the probe saw the
+#           drop (timeout); the logged reason must be the expected one;
+#   ERROR   anything else: the probe failed (a host's RST or unreachable, a
+#           timeout) without vpcfwd refusing it, or an answer despite a
+#           logged refusal.  An error never counts as a refusal.
 LAB_SPORT=${LAB_SPORT:-20000}
 lab_matrix() {
-	local log=$1 from to addr proto port expect got res reason key bad=0
+	local log=$1 from to addr proto port expect want_reason got res reason key bad=0 note
 	printf '%-5s %-5s %-20s %-5s %-5s %-8s %-8s %s\n' from to address proto port expected got reason
-	while read -r from to addr proto port expect; do
+	while read -r from to addr proto port expect want_reason; do
 		LAB_SPORT=$((LAB_SPORT + 1))
 		if [ "$proto" = icmp ]; then
 			res=$(in_ns "$from" "$PY" "$LAB_DIR/probe.py" icmp "$addr" --id $LAB_SPORT)
@@ -248,20 +256,41 @@ lab_matrix() {
 			res=$(in_ns "$from" "$PY" "$LAB_DIR/probe.py" "$proto" "$addr" "$port" --sport $LAB_SPORT)
 			key=":$LAB_SPORT -> "
 		fi
-		got=REJECT
-		[ "$res" = ok ] && got=ACCEPT
 		reason=-
-		if [ $got = REJECT ]; then
-			lab_wait_log "$log" "$key" 1
-			reason=$(grep -- "$key" "$log" | head -1 |
-				 awk '{for (i = 1; i <= NF; i++) if ($i ~ /^[A-Z][A-Z_]+$/ && $i != "REJECT") { print $i; exit }}')
-			[ -n "$reason" ] || reason="($res)"
+		# a refusal is logged by the daemon's logging thread: wait for it
+		# when the probe failed, look once when it succeeded
+		if [ "$res" = ok ]; then
+			grep -q -- "REJECT .*$key" "$log" && reason=$(lab_reason "$log" "$key")
+		elif lab_wait_log "$log" "$key" 1; then
+			reason=$(lab_reason "$log" "$key")
 		fi
-		[ $got = "$expect" ] || bad=$((bad + 1))
+		if [ "$res" = ok ] && [ "$reason" = - ]; then
+			got=ACCEPT
+		elif [ "$res" = timeout ] && [ "$reason" != - ]; then
+			got=REJECT
+		else
+			got="ERROR($res)"
+		fi
+		note=
+		if [ "$got" != "$expect" ]; then
+			note='   <-- differs'
+		elif [ "$got" = REJECT ] && [ "$reason" != "${want_reason:-$reason}" ]; then
+			note="   <-- reason differs (want $want_reason)"
+		elif [ "$got" = REJECT ] && [ -z "$want_reason" ]; then
+			note='   <-- no expected reason given'
+		fi
+		[ -z "$note" ] || bad=$((bad + 1))
 		printf '%-5s %-5s %-20s %-5s %-5s %-8s %-8s %s%s\n' "$from" "$to" "$addr" "$proto" "$port" \
-			"$expect" "$got" "$reason" "$([ $got = "$expect" ] || echo '   <-- differs')"
+			"$expect" "$got" "$reason" "$note"
 	done
 	return $bad
+}
+
+# lab_reason LOG KEY: the reason code of vpcfwd's first refusal line that
+# contains KEY ("REJECT tcp SRC:PORT -> DST:PORT: REASON stage (rule)").
+lab_reason() {
+	grep -- "$2" "$1" | grep -m1 'REJECT ' |
+		awk '{for (i = 1; i <= NF; i++) if ($i ~ /^[A-Z][A-Z_]+$/ && $i != "REJECT") { print $i; exit }}'
 }
 
 # ---- results of a lab script: pass/fail lines, counted in $fails
