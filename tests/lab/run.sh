@@ -94,7 +94,13 @@ kill -HUP "$VPCFWD_PID"
 lab_wait_log "$LOG" "configuration 2 in force" 5 || fail "reload: new configuration not in force"
 check "reload: tracked flow survives the rule's removal" ok "$(say 8 "$T/h22.out")"
 check "reload: untracked flow is cut at once" timeout "$(say 7 "$T/h80.out")"
-check "reload: a new connection is judged by the new rules" timeout "$(probe corp tcp $WEB4 22)"
+# refused by vpcfwd under the new rules, with its reason: a reload that never
+# swapped the policy, or a probe failing for another cause, does not pass
+check "reload: a new connection is judged by the new rules" timeout \
+	"$(probe corp tcp $WEB4 22 --sport 30023)"
+lab_wait_log "$LOG" ":30023 -> " 2
+check "reload: ... refused by vpcfwd's new rules (reason logged)" ENI_SG_RULES_MISMATCH \
+	"$(lab_reason "$LOG" ":30023 -> ")"
 check "reload: rules still present still admit" ok "$(probe inet tcp $WEB4 443)"
 check "notify: RELOADING=1 on SIGHUP" RELOADING=1 "$(grep -m1 -x RELOADING=1 "$T/notify.out")"
 check "notify: MONOTONIC_USEC with RELOADING=1" yes \
@@ -209,7 +215,11 @@ PY
 kill -HUP "$VPCFWD_PID"
 lab_wait_log "$LOG" "configuration 2 in force" 5
 check "-u nobody: reload" yes "$(grep -q 'configuration 2 in force' "$LOG" && echo yes)"
-check "-u nobody: the reloaded rules apply (web:80 refused)" timeout "$(probe inet tcp $WEB4 80)"
+check "-u nobody: the reloaded rules apply (web:80 refused)" timeout \
+	"$(probe inet tcp $WEB4 80 --sport 30081)"
+lab_wait_log "$LOG" ":30081 -> " 2
+check "-u nobody: ... refused by vpcfwd's reloaded rules (reason logged)" ENI_SG_RULES_MISMATCH \
+	"$(lab_reason "$LOG" ":30081 -> ")"
 lab_stop_vpcfwd
 check "-u nobody: exit status 0" 0 "$VPCFWD_STATUS"
 
