@@ -1441,6 +1441,7 @@ static void sg_rules(struct ctx *c, json_t *l)
 		memset(&rules[nr], 0, sizeof(rules[nr])); /* may hold an ignored rule */
 		if (get_bool(c, o, "IsEgress", &egress) == ABSENT)
 			missing(c, "IsEgress");
+		get_id(c, o, "SecurityGroupRuleId", &r->rule_id, false);
 		r->where = here(c);
 		r->proto = PROTO_ALL;
 		bool alive = get_proto(c, o, "IpProtocol", &r->proto) == GOOD &&

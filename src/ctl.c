@@ -1085,10 +1085,15 @@ static void js_nacl(void *arg, const struct nacl *n, const char *dir, const char
 static void js_sg(void *arg, const struct iface *f, const struct sg_rule *r, uint64_t packets)
 {
 	struct stats_json *j = arg;
-	json_array_append_new(j->sg, json_pack("{s:s, s:s, s:s, s:i, s:I}", "eni", f->id,
-					       "sg", r->group->id,
-					       "direction", r->egress ? "egress" : "ingress",
-					       "rule", r->m->index, "packets", (json_int_t)packets));
+	/* rule: the stable label (SecurityGroupRuleId or a content hash);
+	 * index: today's position in IpPermissions[Egress], for people */
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "eni", f->id,
+			      "sg", r->group->id, "direction", r->egress ? "egress" : "ingress",
+			      "rule", r->m->label ? r->m->label : "?", "index", r->m->index,
+			      "packets", (json_int_t)packets);
+	if (r->m->rule_id)
+		json_object_set_new(o, "rule_id", json_string(r->m->rule_id));
+	json_array_append_new(j->sg, o);
 }
 
 static void js_iface(void *arg, const struct iface *f, const uint64_t v[IFACE_HITS])
@@ -1317,10 +1322,13 @@ static void pm_nacl(void *arg, const struct nacl *n, const char *dir, const char
 
 static void pm_sg(void *arg, const struct iface *f, const struct sg_rule *r, uint64_t packets)
 {
-	char a[128], b[128];
-	ctl_text_put(arg, "vpcfw_sg_rule_packets_total{eni=\"%s\",sg=\"%s\",direction=\"%s\",rule=\"%d\"} %"
+	char a[128], b[128], c[160];
+	/* rule: the stable label, never the list position (which shifts
+	 * when other rules are edited) */
+	ctl_text_put(arg, "vpcfw_sg_rule_packets_total{eni=\"%s\",sg=\"%s\",direction=\"%s\",rule=\"%s\"} %"
 	    PRIu64 "\n", esc(f->id, a, sizeof(a)), esc(r->group->id, b, sizeof(b)),
-	    r->egress ? "egress" : "ingress", r->m->index, packets);
+	    r->egress ? "egress" : "ingress", esc(r->m->label ? r->m->label : "?", c, sizeof(c)),
+	    packets);
 }
 
 static void pm_iface(void *arg, const struct iface *f, const uint64_t v[IFACE_HITS])
@@ -1499,7 +1507,8 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 	     "packets matched by a network ACL rule (rule * : the implicit deny)");
 	walk_counters(d, pol, &only[0]);
 	head(&t, "vpcfw_sg_rule_packets_total", "counter",
-	     "packets admitted by a security-group rule (IpPermissions index) at an interface");
+	     "packets admitted by a security-group rule at an interface (rule: SecurityGroupRuleId, "
+	     "else rule- and a hash of the rule's content)");
 	walk_counters(d, pol, &only[1]);
 	head(&t, "vpcfw_interface_packets_total", "counter",
 	     "packets from (out) and to (in) an interface, by verdict");

@@ -2,7 +2,9 @@
  * checks, lookups and --print-config. */
 #include "vpcfw/policy.h"
 
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -694,6 +696,94 @@ static void number_hits(struct policy *p)
 	p->n_hits = n + (uint32_t)p->n_ifaces * IFACE_HITS;
 }
 
+/* ------------------------------------------------------------ rule labels */
+
+static uint64_t fnv(uint64_t h, const void *data, size_t n)
+{
+	const uint8_t *b = data;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+#define FNV_BASIS 0xcbf29ce484222325ULL
+
+static uint64_t rule_content_hash(const struct m_sg_rule *r)
+{
+	int32_t head[3] = { r->proto, r->from, r->to };
+	uint64_t h = fnv(FNV_BASIS, head, sizeof(head)), peers = 0;
+
+	/* a sum: the peers' order in the document does not matter */
+	for (int i = 0; i < r->n_peers; i++) {
+		const struct m_peer *p = &r->peers[i];
+		uint8_t kind = (uint8_t)p->kind;
+		uint64_t x = fnv(FNV_BASIS, &kind, 1);
+		if (p->kind == PEER_CIDR) {
+			uint64_t a[2] = { p->cidr.net.hi, p->cidr.net.lo };
+			x = fnv(x, a, sizeof(a));
+			x = fnv(x, &p->cidr.len, 1);
+		} else if (p->ref) {
+			x = fnv(x, p->ref, strlen(p->ref));
+		}
+		peers += x;
+	}
+	return fnv(h, &peers, sizeof(peers));
+}
+
+struct label_key {
+	uint64_t h;
+	int idx;
+};
+
+static int cmp_label_key(const void *a, const void *b)
+{
+	const struct label_key *x = a, *y = b;
+
+	if (x->h != y->h)
+		return x->h < y->h ? -1 : 1;
+	return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Labels of one IpPermissions list; O(n log n) for the largest groups. */
+static void label_rules(struct arena *a, struct m_sg_rule *rules, int n)
+{
+	struct label_key *k;
+
+	if (n <= 0)
+		return;
+	k = calloc((size_t)n, sizeof(*k));
+	if (!k)
+		abort();
+	for (int i = 0; i < n; i++) {
+		k[i].h = rules[i].rule_id ? fnv(FNV_BASIS, rules[i].rule_id, strlen(rules[i].rule_id))
+					  : rule_content_hash(&rules[i]);
+		k[i].idx = i;
+	}
+	qsort(k, (size_t)n, sizeof(*k), cmp_label_key);
+	for (int i = 0, rep = 1; i < n; i++) {
+		rep = i > 0 && k[i].h == k[i - 1].h ? rep + 1 : 1;
+		struct m_sg_rule *r = &rules[k[i].idx];
+		char label[80];
+		int len = r->rule_id ? snprintf(label, sizeof(label), "%.60s", r->rule_id)
+				     : snprintf(label, sizeof(label), "rule-%012" PRIx64, k[i].h >> 16);
+		if (rep > 1)
+			snprintf(label + len, sizeof(label) - (size_t)len, "-%d", rep);
+		r->label = arena_strdup(a, label);
+	}
+	free(k);
+}
+
+static void label_sg_rules(struct model *m)
+{
+	for (int i = 0; i < m->n_sgs; i++) {
+		label_rules(&m->arena, m->sgs[i].in, m->sgs[i].n_in);
+		label_rules(&m->arena, m->sgs[i].out, m->sgs[i].n_out);
+	}
+}
+
 struct policy *policy_build(struct model *m, struct diag *d)
 {
 	static uint64_t generation;
@@ -711,6 +801,7 @@ struct policy *policy_build(struct model *m, struct diag *d)
 	build_vpcs(&b);
 	build_subnets(&b);
 	build_nacls(&b);
+	label_sg_rules(m);
 	build_groups(&b);
 	build_ifaces(&b);
 	build_ranges(&b);

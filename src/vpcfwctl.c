@@ -273,11 +273,11 @@ static int c_stats(int argc, char **argv)
 	json_array_foreach(json_object_get(r, "nacl_rules"), i, x)
 		printf("%-24s %-9s %-6s %12lld\n", str(x, "acl"), str(x, "direction"), str(x, "rule"),
 		       num(x, "packets"));
-	printf("\n%-24s %-24s %-8s %-5s %12s\n", "interface", "security group", "dir", "rule",
-	       "packets");
+	printf("\n%-24s %-24s %-8s %-24s %-5s %12s\n", "interface", "security group", "dir",
+	       "rule", "index", "packets");
 	json_array_foreach(json_object_get(r, "sg_rules"), i, x)
-		printf("%-24s %-24s %-8s %-5lld %12lld\n", str(x, "eni"), str(x, "sg"),
-		       str(x, "direction"), num(x, "rule"), num(x, "packets"));
+		printf("%-24s %-24s %-8s %-24s %-5lld %12lld\n", str(x, "eni"), str(x, "sg"),
+		       str(x, "direction"), str(x, "rule"), num(x, "index"), num(x, "packets"));
 	printf("\n%-24s %12s %12s %12s %12s\n", "interface", "in-accept", "in-reject", "out-accept",
 	       "out-reject");
 	json_array_foreach(json_object_get(r, "interfaces"), i, x)

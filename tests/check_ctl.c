@@ -120,7 +120,7 @@ static json_int_t find(json_t *arr, const char *k1, const char *v1, const char *
 			continue;
 		if (k2 && strcmp(json_string_value(json_object_get(x, k2)), v2))
 			continue;
-		if (rule >= 0 && json_integer_value(json_object_get(x, "rule")) != rule)
+		if (rule >= 0 && json_integer_value(json_object_get(x, "index")) != rule)
 			continue;
 		sum = (sum < 0 ? 0 : sum) + json_integer_value(json_object_get(x, field));
 	}
@@ -417,6 +417,97 @@ static void remove_dir(const char *dir)
 	rmdir(dir);
 }
 
+static const struct m_sg *group_named(const struct policy *p, const char *name)
+{
+	for (int i = 0; i < p->model->n_sgs; i++)
+		if (p->model->sgs[i].name && strcmp(p->model->sgs[i].name, name) == 0)
+			return &p->model->sgs[i];
+	ck_abort_msg("no group %s", name);
+	return NULL;
+}
+
+/* issue #12: a security-group rule's counters keep their name when another
+ * rule is removed before it (the list position shifts, the label does
+ * not), and the metrics carry the label, not the position. */
+START_TEST(test_sg_labels_stable)
+{
+	char dir[] = "/tmp/ctllabelXXXXXX";
+	const struct m_sg *web = group_named(pol, "web");
+	ck_assert_int_ge(web->n_in, 3);
+	const char *ssh = web->in[2].label;     /* tcp 22 from the corporate network */
+	ck_assert_ptr_nonnull(ssh);
+	ck_assert_msg(strncmp(ssh, "rule-", 5) == 0 && strlen(ssh) == 17, "%s", ssh);
+	for (int i = 0; i < web->n_in; i++)
+		for (int j = 0; j < i; j++)
+			ck_assert_str_ne(web->in[i].label, web->in[j].label);
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	const int drop[] = { 0 };
+	write_candidate(dir, drop, 1);
+	const char *paths[] = { dir };
+	json_t *msgs;
+	struct policy *cand = ctl_load_policy(paths, 1, false, &msgs);
+	json_decref(msgs);
+	ck_assert_ptr_nonnull(cand);
+	const struct m_sg *web2 = group_named(cand, "web");
+	ck_assert_int_eq(web2->n_in, web->n_in - 1);
+	ck_assert_int_eq(web2->in[1].index, 1);
+	ck_assert_str_eq(web2->in[1].label, ssh);       /* moved from 2 to 1, same name */
+	ck_assert_str_eq(web2->in[0].label, web->in[1].label);
+	policy_free(cand);
+	remove_dir(dir);
+
+	char *m = ctl_metrics(&fake, NULL);
+	char want[256];
+	snprintf(want, sizeof(want), "vpcfw_sg_rule_packets_total{eni=\"eni-0000000000web01\","
+		 "sg=\"sg-0000000000000web\",direction=\"ingress\",rule=\"%s\"} ", ssh);
+	ck_assert_msg(strstr(m, want) != NULL, "no %s in\n%s", want, m);
+	free(m);
+}
+END_TEST
+
+/* describe-security-group-rules data names its rules: the label is the
+ * SecurityGroupRuleId.  Without ids, the same content twice in a group
+ * gets -2; peers in another order are the same rule. */
+START_TEST(test_sg_labels_ids)
+{
+	const char *json =
+		"{\"Vpcs\":[{\"VpcId\":\"vpc-1\",\"CidrBlock\":\"10.0.0.0/16\"}],"
+		"\"Subnets\":[{\"SubnetId\":\"subnet-a\",\"VpcId\":\"vpc-1\",\"CidrBlock\":\"10.0.1.0/24\"}],"
+		"\"SecurityGroupRules\":["
+		" {\"SecurityGroupRuleId\":\"sgr-0123456789abcdef0\",\"GroupId\":\"sg-r\",\"IsEgress\":false,"
+		"  \"IpProtocol\":\"tcp\",\"FromPort\":22,\"ToPort\":22,\"CidrIpv4\":\"10.0.0.0/8\"},"
+		" {\"SecurityGroupRuleId\":\"sgr-0123456789abcdef1\",\"GroupId\":\"sg-r\",\"IsEgress\":true,"
+		"  \"IpProtocol\":\"-1\",\"CidrIpv4\":\"0.0.0.0/0\"}],"
+		"\"SecurityGroups\":[{\"GroupId\":\"sg-p\",\"IpPermissions\":["
+		"  {\"IpProtocol\":\"tcp\",\"FromPort\":80,\"ToPort\":80,"
+		"   \"IpRanges\":[{\"CidrIp\":\"10.0.0.0/8\"},{\"CidrIp\":\"192.0.2.0/24\"}]},"
+		"  {\"IpProtocol\":\"tcp\",\"FromPort\":80,\"ToPort\":80,"
+		"   \"IpRanges\":[{\"CidrIp\":\"192.0.2.0/24\"},{\"CidrIp\":\"10.0.0.0/8\"}]},"
+		"  {\"IpProtocol\":\"tcp\",\"FromPort\":81,\"ToPort\":81,"
+		"   \"IpRanges\":[{\"CidrIp\":\"10.0.0.0/8\"}]}]}]}";
+	struct policy *p = tu_policy(json);
+	const struct m_sg *r = NULL, *q = NULL;
+	for (int i = 0; i < p->model->n_sgs; i++) {
+		if (strcmp(p->model->sgs[i].id, "sg-r") == 0)
+			r = &p->model->sgs[i];
+		if (strcmp(p->model->sgs[i].id, "sg-p") == 0)
+			q = &p->model->sgs[i];
+	}
+	ck_assert(r && q);
+	ck_assert_int_eq(r->n_in, 1);
+	ck_assert_int_eq(r->n_out, 1);
+	ck_assert_str_eq(r->in[0].label, "sgr-0123456789abcdef0");
+	ck_assert_str_eq(r->out[0].label, "sgr-0123456789abcdef1");
+	ck_assert_int_eq(q->n_in, 3);
+	char want[64];
+	snprintf(want, sizeof(want), "%s-2", q->in[0].label);
+	ck_assert_str_eq(q->in[1].label, want);
+	ck_assert_str_ne(q->in[2].label, q->in[0].label);
+	policy_free(p);
+}
+END_TEST
+
 /* vpcfwctl's shadow-load request: the files' content, read here */
 static json_t *shadow_load(const char *dir)
 {
@@ -625,6 +716,8 @@ int main(void)
 	tcase_add_test(tc, test_access);
 	tcase_add_test(tc, test_metrics_text);
 	tcase_add_test(tc, test_log_suppressed_in_metrics);
+	tcase_add_test(tc, test_sg_labels_stable);
+	tcase_add_test(tc, test_sg_labels_ids);
 	tcase_add_test(tc, test_metrics_file_safe);
 	tcase_add_test(tc, test_shadow);
 	tcase_add_test(tc, test_read_config_files);

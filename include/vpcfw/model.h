@@ -88,6 +88,14 @@ struct m_sg_rule {
 	struct m_peer *peers;
 	int n_peers;
 	int index;                      /* position in IpPermissions[Egress] */
+	const char *rule_id;            /* SecurityGroupRuleId (describe-security-group-rules),
+					   or NULL */
+	/* The counters' stable name (policy_build): rule_id when the data has
+	 * it, else "rule-" and 12 hex digits of a hash of what the rule
+	 * matches (protocol, ports, peers in any order), so that editing other
+	 * rules never renames it; a repeat in its group and direction gets
+	 * "-2", "-3", ... */
+	const char *label;
 	struct where where;
 };
 

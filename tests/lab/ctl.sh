@@ -83,7 +83,10 @@ for p in 41001 41002 41003; do
 done
 stats=$(ctl --json stats)
 check "3 connections: web's SSH rule counts 3" 3 "$(echo "$stats" |
-	jq_py 'sum(r["packets"] for r in j["sg_rules"] if r["eni"]=="eni-0000000000web01" and r["direction"]=="ingress" and r["rule"]==2)')"
+	jq_py 'sum(r["packets"] for r in j["sg_rules"] if r["eni"]=="eni-0000000000web01" and r["direction"]=="ingress" and r["index"]==2)')"
+# the stable label of that rule (a hash of its content: no SecurityGroupRuleId in this data)
+ssh_rule=$(echo "$stats" | jq_py '[r["rule"] for r in j["sg_rules"] if r["eni"]=="eni-0000000000web01" and r["direction"]=="ingress" and r["index"]==2][0]')
+check "SG rule labelled by content, not position" yes "$(echo "$ssh_rule" | grep -qx 'rule-[0-9a-f]\{12\}' && echo yes)"
 ctl stats >/dev/null && pass "stats as a table" || fail "stats as a table"
 
 # ---------------------------------------------------------------- flows
@@ -124,6 +127,16 @@ check "read-only socket: reload refused" 1 $?
 as "$ADMU" -s "$T/ctl.sock" reload >/dev/null
 check "admin group: reload" 0 $?
 check "admin reload: generation 2" 2 "$(ctl status --json | jq_py 'j["generation"]')"
+# the reset rule (vpcfwd(8) COUNTERS): rule counters restart with the new
+# configuration, queue and decision counters last the process's life
+after=$(ctl --json stats)
+check "reload: the SSH rule's counter restarts" 0 "$(echo "$after" |
+	jq_py 'sum(r["packets"] for r in j["sg_rules"] if r["rule"]=="'"$ssh_rule"'")')"
+check "reload: queue counters carry on" yes "$(echo "$stats" "$after" | "$PY" -c '
+import json,sys
+d=json.JSONDecoder(); t=sys.stdin.read().strip(); a,i=d.raw_decode(t); b,_=d.raw_decode(t[i:].strip())
+pa=sum(q["packets"] for q in a["queues"]); pb=sum(q["packets"] for q in b["queues"])
+print("yes" if pa > 0 and pb >= pa else "no %d %d" % (pa, pb))')"
 grep -q "control: uid $(id -u "$ADMU") ($ADMU) pid [0-9]*: reload" "$LOG" &&
 	pass "the change is logged with who made it" || fail "no log line naming $ADMU"
 check "refusals counted" 4 "$(ctl metrics | awk '/^vpcfw_control_refused_total/ {print $2}')"
@@ -187,9 +200,9 @@ for f in "$T/metrics.txt" "$T/vpcfw.prom"; do
 	"$PY" "$T/promtext.py" "$f" && pass "text format: $(basename "$f")" ||
 		fail "text format: $(basename "$f")"
 done
-grep -q '^vpcfw_sg_rule_packets_total{eni="eni-0000000000web01",sg="sg-0000000000000web",direction="ingress",rule="2"} 0$' \
+grep -q '^vpcfw_sg_rule_packets_total{eni="eni-0000000000web01",sg="sg-0000000000000web",direction="ingress",rule="'"$ssh_rule"'"} 0$' \
 	"$T/metrics.txt" && pass "metrics: per-rule series with AWS ids (reset by the reload)" ||
-	fail "metrics: no web ingress rule 0 series"
+	fail "metrics: no web ingress $ssh_rule series"
 [ "$(stat -c %a "$T/vpcfw.prom")" = 644 ] && pass "MetricsFile mode 644" || fail "MetricsFile mode"
 
 # ---------------------------------------------------------------- shadow policies
