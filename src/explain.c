@@ -1,5 +1,6 @@
 /* vpcfwctl explain: the stages of SPEC §2 for one packet, each with what it
- * matched.  The verdict comes from pipeline_eval itself; see explain.h. */
+ * matched.  Verdict and stages both come from pipeline_eval, which records
+ * a trace when asked; this file only formats it (see explain.h). */
 #include "vpcfw/explain.h"
 
 #include <stdarg.h>
@@ -11,6 +12,17 @@
 #include "vpcfw/conntrack.h"
 #include "vpcfw/nacl.h"
 #include "vpcfw/sg.h"
+
+/* snprintf for display text: a long id is cut, never an error. */
+__attribute__((format(printf, 3, 4)))
+static void textf(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
 
 static const char *const outcome_names[] = {
 	[EXO_SKIPPED] = "skipped",
@@ -42,22 +54,22 @@ bool explain_packet(const char *proto, const char *src, unsigned sport, const ch
 	else {
 		unsigned long n = strtoul(proto, &end, 10);
 		if (!*proto || *end || n > 255) {
-			snprintf(err, errlen, "'%s' is not a protocol (tcp, udp, icmp, icmpv6 or 0-255)",
+			textf(err, errlen, "'%s' is not a protocol (tcp, udp, icmp, icmpv6 or 0-255)",
 				 proto);
 			return false;
 		}
 		p->proto = (uint8_t)n;
 	}
 	if (!addr_parse(src, &p->src, &fs)) {
-		snprintf(err, errlen, "'%s' is not an IPv4 or IPv6 address", src);
+		textf(err, errlen, "'%s' is not an IPv4 or IPv6 address", src);
 		return false;
 	}
 	if (!addr_parse(dst, &p->dst, &fd)) {
-		snprintf(err, errlen, "'%s' is not an IPv4 or IPv6 address", dst);
+		textf(err, errlen, "'%s' is not an IPv4 or IPv6 address", dst);
 		return false;
 	}
 	if (fs != fd) {
-		snprintf(err, errlen, "'%s' and '%s' are of different families", src, dst);
+		textf(err, errlen, "'%s' and '%s' are of different families", src, dst);
 		return false;
 	}
 	p->family = (uint8_t)fs;
@@ -65,7 +77,7 @@ bool explain_packet(const char *proto, const char *src, unsigned sport, const ch
 	p->flags = PKT_F_L4;
 	if (p->proto == PROTO_TCP || p->proto == PROTO_UDP) {
 		if (sport > 65535 || dport > 65535) {
-			snprintf(err, errlen, "a port is 0-65535");
+			textf(err, errlen, "a port is 0-65535");
 			return false;
 		}
 		p->sport = (uint16_t)sport;
@@ -75,7 +87,7 @@ bool explain_packet(const char *proto, const char *src, unsigned sport, const ch
 	} else if (p->proto == PROTO_ICMP || p->proto == PROTO_ICMPV6) {
 		/* sport/dport carry type and code; the default is an echo request */
 		if (sport > 255 || dport > 255) {
-			snprintf(err, errlen, "ICMP type and code are 0-255");
+			textf(err, errlen, "ICMP type and code are 0-255");
 			return false;
 		}
 		p->icmp_type = (uint8_t)sport;
@@ -96,18 +108,18 @@ static void range_text(int proto, int from, int to, char *buf, size_t len)
 {
 	if (proto == PROTO_TCP || proto == PROTO_UDP) {
 		if (from < 0 || (from == 0 && to == 65535))
-			snprintf(buf, len, " all ports");
+			textf(buf, len, " all ports");
 		else if (from == to)
-			snprintf(buf, len, " port %d", from);
+			textf(buf, len, " port %d", from);
 		else
-			snprintf(buf, len, " ports %d-%d", from, to);
+			textf(buf, len, " ports %d-%d", from, to);
 	} else if (proto == PROTO_ICMP || proto == PROTO_ICMPV6) {
 		if (from < 0)
-			snprintf(buf, len, " all types");
+			textf(buf, len, " all types");
 		else if (to < 0)
-			snprintf(buf, len, " type %d", from);
+			textf(buf, len, " type %d", from);
 		else
-			snprintf(buf, len, " type %d code %d", from, to);
+			textf(buf, len, " type %d code %d", from, to);
 	} else {
 		buf[0] = '\0';
 	}
@@ -116,12 +128,12 @@ static void range_text(int proto, int from, int to, char *buf, size_t len)
 static void proto_text(int proto, char *buf, size_t len)
 {
 	switch (proto) {
-	case PROTO_ALL: snprintf(buf, len, "all traffic"); break;
-	case PROTO_TCP: snprintf(buf, len, "tcp"); break;
-	case PROTO_UDP: snprintf(buf, len, "udp"); break;
-	case PROTO_ICMP: snprintf(buf, len, "icmp"); break;
-	case PROTO_ICMPV6: snprintf(buf, len, "icmpv6"); break;
-	default: snprintf(buf, len, "protocol %d", proto); break;
+	case PROTO_ALL: textf(buf, len, "all traffic"); break;
+	case PROTO_TCP: textf(buf, len, "tcp"); break;
+	case PROTO_UDP: textf(buf, len, "udp"); break;
+	case PROTO_ICMP: textf(buf, len, "icmp"); break;
+	case PROTO_ICMPV6: textf(buf, len, "icmpv6"); break;
+	default: textf(buf, len, "protocol %d", proto); break;
 	}
 }
 
@@ -132,7 +144,7 @@ static void nacl_text(const struct nacl *n, enum nacl_dir dir, const struct nacl
 	char c[CIDR_STRLEN], pr[24], rg[40];
 
 	if (!r) {
-		snprintf(buf, len, "%s %s rule * (no numbered rule matches: deny)", n->id, d);
+		textf(buf, len, "%s %s rule * (no numbered rule matches: deny)", n->id, d);
 		return;
 	}
 	proto_text(r->proto, pr, sizeof(pr));
@@ -142,7 +154,7 @@ static void nacl_text(const struct nacl *n, enum nacl_dir dir, const struct nacl
 		range_text(r->proto, r->icmp_type, r->icmp_code, rg, sizeof(rg));
 	else
 		rg[0] = '\0';
-	snprintf(buf, len, "%s %s rule %u: %s %s%s %s %s", n->id, d, r->number,
+	textf(buf, len, "%s %s rule %u: %s %s%s %s %s", n->id, d, r->number,
 		 r->allow ? "allow" : "deny", pr, rg, dir == NACL_OUTBOUND ? "to" : "from",
 		 cidr_format(&r->cidr, c));
 }
@@ -154,127 +166,137 @@ static void sg_text(const struct sg_rule *r, char *buf, size_t len)
 	proto_text(r->m->proto, pr, sizeof(pr));
 	range_text(r->m->proto, r->m->from, r->m->to, rg, sizeof(rg));
 	if (!r->src_peer)
-		snprintf(peer, sizeof(peer), "?");
+		textf(peer, sizeof(peer), "?");
 	else if (r->src_peer->kind == PEER_CIDR)
-		snprintf(peer, sizeof(peer), "%s", cidr_format(&r->src_peer->cidr, c));
+		textf(peer, sizeof(peer), "%s", cidr_format(&r->src_peer->cidr, c));
 	else
-		snprintf(peer, sizeof(peer), "%s %s",
+		textf(peer, sizeof(peer), "%s %s",
 			 r->src_peer->kind == PEER_GROUP ? "group" : "prefix list", r->src_peer->ref);
-	snprintf(buf, len, "%s %s[%d]: %s%s %s %s", r->group->id,
+	textf(buf, len, "%s %s[%d]: %s%s %s %s", r->group->id,
 		 r->egress ? "IpPermissionsEgress" : "IpPermissions", r->m->index, pr, rg,
 		 r->egress ? "to" : "from", peer);
 }
 
-__attribute__((format(printf, 4, 5)))
-static void step(struct explain *ex, enum stage st, enum explain_outcome o, const char *fmt, ...)
+static const char *iface_type(const struct iface *f)
 {
-	struct explain_step *s = &ex->steps[ex->n_steps++];
-	va_list ap;
-
-	s->stage = st;
-	s->outcome = o;
-	va_start(ap, fmt);
-	vsnprintf(s->what, sizeof(s->what), fmt, ap);
-	va_end(ap);
+	return f->m->type ? f->m->type : "interface";
 }
 
-/* Each stage as the pipeline runs it for a packet no flow tracks. */
-static void walk(const struct policy *pol, const struct packet *p, const struct iface *in,
-		 const struct iface *out, struct explain *ex)
+/* One trace step as text. */
+static void step_text(const struct trace_step *t, const struct explain *ex, char *out, size_t len)
 {
-	const struct subnet *ssub = policy_subnet_by_addr(pol, &p->src);
-	const struct subnet *dsub = policy_subnet_by_addr(pol, &p->dst);
-	bool refused = false;
-	char buf[200];
+	char buf[160];
+	const struct subnet *s = t->subnet;
 
-	/* the exemption needs the requests noted: the pipeline's word on it */
-	if (ex->v.stage == STAGE_EXEMPT) {
-		ex->src_iface = ex->v.src_iface;
-		ex->dst_iface = ex->v.dst_iface;
-		ex->src_subnet = ex->v.src_subnet;
-		ex->dst_subnet = ex->v.dst_subnet;
-		step(ex, STAGE_EXEMPT, ex->v.accept ? EXO_PASS : EXO_REFUSE, "%s (SPEC §5)",
-		     ex->v.detail ? ex->v.detail : "");
+	switch (t->stage) {
+	case STAGE_SRCDST:
+		if (t->outcome == TRACE_REFUSE)
+			textf(out, len, "%s: %s", t->iface ? t->iface->id : "?",
+				 t->detail ? t->detail : "");
+		else if (t->why == TW_NO_DEVICE)
+			textf(out, len, "no bound device given");
+		else
+			textf(out, len, "the bound interfaces own the addresses or do not check");
+		return;
+	case STAGE_EXEMPT:
+		if (t->why == TW_NOT_EXEMPT)
+			textf(out, len, "no exemption applies");
+		else
+			textf(out, len, "%s (SPEC §5)", t->detail ? t->detail : "");
+		return;
+	case STAGE_SG_EGRESS:
+	case STAGE_SG_INGRESS: {
+		bool eg = t->stage == STAGE_SG_EGRESS;
+		if (t->why == TW_NO_IFACE)
+			textf(out, len, "the %s is no modelled interface",
+				 eg ? "source" : "destination");
+		else if (t->why == TW_NO_GROUPS)
+			textf(out, len, "%s has no security group (type %s): network ACLs only",
+				 t->iface->id, iface_type(t->iface));
+		else if (t->why == TW_TRACKED)
+			textf(out, len, "%s: a tracked flow admits it", t->iface->id);
+		else if (t->outcome == TRACE_PASS && t->sg_rule) {
+			sg_text(t->sg_rule, buf, sizeof(buf));
+			textf(out, len, "%s: %s", t->iface->id, buf);
+		} else
+			textf(out, len, "%s: no %s rule of its groups admits it",
+				 t->iface ? t->iface->id : "?", eg ? "egress" : "ingress");
 		return;
 	}
-	step(ex, STAGE_EXEMPT, EXO_SKIPPED, "no exemption applies");
-
-	const struct iface *a = in ? in : policy_iface_by_addr(pol, &p->src);
-	const struct iface *b = out ? out : policy_iface_by_addr(pol, &p->dst);
-	if (a && !a->subnet)
-		a = NULL;
-	if (b && !b->subnet)
-		b = NULL;
-	const struct subnet *x = a ? a->subnet : ssub, *y = b ? b->subnet : dsub;
-	ex->src_iface = a;
-	ex->dst_iface = b;
-	ex->src_subnet = x;
-	ex->dst_subnet = y;
-
-	if (ex->v.stage == STAGE_SRCDST) {
-		step(ex, STAGE_SRCDST, EXO_REFUSE, "%s", ex->rule);
-		refused = true;
-	} else if (in || out) {
-		step(ex, STAGE_SRCDST, EXO_PASS, "the bound interfaces own the addresses or do not "
-		     "check");
-	} else {
-		step(ex, STAGE_SRCDST, EXO_SKIPPED, "no bound device given");
+	case STAGE_NACL_OUT:
+	case STAGE_NACL_IN: {
+		enum nacl_dir dir = t->stage == STAGE_NACL_OUT ? NACL_OUTBOUND : NACL_INBOUND;
+		if (t->why == TW_SAME_SUBNET)
+			textf(out, len, "both ends are in %s: no subnet boundary",
+				 s ? s->id : "no modelled subnet");
+		else if (t->why == TW_NO_SUBNET)
+			textf(out, len, "that end is in no modelled subnet");
+		else if (t->why == TW_NO_NACL)
+			textf(out, len, "%s has no network ACL", s->id);
+		else if (t->nacl) {
+			nacl_text(t->nacl, dir, t->nacl_rule, buf, sizeof(buf));
+			textf(out, len, "%s (%s)", buf, s ? s->id : "?");
+		} else
+			textf(out, len, "%s", t->detail ? t->detail : "");
+		return;
 	}
-
-	const struct sg_rule *r;
-	if (!a) {
-		step(ex, STAGE_SG_EGRESS, EXO_SKIPPED, "the source is no modelled interface");
-	} else if (!a->sg_applies) {
-		step(ex, STAGE_SG_EGRESS, EXO_SKIPPED, "%s has no security group (type %s): "
-		     "network ACLs only", a->id, a->m->type ? a->m->type : "interface");
-	} else if (refused) {
-		step(ex, STAGE_SG_EGRESS, EXO_NOT_REACHED, "%s", a->id);
-	} else if (sg_match(&a->out, p, true, &r)) {
-		sg_text(r, buf, sizeof(buf));
-		step(ex, STAGE_SG_EGRESS, EXO_PASS, "%s: %s", a->id, buf);
-	} else {
-		step(ex, STAGE_SG_EGRESS, EXO_REFUSE, "%s: no egress rule of its groups admits "
-		     "it", a->id);
-		refused = true;
+	case STAGE_CONNTRACK:
+		if (t->outcome == TRACE_REFUSE)
+			textf(out, len, "%s", ex->rule);
+		else if (t->why == TW_TRACKED)
+			textf(out, len, "a tracked flow of %s", t->iface ? t->iface->id : "?");
+		else if (t->why == TW_NEW_FLOW)
+			textf(out, len, "admitted: the flow is tracked from now on");
+		else if (t->why == TW_UNTRACKED_RULE)
+			textf(out, len, "admitted by rules that leave the flow untracked");
+		else if (t->why == TW_NOT_TRACKED)
+			textf(out, len, "nothing tracks this packet");
+		else
+			textf(out, len, "%s", t->detail ? t->detail : "tracked flow");
+		return;
+	default:
+		textf(out, len, "%s", t->detail ? t->detail : "");
+		return;
 	}
+}
 
-	const struct subnet *sides[2] = { x, y };
-	const enum stage stages[2] = { STAGE_NACL_OUT, STAGE_NACL_IN };
-	const enum nacl_dir dirs[2] = { NACL_OUTBOUND, NACL_INBOUND };
-	for (int i = 0; i < 2; i++) {
-		const struct subnet *s = sides[i];
-		const struct nacl_rule *nr;
-		if (x == y) {
-			step(ex, stages[i], EXO_SKIPPED, "both ends are in %s: no subnet boundary",
-			     x ? x->id : "no modelled subnet");
-		} else if (!s) {
-			step(ex, stages[i], EXO_SKIPPED, "that end is in no modelled subnet");
-		} else if (!s->nacl) {
-			step(ex, stages[i], EXO_SKIPPED, "%s has no network ACL", s->id);
-		} else if (refused) {
-			step(ex, stages[i], EXO_NOT_REACHED, "%s of %s", s->nacl->id, s->id);
-		} else {
-			bool ok = nacl_eval(s->nacl, dirs[i], p, &nr);
-			nacl_text(s->nacl, dirs[i], nr, buf, sizeof(buf));
-			step(ex, stages[i], ok ? EXO_PASS : EXO_REFUSE, "%s (%s)", buf, s->id);
-			refused = !ok;
+static enum explain_outcome outcome_of(enum trace_outcome o)
+{
+	switch (o) {
+	case TRACE_PASS: return EXO_PASS;
+	case TRACE_REFUSE: return EXO_REFUSE;
+	case TRACE_NOT_REACHED: return EXO_NOT_REACHED;
+	default: return EXO_SKIPPED;
+	}
+}
+
+/* The pipeline's trace in the pipeline's stage order: a stage the packet
+ * never reached is "not reached" after a refusal and "skipped" after an
+ * acceptance that ends evaluation (an exemption, a fragment). */
+static void format_trace(const struct pipeline_trace *tr, struct explain *ex)
+{
+	int k = 0;
+	bool after = false;
+
+	for (int i = 0; i < PIPELINE_STAGES; i++) {
+		enum stage st = pipeline_stage_order[i];
+		struct explain_step *s = &ex->steps[ex->n_steps++];
+		s->stage = st;
+		if (k < tr->n && tr->steps[k].stage == st) {
+			const struct trace_step *t = &tr->steps[k++];
+			s->outcome = outcome_of(t->outcome);
+			step_text(t, ex, s->what, sizeof(s->what));
+			after = after || st == ex->v.stage;
+			continue;
 		}
-	}
-
-	if (!b) {
-		step(ex, STAGE_SG_INGRESS, EXO_SKIPPED, "the destination is no modelled "
-		     "interface");
-	} else if (!b->sg_applies) {
-		step(ex, STAGE_SG_INGRESS, EXO_SKIPPED, "%s has no security group (type %s): "
-		     "network ACLs only", b->id, b->m->type ? b->m->type : "interface");
-	} else if (refused) {
-		step(ex, STAGE_SG_INGRESS, EXO_NOT_REACHED, "%s", b->id);
-	} else if (sg_match(&b->in, p, false, &r)) {
-		sg_text(r, buf, sizeof(buf));
-		step(ex, STAGE_SG_INGRESS, EXO_PASS, "%s: %s", b->id, buf);
-	} else {
-		step(ex, STAGE_SG_INGRESS, EXO_REFUSE, "%s: no ingress rule of its groups admits "
-		     "it", b->id);
+		if (!ex->v.accept && (after || st == ex->v.stage)) {
+			s->outcome = EXO_NOT_REACHED;
+			textf(s->what, sizeof(s->what), "an earlier stage refused it");
+		} else {
+			s->outcome = EXO_SKIPPED;
+			textf(s->what, sizeof(s->what), "not evaluated: %s",
+				 ex->v.stage == STAGE_EXEMPT ? "exempt traffic (SPEC §5)" : ex->rule);
+		}
 	}
 }
 
@@ -283,18 +305,26 @@ int explain_run(const struct policy *pol, const struct packet *p, const struct i
 {
 	struct conntrack *ct = ct_create(16);
 	struct pipeline pl;
+	struct pipeline_trace tr;
 	struct pkt_meta meta = { .in_iface = in, .out_iface = out };
 
 	memset(ex, 0, sizeof(*ex));
+	memset(&tr, 0, sizeof(tr));
 	if (!ct)
 		return -1;
 	pipeline_init(&pl, ct);
+	pl.trace = &tr;
 	meta.in_known = in != NULL;
 	pipeline_eval(&pl, pol, p, in || out ? &meta : NULL, 1, &ex->v);
 	ct_destroy(ct);
 	verdict_rule_format(&ex->v, ex->rule, sizeof(ex->rule));
-	walk(pol, p, in, out, ex);
-
+	ex->src_iface = ex->v.stage == STAGE_EXEMPT ? ex->v.src_iface : tr.a;
+	ex->dst_iface = ex->v.stage == STAGE_EXEMPT ? ex->v.dst_iface : tr.b;
+	ex->src_subnet = ex->v.stage == STAGE_EXEMPT ? ex->v.src_subnet : tr.x;
+	ex->dst_subnet = ex->v.stage == STAGE_EXEMPT ? ex->v.dst_subnet : tr.y;
+	format_trace(&tr, ex);
+	/* By construction the refusing step is the verdict's stage; checked
+	 * all the same, since a stage that records nothing would break it. */
 	enum stage refusing = STAGE_NONE;
 	for (int i = 0; i < ex->n_steps; i++)
 		if (ex->steps[i].outcome == EXO_REFUSE) {

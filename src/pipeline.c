@@ -56,6 +56,25 @@ void pipeline_get_stats(const struct pipeline *pl, struct pipeline_stats *out)
 	out->rejected = counter_get(&pl->counters.rejected);
 }
 
+/* The stages as eval_located runs them; explain lists them in this order. */
+const enum stage pipeline_stage_order[PIPELINE_STAGES] = {
+	STAGE_SRCDST, STAGE_EXEMPT, STAGE_SG_EGRESS, STAGE_NACL_OUT, STAGE_NACL_IN,
+	STAGE_SG_INGRESS, STAGE_CONNTRACK,
+};
+
+static void trace_add(struct pipeline_trace *t, const struct trace_step *s)
+{
+	if (t->n < TRACE_STEPS)
+		t->steps[t->n++] = *s;
+}
+
+/* One step of the trace; a test (never taken) branch on the packet path. */
+#define TRACE(pl, ...)                                                                \
+	do {                                                                          \
+		if (__builtin_expect((pl)->trace != NULL, 0))                         \
+			trace_add((pl)->trace, &(struct trace_step){ __VA_ARGS__ });   \
+	} while (0)
+
 static inline void hit(struct pipeline *pl, uint32_t slot)
 {
 	if (pl->hits && slot < pl->n_hits)
@@ -81,6 +100,17 @@ static void finish(struct pipeline *pl, struct verdict *v, bool accept, enum sta
 	v->accept = accept;
 	v->stage = st;
 	v->reason = r;
+	/* The deciding stage is always in the trace, even one that did not
+	 * record itself. */
+	if (pl->trace && st != STAGE_NONE) {
+		bool traced = false;
+		for (int i = 0; i < pl->trace->n; i++)
+			traced = traced || pl->trace->steps[i].stage == st;
+		if (!traced)
+			TRACE(pl, .stage = st, .outcome = accept ? TRACE_PASS : TRACE_REFUSE,
+			      .iface = v->stage_iface, .nacl = v->nacl, .nacl_rule = v->nacl_rule,
+			      .sg_rule = v->sg_rule, .detail = v->detail);
+	}
 	counter_inc(&pl->counters.packets[st][r]);
 	counter_inc(accept ? &pl->counters.accepted : &pl->counters.rejected);
 }
@@ -274,6 +304,12 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 			 const struct located *l)
 {
 	memset(v, 0, sizeof(*v));
+	if (pl->trace) {
+		pl->trace->a = l->a;
+		pl->trace->b = l->b;
+		pl->trace->x = l->a ? l->a->subnet : l->ssub;
+		pl->trace->y = l->b ? l->b->subnet : l->dsub;
+	}
 
 	/* 1. source/destination check (SPEC §6), where the daemon knows the
 	 * device.  It comes before the exemption: an instance cannot send from
@@ -306,6 +342,8 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 			return;
 		}
 	}
+	TRACE(pl, .stage = STAGE_SRCDST, .outcome = meta ? TRACE_PASS : TRACE_SKIPPED,
+	      .why = meta ? TW_DEVICES_OK : TW_NO_DEVICE);
 
 	/* 2. exempt addresses (SPEC §5): nothing else is evaluated or logged */
 	if (l->skind == EXEMPT_SUBNET_EDGE) {
@@ -351,6 +389,7 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		}
 		/* AWS's IPv6 service range: judged by the rules */
 	}
+	TRACE(pl, .stage = STAGE_EXEMPT, .outcome = TRACE_SKIPPED, .why = TW_NOT_EXEMPT);
 
 	place(v, l);
 	const struct iface *a = l->a, *b = l->b;
@@ -388,6 +427,12 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 	enum stage last = STAGE_NONE;
 
 	/* 3. security group egress of A */
+	if (!stateful(a))
+		TRACE(pl, .stage = STAGE_SG_EGRESS, .outcome = TRACE_SKIPPED,
+		      .why = a ? TW_NO_GROUPS : TW_NO_IFACE, .iface = a);
+	else if (tracked_a)
+		TRACE(pl, .stage = STAGE_SG_EGRESS, .outcome = TRACE_SKIPPED, .why = TW_TRACKED,
+		      .iface = a);
 	if (stateful(a) && !tracked_a) {
 		if (!sg_match(&a->out, p, true, &ra)) {
 			v->stage_iface = a;
@@ -398,15 +443,27 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		v->sg_rule = ra;
 		v->stage_iface = a;
 		last = STAGE_SG_EGRESS;
+		TRACE(pl, .stage = STAGE_SG_EGRESS, .outcome = TRACE_PASS, .iface = a, .sg_rule = ra);
 	}
 
 	/* 4. network ACLs, only when the packet crosses a subnet boundary */
+	if (x == y) {
+		TRACE(pl, .stage = STAGE_NACL_OUT, .outcome = TRACE_SKIPPED, .why = TW_SAME_SUBNET,
+		      .subnet = x);
+		TRACE(pl, .stage = STAGE_NACL_IN, .outcome = TRACE_SKIPPED, .why = TW_SAME_SUBNET,
+		      .subnet = y);
+	} else if (!x || !x->nacl) {
+		TRACE(pl, .stage = STAGE_NACL_OUT, .outcome = TRACE_SKIPPED,
+		      .why = x ? TW_NO_NACL : TW_NO_SUBNET, .subnet = x);
+	}
 	if (x != y) {
 		const struct nacl_rule *nr;
 		if (x && x->nacl) {
 			v->nacl = x->nacl;
 			bool ok = nacl_eval(x->nacl, NACL_OUTBOUND, p, &nr);
 			nacl_hit(pl, x->nacl, NACL_OUTBOUND, p, nr);
+			TRACE(pl, .stage = STAGE_NACL_OUT, .outcome = ok ? TRACE_PASS : TRACE_REFUSE,
+			      .subnet = x, .nacl = x->nacl, .nacl_rule = nr);
 			if (!ok) {
 				v->nacl_rule = nr;
 				v->sg_rule = NULL;
@@ -416,10 +473,15 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 			v->nacl_rule = nr;
 			last = STAGE_NACL_OUT;
 		}
+		if (!y || !y->nacl)
+			TRACE(pl, .stage = STAGE_NACL_IN, .outcome = TRACE_SKIPPED,
+			      .why = y ? TW_NO_NACL : TW_NO_SUBNET, .subnet = y);
 		if (y && y->nacl) {
 			v->nacl = y->nacl;
 			bool ok = nacl_eval(y->nacl, NACL_INBOUND, p, &nr);
 			nacl_hit(pl, y->nacl, NACL_INBOUND, p, nr);
+			TRACE(pl, .stage = STAGE_NACL_IN, .outcome = ok ? TRACE_PASS : TRACE_REFUSE,
+			      .subnet = y, .nacl = y->nacl, .nacl_rule = nr);
 			if (!ok) {
 				v->nacl_rule = nr;
 				v->sg_rule = NULL;
@@ -432,6 +494,12 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 	}
 
 	/* 5. security group ingress of B */
+	if (!stateful(b))
+		TRACE(pl, .stage = STAGE_SG_INGRESS, .outcome = TRACE_SKIPPED,
+		      .why = b ? TW_NO_GROUPS : TW_NO_IFACE, .iface = b);
+	else if (tracked_b)
+		TRACE(pl, .stage = STAGE_SG_INGRESS, .outcome = TRACE_SKIPPED, .why = TW_TRACKED,
+		      .iface = b);
 	if (stateful(b) && !tracked_b) {
 		if (!sg_match(&b->in, p, false, &rb)) {
 			v->stage_iface = b;
@@ -445,6 +513,7 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		v->sg_rule = rb;
 		v->stage_iface = b;
 		last = STAGE_SG_INGRESS;
+		TRACE(pl, .stage = STAGE_SG_INGRESS, .outcome = TRACE_PASS, .iface = b, .sg_rule = rb);
 	}
 	if (last == STAGE_SG_INGRESS || last == STAGE_SG_EGRESS) {
 		v->nacl = NULL;
@@ -484,6 +553,18 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		}
 	}
 
+	if (pl->trace && !((a && tracked_a) || (b && tracked_b))) {
+		bool untracked = trackable && !may_start_flow(p);
+		if (!trackable || untracked)
+			TRACE(pl, .stage = STAGE_CONNTRACK, .outcome = TRACE_SKIPPED,
+			      .why = TW_NOT_TRACKED);
+		else if (!(stateful(a) && !sg_flow_untracked(&a->out, &a->in, ra, p, true)) &&
+			 !(stateful(b) && !sg_flow_untracked(&b->in, &b->out, rb, p, false)))
+			TRACE(pl, .stage = STAGE_CONNTRACK, .outcome = TRACE_SKIPPED,
+			      .why = TW_UNTRACKED_RULE);
+		else
+			TRACE(pl, .stage = STAGE_CONNTRACK, .outcome = TRACE_PASS, .why = TW_NEW_FLOW);
+	}
 	if (p->flags & PKT_F_FRAG_HEAD)
 		ct_frag_admit(pl->ct, &p->src, &p->dst, p->proto, p->frag_id, now);
 	if (!a && !b && !x && !y) {
@@ -491,6 +572,8 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		return;
 	}
 	if ((a && tracked_a) || (b && tracked_b)) {
+		TRACE(pl, .stage = STAGE_CONNTRACK, .outcome = TRACE_PASS, .why = TW_TRACKED,
+		      .iface = tracked_a ? a : b);
 		finish(pl, v, true, STAGE_CONNTRACK, REASON_TRACKED_FLOW);
 		return;
 	}

@@ -372,8 +372,6 @@ static void print_explain(json_t *r)
 	json_array_foreach(json_object_get(r, "steps"), i, x)
 		printf("%zu. %-18s %-12s %s\n", i + 1, str(x, "stage"), str(x, "outcome"),
 		       str(x, "what"));
-	if (!json_is_true(json_object_get(r, "consistent")))
-		printf("\nwarning: the stages above disagree with the verdict; please report it\n");
 }
 
 static int c_explain(int argc, char **argv)

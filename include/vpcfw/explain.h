@@ -1,9 +1,7 @@
-/* Why a packet is admitted or refused: the stages of SPEC §2 in order, with
- * what each matched.  The verdict is the pipeline's own (pipeline_eval on a
- * scratch flow table, as the first packet of a new flow); the stages are
- * evaluated with the same matchers (nacl_eval, sg_match) and the same
- * lookups, and a stage list that disagrees with the verdict is reported as
- * such rather than hidden. */
+/* Why a packet is admitted or refused: the stages of SPEC §2 in the order
+ * the pipeline runs them, with what each matched.  Verdict and stages are
+ * the pipeline's own: pipeline_eval on a scratch flow table (the first
+ * packet of a new flow) with its trace on; explain only formats the trace. */
 #ifndef VPCFW_EXPLAIN_H
 #define VPCFW_EXPLAIN_H
 
@@ -27,14 +25,14 @@ struct explain_step {
 	char what[200];         /* what matched, or why it does not apply */
 };
 
-enum { EXPLAIN_STEPS = 6 };
+enum { EXPLAIN_STEPS = PIPELINE_STAGES };
 
 struct explain {
 	struct verdict v;       /* the pipeline's verdict */
 	char rule[160];         /* verdict_rule_format */
 	struct explain_step steps[EXPLAIN_STEPS];
 	int n_steps;
-	bool consistent;        /* the first refusing step is the verdict's stage */
+	bool consistent;        /* the refusing step is the verdict's stage (always, by construction) */
 	const struct iface *src_iface, *dst_iface;
 	const struct subnet *src_subnet, *dst_subnet;
 };

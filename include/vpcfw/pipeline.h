@@ -89,6 +89,53 @@ struct pipeline_counters {
 	counter_t accepted, rejected;
 };
 
+/* What each stage did for one packet, in the order the pipeline ran them
+ * (explain formats it; NULL on the packet path).  A stage that refused is
+ * the last step; the stages after it are not in the trace. */
+enum trace_outcome { TRACE_SKIPPED, TRACE_PASS, TRACE_REFUSE, TRACE_NOT_REACHED };
+
+enum trace_why {                /* why a stage was skipped, or how it passed */
+	TW_NONE = 0,
+	TW_NO_DEVICE,           /* no bound device: nothing to check */
+	TW_DEVICES_OK,          /* the bound interfaces own the addresses or do not check */
+	TW_NOT_EXEMPT,          /* no exempt address involved */
+	TW_NO_IFACE,            /* that end is no modelled interface */
+	TW_NO_GROUPS,           /* the interface has no security group: NACLs only */
+	TW_TRACKED,             /* a tracked flow admits it: the rules are not consulted */
+	TW_SAME_SUBNET,         /* no subnet boundary crossed */
+	TW_NO_SUBNET,           /* that end is in no modelled subnet */
+	TW_NO_NACL,             /* the subnet has no network ACL */
+	TW_NOT_TRACKED,         /* nothing tracks this packet (no stateful end, exempt, fragment) */
+	TW_NEW_FLOW,            /* the flow is tracked from now on */
+	TW_UNTRACKED_RULE,      /* admitted by rules that leave the flow untracked */
+};
+
+struct trace_step {
+	enum stage stage;
+	enum trace_outcome outcome;
+	enum trace_why why;
+	const struct iface *iface;              /* SG, src/dst check, conntrack stages */
+	const struct subnet *subnet;            /* NACL stages */
+	const struct nacl *nacl;
+	const struct nacl_rule *nacl_rule;      /* NULL with nacl: the '*' rule */
+	const struct sg_rule *sg_rule;
+	const char *detail;
+};
+
+enum { TRACE_STEPS = 12 };
+
+struct pipeline_trace {
+	struct trace_step steps[TRACE_STEPS];
+	int n;
+	/* where the packet was located: the ends and their subnets */
+	const struct iface *a, *b;
+	const struct subnet *x, *y;
+};
+
+/* The stages in the order the pipeline runs them (SPEC §2 as implemented). */
+enum { PIPELINE_STAGES = 7 };
+extern const enum stage pipeline_stage_order[PIPELINE_STAGES];
+
 /* Per-worker state of the packet path.
  *
  * Counters: when `hits` is set (pol->n_hits slots of the policy being
@@ -103,6 +150,7 @@ struct pipeline {
 	counter_t *hits;
 	uint32_t n_hits;
 	struct exempt_flows exempt;     /* requests to exempt addresses (SPEC §5) */
+	struct pipeline_trace *trace;   /* NULL but for explain: record each stage */
 };
 
 void pipeline_init(struct pipeline *pl, struct conntrack *ct);
