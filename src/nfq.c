@@ -202,6 +202,10 @@ void nfqueue_close(struct nfqueue *q)
 
 	if (!q)
 		return;
+	if (!q->nl) { /* detached */
+		free(q);
+		return;
+	}
 	nlh = nfq_nlmsg_put((char *)buf, NFQNL_MSG_CONFIG, q->queue);
 	nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND);
 	(void)mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len);
@@ -217,7 +221,8 @@ static void drop_now(struct nfqueue *q, uint32_t id)
 	struct nlmsghdr *nlh = nfq_nlmsg_put((char *)buf, NFQNL_MSG_VERDICT, q->queue);
 
 	nfq_nlmsg_verdict_put(nlh, (int)id, NF_DROP);
-	if (mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0)
+	/* a detached queue (fuzzing) has nobody to tell */
+	if (q->nl && mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0)
 		counter_inc(&q->cnt.send_errors);
 	counter_inc(&q->cnt.dropped);
 	counter_inc(&q->cnt.verdict_msgs);
@@ -365,6 +370,21 @@ int nfqueue_recv_batch(struct nfqueue *q, int timeout_ms)
 			      (q->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0);
 	if (q->n_pkts)
 		counter_inc(&q->cnt.batches);
+	return q->n_pkts;
+}
+
+struct nfqueue *nfqueue_detached(void)
+{
+	struct nfqueue *q = calloc(1, sizeof(*q));
+	if (q)
+		q->fd = -1;
+	return q;
+}
+
+int nfqueue_parse_datagram(struct nfqueue *q, const uint8_t *buf, size_t n, bool trunc)
+{
+	q->n_pkts = 0;
+	take_datagram(q, buf, n, trunc);
 	return q->n_pkts;
 }
 

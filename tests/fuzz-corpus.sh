@@ -14,11 +14,16 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 
 pass=0
 fail=0
-for target in packet config flowlog; do
+for target in packet config flowlog ctl pcap logformat nfq; do
 	bin=$top_builddir/tests/fuzz/replay_$target
 	corpus=$top_srcdir/tests/fuzz/corpus/$target
 	if [ ! -x "$bin" ]; then
 		echo "FAIL: $bin not built"
+		fail=$((fail + 1))
+		continue
+	fi
+	if [ ! -d "$corpus" ] || [ -z "$(ls -A "$corpus")" ]; then
+		echo "FAIL: no seed corpus at $corpus"
 		fail=$((fail + 1))
 		continue
 	fi

@@ -90,6 +90,14 @@ void nfqueue_get_stats(const struct nfqueue *q, struct nfqueue_stats *out);
  * namespace.  Returns false if the queue is not listed. */
 bool nfqueue_kernel_stats(uint16_t queue, struct nfqueue_kernel_stats *out);
 
+/* For fuzzing and tests: a queue bound to no socket (nfqueue_close frees
+ * it), into which nfqueue_parse_datagram() takes one received datagram of n
+ * bytes (trunc: the receive cut it, MSG_TRUNC) exactly as
+ * nfqueue_recv_batch() takes each datagram from the socket; returns the
+ * number of packets, read with nfqueue_packet().  Sends nothing. */
+struct nfqueue *nfqueue_detached(void);
+int nfqueue_parse_datagram(struct nfqueue *q, const uint8_t *buf, size_t n, bool trunc);
+
 /* Parses "0", "0-3", "0,2,5-6" into a sorted list without duplicates.
  * Returns the number of queues, or -1 (invalid, or more than max). */
 int nfqueue_parse_queues(const char *s, uint16_t *out, int max);

@@ -1,0 +1,58 @@
+/* A small configuration for the fuzz targets that need a compiled policy:
+ * conf/three-tier cut to web's VPC, subnet, network ACL, security groups
+ * and interface (10.0.1.10). */
+#ifndef VPCFW_FUZZ_SMALL_CONFIG_H
+#define VPCFW_FUZZ_SMALL_CONFIG_H
+
+static const char CONFIG[] =
+	"{\"Vpcs\":[{\"CidrBlock\":\"10.0.0.0/16\",\"DhcpOptionsId\":\"dopt-0a1b2c3d4e5f60001\","
+	"\"State\":\"available\",\"VpcId\":\"vpc-0a1b2c3d4e5f60001\",\"OwnerId\":\"123456789012\","
+	"\"InstanceTenancy\":\"default\",\"Ipv6CidrBlockAssociationSet\":[{\"AssociationId\":\"vpc-cidr-assoc-0a1b2c3d4e5f60002\","
+	"\"Ipv6CidrBlock\":\"2001:db8:1234::/56\",\"Ipv6CidrBlockState\":{\"State\":\"associated\"},"
+	"\"NetworkBorderGroup\":\"us-east-1\",\"Ipv6Pool\":\"Amazon\"}],\"CidrBlockAssociationSet\":[{\"AssociationId\":\"vpc-cidr-assoc-0a1b2c3d4e5f60001\","
+	"\"CidrBlock\":\"10.0.0.0/16\",\"CidrBlockState\":{\"State\":\"associated\"}}],\"IsDefault\":false,"
+	"\"Tags\":[{\"Key\":\"Name\",\"Value\":\"three-tier\"}]}],\"Subnets\":[{\"AvailabilityZone\":\"us-east-1a\","
+	"\"AvailabilityZoneId\":\"use1-az1\",\"AvailableIpAddressCount\":250,\"CidrBlock\":\"10.0.1.0/24\","
+	"\"DefaultForAz\":false,\"MapPublicIpOnLaunch\":false,\"State\":\"available\",\"SubnetId\":\"subnet-0000000000000web1\","
+	"\"VpcId\":\"vpc-0a1b2c3d4e5f60001\",\"OwnerId\":\"123456789012\",\"AssignIpv6AddressOnCreation\":false,"
+	"\"Ipv6CidrBlockAssociationSet\":[{\"AssociationId\":\"subnet-cidr-assoc-0000000000000web\","
+	"\"Ipv6CidrBlock\":\"2001:db8:1234:1::/64\",\"Ipv6CidrBlockState\":{\"State\":\"associated\"}}],"
+	"\"Tags\":[{\"Key\":\"Name\",\"Value\":\"web\"}],\"SubnetArn\":\"arn:aws:ec2:us-east-1:123456789012:subnet/subnet-0000000000000web1\"}],"
+	"\"NetworkAcls\":[{\"Associations\":[{\"NetworkAclAssociationId\":\"aclassoc-0000000000000web\","
+	"\"NetworkAclId\":\"acl-0000000000default\",\"SubnetId\":\"subnet-0000000000000web1\"}],"
+	"\"Entries\":[{\"Egress\":true,\"Protocol\":\"-1\",\"RuleAction\":\"allow\",\"RuleNumber\":100,"
+	"\"CidrBlock\":\"0.0.0.0/0\"},{\"Egress\":true,\"Protocol\":\"-1\",\"RuleAction\":\"allow\","
+	"\"RuleNumber\":101,\"Ipv6CidrBlock\":\"::/0\"},{\"Egress\":true,\"Protocol\":\"-1\","
+	"\"RuleAction\":\"deny\",\"RuleNumber\":32767,\"CidrBlock\":\"0.0.0.0/0\"},{\"Egress\":true,"
+	"\"Protocol\":\"-1\",\"RuleAction\":\"deny\",\"RuleNumber\":32768,\"Ipv6CidrBlock\":\"::/0\"},"
+	"{\"Egress\":false,\"Protocol\":\"-1\",\"RuleAction\":\"allow\",\"RuleNumber\":100,"
+	"\"CidrBlock\":\"0.0.0.0/0\"},{\"Egress\":false,\"Protocol\":\"-1\",\"RuleAction\":\"allow\","
+	"\"RuleNumber\":101,\"Ipv6CidrBlock\":\"::/0\"},{\"Egress\":false,\"Protocol\":\"-1\","
+	"\"RuleAction\":\"deny\",\"RuleNumber\":32767,\"CidrBlock\":\"0.0.0.0/0\"},{\"Egress\":false,"
+	"\"Protocol\":\"-1\",\"RuleAction\":\"deny\",\"RuleNumber\":32768,\"Ipv6CidrBlock\":\"::/0\"}],"
+	"\"IsDefault\":true,\"NetworkAclId\":\"acl-0000000000default\",\"Tags\":[],\"VpcId\":\"vpc-0a1b2c3d4e5f60001\","
+	"\"OwnerId\":\"123456789012\"}],\"SecurityGroups\":[{\"Description\":\"web tier: HTTP and HTTPS from anywhere,"
+	" SSH from the corporate network\",\"GroupName\":\"web\",\"IpPermissions\":[{\"FromPort\":80,"
+	"\"IpProtocol\":\"tcp\",\"IpRanges\":[{\"CidrIp\":\"0.0.0.0/0\"}],\"Ipv6Ranges\":[{\"CidrIpv6\":\"::/0\"}],"
+	"\"PrefixListIds\":[],\"ToPort\":80,\"UserIdGroupPairs\":[]},{\"FromPort\":443,\"IpProtocol\":\"tcp\","
+	"\"IpRanges\":[{\"CidrIp\":\"0.0.0.0/0\"}],\"Ipv6Ranges\":[{\"CidrIpv6\":\"::/0\"}],"
+	"\"PrefixListIds\":[],\"ToPort\":443,\"UserIdGroupPairs\":[]},{\"FromPort\":22,\"IpProtocol\":\"tcp\","
+	"\"IpRanges\":[{\"CidrIp\":\"198.51.100.0/24\",\"Description\":\"corporate network\"}],"
+	"\"Ipv6Ranges\":[],\"PrefixListIds\":[],\"ToPort\":22,\"UserIdGroupPairs\":[]}],\"OwnerId\":\"123456789012\","
+	"\"GroupId\":\"sg-0000000000000web\",\"IpPermissionsEgress\":[{\"IpProtocol\":\"-1\","
+	"\"IpRanges\":[{\"CidrIp\":\"0.0.0.0/0\"}],\"Ipv6Ranges\":[{\"CidrIpv6\":\"::/0\"}],"
+	"\"PrefixListIds\":[],\"UserIdGroupPairs\":[]}],\"Tags\":[{\"Key\":\"Name\",\"Value\":\"web\"}],"
+	"\"VpcId\":\"vpc-0a1b2c3d4e5f60001\"}],\"NetworkInterfaces\":[{\"Attachment\":{\"AttachTime\":\"2024-05-01T10:00:00+00:00\","
+	"\"AttachmentId\":\"eni-attach-000000000000web\",\"DeleteOnTermination\":true,\"DeviceIndex\":0,"
+	"\"NetworkCardIndex\":0,\"InstanceId\":\"i-0000000000web01\",\"InstanceOwnerId\":\"123456789012\","
+	"\"Status\":\"attached\"},\"AvailabilityZone\":\"us-east-1a\",\"Description\":\"\","
+	"\"Groups\":[{\"GroupName\":\"web\",\"GroupId\":\"sg-0000000000000web\"}],\"InterfaceType\":\"interface\","
+	"\"Ipv6Addresses\":[{\"Ipv6Address\":\"2001:db8:1234:1::10\",\"IsPrimaryIpv6\":false}],"
+	"\"MacAddress\":\"0e:00:00:00:00:01\",\"NetworkInterfaceId\":\"eni-0000000000web01\","
+	"\"OwnerId\":\"123456789012\",\"PrivateDnsName\":\"ip-10-0-1-10.ec2.internal\",\"PrivateIpAddress\":\"10.0.1.10\","
+	"\"PrivateIpAddresses\":[{\"Primary\":true,\"PrivateDnsName\":\"ip-10-0-1-10.ec2.internal\","
+	"\"PrivateIpAddress\":\"10.0.1.10\"}],\"RequesterManaged\":false,\"SourceDestCheck\":true,"
+	"\"Status\":\"in-use\",\"SubnetId\":\"subnet-0000000000000web1\",\"TagSet\":[],\"VpcId\":\"vpc-0a1b2c3d4e5f60001\"}],"
+	"\"Vpcfw\":{\"Queues\":[0],\"Region\":\"us-east-1\",\"AccountId\":\"123456789012\"}}";
+
+#endif
