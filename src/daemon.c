@@ -89,6 +89,11 @@ struct worker {
 	_Atomic int flow_req;           /* 1: list flows into flow_fn, then 2 */
 	int (*flow_fn)(int worker, const struct ct_flow_info *f, void *arg);
 	void *flow_arg;
+	/* one per turn of the worker's loop (at least every receive timeout,
+	 * busy or idle): the watchdog's evidence of progress */
+	counter_t heartbeat;
+	uint64_t wd_seen;               /* the main thread's: heartbeat at the last check */
+	bool wd_stuck;                  /* the main thread's: reported stuck */
 };
 
 static _Atomic(struct generation *) current;
@@ -101,6 +106,12 @@ static bool log_stderr;
 
 static struct worker *workers;
 static int n_workers;
+
+#ifdef VPCFW_TEST_HOOKS
+/* The test build only (tests/lab/watchdog.sh): SIGUSR2 toggles a stall of
+ * every worker inside its next batch, packets in hand. */
+static atomic_bool test_stall;
+#endif
 static struct flowlog *flowlog;
 static struct mirror *mirror;
 
@@ -324,6 +335,12 @@ static int run_batch(struct worker *w, int n)
 	int np_parsed = 0;
 
 	atomic_store(&w->in_epoch, atomic_load(&epoch));
+#ifdef VPCFW_TEST_HOOKS
+	while (atomic_load(&test_stall) && !atomic_load(&stopping)) {
+		struct timespec ts = { 0, 10000000 };
+		nanosleep(&ts, NULL);
+	}
+#endif
 	const struct generation *g = atomic_load(&current);
 	uint64_t now = monotonic_ns(), wall = clock_ns(CLOCK_REALTIME);
 	bool audit = atomic_load_explicit(&audit_mode, memory_order_relaxed);
@@ -416,6 +433,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 
 	while (!atomic_load(&stopping)) {
+		counter_inc(&w->heartbeat);
 		int n = nfqueue_recv_batch(w->q, 100);
 		if (n < 0) {
 			logmsg(LOG_ERR, "queue %u: receive failed: %s", nfqueue_queue_num(w->q),
@@ -439,6 +457,52 @@ static void *worker_main(void *arg)
 }
 
 /* ------------------------------------------------------------ main thread */
+
+/* The watchdog (sd_notify WATCHDOG=1, the unit's WatchdogSec=): a ping only
+ * while every worker makes progress.  A worker whose loop has not turned
+ * since the last check is stuck if it holds packets (inside a batch) or the
+ * kernel has packets waiting for its queue; one with nothing to do is idle,
+ * not stuck (and its receive timeout turns its loop anyway).  A stuck
+ * worker stops the pings, and systemd restarts the daemon after
+ * WatchdogSec; the main thread hanging stops them too. */
+static bool workers_progressing(void)
+{
+	bool ok = true;
+
+	for (int i = 0; i < n_workers; i++) {
+		struct worker *w = &workers[i];
+		uint64_t beat = counter_get(&w->heartbeat);
+		bool moved = beat != w->wd_seen;
+		w->wd_seen = beat;
+		bool stuck = false;
+		if (!moved) {
+			struct nfqueue_kernel_stats ks;
+			uint16_t qn = nfqueue_queue_num(w->q);
+			stuck = atomic_load(&w->in_epoch) != 0 ||
+				(nfqueue_kernel_stats(qn, &ks) && ks.queue_total > 0);
+		}
+		if (stuck && !w->wd_stuck)
+			logmsg(LOG_ERR, "queue %u: the worker makes no progress with packets pending; "
+			       "watchdog pings stopped", nfqueue_queue_num(w->q));
+		else if (!stuck && w->wd_stuck)
+			logmsg(LOG_NOTICE, "queue %u: the worker makes progress again; watchdog pings "
+			       "resumed", nfqueue_queue_num(w->q));
+		w->wd_stuck = stuck;
+		ok = ok && !stuck;
+	}
+	return ok;
+}
+
+static void watchdog(uint64_t usec, uint64_t *next_ns)
+{
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+
+	if (!usec || now < *next_ns)
+		return;
+	*next_ns = now + usec * 1000u / 2;      /* twice per period, as sd_watchdog_enabled(3) says */
+	if (workers_progressing())
+		notify_watchdog();
+}
 
 /* refused packets not logged, for the metrics (this thread's alone) */
 static uint64_t refusals_rate_limited, refusals_ring_full;
@@ -972,6 +1036,9 @@ int daemon_run(const struct daemon_options *user_opt)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGUSR1);
+#ifdef VPCFW_TEST_HOOKS
+	sigaddset(&sigs, SIGUSR2);
+#endif
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -1095,6 +1162,10 @@ int daemon_run(const struct daemon_options *user_opt)
 		notify_ready(status);
 	}
 
+	uint64_t wd_usec = notify_watchdog_usec(), wd_next = 0;
+	if (wd_usec)
+		logmsg(LOG_INFO, "watchdog: pinging systemd every %" PRIu64 " ms while every worker "
+		       "makes progress", wd_usec / 2000);
 	rc = 0;
 	while (!atomic_load(&worker_failed)) {
 		struct timespec ts = { 0, 100 * 1000000 };
@@ -1104,6 +1175,14 @@ int daemon_run(const struct daemon_options *user_opt)
 		}
 		int sig = sigtimedwait(&sigs, NULL, &ts);
 		drain_refusals();
+		watchdog(wd_usec, &wd_next);
+#ifdef VPCFW_TEST_HOOKS
+		if (sig == SIGUSR2) {
+			bool on = !atomic_load(&test_stall);
+			atomic_store(&test_stall, on);
+			logmsg(LOG_WARNING, "test hook: workers %s", on ? "stalled" : "released");
+		}
+#endif
 		const struct m_vpcfw *vc = &atomic_load(&current)->pol->model->vpcfw;
 		if (vc->metrics_file && monotonic_ns() >= next_metrics) {
 			if (ctl_write_metrics(&ctld, ctl, vc->metrics_file) < 0)

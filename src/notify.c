@@ -87,3 +87,28 @@ int notify_status(const char *status)
 	snprintf(buf, sizeof(buf), "STATUS=%s", status);
 	return notify_send(buf);
 }
+
+uint64_t notify_watchdog_usec(void)
+{
+	const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+	char *end;
+
+	if (!usec || !*usec || !notify_enabled())
+		return 0;
+	if (pid && *pid) {
+		errno = 0;
+		unsigned long long p = strtoull(pid, &end, 10);
+		if (errno || *end || p != (unsigned long long)getpid())
+			return 0;       /* meant for another process */
+	}
+	errno = 0;
+	unsigned long long v = strtoull(usec, &end, 10);
+	if (errno || *end || v == 0)
+		return 0;
+	return (uint64_t)v;
+}
+
+int notify_watchdog(void)
+{
+	return notify_send("WATCHDOG=1");
+}

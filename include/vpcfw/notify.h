@@ -4,6 +4,7 @@
 #define VPCFW_NOTIFY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* True when started by systemd with Type=notify. */
 bool notify_enabled(void);
@@ -14,5 +15,11 @@ int notify_ready(const char *status);
 int notify_reloading(void);
 int notify_stopping(void);
 int notify_status(const char *status);
+/* The watchdog period systemd asks for (WatchdogSec=, passed as
+ * $WATCHDOG_USEC; $WATCHDOG_PID, when set, must be this process), in
+ * microseconds; 0: no watchdog. */
+uint64_t notify_watchdog_usec(void);
+/* WATCHDOG=1: the service is alive. */
+int notify_watchdog(void);
 
 #endif
