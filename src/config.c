@@ -573,6 +573,43 @@ static void assoc_cidrs(struct ctx *c, const json_t *o, const char *set_key, con
 	pop(c, pk);
 }
 
+/* Fields of the EC2 API that change what reaches an interface but that
+ * vpcfw does not model (it sees no internet gateway): a warning, so that a
+ * real export is never enforced differently from AWS without a word (and
+ * --strict refuses it).  See vpcfw.conf(5), "Fields of the EC2 API". */
+static void unmodelled_bool(struct ctx *c, const json_t *o, const char *key, const char *what)
+{
+	const json_t *v = field(o, key);
+	if (!json_is_true(v))
+		return;
+	size_t p = push_key(c, key);
+	warn(c, "true: %s; vpcfw does not model internet-gateway traffic, so it is not enforced", what);
+	pop(c, p);
+}
+
+/* VPC Block Public Access (BlockPublicAccessStates.InternetGatewayBlockMode
+ * of describe-vpcs and describe-subnets): anything but "off" blocks traffic
+ * through the internet gateway, which vpcfw does not see as such. */
+static void block_public_access(struct ctx *c, const json_t *o)
+{
+	const json_t *b = field(o, "BlockPublicAccessStates");
+	const char *mode;
+
+	if (!b)
+		return;
+	size_t p = push_key(c, "BlockPublicAccessStates");
+	if (!json_is_object(b)) {
+		bad(c, b, "is not an object");
+	} else if ((mode = json_string_value(json_object_get(b, "InternetGatewayBlockMode"))) &&
+		   strcmp(mode, "off") != 0) {
+		size_t q = push_key(c, "InternetGatewayBlockMode");
+		warn(c, "\"%.40s\": VPC Block Public Access blocks internet-gateway traffic, which vpcfw "
+		     "does not model: not enforced", mode);
+		pop(c, q);
+	}
+	pop(c, p);
+}
+
 static bool load_vpc(struct ctx *c, const json_t *o, void *obj, bool flag)
 {
 	struct m_vpc *v = obj;
@@ -592,6 +629,7 @@ static bool load_vpc(struct ctx *c, const json_t *o, void *obj, bool flag)
 		    v->cidrs, &v->n_cidrs);
 	assoc_cidrs(c, o, "Ipv6CidrBlockAssociationSet", "Ipv6CidrBlock", "Ipv6CidrBlockState",
 		    FAMILY_V6, v->cidrs, &v->n_cidrs);
+	block_public_access(c, o);
 	return ok;
 }
 
@@ -610,6 +648,7 @@ static bool load_subnet(struct ctx *c, const json_t *o, void *obj, bool flag)
 				sizeof(*s->cidr6));
 	assoc_cidrs(c, o, "Ipv6CidrBlockAssociationSet", "Ipv6CidrBlock", "Ipv6CidrBlockState",
 		    FAMILY_V6, s->cidr6, &s->n_cidr6);
+	block_public_access(c, o);
 	return ok;
 }
 
@@ -921,6 +960,8 @@ static bool load_eni(struct ctx *c, const json_t *o, struct m_eni *e, const json
 	get_str(c, o, "OwnerId", &e->owner_id);
 	get_bool(c, o, "SourceDestCheck", &e->source_dest_check);
 	eni_type(c, o, e);
+	unmodelled_bool(c, o, "DenyAllIgwTraffic",
+			"inbound IPv6 traffic from the internet is dropped (AWS)");
 	json_t *at = get_object(c, o, "Attachment");
 	if (at) {
 		size_t p = push_key(c, "Attachment");
