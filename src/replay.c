@@ -462,3 +462,75 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 	pcap_close(pc);
 	return rc;
 }
+
+bool replay_is_capture(const char *path)
+{
+	static const uint32_t magics[] = { 0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1,
+					   0x0a0d0d0a };
+	uint8_t b[4];
+	FILE *f = fopen(path, "rb");
+	bool yes = false;
+
+	if (!f)
+		return false;
+	if (fread(b, 1, 4, f) == 4) {
+		uint32_t m = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+		for (size_t i = 0; i < sizeof(magics) / sizeof(magics[0]); i++)
+			yes = yes || m == magics[i];
+	}
+	fclose(f);
+	return yes;
+}
+
+bool replay_foreach(const char *path, replay_packet_fn fn, void *arg, uint64_t *skipped,
+		    char *err, size_t errlen)
+{
+	char errbuf[PCAP_ERRBUF_SIZE] = "";
+	pcap_t *pc = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_NANO,
+							     errbuf);
+	uint64_t now = 0, n = 0;
+	bool ok = true;
+
+	if (!pc) {
+		snprintf(err, errlen, "%s: %s", path, errbuf);
+		return false;
+	}
+	int link = pcap_datalink(pc);
+	if (!link_supported(link)) {
+		snprintf(err, errlen, "%s: unsupported link type %d", path, link);
+		pcap_close(pc);
+		return false;
+	}
+	for (;;) {
+		struct pcap_pkthdr *h;
+		const u_char *data;
+		struct link_result lr;
+		struct packet p;
+		int r = pcap_next_ex(pc, &h, &data);
+
+		if (r == PCAP_ERROR_BREAK)
+			break;
+		if (r != 1) {
+			snprintf(err, errlen, "%s: record %" PRIu64 ": %s", path, n + 1, pcap_geterr(pc));
+			ok = false;
+			break;
+		}
+		n++;
+		uint64_t ts = record_time_ns(h);
+		if (ts > now)
+			now = ts;
+		size_t cap = h->caplen, wire = h->len < cap ? cap : h->len;
+		link_decode(link, data, cap, &lr);
+		if (lr.st != PACKET_OK ||
+		    packet_parse_ip(data + lr.ip_off, cap - lr.ip_off, wire - lr.ip_off, &p) != PACKET_OK ||
+		    (lr.family && p.family != lr.family)) {
+			if (skipped)
+				(*skipped)++;
+			continue;
+		}
+		if (fn(&p, now, wire - lr.ip_off, arg))
+			break;
+	}
+	pcap_close(pc);
+	return ok;
+}

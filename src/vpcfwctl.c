@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "vpcfw/ctl.h"
+#include "vpcfw/diff.h"
 #include "vpcfw/policy.h"
 
 #define DEFAULT_SOCKET "/run/vpcfw/vpcfwd.sock"
@@ -42,6 +43,9 @@ static const struct verb_help {
 	{ "shadow", "shadow load PATH | shadow report [-n LIMIT] | shadow clear",
 	  "evaluate a candidate configuration (read here, sent to the daemon) beside the "
 	  "running one; load and clear: admin" },
+	{ "diff", "diff -c CURRENT... -c2 CANDIDATE... --traffic FILE|DIR... [-n LIMIT]",
+	  "flows of flow logs or captures whose verdict the candidate changes, by rule "
+	  "(exit 0: none, 1: some, 2: error)" },
 	{ "help", "help [VERB]", "this text, or one verb's" },
 };
 
@@ -635,6 +639,79 @@ static int c_help(int argc, char **argv)
 	return 0;
 }
 
+/* A configuration for diff, or exit 2 with its messages. */
+static struct policy *diff_policy(const char *const *paths, int n, const char *which)
+{
+	json_t *msgs, *m;
+	size_t i;
+	struct policy *pol = ctl_load_policy(paths, n, false, &msgs);
+
+	json_array_foreach(msgs, i, m)
+		if (!pol || strcmp(str(m, "level"), "warning") != 0)
+			fprintf(stderr, "%s: %s\n", str(m, "level"), str(m, "text"));
+	json_decref(msgs);
+	if (!pol) {
+		fprintf(stderr, "vpcfwctl: diff: the %s configuration is refused\n", which);
+		exit(2);
+	}
+	return pol;
+}
+
+/* -c2 is one option (not -c with "2"), so the arguments are read here. */
+static int c_diff(int argc, char **argv)
+{
+	const char *cur[64], *cand[64];
+	const char **traffic = calloc((size_t)argc, sizeof(*traffic));
+	int n_cur = 0, n_cand = 0, n_traffic = 0, limit = 20;
+	bool in_traffic = false;
+
+	if (!traffic)
+		die("out of memory");
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		bool has_arg = i + 1 < argc;
+		if (!strcmp(a, "-c") || !strcmp(a, "--current")) {
+			if (!has_arg || n_cur == 64)
+				verb_usage("diff");
+			cur[n_cur++] = argv[++i];
+			in_traffic = false;
+		} else if (!strcmp(a, "-c2") || !strcmp(a, "--candidate")) {
+			if (!has_arg || n_cand == 64)
+				verb_usage("diff");
+			cand[n_cand++] = argv[++i];
+			in_traffic = false;
+		} else if (!strcmp(a, "-n")) {
+			if (!has_arg)
+				verb_usage("diff");
+			limit = (int)number(argv[++i], 0, 1000000, "limit");
+			in_traffic = false;
+		} else if (!strcmp(a, "--traffic")) {
+			in_traffic = true;
+		} else if (in_traffic && (a[0] != '-' || !a[1])) {
+			traffic[n_traffic++] = a;
+		} else {
+			usage_error("diff: unexpected '%s'", a);
+		}
+	}
+	if (!n_cur || !n_cand || !n_traffic) {
+		free(traffic);
+		usage_error("diff needs -c CURRENT, -c2 CANDIDATE and --traffic FILES, e.g. diff -c "
+			    "/etc/vpcfw -c2 next.json --traffic flowlogs/");
+	}
+	struct policy *a = diff_policy(cur, n_cur, "current");
+	struct policy *b = diff_policy(cand, n_cand, "candidate");
+	struct diff_options o = { .traffic = traffic, .n_traffic = n_traffic, .json = as_json,
+				  .limit = limit, .out = stdout, .err = stderr };
+	int rc = diff_run(a, b, &o);
+	policy_free(a);
+	policy_free(b);
+	policy_intern_reset();
+	free(traffic);
+	if (fflush(stdout) != 0)
+		rc = 2;
+	return rc;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -648,6 +725,7 @@ static const struct {
 	{ "audit", c_audit },
 	{ "metrics", c_metrics },
 	{ "shadow", c_shadow },
+	{ "diff", c_diff },
 	{ "help", c_help },
 };
 
