@@ -665,6 +665,13 @@ static struct generation *reload_compile(const struct daemon_options *opt, const
 	notify_reloading();
 	logmsg(LOG_INFO, "reloading the configuration (%s)", who);
 	struct generation *g = generation_load(opt, false);
+	if (g && g->pol->n_ifaces == 0 && !opt->allow_empty) {
+		/* as at start (startcheck.c): an emptied directory enforces nothing */
+		logmsg(LOG_ERR, "error: no network interface in the configuration: nothing to "
+		       "enforce; vpcfwd was not started with --allow-empty");
+		generation_free(g);
+		g = NULL;
+	}
 	if (g && !generation_counters(g)) {
 		generation_free(g);
 		g = NULL;
@@ -1048,6 +1055,9 @@ int daemon_run(const struct daemon_options *user_opt)
 	n_queues = check_start(&opt, g->pol, queues);
 	if (n_queues <= 0)
 		goto out;
+	if (g->pol->n_ifaces == 0)
+		logmsg(LOG_WARNING, "no network interface in the configuration: enforcing nothing "
+		       "(--allow-empty)");
 	workers = calloc((size_t)n_queues, sizeof(*workers));
 	if (!workers) {
 		logmsg(LOG_ERR, "out of memory");

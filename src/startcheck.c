@@ -69,6 +69,18 @@ static void check_bindings(const struct policy *pol, struct diag *d)
 	}
 }
 
+/* A configuration without any network interface enforces nothing: every
+ * packet would be judged against no security group and no subnet (an empty
+ * or mistyped /etc/vpcfw).  Refused unless --allow-empty says it is meant. */
+static void check_empty(const struct daemon_options *opt, const struct policy *pol,
+			struct diag *d)
+{
+	if (pol->n_ifaces > 0 || opt->allow_empty)
+		return;
+	diag_error(d, NULL, NULL, "no network interface in the configuration: nothing to "
+		   "enforce; give --allow-empty if that is meant");
+}
+
 /* Can a file be created at path (parents too when make_parents)?  Checks
  * the nearest existing directory, with the effective ids. */
 static bool creatable(const char *path, bool make_parents, char *why, size_t n)
@@ -186,6 +198,7 @@ int start_check(const struct daemon_options *opt, const struct policy *pol, uint
 	check_socket_path("Vpcfw.ControlSocket", c->control_socket, d);
 	check_socket_path("Vpcfw.ReadOnlySocket", c->read_only_socket, d);
 	check_bindings(pol, d);
+	check_empty(opt, pol, d);
 	check_outputs(opt, pol, d);
 	check_user(opt->user, d);
 	return diag_failed(d) ? -1 : n;

@@ -29,6 +29,7 @@ enum {
 	OPT_VERDICTS,
 	OPT_FLOW_LOG_DIR,
 	OPT_REPLAY_FLOW_LOGS,
+	OPT_ALLOW_EMPTY,
 };
 
 static void usage(FILE *out)
@@ -38,6 +39,7 @@ static void usage(FILE *out)
 	      "      --check-config      validate the configuration and exit 0 (valid) or 1\n"
 	      "      --print-config      print what vpcfw understood and exit\n"
 	      "      --strict            treat warnings as errors\n"
+	      "      --allow-empty       start on a configuration without any network interface\n"
 	      "      --replay FILE       decide the packets of a pcap/pcapng file offline\n"
 	      "      --replay-flow-logs FILE|DIR...\n"
 	      "                          decide the flows of AWS VPC flow-log records offline\n"
@@ -92,6 +94,7 @@ int main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "print-config", no_argument, NULL, OPT_PRINT },
 		{ "strict", no_argument, NULL, OPT_STRICT },
+		{ "allow-empty", no_argument, NULL, OPT_ALLOW_EMPTY },
 		{ "replay", required_argument, NULL, OPT_REPLAY },
 		{ "verdicts", required_argument, NULL, OPT_VERDICTS },
 		{ "replay-flow-logs", required_argument, NULL, OPT_REPLAY_FLOW_LOGS },
@@ -105,7 +108,7 @@ int main(int argc, char **argv)
 	};
 	const char **configs = calloc((size_t)argc + 1, sizeof(*configs));
 	int n_configs = 0;
-	bool check = false, print = false, strict = false, foreground = false;
+	bool check = false, print = false, strict = false, foreground = false, allow_empty = false;
 	const char *replay = NULL, *verdicts = NULL, *queues = NULL, *flow_log_dir = NULL;
 	const char *user = NULL, *flow_logs = NULL;
 	int c, rc;
@@ -120,6 +123,7 @@ int main(int argc, char **argv)
 		case OPT_CHECK: check = true; break;
 		case OPT_PRINT: print = true; break;
 		case OPT_STRICT: strict = true; break;
+		case OPT_ALLOW_EMPTY: allow_empty = true; break;
 		case OPT_REPLAY: replay = optarg; break;
 		case OPT_VERDICTS: verdicts = optarg; break;
 		case OPT_REPLAY_FLOW_LOGS: flow_logs = optarg; break;
@@ -173,7 +177,7 @@ int main(int argc, char **argv)
 		struct daemon_options opt = {
 			.config_paths = configs, .n_config_paths = n_configs, .strict = strict,
 			.queues = queues, .foreground = foreground, .flow_log_dir = flow_log_dir,
-			.user = user,
+			.user = user, .allow_empty = allow_empty,
 		};
 		rc = daemon_run(&opt);
 		free(configs);
@@ -185,6 +189,7 @@ int main(int argc, char **argv)
 		struct daemon_options opt = {
 			.config_paths = configs, .n_config_paths = n_configs, .strict = strict,
 			.queues = queues, .flow_log_dir = flow_log_dir, .user = user,
+			.allow_empty = allow_empty,
 		};
 		if (!check_start(&opt, p)) {
 			policy_free(p);

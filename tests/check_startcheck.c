@@ -43,13 +43,23 @@ static struct policy *load(const char *vpcfw)
 	return tu_policy(text);
 }
 
-static int check(const char *vpcfw, const struct daemon_options *opt)
+/* These configurations have no interface: --allow-empty, unless a test
+ * is about that (check_empty). */
+static int check_opt(const char *vpcfw, const struct daemon_options *opt, bool allow_empty)
 {
-	static const struct daemon_options none = { 0 };
+	struct daemon_options o = { 0 };
+	if (opt)
+		o = *opt;
+	o.allow_empty = allow_empty;
 	struct policy *p = load(vpcfw);
-	int n = start_check(opt ? opt : &none, p, queues, &d);
+	int n = start_check(&o, p, queues, &d);
 	policy_free(p);
 	return n;
+}
+
+static int check(const char *vpcfw, const struct daemon_options *opt)
+{
+	return check_opt(vpcfw, opt, true);
 }
 
 static bool has(bool error, const char *text)
@@ -62,6 +72,21 @@ static bool has(bool error, const char *text)
 		fprintf(stderr, "  %s\n", d.msgs[i].text);
 	return false;
 }
+
+/* issue #12: a configuration without any network interface enforces
+ * nothing: refused at start (and by --check-config) unless --allow-empty. */
+START_TEST(test_empty_refused)
+{
+	ck_assert_int_eq(check_opt("{}", NULL, false), -1);
+	ck_assert(has(true, "no network interface in the configuration: nothing to enforce; "
+		      "give --allow-empty"));
+	diag_free(&d);
+	diag_init(&d);
+	ck_assert_int_eq(check_opt("{}", NULL, true), 1);
+	ck_assert_uint_eq(d.errors, 0);
+	ck_assert_uint_eq(d.warnings, 0);
+}
+END_TEST
 
 START_TEST(test_default_queue)
 {
@@ -209,6 +234,7 @@ int main(void)
 	Suite *s = suite_create("startcheck");
 	TCase *tc = tcase_create("start");
 	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_empty_refused);
 	tcase_add_test(tc, test_default_queue);
 	tcase_add_test(tc, test_config_queues);
 	tcase_add_test(tc, test_too_many_queues);

@@ -34,7 +34,7 @@ case_() {
 	name=$1 vpcfw=$2
 	shift 2
 	mkdir -p "$tmp/$name"
-	cp "$conf"/*.json "$tmp/$name/"
+	cp "${src:-$conf}"/*.json "$tmp/$name/"
 	printf '{"Vpcfw": %s}\n' "$vpcfw" >"$tmp/$name/90-vpcfw.json"
 	rc=0
 	"$VPCFWD" --check-config -c "$tmp/$name" "$@" >/dev/null 2>"$tmp/check.err" || rc=$?
@@ -63,6 +63,17 @@ case_ flow-log-dir-a-file '{}' --flow-log-dir "$conf/10-vpcs.json"
 case_ strict-binding-without-device \
 	'{"InterfaceBindings": [{"NetworkInterfaceId": "eni-0000000000app01", "Device": "vpcfw-none0"}]}' \
 	--strict
+
+# issue #12: no network interface, nothing to enforce: refused by both,
+# unless --allow-empty (the check passes then)
+mkdir -p "$tmp/vpc-only"
+cp "$conf/10-vpcs.json" "$tmp/vpc-only/"
+src=$tmp/vpc-only case_ no-interface '{}'
+if "$VPCFWD" --check-config --allow-empty -c "$tmp/vpc-only" >/dev/null 2>"$tmp/empty.err"; then
+	echo "ok   no-interface --allow-empty: passes"
+else
+	echo "FAIL no-interface --allow-empty: refused:"; cat "$tmp/empty.err"; fail=1
+fi
 
 # the control: what the daemon would start with passes the check
 if "$VPCFWD" --check-config -c "$conf" -q 0-3 >/dev/null 2>"$tmp/good.err"; then

@@ -13,6 +13,8 @@ struct daemon_options {
 	bool foreground;                /* -f: stay in front, log to stderr */
 	const char *flow_log_dir;       /* --flow-log-dir; NULL: Vpcfw.FlowLogDirectory */
 	const char *user;               /* -u: run as this user once the queues are open */
+	bool allow_empty;               /* --allow-empty: start (and reload) on a configuration
+					   without any network interface */
 };
 
 /* Runs until SIGTERM/SIGINT; returns the process exit status. */
