@@ -23,6 +23,36 @@ for f in "$sbindir/vpcfwd:x" "$sbindir/vpcfwctl:x" "$unitdir/vpcfwd.service:f" \
 	if [ -"${f##*:}" "$D${f%:*}" ]; then echo "PASS: installed ${f%:*}"
 	else echo "FAIL: not installed: ${f%:*}"; fails=$((fails + 1)); fi
 done
+sysusersdir=$(var sysusersdir)
+[ -f "$D$sysusersdir/vpcfw.conf" ] && grep -q '^u vpcfw ' "$D$sysusersdir/vpcfw.conf" &&
+	echo "PASS: installed $sysusersdir/vpcfw.conf (the user and group vpcfw)" ||
+	{ echo "FAIL: no sysusers.d/vpcfw.conf"; fails=$((fails + 1)); }
+# issue #12: flow logs and metrics readable by the group vpcfw, a watchdog
+for l in User=vpcfw Group=vpcfw UMask=0027 LogsDirectory=vpcfw LogsDirectoryMode=0750 \
+	 WatchdogSec=30s; do
+	grep -qx "$l" "$D$unitdir/vpcfwd.service" && echo "PASS: unit: $l" ||
+		{ echo "FAIL: unit lacks $l"; fails=$((fails + 1)); }
+done
+! grep -q '^DynamicUser=yes' "$D$unitdir/vpcfwd.service" &&
+	echo "PASS: unit: no DynamicUser (its logs would be in /var/log/private, 0700)" ||
+	{ echo "FAIL: unit: DynamicUser=yes"; fails=$((fails + 1)); }
+if command -v systemd-analyze >/dev/null; then
+	# the unit and the node_exporter drop-in as systemd parses them (an
+	# unknown or misspelt setting is an error); the binaries at the paths
+	# they name are the installed ones
+	mkdir -p "$D/verify/vpcfwd.service.d"
+	sed "s|$sbindir/|$D$sbindir/|g" "$D$unitdir/vpcfwd.service" >"$D/verify/vpcfwd.service"
+	cp "$(dirname "$0")/../contrib/systemd/vpcfwd.service.d/node-exporter.conf" "$D/verify/vpcfwd.service.d/"
+	if out=$(SYSTEMD_UNIT_PATH="$D/verify:" systemd-analyze verify --man=no "$D/verify/vpcfwd.service" 2>&1) &&
+	   ! echo "$out" | grep -qi 'unknown\|ignoring'; then
+		echo "PASS: systemd-analyze verify: the unit and the node_exporter drop-in"
+	else
+		echo "FAIL: systemd-analyze verify: $out"; fails=$((fails + 1))
+	fi
+	rm -rf "$D/verify"
+else
+	echo "NOTE: systemd-analyze not installed: the unit is not parsed here"
+fi
 grep -q "^ExecStart=$sbindir/vpcfwd -c $sysconfdir/vpcfw\$" "$D$unitdir/vpcfwd.service" &&
 	echo "PASS: the unit names the installed paths" ||
 	{ echo "FAIL: unit: $(grep ExecStart= "$D$unitdir/vpcfwd.service")"; fails=$((fails + 1)); }

@@ -73,4 +73,23 @@ run_case s3-directory "{$s3}" out/AWSLogs --flow-log-dir @D@/out
 run_case cwl-stream "{$cwl}" out/CloudWatchLogs/g1/eni-0000000000web01.jsonl \
 	--flow-log-dir @D@/out
 
+# issue #12: under the unit's UMask=0027 what vpcfwd writes is readable by
+# its group (the unit's Group=vpcfw) and by no one else: files 0640,
+# directories 0750; the S3 flow logs, the decision log and the drop capture
+d="$tmp/modes"
+mkdir -p "$d/conf"
+cp "$top_srcdir"/conf/three-tier/*.json "$d/conf/"
+printf '{"Vpcfw": {"DecisionLog": "%s/decisions.jsonl", "DropCapture": {"Path": "%s/drops.pcap"}}, %s}\n' \
+	"$d" "$d" "$s3" >"$d/conf/95-outputs.json"
+(umask 0027 && "$VPCFWD" -c "$d/conf" --replay "$top_srcdir/conf/three-tier.pcap" \
+	--flow-log-dir "$d/out" >"$d/log" 2>&1) || { bad "modes: replay failed"; cat "$d/log"; }
+files=$(find "$d/out" "$d/decisions.jsonl" "$d/drops.pcap" -type f | wc -l)
+odd=$(find "$d/out" "$d/decisions.jsonl" "$d/drops.pcap" \( -type f ! -perm 0640 \) -o \
+	\( -type d ! -perm 0750 \) | head -5)
+if [ "$files" -ge 3 ] && [ -z "$odd" ]; then
+	ok "modes under UMask=0027: $files files 0640, their directories 0750"
+else
+	bad "modes under UMask=0027 ($files files): $odd"; ls -lR "$d/out" "$d"
+fi
+
 exit $fail
