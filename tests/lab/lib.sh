@@ -247,13 +247,18 @@ LAB_SPORT=${LAB_SPORT:-20000}
 lab_matrix() {
 	local log=$1 from to addr proto port expect want_reason got res reason key bad=0 note
 	printf '%-5s %-5s %-20s %-5s %-5s %-8s %-8s %s\n' from to address proto port expected got reason
+	local ns src
 	while read -r from to addr proto port expect want_reason; do
 		LAB_SPORT=$((LAB_SPORT + 1))
+		# FROM may be HOST@ADDRESS: a source address of that host's
+		ns=${from%@*} src=
+		[ "$ns" = "$from" ] || src=${from#*@}
 		if [ "$proto" = icmp ]; then
-			res=$(in_ns "$from" "$PY" "$LAB_DIR/probe.py" icmp "$addr" --id $LAB_SPORT)
+			res=$(in_ns "$ns" "$PY" "$LAB_DIR/probe.py" icmp "$addr" --id $LAB_SPORT)
 			key="id $LAB_SPORT:"
 		else
-			res=$(in_ns "$from" "$PY" "$LAB_DIR/probe.py" "$proto" "$addr" "$port" --sport $LAB_SPORT)
+			res=$(in_ns "$ns" "$PY" "$LAB_DIR/probe.py" "$proto" "$addr" "$port" --sport $LAB_SPORT \
+				${src:+--src "$src"})
 			key=":$LAB_SPORT -> "
 		fi
 		reason=-

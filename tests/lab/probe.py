@@ -74,11 +74,11 @@ def serve(args):
                 s.sendto(data, peer)
 
 
-def tcp_connect(dst, port, sport):
+def tcp_connect(dst, port, sport, src=''):
     s = socket.socket(family(dst), socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if sport:
-        s.bind(('', sport))
+    if sport or src:
+        s.bind((src, sport))
     s.settimeout(TIMEOUT)
     s.connect((dst, port))
     return s
@@ -86,7 +86,7 @@ def tcp_connect(dst, port, sport):
 
 def tcp(args):
     try:
-        s = tcp_connect(args.dst, args.port, args.sport)
+        s = tcp_connect(args.dst, args.port, args.sport, args.src)
         s.sendall(b'hello')
         data = s.recv(16)
         s.close()
@@ -101,8 +101,8 @@ def tcp(args):
 
 def udp(args):
     s = socket.socket(family(args.dst), socket.SOCK_DGRAM)
-    if args.sport:
-        s.bind(('', args.sport))
+    if args.sport or args.src:
+        s.bind((args.src, args.sport))
     s.settimeout(TIMEOUT)
     try:
         s.sendto(b'hello', (args.dst, args.port))
@@ -240,6 +240,7 @@ def main():
         p.add_argument('dst')
         p.add_argument('port', type=int)
         p.add_argument('--sport', type=int, default=0)
+        p.add_argument('--src', default='', help='source address (one of this host\'s)')
     p = sub.add_parser('icmp')
     p.add_argument('dst')
     p.add_argument('--id', type=int, default=0)
