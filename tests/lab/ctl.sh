@@ -74,6 +74,23 @@ check "5 pings: web counts 5 refused inbound" 5 "$(echo "$stats" |
 	jq_py '[i["in_rejected"] for i in j["interfaces"] if i["eni"]=="eni-0000000000web01"][0]')"
 check "5 pings: 5 refusals at sg-ingress ENI_SG_RULES_MISMATCH" 5 "$(echo "$stats" |
 	jq_py 'sum(r["packets"] for r in j["reasons"] if r["stage"]=="sg-ingress" and r["reason"]=="ENI_SG_RULES_MISMATCH")')"
+# a flood of refusals: at most 50 log lines a second, every other refusal
+# counted where monitoring looks (vpcfw_refusal_log_lines_lost_total)
+lost() { ctl metrics | awk '/^vpcfw_refusal_log_lines_lost_total/ {s += $2} END {print s + 0}'; }
+rejected() { ctl --json stats | jq_py 'sum(q["rejected"] for q in j["queues"])'; }
+lines() { grep -c 'REJECT icmp 203.0.113.7 -> 10.0.1.10 ' "$LOG"; }
+lost0=$(lost) rej0=$(rejected) lines0=$(lines) t0=$(date +%s)
+in_ns inet ping -q -c 300 -i 0.002 -W 1 10.0.1.10 >/dev/null 2>&1
+sleep 0.5       # the main thread drains the workers' rings every 100 ms
+t1=$(date +%s)
+lost1=$(lost) rej1=$(rejected) lines1=$(lines)
+windows=$((t1 - t0 + 1))        # one-second windows the flood could span
+check "refusal flood: 300 echo requests refused" 300 $((rej1 - rej0))
+check "refusal flood: each refusal logged or counted as a lost log line" $((rej1 - rej0)) \
+	$((lines1 - lines0 + lost1 - lost0))
+check "refusal flood: at most 50 lines a second, the rest counted" yes \
+	"$([ $((lines1 - lines0)) -le $((50 * windows)) ] && [ $((lost1 - lost0)) -gt 0 ] && echo yes ||
+	   echo "no: $((lines1 - lines0)) lines in $windows s, $((lost1 - lost0)) lost")"
 # 3 SSH connections from the corporate network to web: tracked flows, so
 # each counts once on web's rule IpPermissions[2] (its SYN; the rest of the
 # flow is tracked).  Port 80 would not do: 80 from 0.0.0.0/0 with open
