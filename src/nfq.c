@@ -309,6 +309,15 @@ static void take_packet(struct nfqueue *q, const struct nlmsghdr *nlh, size_t av
 	q->pkts[q->n_pkts++] = p;
 }
 
+/* mnl_nlmsg_ok compares the length as a signed int: a message claiming
+ * 2^31 bytes or more passes it, and mnl_nlmsg_next then jumps far outside
+ * the buffer (found by tests/fuzz/fuzz_nfq).  The same test, unsigned. */
+static bool msg_ok(const struct nlmsghdr *nlh, int len)
+{
+	return len >= (int)sizeof(*nlh) && nlh->nlmsg_len >= sizeof(*nlh) &&
+	       nlh->nlmsg_len <= (uint32_t)len;
+}
+
 static void take_datagram(struct nfqueue *q, const uint8_t *buf, size_t n, bool trunc)
 {
 	const struct nlmsghdr *nlh = (const struct nlmsghdr *)buf;
@@ -321,7 +330,7 @@ static void take_datagram(struct nfqueue *q, const uint8_t *buf, size_t n, bool 
 			take_packet(q, nlh, n);
 		return;
 	}
-	for (; mnl_nlmsg_ok(nlh, rest); nlh = mnl_nlmsg_next(nlh, &rest)) {
+	for (; msg_ok(nlh, rest); nlh = mnl_nlmsg_next(nlh, &rest)) {
 		if (nlh->nlmsg_type == NLMSG_ERROR) {
 			const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
 			if (nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(*e) && e->error != 0)
