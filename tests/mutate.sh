@@ -34,7 +34,7 @@ pl-ct-full-accepts @@ src/pipeline.c @@ s/finish(pl, v, false, STAGE_CONNTRACK, 
 ct-rst-ignored @@ src/conntrack.c @@ s/^\tif (fl \& TCP_RST) {$/\tif (0 \&\& (fl \& TCP_RST)) {/ @@ a TCP RST never closes a tracked flow
 ct-no-evict @@ src/conntrack.c @@ s/^\tif (ct->emb_head != NIL) {$/\tif (0) {/ @@ a full table never evicts embryonic flows
 ctl-reader-changes @@ src/ctl.c @@ s/if (!peer->reader || (change \&\& !peer->admin)) {/if (!peer->reader) {/ @@ readers may reload, turn audit on, load shadows
-ctl-reader-group-admin @@ src/ctl.c @@ /g == c->reader_gid)/{n;s/p->reader = true;/p->reader = true; p->admin = !ro;/} @@ the reader group is classified as admin
+ctl-reader-group-admin @@ src/ctl.c @@ /g == c->reader_gid)/{n;s/p->reader = true;/{ p->reader = true; p->admin = !ro; }/} @@ the reader group is classified as admin
 mirror-no-ingress @@ src/mirror.c @@ s/if (v->dst_iface \&\& v->accept)$/if (v->dst_iface \&\& v->accept \&\& 0)/ @@ mirroring never copies a destination'"'"'s ingress
 daemon-no-mirror @@ src/daemon.c @@ s/mirror = mirror_create(cur->pol, \&mo);/mirror = NULL; (void)mo;/ ;; s/if (!mirror \&\& mirror_enabled(cur->pol)) {/if (0) {/ @@ the daemon sets up no mirroring (and says nothing)
 daemon-reload-no-swap @@ src/daemon.c @@ /^static bool reload_install/,/^}/s/^\tatomic_store(\&current, g);$/\t(void)g; \/* never swapped *\// ;; s/^\tgeneration_free(old);$/\t(void)old;/ @@ a reload logs the new configuration but never swaps it in
