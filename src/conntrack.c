@@ -577,6 +577,81 @@ void ct_foreach(struct conntrack *ct, uint64_t now_ns,
 	}
 }
 
+static const struct {
+	uint8_t entry, saved;
+} saved_flags[] = {
+	{ F_SEEN_REPLY, CT_SAVED_SEEN_REPLY },
+	{ F_UDP_STREAM, CT_SAVED_UDP_STREAM },
+	{ F_FIN_REPLY, CT_SAVED_FIN_REPLY },
+	{ F_PICKUP, CT_SAVED_PICKUP },
+};
+
+void ct_foreach_saved(struct conntrack *ct, uint64_t now_ns,
+		      int (*fn)(const struct ct_saved *s, void *arg), void *arg)
+{
+	for (uint64_t b = 0; b <= ct->mask; b++) {
+		for (uint32_t i = ct->buckets[b]; i != NIL; i = ct->pool[i].next) {
+			const struct ct_entry *e = &ct->pool[i];
+			if (now_ns >= e->deadline)
+				continue;
+			struct ct_saved s;
+			memset(&s, 0, sizeof(s));
+			s.iface = e->iface;
+			s.orig = (struct ct_tuple){ .src = e->src, .dst = e->dst, .sport = e->sport,
+						    .dport = e->dport, .proto = e->proto };
+			s.tcp_state = e->state;
+			for (size_t k = 0; k < sizeof(saved_flags) / sizeof(saved_flags[0]); k++)
+				if (e->flags & saved_flags[k].entry)
+					s.flags |= saved_flags[k].saved;
+			s.deadline_ns = e->deadline;
+			if (fn(&s, arg))
+				return;
+		}
+	}
+}
+
+int ct_restore(struct conntrack *ct, const struct ct_saved *s, uint64_t now_ns)
+{
+	const struct ct_tuple *t = &s->orig;
+	bool tcp = t->proto == PROTO_TCP;
+
+	if (s->deadline_ns <= now_ns || (s->flags & ~CT_SAVED_FLAGS) ||
+	    (tcp ? s->tcp_state == CT_TCP_NONE || s->tcp_state > CT_TCP_CLOSE
+		 : s->tcp_state != CT_TCP_NONE) ||
+	    (!tcp && (s->flags & (CT_SAVED_FIN_REPLY | CT_SAVED_PICKUP))))
+		return -1;
+	uint64_t hash = ct_hash(t);
+	if (ct_lookup(ct, s->iface, t, hash, now_ns))
+		return -2;
+	/* a restored flow evicts none: not even an embryonic one */
+	if (ct->free_head == NIL) {
+		counter_inc(&ct->cnt.allowance_exceeded);
+		return -3;
+	}
+	uint64_t b = bucket_of(ct, s->iface, hash);
+	uint32_t i = ct->free_head;
+	struct ct_entry *e = &ct->pool[i];
+	ct->free_head = e->next;
+	e->src = t->src;
+	e->dst = t->dst;
+	e->sport = t->sport;
+	e->dport = t->dport;
+	e->proto = t->proto;
+	e->iface = s->iface;
+	e->flags = F_USED;
+	for (size_t k = 0; k < sizeof(saved_flags) / sizeof(saved_flags[0]); k++)
+		if (s->flags & saved_flags[k].saved)
+			e->flags |= saved_flags[k].entry;
+	e->state = CT_TCP_NONE;
+	e->next = ct->buckets[b];
+	ct->buckets[b] = i;
+	counter_inc(&ct->cnt.used);
+	counter_inc(&ct->cnt.inserted);
+	set_state(ct, e, s->tcp_state);
+	e->deadline = s->deadline_ns;
+	return 0;
+}
+
 static struct ct_frag *frag_slot(struct conntrack *ct, const struct ip_addr *src,
 				 const struct ip_addr *dst, uint8_t proto, uint32_t id)
 {

@@ -1307,6 +1307,62 @@ static const char *esc(const char *in, char *buf, size_t len)
 	return buf;
 }
 
+static void head(struct ctl_text *t, const char *name, const char *type, const char *help);
+
+/* The state file (issue #13): its age, what the start restored and dropped. */
+static int64_t state_age(const struct state_counters *sc)
+{
+	struct timespec ts;
+	uint64_t w = sc ? counter_get(&sc->written_ns) : 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	if (!w)
+		return -1;
+	return now > w ? (int64_t)((now - w) / 1000000000u) : 0;
+}
+
+static void state_metrics(struct ctl_text *t, const struct state_counters *sc)
+{
+	if (!sc || !counter_get(&sc->enabled))
+		return;
+	head(t, "vpcfw_state_file_age_seconds", "gauge",
+	     "seconds since the state file was last written (-1: never)");
+	ctl_text_put(t, "vpcfw_state_file_age_seconds %" PRId64 "\n", state_age(sc));
+	head(t, "vpcfw_state_writes_total", "counter", "state-file snapshots written, by result");
+	ctl_text_put(t, "vpcfw_state_writes_total{result=\"ok\"} %" PRIu64 "\n",
+		     counter_get(&sc->writes));
+	ctl_text_put(t, "vpcfw_state_writes_total{result=\"error\"} %" PRIu64 "\n",
+		     counter_get(&sc->write_errors));
+	head(t, "vpcfw_state_flows_restored", "gauge", "flows restored from the state file at start");
+	ctl_text_put(t, "vpcfw_state_flows_restored %" PRIu64 "\n", counter_get(&sc->restored));
+	head(t, "vpcfw_state_flows_dropped", "gauge",
+	     "flows of the state file not restored at start, by cause");
+	ctl_text_put(t, "vpcfw_state_flows_dropped{reason=\"expired\"} %" PRIu64 "\n",
+		     counter_get(&sc->dropped_expired));
+	ctl_text_put(t, "vpcfw_state_flows_dropped{reason=\"interface_gone\"} %" PRIu64 "\n",
+		     counter_get(&sc->dropped_unknown_iface));
+	ctl_text_put(t, "vpcfw_state_flows_dropped{reason=\"other\"} %" PRIu64 "\n",
+		     counter_get(&sc->dropped_other));
+	head(t, "vpcfw_state_file_refused", "gauge", "1: the state file found at start was refused");
+	ctl_text_put(t, "vpcfw_state_file_refused %" PRIu64 "\n", counter_get(&sc->refused));
+}
+
+static json_t *state_json(const struct state_counters *sc)
+{
+	if (!sc || !counter_get(&sc->enabled))
+		return json_null();
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+		"age_seconds", (json_int_t)state_age(sc),
+		"flows_written", (json_int_t)counter_get(&sc->last_flows),
+		"writes", (json_int_t)counter_get(&sc->writes),
+		"write_errors", (json_int_t)counter_get(&sc->write_errors),
+		"restored", (json_int_t)counter_get(&sc->restored),
+		"dropped_expired", (json_int_t)counter_get(&sc->dropped_expired),
+		"dropped_interface_gone", (json_int_t)counter_get(&sc->dropped_unknown_iface),
+		"dropped_other", (json_int_t)counter_get(&sc->dropped_other),
+		"refused", counter_get(&sc->refused) != 0);
+}
+
 static void head(struct ctl_text *t, const char *name, const char *type, const char *help)
 {
 	ctl_text_put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -1433,6 +1489,7 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 			if (reasons[st][r])
 				ctl_text_put(&t, "vpcfw_decisions_total{stage=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
 				    stage_name((enum stage)st), reason_name((enum reason)r), reasons[st][r]);
+	state_metrics(&t, d->state);
 	struct ctl_counters cn;
 	ctl_get_counters(c, &cn);
 	head(&t, "vpcfw_control_refused_total", "counter",
@@ -1947,7 +2004,7 @@ static json_t *v_status(struct ctl *c, const struct ctl_peer *peer, const json_t
 	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return json_pack("{s:b, s:s, s:I, s:I, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o}",
+	return json_pack("{s:b, s:s, s:I, s:I, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o, s:o}",
 		"ok", 1, "version", PACKAGE_VERSION,
 		"uptime", (json_int_t)((uint64_t)ts.tv_sec - d->started_s),
 		"generation", (json_int_t)gen,
@@ -1958,7 +2015,7 @@ static json_t *v_status(struct ctl *c, const struct ctl_peer *peer, const json_t
 		"kernel_queue_dropped", (json_int_t)kdrop, "kernel_socket_dropped", (json_int_t)udrop,
 		"audit", d->audit ? d->audit(d->ctx) : 0,
 		"shadow", c->shadow ? json_string(c->shadow->path) : json_null(),
-		"control", control_json(c));
+		"control", control_json(c), "state_file", state_json(d->state));
 }
 
 static json_t *v_stats(struct ctl *c, const struct ctl_peer *peer, const json_t *req)

@@ -44,6 +44,7 @@
 #include "vpcfw/pipeline.h"
 #include "vpcfw/policy.h"
 #include "vpcfw/startcheck.h"
+#include "vpcfw/state.h"
 
 #define EXPIRE_EVERY_NS 10000000u /* conntrack expiry slice every 10 ms... */
 #define EXPIRE_SWEEP_SLICES 512   /* ...so that a whole table is swept in ~5 s */
@@ -94,6 +95,8 @@ struct worker {
 	counter_t heartbeat;
 	uint64_t wd_seen;               /* the main thread's: heartbeat at the last check */
 	bool wd_stuck;                  /* the main thread's: reported stuck */
+	_Atomic int state_req;          /* 1: copy the flows into state_part, then 2 */
+	struct state_part state_part;
 };
 
 static _Atomic(struct generation *) current;
@@ -428,6 +431,8 @@ static void serve_flow_listing(struct worker *w)
 	atomic_store(&w->flow_req, 2);
 }
 
+static void serve_state_snapshot(struct worker *w);
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -445,6 +450,7 @@ static void *worker_main(void *arg)
 			return NULL;
 		expire(w);
 		serve_flow_listing(w);
+		serve_state_snapshot(w);
 	}
 	/* Stopping: decide what is already waiting for us; whatever the kernel
 	 * queues after this is dropped when the queue is unbound. */
@@ -728,6 +734,230 @@ static bool reload_install(struct generation *g)
 static bool reload(const struct daemon_options *opt, const char *who)
 {
 	return reload_install(reload_compile(opt, who));
+}
+
+/* ------------------------------------------------------------ state file
+ *
+ * The flow table across restarts (issue #13, state.h).  A snapshot: each
+ * worker copies its flows between two batches (as for `vpcfwctl flows`);
+ * this thread encodes and writes them, so the packet path never waits on
+ * the disk.  At the stop the workers are gone and this thread reads the
+ * tables itself. */
+
+static struct state_counters state_cnt;
+static struct {
+	bool pending;                   /* the workers were asked to copy their flows */
+	bool failing;                   /* the last write failed (logged once) */
+	uint64_t generation, next_ns;
+	const char **ids;               /* of the generation asked for */
+	uint32_t n_ids, *ref_of, n_ref_of;
+} snap;
+
+static void serve_state_snapshot(struct worker *w)
+{
+	if (atomic_load(&w->state_req) != 1)
+		return;
+	w->state_part.mono_ns = monotonic_ns();
+	w->state_part.wall_ns = clock_ns(CLOCK_REALTIME);
+	ct_foreach_saved(w->ct, w->state_part.mono_ns, state_part_add, &w->state_part);
+	atomic_store(&w->state_req, 2);
+}
+
+/* The interface table of the policy in force: ids by index, and conntrack
+ * id -> index.  False on ENOMEM. */
+static bool snap_prepare(const struct generation *g)
+{
+	const struct policy *pol = g->pol;
+	uint32_t max = 0;
+
+	for (int i = 0; i < pol->n_ifaces; i++)
+		if (pol->ifaces[i].ct_id > max)
+			max = pol->ifaces[i].ct_id;
+	free(snap.ids);
+	free(snap.ref_of);
+	snap.ids = calloc((size_t)pol->n_ifaces + 1, sizeof(*snap.ids));
+	snap.ref_of = malloc(((size_t)max + 1) * sizeof(*snap.ref_of));
+	if (!snap.ids || !snap.ref_of)
+		return false;
+	memset(snap.ref_of, 0xff, ((size_t)max + 1) * sizeof(*snap.ref_of));
+	for (int i = 0; i < pol->n_ifaces; i++) {
+		snap.ids[i] = pol->ifaces[i].id;
+		snap.ref_of[pol->ifaces[i].ct_id] = (uint32_t)i;
+	}
+	snap.n_ids = (uint32_t)pol->n_ifaces;
+	snap.n_ref_of = max + 1;
+	snap.generation = g->number;
+	for (int i = 0; i < n_workers; i++) {
+		struct state_part *p = &workers[i].state_part;
+		state_part_reset(p);
+		p->queue = nfqueue_queue_num(workers[i].q);
+		p->ref_of = snap.ref_of;
+		p->n_ref_of = snap.n_ref_of;
+	}
+	return true;
+}
+
+/* Encodes the workers' parts and writes the file. */
+static void snap_write(const char *path)
+{
+	struct state_part *parts = calloc((size_t)n_workers, sizeof(*parts));
+	uint64_t wall = clock_ns(CLOCK_REALTIME), flows = 0;
+	char err[256] = "out of memory";
+	size_t len = 0;
+	uint8_t *buf = NULL;
+	bool oom = false;
+
+	for (int i = 0; parts && i < n_workers; i++) {
+		parts[i] = workers[i].state_part;
+		oom |= parts[i].oom;
+		flows += parts[i].n;
+	}
+	if (parts && !oom)
+		buf = state_encode(wall, snap.ids, snap.n_ids, parts, (size_t)n_workers, &len);
+	free(parts);
+	if (buf && state_write_file(path, buf, len, err, sizeof(err)) == 0) {
+		counter_inc(&state_cnt.writes);
+		counter_set(&state_cnt.written_ns, wall);
+		counter_set(&state_cnt.last_flows, flows);
+		if (snap.failing)
+			logmsg(LOG_INFO, "StateFile %s: written again (%" PRIu64 " flows)", path, flows);
+		snap.failing = false;
+	} else {
+		counter_inc(&state_cnt.write_errors);
+		if (!snap.failing)
+			logmsg(LOG_ERR, "StateFile %s: cannot save the flow table: %s", path, err);
+		snap.failing = true;
+	}
+	free(buf);
+	for (int i = 0; i < n_workers; i++)
+		state_part_reset(&workers[i].state_part);
+}
+
+/* Every StateSyncInterval seconds, from the main loop: ask, then (a later
+ * call, once every worker has answered) write. */
+static void state_tick(void)
+{
+	const struct generation *g = atomic_load(&current);
+	const struct m_vpcfw *vc = &g->pol->model->vpcfw;
+	uint64_t now = monotonic_ns();
+
+	counter_set(&state_cnt.enabled, vc->state_file && *vc->state_file);
+	if (!snap.pending) {
+		if (!vc->state_file || !*vc->state_file || !vc->state_sync_interval || now < snap.next_ns)
+			return;
+		if (!snap_prepare(g)) {
+			counter_inc(&state_cnt.write_errors);
+			return;
+		}
+		for (int i = 0; i < n_workers; i++)
+			atomic_store(&workers[i].state_req, 1);
+		snap.pending = true;
+		return;
+	}
+	for (int i = 0; i < n_workers; i++)
+		if (atomic_load(&workers[i].state_req) != 2)
+			return;
+	/* a reload meanwhile freed the ids asked for: ask again */
+	if (snap.generation == g->number && vc->state_file && *vc->state_file)
+		snap_write(vc->state_file);
+	for (int i = 0; i < n_workers; i++)
+		atomic_store(&workers[i].state_req, 0);
+	snap.pending = false;
+	snap.next_ns = now + (uint64_t)vc->state_sync_interval * 1000000000u;
+}
+
+/* At the stop, the workers joined: the whole table, read here. */
+static void state_save_final(void)
+{
+	const struct generation *g = atomic_load(&current);
+	const char *path = g ? g->pol->model->vpcfw.state_file : NULL;
+
+	if (!path || !*path || !workers)
+		return;
+	if (!snap_prepare(g)) {
+		logmsg(LOG_ERR, "StateFile %s: out of memory; the flow table is not saved", path);
+		return;
+	}
+	for (int i = 0; i < n_workers; i++) {
+		struct state_part *p = &workers[i].state_part;
+		p->mono_ns = monotonic_ns();
+		p->wall_ns = clock_ns(CLOCK_REALTIME);
+		if (workers[i].ct)
+			ct_foreach_saved(workers[i].ct, p->mono_ns, state_part_add, p);
+	}
+	snap.failing = false;
+	snap_write(path);
+	if (!snap.failing)
+		logmsg(LOG_INFO, "StateFile %s: %" PRIu64 " flows saved", path,
+		       counter_get(&state_cnt.last_flows));
+}
+
+static void state_free(void)
+{
+	for (int i = 0; workers && i < n_workers; i++)
+		state_part_free(&workers[i].state_part);
+	free(snap.ids);
+	free(snap.ref_of);
+	memset(&snap, 0, sizeof(snap));
+}
+
+static bool restore_iface(void *arg, const char *id, uint32_t *ct_id)
+{
+	const struct iface *ifc = policy_iface_by_id(arg, id);
+	if (ifc)
+		*ct_id = ifc->ct_id;
+	return ifc != NULL;
+}
+
+static struct conntrack *restore_table(void *arg, uint16_t queue)
+{
+	(void)arg;
+	for (int i = 0; i < n_workers; i++)
+		if (nfqueue_queue_num(workers[i].q) == queue)
+			return workers[i].ct;
+	return NULL;
+}
+
+/* At start, before any worker takes a packet.  A file that cannot be used
+ * is named with what is wrong, and the daemon starts with an empty table. */
+static void state_load(const struct policy *pol)
+{
+	const char *path = pol->model->vpcfw.state_file;
+	uint8_t *buf;
+	size_t len;
+	char err[256];
+	struct state_image img;
+
+	counter_set(&state_cnt.enabled, path && *path);
+	if (!path || !*path)
+		return;
+	int r = state_read_file(path, &buf, &len, err, sizeof(err));
+	if (r == 1) {
+		logmsg(LOG_INFO, "StateFile %s: none yet; starting with an empty flow table", path);
+		return;
+	}
+	uint64_t wall = clock_ns(CLOCK_REALTIME);
+	if (r == 0 && state_decode(buf, len, wall, &img, err, sizeof(err)) == 0) {
+		struct state_restore_stats st;
+		state_restore(&img, wall, monotonic_ns(), restore_iface, restore_table, (void *)pol, &st);
+		counter_set(&state_cnt.written_ns, img.written_ns);
+		counter_set(&state_cnt.restored, st.restored);
+		counter_set(&state_cnt.dropped_expired, st.expired);
+		counter_set(&state_cnt.dropped_unknown_iface, st.unknown_iface);
+		counter_set(&state_cnt.dropped_other, st.no_queue + st.duplicate + st.table_full);
+		logmsg(LOG_INFO, "StateFile %s: written %" PRIu64 " s ago; %" PRIu64 " flows restored, "
+		       "dropped: %" PRIu64 " idled out meanwhile, %" PRIu64 " of interfaces no longer "
+		       "configured, %" PRIu64 " of queues not served, %" PRIu64 " duplicates, %" PRIu64
+		       " beyond ConntrackMax", path,
+		       (uint64_t)(wall > img.written_ns ? (wall - img.written_ns) / 1000000000u : 0),
+		       st.restored, st.expired, st.unknown_iface, st.no_queue, st.duplicate,
+		       st.table_full);
+		state_image_free(&img);
+	} else {
+		counter_set(&state_cnt.refused, 1);
+		logmsg(LOG_ERR, "StateFile %s refused: %s; starting with an empty flow table", path, err);
+	}
+	free(buf);
 }
 
 /* ------------------------------------------------------------ ctl backend */
@@ -1096,6 +1326,7 @@ int daemon_run(const struct daemon_options *user_opt)
 	}
 	atomic_store(&current, g);
 	g = NULL;
+	state_load(atomic_load(&current)->pol);
 
 	if (!opt.foreground && !notify_enabled() && detach() < 0) {
 		logmsg(LOG_ERR, "cannot detach: %s", strerror(errno));
@@ -1117,6 +1348,7 @@ int daemon_run(const struct daemon_options *user_opt)
 			.flows = ctl_flows, .reload = ctl_reload, .compile = ctl_compile,
 			.install = ctl_install, .discard = ctl_discard, .set_audit = ctl_set_audit,
 			.audit = ctl_audit, .set_shadow = ctl_set_shadow, .losses = ctl_losses,
+			.state = &state_cnt,
 		};
 		if (vc->control_socket && *vc->control_socket) {
 			ctl = ctl_open(&ctld, vc->control_socket, vc->read_only_socket, vc->admin_group,
@@ -1193,6 +1425,7 @@ int daemon_run(const struct daemon_options *user_opt)
 			logmsg(LOG_WARNING, "test hook: workers %s", on ? "stalled" : "released");
 		}
 #endif
+		state_tick();
 		const struct m_vpcfw *vc = &atomic_load(&current)->pol->model->vpcfw;
 		if (vc->metrics_file && monotonic_ns() >= next_metrics) {
 			if (ctl_write_metrics(&ctld, ctl, vc->metrics_file) < 0)
@@ -1230,6 +1463,8 @@ join:
 		if (workers[i].running)
 			pthread_join(workers[i].thread, NULL);
 	drain_refusals();
+	if (rc == 0)    /* a clean stop: a worker's failure may have left a table half made */
+		state_save_final();
 	/* the last windows written before the counters at exit */
 	flowlog_finish(flowlog);
 	if (workers && workers[0].q && workers[n_workers - 1].q)
@@ -1244,6 +1479,7 @@ out:
 	if (mirror && !mirror_destroy(mirror))
 		logmsg(LOG_ERR, "mirroring: some pcap records could not be written");
 	mirror = NULL;
+	state_free();
 	for (int i = 0; workers && i < n_workers; i++) {
 		nfqueue_close(workers[i].q);
 		if (workers[i].ct)

@@ -177,6 +177,8 @@ static void check_outputs(const struct daemon_options *opt, const struct policy 
 		     false, true, d);
 	/* a failed write of the metrics is logged and retried, not fatal */
 	check_output(NULL, "Vpcfw.MetricsFile", c->metrics_file, false, false, d);
+	/* likewise a state snapshot; at the stop the flows would be lost */
+	check_output(NULL, "Vpcfw.StateFile", c->state_file, false, false, d);
 }
 
 static void check_user(const char *user, struct diag *d)

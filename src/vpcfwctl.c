@@ -251,6 +251,19 @@ static int c_status(int argc, char **argv)
 	printf("conntrack_allowance_exceeded    %lld\n", num(r, "conntrack_allowance_exceeded"));
 	printf("kernel queue drops              %lld (queue full), %lld (socket full)\n",
 	       num(r, "kernel_queue_dropped"), num(r, "kernel_socket_dropped"));
+	json_t *sf = json_object_get(r, "state_file");
+	if (json_is_object(sf)) {
+		if (num(sf, "age_seconds") < 0)
+			printf("state file                      not written yet\n");
+		else
+			printf("state file                      written %llds ago, %lld flows\n",
+			       num(sf, "age_seconds"), num(sf, "flows_written"));
+		printf("state restored at start         %lld flows%s; dropped %lld expired, %lld "
+		       "interface gone, %lld other\n", num(sf, "restored"),
+		       json_is_true(json_object_get(sf, "refused")) ? " (file refused)" : "",
+		       num(sf, "dropped_expired"), num(sf, "dropped_interface_gone"),
+		       num(sf, "dropped_other"));
+	}
 	printf("\n%-6s %12s %10s %10s %12s %12s\n", "queue", "packets", "flows", "waiting",
 	       "drop-full", "drop-socket");
 	size_t i;

@@ -136,6 +136,40 @@ void ct_entry_info(const struct ct_entry *e, struct ct_flow_info *out);
 void ct_foreach(struct conntrack *ct, uint64_t now_ns,
 		int (*fn)(const struct ct_flow_info *info, void *arg), void *arg);
 
+/* A flow as saved across a restart (state.c): everything its entry holds
+ * but the table's links.  deadline_ns is on the same clock as now_ns.  The
+ * TCP bytes are the flow's window tracking as conntrack.c lays it out
+ * (opaque to the state file; all zeros: nothing known, the windows are
+ * learnt from the next segments as for a flow picked up mid-stream). */
+enum {
+	CT_SAVED_SEEN_REPLY = 1 << 0,
+	CT_SAVED_UDP_STREAM = 1 << 1,
+	CT_SAVED_FIN_REPLY = 1 << 2,    /* the first FIN came from the reply side */
+	CT_SAVED_PICKUP = 1 << 3,       /* started mid-stream, unconfirmed */
+	CT_SAVED_FLAGS = 0x0f,          /* every flag a saved flow may carry */
+	CT_SAVED_TCP_BYTES = 40,
+};
+
+struct ct_saved {
+	uint32_t iface;
+	struct ct_tuple orig;           /* as the originator sent it */
+	uint8_t tcp_state;              /* enum ct_tcp_state; CT_TCP_NONE unless TCP */
+	uint8_t flags;                  /* CT_SAVED_* */
+	uint64_t deadline_ns;
+	uint8_t tcp[CT_SAVED_TCP_BYTES];
+};
+
+/* Calls fn for every live flow with all it holds; stops early if fn returns
+ * non-zero. */
+void ct_foreach_saved(struct conntrack *ct, uint64_t now_ns,
+		      int (*fn)(const struct ct_saved *s, void *arg), void *arg);
+
+/* Puts a saved flow back (a restart): its state, flags and deadline as
+ * saved.  0 on success; -1 if it is not a valid flow (a TCP state for
+ * another protocol, unknown flags, deadline not after now_ns), -2 if it is
+ * already tracked, -3 if the table is full (counted in allowance_exceeded). */
+int ct_restore(struct conntrack *ct, const struct ct_saved *s, uint64_t now_ns);
+
 /* Fragments (no ports): the first fragment of an admitted datagram is noted
  * (source, destination, protocol, IP identification), and its later
  * fragments are admitted with it for 30 s (Linux's ipfrag_time).  A fixed

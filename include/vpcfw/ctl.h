@@ -38,6 +38,7 @@
 #include "vpcfw/mirror.h"
 #include "vpcfw/pipeline.h"
 #include "vpcfw/policy.h"
+#include "vpcfw/state.h"
 
 enum { CTL_MAX_REQUEST = 65536, CTL_MAX_CONFIG = 16 << 20, CTL_MAX_CONFIG_TEXT = 8 << 20,
        CTL_MAX_CLIENTS = 64, CTL_MAX_PER_UID = 8, CTL_RESERVED_ADMIN = 8,
@@ -111,6 +112,8 @@ struct ctl_daemon {
 	struct ctl_shadow *(*set_shadow)(void *ctx, struct ctl_shadow *s);
 	/* mirror, flow-log and refusal-log losses; NULL: none to report */
 	void (*losses)(void *ctx, struct ctl_losses *out);
+	/* the state file (StateFile); NULL: none */
+	const struct state_counters *state;
 };
 
 struct ctl_peer {

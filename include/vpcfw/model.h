@@ -265,6 +265,8 @@ struct m_vpcfw {
 	bool read_only_socket_public;   /* ReadOnlySocketPublic, default false */
 	const char *metrics_file;       /* MetricsFile */
 	uint32_t metrics_interval;      /* MetricsInterval, seconds */
+	const char *state_file;         /* StateFile: the flow table across restarts */
+	uint32_t state_sync_interval;   /* StateSyncInterval, seconds; 0: at the stop only */
 	/* mirroring */
 	struct m_mirror_pcap *pcap_targets;     /* PcapTargets */
 	int n_pcap_targets;
