@@ -395,6 +395,9 @@ int main(void)
 {
 	Suite *s = suite_create("sg");
 	TCase *tc = tcase_create("match");
+	/* the equivalence test compiles thousands of rule sets: ample time
+	 * on a loaded machine (ASan, parallel make check) */
+	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, test_match, 0, sizeof(mcases) / sizeof(mcases[0]));
 	tcase_add_test(tc, test_egress_matches_destination);
