@@ -31,6 +31,8 @@ enum {
 	F_FIN_REPLY = 1 << 3,   /* the first FIN came from the reply side */
 	F_EMBRYONIC = 1 << 4,   /* linked on the embryonic FIFO */
 	F_PICKUP = 1 << 5,      /* started mid-stream: unconfirmed until the other side answers */
+	F_MAXACK0 = 1 << 6,     /* TCP: the originator has sent an ACK (win[].d[0].maxack) */
+	F_MAXACK1 = 1 << 7,     /* TCP: the other side has */
 };
 
 struct ct_entry {
@@ -43,9 +45,28 @@ struct ct_entry {
 	uint8_t proto;
 	uint8_t state;                  /* enum ct_tcp_state */
 	uint8_t flags;
+	uint8_t wscale;                 /* TCP window scales: originator's in the low
+	                                   nibble, the other side's in the high one */
 };
 
 _Static_assert(sizeof(struct ct_entry) == 64, "a flow is one cache line");
+
+/* TCP window tracking of one flow (SPEC §4), beside the entry with the same
+ * index: touched only by TCP segments, so the entry stays one cache line.
+ * d[0] is the originator's direction, d[1] the other (nf_conntrack's
+ * ip_ct_tcp_state seen[2]). */
+struct ct_tcpdir {
+	uint32_t end;                   /* highest seq + len sent */
+	uint32_t maxend;                /* highest ack + window the other side allowed */
+	uint32_t maxwin;                /* largest window advertised (scaled); 0: not seen yet */
+	uint32_t maxack;                /* highest ack sent (with F_MAXACKn) */
+};
+
+struct ct_tcpwin {
+	struct ct_tcpdir d[2];
+};
+
+_Static_assert(sizeof(struct ct_tcpwin) == 32, "two windows in half a cache line");
 
 /* Datagrams whose first fragment was admitted: their later fragments carry
  * no ports and are given the first one's verdict.  Direct-mapped, fixed
@@ -63,6 +84,7 @@ enum { CT_FRAGS = 1024, CT_FRAG_TIMEOUT = 30 /* Linux ipfrag_time */ };
 struct conntrack {
 	struct ct_frag frags[CT_FRAGS];
 	struct ct_entry *pool;
+	struct ct_tcpwin *win;          /* [max], beside pool */
 	uint32_t *buckets;
 	uint64_t mask;
 	uint32_t max;
@@ -72,6 +94,7 @@ struct conntrack {
 	/* Written by the owning worker, read by the control thread. */
 	struct {
 		counter_t used, inserted, expired, allowance_exceeded, evicted_embryonic;
+		counter_t tcp_invalid, tcp_rst_ignored;
 	} cnt;
 };
 
@@ -161,14 +184,16 @@ struct conntrack *ct_create(uint32_t max)
 	while (nb < max)
 		nb <<= 1;
 	ct->pool = table_alloc((size_t)max * sizeof(struct ct_entry));
+	ct->win = table_alloc((size_t)max * sizeof(struct ct_tcpwin));
 	ct->buckets = table_alloc((size_t)nb * sizeof(uint32_t));
-	if (!ct->pool || !ct->buckets) {
+	if (!ct->pool || !ct->win || !ct->buckets) {
 		ct_destroy(ct);
 		return NULL;
 	}
 	/* Touch everything now: no page faults on the packet path. */
 	memset(ct->buckets, 0xff, (size_t)nb * sizeof(uint32_t));
 	memset(ct->pool, 0, (size_t)max * sizeof(struct ct_entry));
+	memset(ct->win, 0, (size_t)max * sizeof(struct ct_tcpwin));
 	for (uint32_t i = 0; i < max; i++)
 		ct->pool[i].next = i + 1 < max ? i + 1 : NIL;
 	ct->free_head = 0;
@@ -183,6 +208,7 @@ void ct_destroy(struct conntrack *ct)
 	if (!ct)
 		return;
 	free(ct->pool);
+	free(ct->win);
 	free(ct->buckets);
 	free(ct);
 }
@@ -399,14 +425,284 @@ static void tcp_step(struct conntrack *ct, struct ct_entry *e, bool reply, uint8
 	}
 }
 
+/* ---------------------------------------------------------- TCP windows
+ *
+ * After Linux nf_conntrack's tcp_in_window (net/netfilter/
+ * nf_conntrack_proto_tcp.c), without SACK blocks (a cumulative ACK bounds
+ * what a sender may send: SACK only ever widened Linux's check) and without
+ * NAT offsets.  Sequence arithmetic is modulo 2^32 (RFC 793 3.3). */
+
+enum { WS_NONE = 15 /* nibble: the SYN carried no window-scale option */,
+       MAXACKWIN_MIN = 66000 /* Linux's MAXACKWINCONST */ };
+
+static inline bool seq_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
+static inline bool seq_after(uint32_t a, uint32_t b)
+{
+	return seq_before(b, a);
+}
+
+static inline unsigned ws_get(uint8_t ws, int dir)
+{
+	return dir ? ws >> 4 : ws & 15u;
+}
+
+static inline uint8_t ws_put(uint8_t ws, int dir, unsigned v)
+{
+	return (uint8_t)(dir ? (ws & 0x0fu) | v << 4 : (ws & 0xf0u) | v);
+}
+
+/* the shift applied to the window of a segment other than a SYN */
+static inline unsigned ws_shift(uint8_t ws, int dir)
+{
+	unsigned v = ws_get(ws, dir);
+	return v > TCP_WSCALE_MAX ? 0 : v;
+}
+
+static inline unsigned ws_of_seg(const struct ct_tcp_seg *s)
+{
+	if (s->wscale == TCP_WSCALE_NONE)
+		return WS_NONE;
+	return s->wscale > TCP_WSCALE_MAX ? TCP_WSCALE_MAX : s->wscale;
+}
+
+static inline uint32_t seg_end(const struct ct_tcp_seg *s)
+{
+	return s->seq + s->len + !!(s->flags & TCP_SYN) + !!(s->flags & TCP_FIN);
+}
+
+/* One flow's window state, copied out so that a check changes nothing. */
+struct tcpview {
+	struct ct_tcpwin w;
+	uint8_t ws;
+	uint8_t flags;          /* F_MAXACK0/1 */
+};
+
+static inline uint8_t maxack_bit(int dir)
+{
+	return dir ? F_MAXACK1 : F_MAXACK0;
+}
+
+static void init_sender(struct tcpview *v, int dir, const struct ct_tcp_seg *s, uint32_t end)
+{
+	struct ct_tcpdir *snd = &v->w.d[dir];
+	snd->end = snd->maxend = end;
+	snd->maxwin = s->win ? s->win : 1;
+	snd->maxack = 0;
+	v->flags &= (uint8_t)~maxack_bit(dir);
+	v->ws = ws_put(v->ws, dir, ws_of_seg(s));
+}
+
+static bool established(uint8_t state)
+{
+	return state == CT_TCP_ESTABLISHED;
+}
+
+/* How segment s from direction dir fits the windows of v (a flow in TCP
+ * state `state`); with apply, v is advanced when it fits. */
+static enum ct_tcp_verdict tcp_window(struct tcpview *v, uint8_t state, int dir,
+				      const struct ct_tcp_seg *s)
+{
+	struct ct_tcpdir *snd = &v->w.d[dir], *rcv = &v->w.d[!dir];
+	const uint8_t fl = s->flags;
+	uint32_t seq = s->seq, ack = s->ack, end = seg_end(s), win = s->win;
+
+	/* A SYN on a flow past its handshake: passed on unchanged, as Linux
+	 * ignores it (the host answers it with a challenge ACK, RFC 5961 4). */
+	if ((fl & (TCP_SYN | TCP_ACK)) == TCP_SYN && state != CT_TCP_SYN_SENT &&
+	    state != CT_TCP_SYN_RECV && state != CT_TCP_NONE)
+		return CT_TCP_IGNORE;
+
+	if (snd->maxwin == 0) {
+		if (fl & TCP_SYN) {
+			/* the SYN-ACK (or a simultaneous open's SYN) */
+			init_sender(v, dir, s, end);
+			/* RFC 7323 1.3: scaling only when both sides offer it */
+			if (ws_get(v->ws, dir) == WS_NONE || ws_get(v->ws, !dir) == WS_NONE)
+				v->ws = 0;
+			if (!(fl & TCP_ACK))
+				return CT_TCP_OK;
+		} else {
+			/* mid-stream: what this segment shows */
+			uint32_t swin = win << ws_shift(v->ws, dir);
+			snd->end = end;
+			snd->maxwin = swin ? swin : 1;
+			snd->maxend = end + snd->maxwin;
+			if (rcv->maxwin == 0)
+				rcv->end = rcv->maxend = ack;
+			else if (ack == rcv->end + 1)
+				rcv->end++;     /* likely the answer to a keepalive */
+		}
+	} else if ((fl & TCP_SYN) && seq_after(end, snd->end) &&
+		   (state == CT_TCP_SYN_SENT || state == CT_TCP_SYN_RECV)) {
+		/* RFC 793: a reinitialised TCP uses higher sequence numbers */
+		init_sender(v, dir, s, end);
+		if (dir == 1 && !(fl & TCP_ACK))
+			return CT_TCP_OK;
+	}
+
+	if (!(fl & TCP_ACK))
+		ack = rcv->end;         /* no ACK: as if it acknowledged all */
+	else if ((fl & TCP_RST) && ack == 0)
+		ack = rcv->end;         /* stacks that send RST+ACK with ack 0 */
+	if ((fl & TCP_RST) && seq == 0 && state == CT_TCP_SYN_SENT)
+		seq = end = snd->end;   /* a RST answering the SYN */
+
+	uint32_t maxackwin = snd->maxwin > MAXACKWIN_MIN ? snd->maxwin : MAXACKWIN_MIN;
+	bool in_window = seq_before(seq, snd->maxend + 1) &&
+			 (!rcv->maxwin || seq_after(end, snd->end - rcv->maxwin - 1)) &&
+			 seq_before(ack, rcv->end + 1) &&
+			 seq_after(ack, rcv->end - maxackwin - 1);
+
+	if (fl & TCP_RST) {
+		/* RFC 5961 3: out of window, even when liberal (Linux: "only out
+		 * of window RST segments are INVALID") */
+		if (!in_window)
+			return CT_TCP_INVALID;
+		bool rmaxack = v->flags & maxack_bit(!dir);
+		if (rmaxack && seq_before(seq, rcv->maxack) &&
+		    !(seq == 0 && !established(state)))
+			return CT_TCP_INVALID;  /* below what the receiver acknowledged */
+		/* RFC 5961 3.2: only the expected sequence number resets an
+		 * established connection; another in the window makes the host
+		 * send a challenge ACK, which the flow must survive */
+		if (established(state) && rmaxack && seq != rcv->maxack && seq != snd->end)
+			return CT_TCP_IGNORE;
+		return CT_TCP_OK;
+	}
+	if (!in_window)
+		return s->be_liberal ? CT_TCP_OK : CT_TCP_INVALID;
+
+	/* in the windows: advance them */
+	if (!(fl & TCP_SYN))
+		win <<= ws_shift(v->ws, dir);
+	if (snd->maxwin < win)
+		snd->maxwin = win;
+	if (seq_after(end, snd->end))
+		snd->end = end;
+	if (fl & TCP_ACK) {
+		if (!(v->flags & maxack_bit(dir))) {
+			snd->maxack = ack;
+			v->flags |= maxack_bit(dir);
+		} else if (seq_after(ack, snd->maxack)) {
+			snd->maxack = ack;
+		}
+	}
+	if (rcv->maxwin != 0 && seq_after(end, snd->maxend))
+		rcv->maxwin += end - snd->maxend;
+	if (seq_after(ack + win, rcv->maxend - 1)) {
+		rcv->maxend = ack + win;
+		if (win == 0)
+			rcv->maxend++;
+	}
+	return CT_TCP_OK;
+}
+
+static inline void view_load(const struct conntrack *ct, const struct ct_entry *e,
+			     struct tcpview *v)
+{
+	v->w = ct->win[idx(ct, e)];
+	v->ws = e->wscale;
+	v->flags = e->flags & (F_MAXACK0 | F_MAXACK1);
+}
+
+static inline void view_store(struct conntrack *ct, struct ct_entry *e, const struct tcpview *v)
+{
+	ct->win[idx(ct, e)] = v->w;
+	e->wscale = v->ws;
+	e->flags = (uint8_t)((e->flags & ~(F_MAXACK0 | F_MAXACK1)) | v->flags);
+}
+
+static inline int dir_of(const struct ct_entry *e, const struct ct_tuple *t)
+{
+	return !is_orig(e, t) && is_reply(e, t);
+}
+
+enum ct_tcp_verdict ct_tcp_check(const struct conntrack *ct, const struct ct_entry *e,
+				 const struct ct_tuple *t, const struct ct_tcp_seg *seg)
+{
+	if (e->proto != PROTO_TCP || !seg)
+		return CT_TCP_OK;
+	if ((seg->flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+	    (e->state == CT_TCP_TIME_WAIT || e->state == CT_TCP_CLOSE))
+		return CT_TCP_OK;       /* a new connection on the same ports */
+	struct tcpview v;
+	view_load(ct, e, &v);
+	return tcp_window(&v, e->state, dir_of(e, t), seg);
+}
+
+void ct_count_tcp(struct conntrack *ct, enum ct_tcp_verdict v)
+{
+	if (v == CT_TCP_INVALID)
+		counter_inc(&ct->cnt.tcp_invalid);
+	else if (v == CT_TCP_IGNORE)
+		counter_inc(&ct->cnt.tcp_rst_ignored);
+}
+
+/* A flow's windows from its first segment (from the originator). */
+static void tcp_start(struct conntrack *ct, struct ct_entry *e, const struct ct_tcp_seg *seg)
+{
+	struct tcpview v = { .ws = 0 };
+	bool syn = seg && (seg->flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
+	/* mid-stream or unknown: the scale options were never seen */
+	v.ws = syn ? ws_put(WS_NONE << 4, 0, ws_of_seg(seg))
+		   : ws_put(ws_put(0, 0, TCP_WSCALE_MAX), 1, TCP_WSCALE_MAX);
+	if (syn) {
+		init_sender(&v, 0, seg, seg_end(seg));
+		v.ws = ws_put(v.ws, 1, WS_NONE);
+	}
+	if (seg && !syn)
+		(void)tcp_window(&v, CT_TCP_NONE, 0, seg);
+	view_store(ct, e, &v);
+}
+
+static void note_direction(struct ct_entry *e, bool reply)
+{
+	if (reply)
+		e->flags |= F_SEEN_REPLY;
+	else if (e->flags & F_SEEN_REPLY && e->proto == PROTO_UDP)
+		e->flags |= F_UDP_STREAM;
+}
+
+enum ct_tcp_verdict ct_update_seg(struct conntrack *ct, struct ct_entry *e,
+				  const struct ct_tuple *t, const struct ct_tcp_seg *seg,
+				  const struct ct_timeouts *to, uint64_t now_ns)
+{
+	if (e->proto != PROTO_TCP || !seg) {
+		ct_update(ct, e, t, seg ? seg->flags : 0, to, now_ns);
+		return CT_TCP_OK;
+	}
+	bool reply = dir_of(e, t);
+	if ((seg->flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+	    (e->state == CT_TCP_TIME_WAIT || e->state == CT_TCP_CLOSE)) {
+		/* a new connection on the same ports: its SYN's sender becomes
+		 * the originator (tcp_step), its windows start afresh */
+		note_direction(e, reply);
+		tcp_step(ct, e, reply, seg->flags);
+		tcp_start(ct, e, seg);
+		refresh(e, to, now_ns);
+		return CT_TCP_OK;
+	}
+	struct tcpview v;
+	view_load(ct, e, &v);
+	enum ct_tcp_verdict r = tcp_window(&v, e->state, reply, seg);
+	if (r != CT_TCP_OK)
+		return r;
+	view_store(ct, e, &v);
+	note_direction(e, reply);
+	tcp_step(ct, e, reply, seg->flags);
+	refresh(e, to, now_ns);
+	return CT_TCP_OK;
+}
+
 void ct_update(struct conntrack *ct, struct ct_entry *e, const struct ct_tuple *t,
 	       uint8_t tcp_flags, const struct ct_timeouts *to, uint64_t now_ns)
 {
 	bool reply = !is_orig(e, t) && is_reply(e, t);
-	if (reply)
-		e->flags |= F_SEEN_REPLY;
-	else if (e->flags & F_SEEN_REPLY)
-		e->flags |= F_UDP_STREAM; /* only read for UDP */
+	note_direction(e, reply);
 	if (e->proto == PROTO_TCP)
 		tcp_step(ct, e, reply, tcp_flags);
 	refresh(e, to, now_ns);
@@ -432,9 +728,27 @@ static bool make_room(struct conntrack *ct, uint64_t now_ns)
 	return false;
 }
 
+static struct ct_entry *insert(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
+			       uint64_t hash, uint8_t tcp_flags, const struct ct_tcp_seg *seg,
+			       const struct ct_timeouts *to, uint64_t now_ns);
+
 struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
 			   uint64_t hash, uint8_t tcp_flags, const struct ct_timeouts *to,
 			   uint64_t now_ns)
+{
+	return insert(ct, iface, t, hash, tcp_flags, NULL, to, now_ns);
+}
+
+struct ct_entry *ct_insert_seg(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
+			       uint64_t hash, const struct ct_tcp_seg *seg,
+			       const struct ct_timeouts *to, uint64_t now_ns)
+{
+	return insert(ct, iface, t, hash, seg ? seg->flags : 0, seg, to, now_ns);
+}
+
+static struct ct_entry *insert(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
+			       uint64_t hash, uint8_t tcp_flags, const struct ct_tcp_seg *seg,
+			       const struct ct_timeouts *to, uint64_t now_ns)
 {
 	uint64_t b = bucket_of(ct, iface, hash);
 	uint32_t *link = &ct->buckets[b];
@@ -447,7 +761,10 @@ struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct
 		}
 		if (matches(e, iface, t)) {
 			/* Already tracked (callers look up first): no duplicate. */
-			ct_update(ct, e, t, tcp_flags, to, now_ns);
+			if (seg)
+				(void)ct_update_seg(ct, e, t, seg, to, now_ns);
+			else
+				ct_update(ct, e, t, tcp_flags, to, now_ns);
 			return e;
 		}
 		link = &e->next;
@@ -468,6 +785,7 @@ struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct
 	e->iface = iface;
 	e->flags = F_USED;
 	e->state = CT_TCP_NONE;
+	e->wscale = 0;
 	e->next = ct->buckets[b];
 	ct->buckets[b] = i;
 	counter_inc(&ct->cnt.used);
@@ -481,6 +799,7 @@ struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct
 		 * must not hold a slot for the established timeout (days). */
 		if (!syn)
 			e->flags |= F_PICKUP;
+		tcp_start(ct, e, seg);
 		set_state(ct, e, syn ? CT_TCP_SYN_SENT : CT_TCP_SYN_RECV);
 		if (!syn) /* a FIN or RST still counts */
 			tcp_step(ct, e, false, tcp_flags);
@@ -539,6 +858,8 @@ void ct_get_stats(const struct conntrack *ct, struct ct_stats *out)
 	out->expired = counter_get(&ct->cnt.expired);
 	out->allowance_exceeded = counter_get(&ct->cnt.allowance_exceeded);
 	out->evicted_embryonic = counter_get(&ct->cnt.evicted_embryonic);
+	out->tcp_invalid = counter_get(&ct->cnt.tcp_invalid);
+	out->tcp_rst_ignored = counter_get(&ct->cnt.tcp_rst_ignored);
 }
 
 uint64_t ct_available(const struct conntrack *ct)
@@ -681,7 +1002,7 @@ bool ct_frag_admitted(struct conntrack *ct, const struct ip_addr *src, const str
 
 size_t ct_bytes_per_flow(const struct conntrack *ct)
 {
-	size_t total = (size_t)ct->max * sizeof(struct ct_entry) +
+	size_t total = (size_t)ct->max * (sizeof(struct ct_entry) + sizeof(struct ct_tcpwin)) +
 		       (size_t)(ct->mask + 1) * sizeof(uint32_t);
 	return (total + ct->max - 1) / ct->max;
 }

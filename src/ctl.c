@@ -1216,11 +1216,16 @@ json_t *ctl_stats(const struct ctl_daemon *d)
 	struct counter_sink s = { js_nacl, js_sg, js_iface, &j };
 	uint64_t reasons[STAGE_COUNT][REASON_COUNT] = { { 0 } };
 	json_t *queues = json_array(), *rs = json_array();
+	struct ct_stats ct = { 0 };
 
 	walk_counters(d, pol, &s);
 	for (int i = 0; i < d->n_workers; i++) {
 		struct ctl_worker_stats w;
 		d->worker(d->ctx, i, &w);
+		ct.allowance_exceeded += w.ct.allowance_exceeded;
+		ct.evicted_embryonic += w.ct.evicted_embryonic;
+		ct.tcp_invalid += w.ct.tcp_invalid;
+		ct.tcp_rst_ignored += w.ct.tcp_rst_ignored;
 		for (int st = 0; st < STAGE_COUNT; st++)
 			for (int r = 0; r < REASON_COUNT; r++)
 				reasons[st][r] += w.pl.packets[st][r];
@@ -1242,10 +1247,15 @@ json_t *ctl_stats(const struct ctl_daemon *d)
 					"stage", stage_name((enum stage)st),
 					"reason", reason_name((enum reason)r),
 					"packets", (json_int_t)reasons[st][r]));
-	return json_pack("{s:b, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "ok", 1,
+	json_t *cj = json_pack("{s:I, s:I, s:I, s:I}",
+		"allowance_exceeded", (json_int_t)ct.allowance_exceeded,
+		"evicted_embryonic", (json_int_t)ct.evicted_embryonic,
+		"tcp_invalid", (json_int_t)ct.tcp_invalid,
+		"tcp_rst_ignored", (json_int_t)ct.tcp_rst_ignored);
+	return json_pack("{s:b, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "ok", 1,
 			 "generation", (json_int_t)gen, "nacl_rules", j.nacl, "sg_rules", j.sg,
 			 "interfaces", j.ifaces, "reasons", rs, "queues", queues,
-			 "losses", losses_json(d, NULL), "outputs", outputs_json(d));
+			 "losses", losses_json(d, NULL), "outputs", outputs_json(d), "conntrack", cj);
 }
 
 /* ------------------------------------------------------------ Prometheus text */
@@ -1422,7 +1432,7 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 	const struct policy *pol = d->policy(d->ctx, &gen);
 	struct ctl_worker_stats *w = calloc((size_t)d->n_workers + 1, sizeof(*w));
 	uint64_t reasons[STAGE_COUNT][REASON_COUNT] = { { 0 } };
-	uint64_t used = 0, max = 0, exceeded = 0;
+	uint64_t used = 0, max = 0, exceeded = 0, evicted = 0, tcp_invalid = 0, rst_ignored = 0;
 
 	if (!w)
 		return NULL;
@@ -1431,6 +1441,9 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 		used += w[i].ct.used;
 		max += w[i].ct.max;
 		exceeded += w[i].ct.allowance_exceeded;
+		evicted += w[i].ct.evicted_embryonic;
+		tcp_invalid += w[i].ct.tcp_invalid;
+		rst_ignored += w[i].ct.tcp_rst_ignored;
 		for (int st = 0; st < STAGE_COUNT; st++)
 			for (int r = 0; r < REASON_COUNT; r++)
 				reasons[st][r] += w[i].pl.packets[st][r];
@@ -1448,6 +1461,15 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 	head(&t, "vpcfw_conntrack_allowance_exceeded_total", "counter",
 	     "new flows refused because the table was full");
 	ctl_text_put(&t, "vpcfw_conntrack_allowance_exceeded_total %" PRIu64 "\n", exceeded);
+	head(&t, "vpcfw_conntrack_evicted_embryonic_total", "counter",
+	     "SYN-sent/-received flows evicted to make room in a full table");
+	ctl_text_put(&t, "vpcfw_conntrack_evicted_embryonic_total %" PRIu64 "\n", evicted);
+	head(&t, "vpcfw_conntrack_tcp_invalid_total", "counter",
+	     "TCP segments dropped outside their flow's window (or, TcpLoose off, of no flow)");
+	ctl_text_put(&t, "vpcfw_conntrack_tcp_invalid_total %" PRIu64 "\n", tcp_invalid);
+	head(&t, "vpcfw_conntrack_tcp_rst_ignored_total", "counter",
+	     "RSTs in the window but not at the expected sequence number: passed, flow kept");
+	ctl_text_put(&t, "vpcfw_conntrack_tcp_rst_ignored_total %" PRIu64 "\n", rst_ignored);
 	head(&t, "vpcfw_queue_packets_total", "counter", "packets decided, by queue and verdict");
 	for (int i = 0; i < d->n_workers; i++) {
 		ctl_text_put(&t, "vpcfw_queue_packets_total{queue=\"%u\",verdict=\"accept\"} %" PRIu64 "\n",

@@ -167,6 +167,43 @@ static bool parse_inner(const uint8_t *b, size_t n, int family, struct packet_in
 	return true;
 }
 
+/* The window-scale option of a SYN (RFC 7323 2.2), read from the options
+ * that lie in the capture; options cut by it are flagged (the flow's window
+ * scale is then unknown). */
+static void tcp_syn_options(const uint8_t *l4, size_t lim, size_t doff, struct packet *p)
+{
+	size_t end = doff;
+	if (end > lim) {
+		end = lim;
+		p->flags |= PKT_F_TCP_OPTS_CUT;
+	}
+	for (size_t i = 20; i < end;) {
+		uint8_t kind = l4[i];
+		if (kind == 0)          /* end of options */
+			return;
+		if (kind == 1) {        /* no-operation */
+			i++;
+			continue;
+		}
+		if (i + 1 >= end) {
+			if (end < doff)
+				p->flags |= PKT_F_TCP_OPTS_CUT;
+			return;
+		}
+		uint8_t olen = l4[i + 1];
+		if (olen < 2)
+			return;         /* malformed: stop, as Linux's tcp_options does */
+		if (i + olen > end) {
+			if (end < doff)
+				p->flags |= PKT_F_TCP_OPTS_CUT;
+			return;
+		}
+		if (kind == 3 && olen == 3)
+			p->tcp_wscale = l4[i + 2] > TCP_WSCALE_MAX ? TCP_WSCALE_MAX : l4[i + 2];
+		i += olen;
+	}
+}
+
 /* The L4 header at l4: `cap` bytes readable, `len` bytes in the datagram.
  * `first_frag`: the datagram is the first of several fragments, so lengths
  * that describe the whole reassembled payload cannot be checked here. */
@@ -186,6 +223,14 @@ static enum packet_status parse_l4(const uint8_t *l4, size_t cap, size_t len, bo
 		p->sport = rd16(l4);
 		p->dport = rd16(l4 + 2);
 		p->tcp_flags = l4[13];
+		p->tcp_seq = rd32(l4 + 4);
+		p->tcp_ack = rd32(l4 + 8);
+		p->tcp_win = rd16(l4 + 14);
+		p->tcp_len = len > doff ? (uint32_t)(len - doff) : 0;
+		p->tcp_wscale = TCP_WSCALE_NONE;
+		/* (a fragmented segment is not window-checked: conntrack.h) */
+		if ((p->tcp_flags & TCP_SYN) && !first_frag)
+			tcp_syn_options(l4, lim, doff, p);
 		break;
 	}
 	case PROTO_UDP: {

@@ -29,6 +29,7 @@ static const char *const reason_names[REASON_COUNT] = {
 	[REASON_MALFORMED_PACKET] = "MALFORMED_PACKET",
 	[REASON_CONNTRACK_ALLOWANCE_EXCEEDED] = "CONNTRACK_ALLOWANCE_EXCEEDED",
 	[REASON_INVALID_SOURCE_ADDRESS] = "INVALID_SOURCE_ADDRESS",
+	[REASON_CONNTRACK_INVALID] = "CONNTRACK_INVALID",
 };
 
 const char *stage_name(enum stage s)
@@ -198,6 +199,31 @@ static struct ct_entry *tcp_reopened(struct pipeline *pl, struct ct_entry *e, co
 		return e;
 	ct_remove(pl->ct, e);
 	return NULL;
+}
+
+/* What window tracking needs of a TCP segment; NULL for other packets and
+ * for the first fragment of a fragmented segment, whose length is unknown
+ * (conntrack.h: not window-checked, and a RST among them ends nothing). */
+static const struct ct_tcp_seg *tcp_seg_of(const struct policy *pol, const struct packet *p,
+					   struct ct_tcp_seg *seg)
+{
+	if (p->proto != PROTO_TCP || !(p->flags & PKT_F_L4) || (p->flags & PKT_F_FRAG_HEAD))
+		return NULL;
+	seg->seq = p->tcp_seq;
+	seg->ack = p->tcp_ack;
+	seg->len = p->tcp_len;
+	seg->win = p->tcp_win;
+	seg->flags = p->tcp_flags;
+	seg->wscale = p->flags & PKT_F_TCP_OPTS_CUT ? CT_WSCALE_UNKNOWN : p->tcp_wscale;
+	seg->be_liberal = pol->tcp_be_liberal;
+	return seg;
+}
+
+/* The flags a flow sees of a packet whose segment is not window-checked: a
+ * RST in a fragment cannot be checked, so it ends nothing. */
+static uint8_t unchecked_flags(const struct packet *p)
+{
+	return p->proto == PROTO_TCP ? (uint8_t)(p->tcp_flags & ~TCP_RST) : p->tcp_flags;
 }
 
 /* AdmitRelatedIcmp: an ICMP error quoting a packet of a flow tracked at f. */
@@ -423,6 +449,29 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 	tracked_a = ea || (stateful(a) && related_icmp(pl, pol, a, p, now));
 	tracked_b = eb || (stateful(b) && related_icmp(pl, pol, b, p, now));
 
+	/* A segment of a tracked TCP flow outside its windows is dropped and
+	 * changes nothing (SPEC §4, nf_conntrack's tcp_in_window; RFC 5961). */
+	struct ct_tcp_seg segbuf;
+	const struct ct_tcp_seg *seg = tcp_seg_of(pol, p, &segbuf);
+	if (seg && (ea || eb)) {
+		enum ct_tcp_verdict r = CT_TCP_OK, rb = CT_TCP_OK;
+		if (ea)
+			r = ct_tcp_check(pl->ct, ea, &t, seg);
+		if (eb && eb != ea && r != CT_TCP_INVALID)
+			rb = ct_tcp_check(pl->ct, eb, &t, seg);
+		if (r == CT_TCP_INVALID || rb == CT_TCP_INVALID) {
+			ct_count_tcp(pl->ct, CT_TCP_INVALID);
+			v->stage_iface = r == CT_TCP_INVALID ? a : b;
+			v->detail = "TCP segment outside the flow's window";
+			finish(pl, v, false, STAGE_CONNTRACK, REASON_CONNTRACK_INVALID);
+			return;
+		}
+		if ((r == CT_TCP_IGNORE || rb == CT_TCP_IGNORE) && (p->tcp_flags & TCP_RST)) {
+			ct_count_tcp(pl->ct, CT_TCP_IGNORE);
+			v->detail = "RST in the window, not at the expected sequence number: flow kept";
+		}
+	}
+
 	const struct sg_rule *ra = NULL, *rb = NULL;
 	enum stage last = STAGE_NONE;
 
@@ -525,25 +574,47 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		struct ct_timeouts to;
 		if (ea) {
 			timeouts_of(a, &to);
-			ct_update(pl->ct, ea, &t, p->tcp_flags, &to, now);
+			if (seg)
+				(void)ct_update_seg(pl->ct, ea, &t, seg, &to, now);
+			else
+				ct_update(pl->ct, ea, &t, unchecked_flags(p), &to, now);
 		}
 		if (eb && eb != ea) {
 			timeouts_of(b, &to);
-			ct_update(pl->ct, eb, &t, p->tcp_flags, &to, now);
+			if (seg)
+				(void)ct_update_seg(pl->ct, eb, &t, seg, &to, now);
+			else
+				ct_update(pl->ct, eb, &t, unchecked_flags(p), &to, now);
+		}
+		/* TcpLoose off (nf_conntrack_tcp_loose = 0): only a SYN starts a
+		 * TCP flow; another segment of no tracked flow is invalid */
+		bool starts_a = stateful(a) && !tracked_a && may_start_flow(p) &&
+				!sg_flow_untracked(&a->out, &a->in, ra, p, true);
+		bool starts_b = stateful(b) && b != a && !tracked_b && may_start_flow(p) &&
+				!sg_flow_untracked(&b->in, &b->out, rb, p, false);
+		if ((starts_a || starts_b) && !pol->tcp_loose && p->proto == PROTO_TCP &&
+		    (p->tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_SYN) {
+			ct_count_tcp(pl->ct, CT_TCP_INVALID);
+			v->stage_iface = starts_a ? a : b;
+			v->detail = "TCP segment of no tracked connection (TcpLoose is off)";
+			finish(pl, v, false, STAGE_CONNTRACK, REASON_CONNTRACK_INVALID);
+			return;
 		}
 		struct ct_entry *na = NULL;
-		if (stateful(a) && !tracked_a && may_start_flow(p) && !sg_flow_untracked(&a->out, &a->in, ra, p, true)) {
+		if (starts_a) {
 			timeouts_of(a, &to);
-			na = ct_insert(pl->ct, a->ct_id, &t, hash, p->tcp_flags, &to, now);
+			na = seg ? ct_insert_seg(pl->ct, a->ct_id, &t, hash, seg, &to, now)
+				 : ct_insert(pl->ct, a->ct_id, &t, hash, unchecked_flags(p), &to, now);
 			if (!na) {
 				v->stage_iface = a;
 				finish(pl, v, false, STAGE_CONNTRACK, REASON_CONNTRACK_ALLOWANCE_EXCEEDED);
 				return;
 			}
 		}
-		if (stateful(b) && b != a && !tracked_b && may_start_flow(p) && !sg_flow_untracked(&b->in, &b->out, rb, p, false)) {
+		if (starts_b) {
 			timeouts_of(b, &to);
-			if (!ct_insert(pl->ct, b->ct_id, &t, hash, p->tcp_flags, &to, now)) {
+			if (!(seg ? ct_insert_seg(pl->ct, b->ct_id, &t, hash, seg, &to, now)
+				  : ct_insert(pl->ct, b->ct_id, &t, hash, unchecked_flags(p), &to, now))) {
 				if (na)
 					ct_remove(pl->ct, na);
 				v->stage_iface = b;

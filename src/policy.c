@@ -796,6 +796,8 @@ struct policy *policy_build(struct model *m, struct diag *d)
 	p->generation = __atomic_add_fetch(&generation, 1, __ATOMIC_RELAXED);
 	p->conntrack_max = m->vpcfw.conntrack_max ? m->vpcfw.conntrack_max : 262144;
 	p->admit_related_icmp = m->vpcfw.admit_related_icmp;
+	p->tcp_be_liberal = m->vpcfw.tcp_be_liberal;
+	p->tcp_loose = m->vpcfw.tcp_loose;
 
 	size_t errors_before = d->errors;
 	build_vpcs(&b);

@@ -315,9 +315,9 @@ static int c_stats(int argc, char **argv)
 		       num(x, "netlink_errors"), num(x, "receive_errors"), num(x, "send_errors"));
 	/* every loss, by name; then what the outputs carried */
 	const char *key;
-	const char *const sect[3][2] = { { "losses", "lost" }, { "control", "control socket" },
-					 { "outputs", "outputs" } };
-	for (int k = 0; k < 3; k++) {
+	const char *const sect[4][2] = { { "losses", "lost" }, { "control", "control socket" },
+					 { "outputs", "outputs" }, { "conntrack", "conntrack" } };
+	for (int k = 0; k < 4; k++) {
 		json_t *o = json_object_get(r, sect[k][0]);
 		if (!json_is_object(o))
 			continue;

@@ -975,6 +975,337 @@ START_TEST(test_random_against_model)
 }
 END_TEST
 
+/* ---------------------------------------------------------- TCP windows
+ * SPEC §4: TCP state follows Linux nf_conntrack's window checks
+ * (tcp_in_window); RFC 5961 (blind resets), RFC 7323 (window scaling). */
+
+struct conv {
+	struct conntrack *ct;
+	struct ct_tuple t[2];           /* [0] client -> server, [1] server -> client */
+	uint32_t next[2];               /* next sequence number each side sends */
+	uint16_t win[2];                /* the window field each side sends */
+	bool liberal;
+	double clock;
+};
+
+/* What the pipeline does with a segment of a tracked flow: check, then (not
+ * refused) apply; the two must agree. */
+static enum ct_tcp_verdict send_seg(struct conv *c, int dir, uint8_t flags, uint32_t seq,
+				    uint32_t ack, uint32_t len, uint16_t win)
+{
+	struct ct_tcp_seg sg = {
+		.seq = seq, .ack = ack, .len = len, .win = win, .flags = flags,
+		.wscale = TCP_WSCALE_NONE, .be_liberal = c->liberal,
+	};
+	c->clock += 0.001;
+	struct ct_entry *e = find(c->ct, 1, &c->t[dir], at(c->clock));
+	ck_assert_ptr_nonnull(e);
+	enum ct_tcp_verdict v = ct_tcp_check(c->ct, e, &c->t[dir], &sg);
+	if (v != CT_TCP_INVALID)
+		ck_assert_int_eq(ct_update_seg(c->ct, e, &c->t[dir], &sg, &defaults, at(c->clock)), v);
+	return v;
+}
+
+/* Data (or a bare ACK with len 0) from dir at its next sequence number,
+ * acknowledging all the other side sent. */
+static enum ct_tcp_verdict data(struct conv *c, int dir, uint32_t len)
+{
+	enum ct_tcp_verdict v = send_seg(c, dir, TCP_ACK | (len ? TCP_PSH : 0), c->next[dir],
+					 c->next[!dir], len, c->win[dir]);
+	if (v == CT_TCP_OK)
+		c->next[dir] += len;
+	return v;
+}
+
+static enum ct_tcp_state state_of(struct conv *c)
+{
+	return info_of(find(c->ct, 1, &c->t[0], at(c->clock))).tcp_state;
+}
+
+/* A three-way handshake with these initial sequence numbers and window
+ * scale options (TCP_WSCALE_NONE: none offered). */
+static void handshake(struct conv *c, uint32_t cisn, uint32_t sisn, uint8_t cws, uint8_t sws)
+{
+	memset(c, 0, sizeof(*c));
+	c->ct = ct_create(64);
+	ck_assert_ptr_nonnull(c->ct);
+	c->t[0] = tup("10.0.1.10", "10.0.2.20", PROTO_TCP, 40000, 443);
+	c->t[1] = rev(&c->t[0]);
+	c->win[0] = c->win[1] = 65535;
+	struct ct_tcp_seg syn = { .seq = cisn, .win = 65535, .flags = TCP_SYN, .wscale = cws };
+	ck_assert_ptr_nonnull(ct_insert_seg(c->ct, 1, &c->t[0], ct_hash(&c->t[0]), &syn, &defaults,
+					    at(0)));
+	struct ct_tcp_seg synack = { .seq = sisn, .ack = cisn + 1, .win = 65535,
+				     .flags = TCP_SYN | TCP_ACK, .wscale = sws };
+	struct ct_entry *e = find(c->ct, 1, &c->t[1], at(0));
+	ck_assert_int_eq(ct_tcp_check(c->ct, e, &c->t[1], &synack), CT_TCP_OK);
+	ck_assert_int_eq(ct_update_seg(c->ct, e, &c->t[1], &synack, &defaults, at(0)), CT_TCP_OK);
+	c->next[0] = cisn + 1;
+	c->next[1] = sisn + 1;
+	ck_assert_int_eq(data(c, 0, 0), CT_TCP_OK);
+	ck_assert_int_eq(state_of(c), CT_TCP_ESTABLISHED);
+}
+
+static void established(struct conv *c)
+{
+	handshake(c, 1000000, 50000000, TCP_WSCALE_NONE, TCP_WSCALE_NONE);
+	ck_assert_int_eq(data(c, 0, 500), CT_TCP_OK);
+	ck_assert_int_eq(data(c, 1, 1400), CT_TCP_OK);
+	ck_assert_int_eq(data(c, 0, 0), CT_TCP_OK);
+}
+
+/* Issue #9 item 2: a spoofed RST with seq 12345 ended a tracked flow. */
+START_TEST(test_blind_rst_ignored)
+{
+	struct conv c;
+	established(&c);
+	for (int dir = 0; dir < 2; dir++) {
+		ck_assert_int_eq(send_seg(&c, dir, TCP_RST, 12345, 0, 0, 0), CT_TCP_INVALID);
+		ck_assert_int_eq(send_seg(&c, dir, TCP_RST | TCP_ACK, 12345, c.next[!dir], 0, 0),
+				 CT_TCP_INVALID);
+		ck_assert_int_eq(state_of(&c), CT_TCP_ESTABLISHED);
+	}
+	/* the flow goes on both ways */
+	ck_assert_int_eq(data(&c, 1, 1000), CT_TCP_OK);
+	ck_assert_int_eq(data(&c, 0, 10), CT_TCP_OK);
+	ck_assert_int_eq(state_of(&c), CT_TCP_ESTABLISHED);
+	/* the pipeline counts what it refuses */
+	ct_count_tcp(c.ct, CT_TCP_INVALID);
+	struct ct_stats st;
+	ct_get_stats(c.ct, &st);
+	ck_assert_uint_eq(st.tcp_invalid, 1);
+	ct_destroy(c.ct);
+}
+END_TEST
+
+/* RFC 5961 3.2: the expected sequence number resets the flow. */
+START_TEST(test_exact_rst_closes)
+{
+	for (int dir = 0; dir < 2; dir++) {
+		struct conv c;
+		established(&c);
+		ck_assert_int_eq(send_seg(&c, dir, TCP_RST, c.next[dir], 0, 0, 0), CT_TCP_OK);
+		ck_assert_int_eq(state_of(&c), CT_TCP_CLOSE);
+		ct_destroy(c.ct);
+	}
+	/* right after unacknowledged data ("P 1:20 ack 42, R 20"): the sender's
+	 * next sequence number, though the receiver has not acknowledged it */
+	struct conv c;
+	established(&c);
+	ck_assert_int_eq(data(&c, 1, 19), CT_TCP_OK);
+	ck_assert_int_eq(send_seg(&c, 1, TCP_RST | TCP_ACK, c.next[1], c.next[0], 0, 0), CT_TCP_OK);
+	ck_assert_int_eq(state_of(&c), CT_TCP_CLOSE);
+	ct_destroy(c.ct);
+}
+END_TEST
+
+/* In the window but not exact: passed on (the host sends a challenge ACK),
+ * the flow stays. */
+START_TEST(test_rst_in_window_not_exact_keeps_flow)
+{
+	struct conv c;
+	established(&c);
+	ck_assert_int_eq(send_seg(&c, 0, TCP_RST, c.next[0] + 1000, 0, 0, 0), CT_TCP_IGNORE);
+	ck_assert_int_eq(state_of(&c), CT_TCP_ESTABLISHED);
+	/* below what the receiver acknowledged: refused */
+	ck_assert_int_eq(send_seg(&c, 0, TCP_RST, c.next[0] - 100, 0, 0, 0), CT_TCP_INVALID);
+	/* the challenge ACK, and the peer's RST at the acknowledged number */
+	ck_assert_int_eq(data(&c, 1, 0), CT_TCP_OK);
+	ck_assert_int_eq(send_seg(&c, 0, TCP_RST, c.next[0], 0, 0, 0), CT_TCP_OK);
+	ck_assert_int_eq(state_of(&c), CT_TCP_CLOSE);
+	ct_destroy(c.ct);
+}
+END_TEST
+
+START_TEST(test_out_of_window_data_refused)
+{
+	struct conv c;
+	established(&c);
+	/* beyond what the receiver's window allows */
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK | TCP_PSH, c.next[0] + 10000000, c.next[1], 100,
+				  65535), CT_TCP_INVALID);
+	/* far below (more than a window of old data) */
+	ck_assert_int_eq(send_seg(&c, 1, TCP_ACK | TCP_PSH, c.next[1] - 10000000, c.next[0], 100,
+				  65535), CT_TCP_INVALID);
+	/* acknowledging data never sent */
+	ck_assert_int_eq(send_seg(&c, 1, TCP_ACK, c.next[1], c.next[0] + 5000, 0, 65535),
+			 CT_TCP_INVALID);
+	/* a FIN out of the window ends nothing */
+	ck_assert_int_eq(send_seg(&c, 0, TCP_FIN | TCP_ACK, c.next[0] + 10000000, c.next[1], 0,
+				  65535), CT_TCP_INVALID);
+	ck_assert_int_eq(state_of(&c), CT_TCP_ESTABLISHED);
+	/* nothing moved: the windows still hold the real stream */
+	ck_assert_int_eq(data(&c, 0, 1000), CT_TCP_OK);
+	ck_assert_int_eq(data(&c, 1, 1000), CT_TCP_OK);
+	/* at the edge of the window: the last byte allowed, then one more */
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK | TCP_PSH, c.next[0] + 65535 - 1, c.next[1], 1,
+				  65535), CT_TCP_OK);
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK | TCP_PSH, c.next[0] + 65535 + 1, c.next[1], 1,
+				  65535), CT_TCP_INVALID);
+	ct_destroy(c.ct);
+}
+END_TEST
+
+/* RFC 7323: with window scale 7 on both SYNs, a window field of 1024 means
+ * 128 KiB; a sender may have that much in flight, far beyond 65535. */
+START_TEST(test_window_scaling_honoured)
+{
+	struct conv c;
+	handshake(&c, 7000, 900000, 7, 7);
+	c.win[1] = 1024;        /* x 128 = 131072 */
+	ck_assert_int_eq(data(&c, 1, 0), CT_TCP_OK);
+	for (int i = 0; i < 90; i++)    /* 126000 bytes unacknowledged */
+		ck_assert_int_eq(send_seg(&c, 0, TCP_ACK | TCP_PSH, c.next[0] + (uint32_t)i * 1400,
+					  c.next[1], 1400, c.win[0]), CT_TCP_OK);
+	/* past 131072: out */
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK | TCP_PSH, c.next[0] + 140000, c.next[1], 1400,
+				  c.win[0]), CT_TCP_INVALID);
+	ct_destroy(c.ct);
+
+	/* one side without the option: no scaling either way (RFC 7323 1.3) */
+	handshake(&c, 7000, 900000, 7, TCP_WSCALE_NONE);
+	c.win[1] = 1024;
+	ck_assert_int_eq(data(&c, 1, 0), CT_TCP_OK);
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK | TCP_PSH, c.next[0] + 70000, c.next[1], 1400,
+				  c.win[0]), CT_TCP_INVALID);
+	ct_destroy(c.ct);
+}
+END_TEST
+
+START_TEST(test_retransmissions_and_keepalives)
+{
+	struct conv c;
+	established(&c);
+	uint32_t old = c.next[0];
+	ck_assert_int_eq(data(&c, 0, 1000), CT_TCP_OK);
+	ck_assert_int_eq(data(&c, 1, 0), CT_TCP_OK);
+	/* the same segment again (its ACK was lost) */
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK | TCP_PSH, old, c.next[1], 1000, 65535), CT_TCP_OK);
+	/* a keepalive: one below the next sequence number, no data or one byte */
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK, c.next[0] - 1, c.next[1], 0, 65535), CT_TCP_OK);
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK, c.next[0] - 1, c.next[1], 1, 65535), CT_TCP_OK);
+	ck_assert_int_eq(data(&c, 1, 0), CT_TCP_OK);        /* its answer */
+	/* duplicate ACKs (what carries SACK blocks: not read, not needed) */
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(send_seg(&c, 1, TCP_ACK, c.next[1], old, 0, 65535), CT_TCP_OK);
+	ck_assert_int_eq(state_of(&c), CT_TCP_ESTABLISHED);
+	ct_destroy(c.ct);
+}
+END_TEST
+
+/* Sequence numbers wrap at 2^32 (RFC 793 3.3). */
+START_TEST(test_seq_wraparound)
+{
+	struct conv c;
+	handshake(&c, 0xffffff00u, 0xfffff000u, TCP_WSCALE_NONE, TCP_WSCALE_NONE);
+	for (int i = 0; i < 10; i++) {
+		ck_assert_int_eq(data(&c, 0, 1000), CT_TCP_OK);
+		ck_assert_int_eq(data(&c, 1, 1000), CT_TCP_OK);
+	}
+	ck_assert_uint_lt(c.next[0], 20000);   /* wrapped */
+	ck_assert_uint_lt(c.next[1], 20000);
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK | TCP_PSH, c.next[0] + 0x80000000u, c.next[1], 10,
+				  65535), CT_TCP_INVALID);
+	ck_assert_int_eq(send_seg(&c, 1, TCP_RST, c.next[1] - 0x40000000u, 0, 0, 0), CT_TCP_INVALID);
+	ck_assert_int_eq(send_seg(&c, 1, TCP_RST, c.next[1], 0, 0, 0), CT_TCP_OK);
+	ck_assert_int_eq(state_of(&c), CT_TCP_CLOSE);
+	ct_destroy(c.ct);
+}
+END_TEST
+
+/* Linux's nf_conntrack_tcp_loose: a flow first seen mid-stream learns its
+ * windows from the first segment of each side (scale unknown: 14 assumed). */
+START_TEST(test_pickup_learns_windows)
+{
+	struct conv c;
+	memset(&c, 0, sizeof(c));
+	c.ct = ct_create(16);
+	c.t[0] = tup("10.0.1.10", "10.0.2.20", PROTO_TCP, 40000, 443);
+	c.t[1] = rev(&c.t[0]);
+	c.win[0] = c.win[1] = 500;
+	c.next[0] = 100000000;
+	c.next[1] = 3000000000u;
+	struct ct_tcp_seg first = { .seq = c.next[0], .ack = c.next[1], .len = 100, .win = 500,
+				    .flags = TCP_ACK | TCP_PSH, .wscale = TCP_WSCALE_NONE };
+	ck_assert_ptr_nonnull(ct_insert_seg(c.ct, 1, &c.t[0], ct_hash(&c.t[0]), &first, &defaults,
+					    at(0)));
+	c.next[0] += 100;
+	ck_assert_int_eq(data(&c, 1, 1400), CT_TCP_OK);
+	ck_assert_int_eq(state_of(&c), CT_TCP_ESTABLISHED);
+	/* 500 << 14: data well beyond the unscaled 500 bytes */
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK | TCP_PSH, c.next[0] + 1000000, c.next[1], 1400,
+				  500), CT_TCP_OK);
+	ck_assert_int_eq(send_seg(&c, 1, TCP_RST, 12345, 0, 0, 0), CT_TCP_INVALID);
+	ck_assert_int_eq(send_seg(&c, 0, TCP_RST, 12345, 0, 0, 0), CT_TCP_INVALID);
+	ck_assert_int_eq(state_of(&c), CT_TCP_ESTABLISHED);
+	ck_assert_int_eq(send_seg(&c, 1, TCP_RST, c.next[1], 0, 0, 0), CT_TCP_OK);
+	ck_assert_int_eq(state_of(&c), CT_TCP_CLOSE);
+	ct_destroy(c.ct);
+}
+END_TEST
+
+/* Linux's nf_conntrack_tcp_be_liberal: only out-of-window RSTs refused. */
+START_TEST(test_be_liberal)
+{
+	struct conv c;
+	established(&c);
+	c.liberal = true;
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK | TCP_PSH, c.next[0] + 10000000, c.next[1], 100,
+				  65535), CT_TCP_OK);
+	ck_assert_int_eq(send_seg(&c, 0, TCP_RST, 12345, 0, 0, 0), CT_TCP_INVALID);
+	ck_assert_int_eq(state_of(&c), CT_TCP_ESTABLISHED);
+	/* the windows did not follow the stray segment */
+	c.liberal = false;
+	ck_assert_int_eq(send_seg(&c, 0, TCP_ACK | TCP_PSH, c.next[0] + 10000000, c.next[1], 100,
+				  65535), CT_TCP_INVALID);
+	ck_assert_int_eq(data(&c, 0, 10), CT_TCP_OK);
+	ct_destroy(c.ct);
+}
+END_TEST
+
+/* A refused connection: the RST answering the SYN ends the flow. */
+START_TEST(test_rst_answering_syn)
+{
+	struct ct_tuple t = tup("10.0.1.10", "10.0.2.20", PROTO_TCP, 40001, 22), r = rev(&t);
+	struct conntrack *ct = ct_create(16);
+	struct ct_tcp_seg syn = { .seq = 777, .win = 64240, .flags = TCP_SYN, .wscale = 7 };
+	struct ct_entry *e = ct_insert_seg(ct, 1, &t, ct_hash(&t), &syn, &defaults, at(0));
+	ck_assert_ptr_nonnull(e);
+	/* a blind RST guessing the wrong acknowledgement: refused */
+	struct ct_tcp_seg bad = { .seq = 0, .ack = 777 + 200000, .flags = TCP_RST | TCP_ACK };
+	ck_assert_int_eq(ct_tcp_check(ct, e, &r, &bad), CT_TCP_INVALID);
+	struct ct_tcp_seg rst = { .seq = 0, .ack = 778, .flags = TCP_RST | TCP_ACK };
+	ck_assert_int_eq(ct_tcp_check(ct, e, &r, &rst), CT_TCP_OK);
+	ck_assert_int_eq(ct_update_seg(ct, e, &r, &rst, &defaults, at(1)), CT_TCP_OK);
+	ck_assert_int_eq(info_of(e).tcp_state, CT_TCP_CLOSE);
+	/* the port reused: a new connection, windows afresh */
+	struct ct_tcp_seg syn2 = { .seq = 3000000000u, .win = 64240, .flags = TCP_SYN,
+				   .wscale = TCP_WSCALE_NONE };
+	ck_assert_int_eq(ct_tcp_check(ct, e, &t, &syn2), CT_TCP_OK);
+	ck_assert_int_eq(ct_update_seg(ct, e, &t, &syn2, &defaults, at(2)), CT_TCP_OK);
+	ck_assert_int_eq(info_of(e).tcp_state, CT_TCP_SYN_SENT);
+	struct ct_tcp_seg synack = { .seq = 5, .ack = 3000000001u, .win = 100,
+				     .flags = TCP_SYN | TCP_ACK, .wscale = TCP_WSCALE_NONE };
+	ck_assert_int_eq(ct_tcp_check(ct, e, &r, &synack), CT_TCP_OK);
+	ct_destroy(ct);
+}
+END_TEST
+
+/* A SYN on an established flow (a client that lost its connection) passes
+ * unchanged: the server's challenge ACK and the client's RST follow. */
+START_TEST(test_syn_on_established_ignored)
+{
+	struct conv c;
+	established(&c);
+	ck_assert_int_eq(send_seg(&c, 0, TCP_SYN, 42, 0, 0, 65535), CT_TCP_IGNORE);
+	ck_assert_int_eq(state_of(&c), CT_TCP_ESTABLISHED);
+	ck_assert_int_eq(data(&c, 1, 0), CT_TCP_OK);        /* challenge ACK */
+	ck_assert_int_eq(send_seg(&c, 0, TCP_RST, c.next[0], 0, 0, 0), CT_TCP_OK);
+	ck_assert_int_eq(state_of(&c), CT_TCP_CLOSE);
+	ct_destroy(c.ct);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("conntrack");
@@ -1003,6 +1334,20 @@ int main(void)
 	tcase_add_test(tc, test_prefetch_changes_nothing);
 	tcase_add_loop_test(tc, test_bytes_per_flow, 0, sizeof(sizes) / sizeof(sizes[0]));
 	tcase_add_test(tc, test_create_zero);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("tcp-window");
+	tcase_add_test(tc, test_blind_rst_ignored);
+	tcase_add_test(tc, test_exact_rst_closes);
+	tcase_add_test(tc, test_rst_in_window_not_exact_keeps_flow);
+	tcase_add_test(tc, test_out_of_window_data_refused);
+	tcase_add_test(tc, test_window_scaling_honoured);
+	tcase_add_test(tc, test_retransmissions_and_keepalives);
+	tcase_add_test(tc, test_seq_wraparound);
+	tcase_add_test(tc, test_pickup_learns_windows);
+	tcase_add_test(tc, test_be_liberal);
+	tcase_add_test(tc, test_rst_answering_syn);
+	tcase_add_test(tc, test_syn_on_established_ignored);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");

@@ -278,6 +278,49 @@ static enum packet_status parse_exact(const uint8_t *src, size_t cap, size_t wir
 	return st;
 }
 
+/* What window tracking reads (SPEC §4): sequence and acknowledgement
+ * numbers, the window, the payload length and a SYN's window-scale option
+ * (RFC 7323 2.2, at most 14: 2.3) among the others (MSS, SACK-permitted,
+ * timestamps, NOP), which are skipped. */
+#define TCPO(fl, ws) B16(40001), B16(443), 1, 2, 3, 4, 5, 6, 7, 8, 10 << 4, fl, 0x12, 0x34, 0, 0, \
+	0, 0, 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, ws
+
+START_TEST(test_tcp_window_fields)
+{
+	static const uint8_t syn[] = { V4H(60, 0, 6), TCPO(0x02, 7) };
+	struct packet p;
+	ck_assert_int_eq(parse_exact(syn, sizeof(syn), sizeof(syn), &p), PACKET_OK);
+	ck_assert_uint_eq(p.tcp_seq, 0x01020304);
+	ck_assert_uint_eq(p.tcp_ack, 0x05060708);
+	ck_assert_uint_eq(p.tcp_win, 0x1234);
+	ck_assert_uint_eq(p.tcp_len, 0);
+	ck_assert_uint_eq(p.tcp_wscale, 7);
+	ck_assert_uint_eq(p.flags, PKT_F_L4);
+
+	static const uint8_t big[] = { V4H(60, 0, 6), TCPO(0x12, 20) };
+	ck_assert_int_eq(parse_exact(big, sizeof(big), sizeof(big), &p), PACKET_OK);
+	ck_assert_uint_eq(p.tcp_wscale, TCP_WSCALE_MAX);
+
+	/* not a SYN: the option means nothing (RFC 7323 2.2) */
+	static const uint8_t ack[] = { V4H(60, 0, 6), TCPO(0x10, 7) };
+	ck_assert_int_eq(parse_exact(ack, sizeof(ack), sizeof(ack), &p), PACKET_OK);
+	ck_assert_uint_eq(p.tcp_wscale, TCP_WSCALE_NONE);
+
+	/* payload: 100 bytes on the wire, whatever the capture holds */
+	uint8_t data[60 + 100] = { V4H(160, 0, 6), TCPO(0x18, 7) };
+	ck_assert_int_eq(parse_exact(data, 60, sizeof(data), &p), PACKET_OK);
+	ck_assert_uint_eq(p.tcp_len, 100);
+
+	/* the capture ends inside the options: the scale is unknown */
+	ck_assert_int_eq(parse_exact(syn, 20 + 20 + 5, sizeof(syn), &p), PACKET_OK);
+	ck_assert_uint_eq(p.flags, PKT_F_L4 | PKT_F_TCP_OPTS_CUT);
+	ck_assert_uint_eq(p.tcp_wscale, TCP_WSCALE_NONE);
+	/* ... but not when the option was read before the cut */
+	ck_assert_int_eq(parse_exact(syn, sizeof(syn), sizeof(syn), &p), PACKET_OK);
+	ck_assert_uint_eq(p.flags & PKT_F_TCP_OPTS_CUT, 0);
+}
+END_TEST
+
 START_TEST(test_parse)
 {
 	const struct pcase *c = &cases[_i];
@@ -383,6 +426,7 @@ static Suite *packet_suite(void)
 	tcase_add_loop_test(tc, test_parse, 0, n);
 	tcase_add_loop_test(tc, test_truncations, 0, n);
 	tcase_add_test(tc, test_odd_lengths);
+	tcase_add_test(tc, test_tcp_window_fields);
 	tcase_add_loop_test(tc, test_icmp_query_types, 0,
 			    (int)(sizeof(icmp_cases) / sizeof(icmp_cases[0])));
 	suite_add_tcase(s, tc);

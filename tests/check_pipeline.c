@@ -632,6 +632,97 @@ END_TEST
 
 /* A SYN on a connection in TIME_WAIT opens a new connection, judged by the
  * rules (nf_conntrack forgets the old flow). */
+static struct packet seg(const char *src, const char *dst, int sp, int dp, uint8_t fl,
+			 uint32_t seq, uint32_t ack, uint32_t len)
+{
+	struct packet p = TCP(src, dst, sp, dp, fl);
+	p.tcp_seq = seq;
+	p.tcp_ack = ack;
+	p.tcp_len = len;
+	p.tcp_win = 65535;
+	p.tcp_wscale = TCP_WSCALE_NONE;
+	return p;
+}
+
+/* Issue #9 item 2, SPEC §4: a blind RST (seq 12345) is dropped as
+ * CONNTRACK_INVALID, counted, and the flow goes on; the exact RST closes.
+ * web -> 10.0.2.50:443: web's ingress admits neither the replies nor the
+ * RST without the tracked flow. */
+START_TEST(test_blind_rst_dropped_flow_continues)
+{
+	const char *w = "10.0.1.10", *o = "10.0.2.50";
+	expect(eval(seg(w, o, 40000, 443, TCP_SYN, 1000000, 0, 0)), true, STAGE_NACL_IN,
+	       REASON_RULES_ALLOW, NULL);
+	expect(eval(seg(o, w, 443, 40000, TCP_SYN | TCP_ACK, 7000000, 1000001, 0)), true,
+	       STAGE_CONNTRACK, REASON_TRACKED_FLOW, NULL);
+	expect(eval(seg(w, o, 40000, 443, TCP_ACK, 1000001, 7000001, 0)), true, STAGE_CONNTRACK,
+	       REASON_TRACKED_FLOW, NULL);
+	struct verdict v = eval(seg(o, w, 443, 40000, TCP_RST, 12345, 0, 0));
+	expect(v, false, STAGE_CONNTRACK, REASON_CONNTRACK_INVALID, NULL);
+	ck_assert_str_eq(reason_name(v.reason), "CONNTRACK_INVALID");
+	ck_assert_uint_eq(counter_get(&pl.counters.packets[STAGE_CONNTRACK][REASON_CONNTRACK_INVALID]), 1);
+	struct ct_stats st;
+	ct_get_stats(pl.ct, &st);
+	ck_assert_uint_eq(st.tcp_invalid, 1);
+	/* the server's data still comes through, and so does the client's */
+	expect(eval(seg(o, w, 443, 40000, TCP_ACK | TCP_PSH, 7000001, 1000001, 1000)), true,
+	       STAGE_CONNTRACK, REASON_TRACKED_FLOW, NULL);
+	expect(eval(seg(w, o, 40000, 443, TCP_ACK, 1000001, 7001001, 0)), true, STAGE_CONNTRACK,
+	       REASON_TRACKED_FLOW, NULL);
+	/* in the window, not exact: passed on, flow kept, counted */
+	expect(eval(seg(o, w, 443, 40000, TCP_RST, 7001001 + 500, 0, 0)), true, STAGE_CONNTRACK,
+	       REASON_TRACKED_FLOW, NULL);
+	ct_get_stats(pl.ct, &st);
+	ck_assert_uint_eq(st.tcp_rst_ignored, 1);
+	expect(eval(seg(o, w, 443, 40000, TCP_ACK, 7001001, 1000001, 0)), true, STAGE_CONNTRACK,
+	       REASON_TRACKED_FLOW, NULL);
+	/* the exact RST ends the flow: after CLOSE's 10 s the replies are new */
+	expect(eval(seg(o, w, 443, 40000, TCP_RST, 7001001, 0, 0)), true, STAGE_CONNTRACK,
+	       REASON_TRACKED_FLOW, NULL);
+	expect(eval_at(seg(o, w, 443, 40000, TCP_ACK, 7001001, 1000001, 0), 11), false,
+	       STAGE_SG_INGRESS, REASON_ENI_SG_RULES_MISMATCH, NULL);
+}
+END_TEST
+
+/* TcpLoose (nf_conntrack_tcp_loose): on by default, a flow first seen
+ * mid-stream is tracked; off, only a SYN starts one. */
+START_TEST(test_tcp_loose)
+{
+	expect(eval(seg("10.0.1.10", "10.0.2.50", 40002, 443, TCP_ACK, 5, 9, 0)), true,
+	       STAGE_NACL_IN, REASON_RULES_ALLOW, NULL);
+	expect(eval(seg("10.0.2.50", "10.0.1.10", 443, 40002, TCP_ACK, 9, 5, 10)), true,
+	       STAGE_CONNTRACK, REASON_TRACKED_FLOW, NULL);
+	policy_free(pol);
+	policy_intern_reset();
+	pol = lab(",\"Vpcfw\":{\"TcpLoose\":false}");
+	ck_assert(!pol->tcp_loose);
+	expect(eval(seg("10.0.1.10", "10.0.2.50", 40003, 443, TCP_ACK, 5, 9, 0)), false,
+	       STAGE_CONNTRACK, REASON_CONNTRACK_INVALID, NULL);
+	expect(eval(seg("10.0.1.10", "10.0.2.50", 40003, 443, TCP_SYN, 5, 0, 0)), true,
+	       STAGE_NACL_IN, REASON_RULES_ALLOW, NULL);
+	struct ct_stats st;
+	ct_get_stats(pl.ct, &st);
+	ck_assert_uint_eq(st.tcp_invalid, 1);
+}
+END_TEST
+
+/* TcpBeLiberal (nf_conntrack_tcp_be_liberal): out-of-window segments pass,
+ * out-of-window RSTs still do not. */
+START_TEST(test_tcp_be_liberal)
+{
+	policy_free(pol);
+	policy_intern_reset();
+	pol = lab(",\"Vpcfw\":{\"TcpBeLiberal\":true}");
+	const char *w = "10.0.1.10", *o = "10.0.2.50";
+	eval(seg(w, o, 40000, 443, TCP_SYN, 1000000, 0, 0));
+	eval(seg(o, w, 443, 40000, TCP_SYN | TCP_ACK, 7000000, 1000001, 0));
+	expect(eval(seg(o, w, 443, 40000, TCP_ACK, 90000000, 1000001, 10)), true, STAGE_CONNTRACK,
+	       REASON_TRACKED_FLOW, NULL);
+	expect(eval(seg(o, w, 443, 40000, TCP_RST, 12345, 0, 0)), false, STAGE_CONNTRACK,
+	       REASON_CONNTRACK_INVALID, NULL);
+}
+END_TEST
+
 START_TEST(test_syn_after_time_wait)
 {
 	/* db -> internet tcp: db's egress admits tcp only to 10.0.0.0/16; app
@@ -813,6 +904,9 @@ int main(void)
 	tcase_add_test(tc, test_spoofed_exempt_source);
 	tcase_add_test(tc, test_icmp_same_id_both_ways);
 	tcase_add_test(tc, test_syn_after_time_wait);
+	tcase_add_test(tc, test_blind_rst_dropped_flow_continues);
+	tcase_add_test(tc, test_tcp_loose);
+	tcase_add_test(tc, test_tcp_be_liberal);
 	tcase_add_test(tc, test_fragment_starts_no_flow);
 	tcase_add_test(tc, test_fragments_follow_the_first);
 	tcase_add_test(tc, test_no_groups_nacl_only);

@@ -70,6 +70,35 @@ struct ct_stats {
 	uint64_t expired;
 	uint64_t allowance_exceeded;    /* new flows refused: table full */
 	uint64_t evicted_embryonic;     /* SYN-sent/-received flows evicted for room */
+	uint64_t tcp_invalid;           /* TCP segments outside the flow's windows: dropped */
+	uint64_t tcp_rst_ignored;       /* RSTs in the window but not at the expected
+	                                   sequence number: passed on, flow kept */
+};
+
+/* What TCP window tracking needs of a segment (SPEC §4; Linux nf_conntrack's
+ * tcp_in_window). */
+struct ct_tcp_seg {
+	uint32_t seq, ack;
+	uint32_t len;                   /* payload bytes */
+	uint16_t win;                   /* the window field, unscaled */
+	uint8_t flags;                  /* TCP_* */
+	uint8_t wscale;                 /* a SYN's window-scale option (0-14),
+	                                   TCP_WSCALE_NONE, or CT_WSCALE_UNKNOWN */
+	bool be_liberal;                /* Vpcfw.TcpBeLiberal */
+};
+
+/* wscale of a SYN whose options could not be read: the largest scale is
+ * assumed (generous windows, still bounded). */
+enum { CT_WSCALE_UNKNOWN = 0xfe };
+
+/* How a segment of a tracked TCP flow fits its windows. */
+enum ct_tcp_verdict {
+	CT_TCP_OK = 0,          /* in the windows: the flow advances */
+	CT_TCP_IGNORE,          /* passed on, the flow unchanged: a RST in the
+	                           window but not at the expected sequence number
+	                           (RFC 5961 3.2: the host answers it with a
+	                           challenge ACK), a SYN on an established flow */
+	CT_TCP_INVALID,         /* outside the windows: dropped, the flow unchanged */
 };
 
 /* Allocates a table for at most max flows (max >= 1). NULL on ENOMEM. */
@@ -97,15 +126,51 @@ void ct_prefetch(const struct conntrack *ct, uint32_t iface, uint64_t hash, bool
 
 /* Records an accepted packet of a tracked flow: advances the TCP state
  * machine (or the UDP stream flag) and pushes the deadline out by the
- * timeout of the new state. */
+ * timeout of the new state.  TCP by its flags alone, the windows untouched:
+ * for segments whose sequence numbers are unknown (fragments, tests); the
+ * packet path uses ct_update_seg. */
 void ct_update(struct conntrack *ct, struct ct_entry *e, const struct ct_tuple *t,
 	       uint8_t tcp_flags, const struct ct_timeouts *to, uint64_t now_ns);
+
+/* Window tracking, as Linux nf_conntrack's tcp_in_window (SPEC §4).  Each
+ * direction keeps the highest sequence number sent (end), the highest the
+ * other side's acknowledgements and windows allow (maxend), the largest
+ * window it advertised (maxwin), the highest acknowledgement it sent, and
+ * its window scale (from the SYNs: RFC 7323, both must offer it).  A
+ * segment is in the windows when its sequence number is at most maxend, its
+ * end is within the receiver's largest window below the highest sent, and
+ * its acknowledgement neither acknowledges unsent data nor lags more than
+ * max(window, 66000) behind.  A flow first seen mid-stream learns its
+ * windows from the first segment of each direction and, never having seen
+ * the scale options, assumes the largest scale (14).
+ *
+ * ct_tcp_check says how the segment fits, changing nothing (a tracked flow
+ * may still be refused by a later stage); ct_update_seg applies it (the
+ * same verdict, recomputed), and ct_insert_seg starts a flow with it.  With
+ * be_liberal (Linux's nf_conntrack_tcp_be_liberal) only RSTs are refused
+ * for being out of window; other segments pass without moving the windows.
+ * A RST in the window ends an established flow only at the expected
+ * sequence number (the receiver's highest acknowledgement, or the sender's
+ * next sequence number); other RSTs are CT_TCP_IGNORE.  Fragmented segments
+ * (seg NULL) are not window-checked, and a RST among them ends nothing. */
+enum ct_tcp_verdict ct_tcp_check(const struct conntrack *ct, const struct ct_entry *e,
+				 const struct ct_tuple *t, const struct ct_tcp_seg *seg);
+enum ct_tcp_verdict ct_update_seg(struct conntrack *ct, struct ct_entry *e,
+				  const struct ct_tuple *t, const struct ct_tcp_seg *seg,
+				  const struct ct_timeouts *to, uint64_t now_ns);
+struct ct_entry *ct_insert_seg(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
+			       uint64_t hash, const struct ct_tcp_seg *seg,
+			       const struct ct_timeouts *to, uint64_t now_ns);
+/* Counts a TCP verdict in the stats (once per packet: the caller knows). */
+void ct_count_tcp(struct conntrack *ct, enum ct_tcp_verdict v);
 
 /* Starts a flow at `iface` for this accepted packet (the packet's source is
  * the originator).  Returns NULL if the table is full and no embryonic flow
  * could be evicted; that refusal is counted in allowance_exceeded.  A full
  * table first reclaims expired flows from a bounded sweep.  If the flow is
- * already tracked, it is updated as by ct_update and returned. */
+ * already tracked, it is updated as by ct_update and returned.  A TCP flow
+ * started so (flags only: seeding a new configuration's table) learns its
+ * windows from its next segments, as a flow picked up mid-stream does. */
 struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
 			   uint64_t hash, uint8_t tcp_flags, const struct ct_timeouts *to,
 			   uint64_t now_ns);

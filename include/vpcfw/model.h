@@ -250,6 +250,8 @@ struct m_vpcfw {
 	int n_bindings;
 	uint32_t conntrack_max;         /* ConntrackMax, default 262144 */
 	bool admit_related_icmp;        /* AdmitRelatedIcmp, default false */
+	bool tcp_be_liberal;            /* TcpBeLiberal, default false */
+	bool tcp_loose;                 /* TcpLoose, default true */
 	bool fail_open;                 /* FailOpen, default false */
 	const char *flow_log_dir;       /* FlowLogDirectory */
 	uint32_t flow_log_rotate_seconds; /* FlowLogRotateSeconds, default 300 */

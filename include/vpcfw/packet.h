@@ -20,7 +20,11 @@ enum {
 	PKT_F_FRAGMENT  = 1 << 1, /* a non-first fragment: no L4 header in it */
 	PKT_F_ICMP_ERR  = 1 << 2, /* an ICMP/ICMPv6 error; `inner` holds the quoted tuple */
 	PKT_F_FRAG_HEAD = 1 << 3, /* the first fragment of a fragmented datagram */
+	PKT_F_TCP_OPTS_CUT = 1 << 4, /* a TCP SYN whose options lie beyond the capture */
 };
+
+/* tcp_wscale of a SYN without the window-scale option (RFC 7323 2.2) */
+enum { TCP_WSCALE_NONE = 0xff, TCP_WSCALE_MAX = 14 };
 
 /* TCP flag bits as on the wire (and as flow logs OR them). */
 enum { TCP_FIN = 0x01, TCP_SYN = 0x02, TCP_RST = 0x04, TCP_PSH = 0x08, TCP_ACK = 0x10 };
@@ -44,6 +48,12 @@ struct packet {
 	uint32_t frag_id;     /* IPv4 identification / IPv6 fragment id, with
 	                         PKT_F_FRAGMENT or PKT_F_FRAG_HEAD */
 	struct packet_inner inner; /* valid with PKT_F_ICMP_ERR */
+	/* TCP, with PKT_F_L4: what window tracking needs (SPEC §4) */
+	uint32_t tcp_seq, tcp_ack;
+	uint32_t tcp_len;     /* payload bytes (of this fragment, for PKT_F_FRAG_HEAD) */
+	uint16_t tcp_win;     /* the window field, unscaled */
+	uint8_t tcp_wscale;   /* a SYN's window-scale option, at most TCP_WSCALE_MAX
+	                         (RFC 7323 2.3), or TCP_WSCALE_NONE */
 };
 
 /* Parses an IP packet starting at its IP header.  `caplen` bytes are

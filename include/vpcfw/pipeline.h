@@ -42,6 +42,9 @@ enum reason {
 	REASON_MALFORMED_PACKET,
 	REASON_CONNTRACK_ALLOWANCE_EXCEEDED,
 	REASON_INVALID_SOURCE_ADDRESS,          /* SPEC §5: a source never legitimate here */
+	REASON_CONNTRACK_INVALID,               /* SPEC §4: a TCP segment outside its
+	                                           flow's window, or (TcpLoose off) of
+	                                           no tracked connection */
 	REASON_COUNT
 };
 

@@ -110,6 +110,8 @@ struct policy {
 	/* Vpcfw section, with defaults applied */
 	uint32_t conntrack_max;
 	bool admit_related_icmp;
+	bool tcp_be_liberal;
+	bool tcp_loose;
 };
 
 /* Builds a policy from m (ownership passes to the policy even on failure).
