@@ -14,12 +14,15 @@ var() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL "$MAKE" -s -C "$top_builddir" --
 "$MAKE" -s -C "$top_builddir" install DESTDIR="$D" >"$D.log" 2>&1 ||
 	{ cat "$D.log"; rm -f "$D.log"; echo "FAIL: make install"; exit 1; }
 rm -f "$D.log"
-sbindir=$(var sbindir) sysconfdir=$(var sysconfdir) mandir=$(var mandir)
-unitdir=$(var systemdsystemunitdir) compdir=$(var bashcompletiondir)
-for f in "$sbindir/vpcfwd:x" "$sbindir/vpcfwctl:x" "$unitdir/vpcfwd.service:f" \
+sbindir=$(var sbindir) bindir=$(var bindir) sysconfdir=$(var sysconfdir) mandir=$(var mandir)
+docdir=$(var docdir) unitdir=$(var systemdsystemunitdir) compdir=$(var bashcompletiondir)
+# Debian's layout (tests/deb.sh checks the package's): vpcfwctl on every
+# user's PATH, examples as documentation, only the daemon's settings in
+# $sysconfdir/vpcfw
+for f in "$sbindir/vpcfwd:x" "$bindir/vpcfwctl:x" "$unitdir/vpcfwd.service:f" \
 	 "$mandir/man8/vpcfwd.8:f" "$mandir/man8/vpcfwctl.8:f" "$mandir/man5/vpcfw.conf.5:f" \
-	 "$compdir/vpcfwctl:f" "$sysconfdir/vpcfw/examples/three-tier/40-security-groups.json:f" \
-	 "$sysconfdir/vpcfw/examples/three-tier.pcap:f"; do
+	 "$compdir/vpcfwctl:f" "$docdir/examples/three-tier/40-security-groups.json:f" \
+	 "$docdir/examples/three-tier.pcap:f" "$sysconfdir/vpcfw/90-vpcfw.json:f"; do
 	if [ -"${f##*:}" "$D${f%:*}" ]; then echo "PASS: installed ${f%:*}"
 	else echo "FAIL: not installed: ${f%:*}"; fails=$((fails + 1)); fi
 done
@@ -53,14 +56,40 @@ if command -v systemd-analyze >/dev/null; then
 else
 	echo "NOTE: systemd-analyze not installed: the unit is not parsed here"
 fi
+case $docdir in */share/doc/vpcfw) echo "PASS: docdir is .../share/doc/vpcfw" ;;
+*) echo "FAIL: docdir $docdir"; fails=$((fails + 1)) ;; esac
+for f in "$sbindir/vpcfwctl" "$sysconfdir/vpcfw/examples"; do
+	[ -e "$D$f" ] && { echo "FAIL: installed where it does not belong: $f"; fails=$((fails + 1)); } ||
+		echo "PASS: not installed: $f"
+done
+# the settings alone enforce nothing (a warning, or refused without
+# interfaces), but their file has no error of its own
+"$D$sbindir/vpcfwd" -c "$D$sysconfdir/vpcfw" --check-config >/dev/null 2>"$D.check"
+if grep -q 'error.*90-vpcfw\.json' "$D.check"; then
+	cat "$D.check"; echo "FAIL: the installed settings have errors"; fails=$((fails + 1))
+else echo "PASS: the installed settings (90-vpcfw.json) have no error"; fi
+rm -f "$D.check"
 grep -q "^ExecStart=$sbindir/vpcfwd -c $sysconfdir/vpcfw\$" "$D$unitdir/vpcfwd.service" &&
 	echo "PASS: the unit names the installed paths" ||
 	{ echo "FAIL: unit: $(grep ExecStart= "$D$unitdir/vpcfwd.service")"; fails=$((fails + 1)); }
-"$D$sbindir/vpcfwd" -c "$D$sysconfdir/vpcfw/examples/three-tier" --check-config >/dev/null 2>&1 &&
+"$D$sbindir/vpcfwd" -c "$D$docdir/examples/three-tier" --check-config >/dev/null 2>&1 &&
 	echo "PASS: the installed example is valid" ||
 	{ echo "FAIL: the installed example is refused"; fails=$((fails + 1)); }
+# an edited settings file survives a reinstall and an uninstall
+printf '{"Vpcfw": {"Queues": [3]}}\n' >"$D$sysconfdir/vpcfw/90-vpcfw.json"
+"$MAKE" -s -C "$top_builddir" install DESTDIR="$D" >/dev/null 2>&1
+grep -q '\[3\]' "$D$sysconfdir/vpcfw/90-vpcfw.json" &&
+	echo "PASS: make install keeps an edited 90-vpcfw.json" ||
+	{ echo "FAIL: make install overwrote an edited 90-vpcfw.json"; fails=$((fails + 1)); }
 "$MAKE" -s -C "$top_builddir" uninstall DESTDIR="$D" >/dev/null 2>&1
 left=$(find "$D" -type f | sed "s|^$D||")
-[ -z "$left" ] && echo "PASS: make uninstall removes every file" ||
+[ "$left" = "$sysconfdir/vpcfw/90-vpcfw.json" ] &&
+	echo "PASS: make uninstall removes every file but the edited settings" ||
+	{ echo "FAIL: left after uninstall: $left"; fails=$((fails + 1)); }
+rm -f "$D$sysconfdir/vpcfw/90-vpcfw.json"
+"$MAKE" -s -C "$top_builddir" install DESTDIR="$D" >/dev/null 2>&1
+"$MAKE" -s -C "$top_builddir" uninstall DESTDIR="$D" >/dev/null 2>&1
+left=$(find "$D" -type f | sed "s|^$D||")
+[ -z "$left" ] && echo "PASS: make uninstall removes every file (settings unchanged)" ||
 	{ echo "FAIL: left after uninstall: $left"; fails=$((fails + 1)); }
 exit $((fails ? 1 : 0))
