@@ -4,7 +4,7 @@
 # and the .deb, unpacked into a scratch root (dpkg -x), has Debian's layout:
 # vpcfwd in /usr/sbin, vpcfwctl in /usr/bin, the unit enabled but not
 # started, man pages, bash completion, examples under /usr/share/doc, the
-# daemon's settings in /etc/vpcfw as a conffile, a vpcfw group made by
+# daemon's settings in /etc/vpcfw as a conffile, the vpcfw user and group made by
 # postinst.  Skips (77) only when dpkg-buildpackage, debhelper or lintian is
 # not installed (tests/setup-debian installs them).
 set -u
@@ -86,7 +86,8 @@ for f in /usr/sbin/vpcfwd:x /usr/bin/vpcfwctl:x /lib/systemd/system/vpcfwd.servi
 	 /usr/share/doc/vpcfw/examples/three-tier/40-security-groups.json:f \
 	 /usr/share/doc/vpcfw/examples/three-tier.pcap:f \
 	 /usr/share/doc/vpcfw/examples/three-tier-traffic.json:f \
-	 /usr/share/doc/vpcfw/copyright:f /etc/vpcfw/90-vpcfw.json:f /etc/logrotate.d/vpcfw:f; do
+	 /usr/share/doc/vpcfw/copyright:f /etc/vpcfw/90-vpcfw.json:f /etc/logrotate.d/vpcfw:f \
+	 /usr/lib/sysusers.d/vpcfw.conf:f; do
 	if [ -"${f##*:}" "$R${f%:*}" ]; then pass "installed ${f%:*}"
 	else fail "not installed: ${f%:*}"; fi
 done
@@ -114,6 +115,9 @@ conf=$(sort "$C/conffiles" 2>/dev/null | tr '\n' ' ')
 	pass "conffiles: /etc/vpcfw/90-vpcfw.json and /etc/logrotate.d/vpcfw" || fail "conffiles: $conf"
 grep -q 'addgroup --system --quiet vpcfw' "$C/postinst" && pass "postinst creates the vpcfw group" ||
 	fail "postinst does not create the vpcfw group"
+grep -q 'adduser --system .*--ingroup vpcfw' "$C/postinst" &&
+	pass "postinst creates the vpcfw user (the unit's User=) in that group" ||
+	fail "postinst does not create the vpcfw user"
 # enabled (deb-systemd-helper enable) but not started (no deb-systemd-invoke start)
 grep -q "deb-systemd-helper enable 'vpcfwd.service'" "$C/postinst" && pass "postinst enables vpcfwd.service" ||
 	fail "postinst does not enable vpcfwd.service"
@@ -128,15 +132,17 @@ e=$(grep -n 'deb-systemd-helper enable' "$C/postinst" | head -1 | cut -d: -f1)
 # adds the group when getent does not know it, and not when it does
 B=$T/stubs
 mkdir "$B"
-printf '#!/bin/sh\necho "$*" >>"%s/calls"\nexit 0\n' "$T" >"$B/addgroup"
-printf '#!/bin/sh\n[ -n "${GROUP_EXISTS:-}" ]\n' >"$B/getent"
+printf '#!/bin/sh\necho "$(basename "$0") $*" >>"%s/calls"\nexit 0\n' "$T" >"$B/addgroup"
+cp "$B/addgroup" "$B/adduser"
+printf '#!/bin/sh\n[ -n "${EXISTS:-}" ]\n' >"$B/getent"
 for s in deb-systemd-helper deb-systemd-invoke systemctl; do printf '#!/bin/sh\nexit 0\n' >"$B/$s"; done
 chmod +x "$B"/*
 PATH=$B:$PATH sh "$C/postinst" configure >/dev/null 2>&1
-PATH=$B:$PATH GROUP_EXISTS=1 sh "$C/postinst" configure >/dev/null 2>&1
-[ "$(cat "$T/calls" 2>/dev/null)" = "--system --quiet vpcfw" ] &&
-	pass "postinst configure: addgroup once, only while the group is missing" ||
-	fail "postinst configure: addgroup calls: $(cat "$T/calls" 2>/dev/null)"
+PATH=$B:$PATH EXISTS=1 sh "$C/postinst" configure >/dev/null 2>&1
+calls=$(tr '\n' ';' <"$T/calls" 2>/dev/null)
+[ "$calls" = "addgroup --system --quiet vpcfw;adduser --system --quiet --ingroup vpcfw --no-create-home --home /nonexistent --gecos vpcfw firewall daemon vpcfw;" ] &&
+	pass "postinst configure: the group, then the user, once, only while missing" ||
+	fail "postinst configure: calls: $calls"
 
 echo "deb: $fails failure(s)"
 exit $((fails ? 1 : 0))
