@@ -732,6 +732,32 @@ static struct ct_entry *insert(struct conntrack *ct, uint32_t iface, const struc
 			       uint64_t hash, uint8_t tcp_flags, const struct ct_tcp_seg *seg,
 			       const struct ct_timeouts *to, uint64_t now_ns);
 
+/* Takes the free slot at the head of the list for a new flow of t at iface
+ * and links it into bucket b: no state yet (ct_insert and ct_restore set
+ * it).  The caller made sure a slot is free. */
+static struct ct_entry *link_new(struct conntrack *ct, uint64_t b, uint32_t iface,
+				 const struct ct_tuple *t)
+{
+	uint32_t i = ct->free_head;
+	struct ct_entry *e = &ct->pool[i];
+
+	ct->free_head = e->next;
+	e->src = t->src;
+	e->dst = t->dst;
+	e->sport = t->sport;
+	e->dport = t->dport;
+	e->proto = t->proto;
+	e->iface = iface;
+	e->flags = F_USED;
+	e->state = CT_TCP_NONE;
+	e->wscale = 0;
+	e->next = ct->buckets[b];
+	ct->buckets[b] = i;
+	counter_inc(&ct->cnt.used);
+	counter_inc(&ct->cnt.inserted);
+	return e;
+}
+
 struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
 			   uint64_t hash, uint8_t tcp_flags, const struct ct_timeouts *to,
 			   uint64_t now_ns)
@@ -773,23 +799,7 @@ static struct ct_entry *insert(struct conntrack *ct, uint32_t iface, const struc
 		counter_inc(&ct->cnt.allowance_exceeded);
 		return NULL;
 	}
-	uint32_t i = ct->free_head;
-	struct ct_entry *e = &ct->pool[i];
-	ct->free_head = e->next;
-
-	e->src = t->src;
-	e->dst = t->dst;
-	e->sport = t->sport;
-	e->dport = t->dport;
-	e->proto = t->proto;
-	e->iface = iface;
-	e->flags = F_USED;
-	e->state = CT_TCP_NONE;
-	e->wscale = 0;
-	e->next = ct->buckets[b];
-	ct->buckets[b] = i;
-	counter_inc(&ct->cnt.used);
-	counter_inc(&ct->cnt.inserted);
+	struct ct_entry *e = link_new(ct, b, iface, t);
 
 	if (t->proto == PROTO_TCP) {
 		bool syn = (tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
@@ -949,25 +959,10 @@ int ct_restore(struct conntrack *ct, const struct ct_saved *s, uint64_t now_ns)
 		counter_inc(&ct->cnt.allowance_exceeded);
 		return -3;
 	}
-	uint64_t b = bucket_of(ct, s->iface, hash);
-	uint32_t i = ct->free_head;
-	struct ct_entry *e = &ct->pool[i];
-	ct->free_head = e->next;
-	e->src = t->src;
-	e->dst = t->dst;
-	e->sport = t->sport;
-	e->dport = t->dport;
-	e->proto = t->proto;
-	e->iface = s->iface;
-	e->flags = F_USED;
+	struct ct_entry *e = link_new(ct, bucket_of(ct, s->iface, hash), s->iface, t);
 	for (size_t k = 0; k < sizeof(saved_flags) / sizeof(saved_flags[0]); k++)
 		if (s->flags & saved_flags[k].saved)
 			e->flags |= saved_flags[k].entry;
-	e->state = CT_TCP_NONE;
-	e->next = ct->buckets[b];
-	ct->buckets[b] = i;
-	counter_inc(&ct->cnt.used);
-	counter_inc(&ct->cnt.inserted);
 	set_state(ct, e, s->tcp_state);
 	e->deadline = s->deadline_ns;
 	return 0;
