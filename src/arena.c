@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vpcfw/log.h"
+#include "vpcfw/xmalloc.h"
+
 struct arena_block {
 	struct arena_block *next;
 	size_t size, used;
@@ -30,11 +33,7 @@ void *arena_alloc(struct arena *a, size_t size)
 		need = align;
 	if (!b || b->size - b->used < need) {
 		size_t cap = need > ARENA_BLOCK ? need : ARENA_BLOCK;
-		b = malloc(sizeof(*b) + cap);
-		if (!b) {
-			fputs("vpcfw: out of memory\n", stderr);
-			abort();
-		}
+		b = xmalloc(sizeof(*b) + cap);
 		b->size = cap;
 		b->used = 0;
 		b->next = a->head;
@@ -49,10 +48,8 @@ void *arena_alloc(struct arena *a, size_t size)
 
 void *arena_calloc(struct arena *a, size_t n, size_t size)
 {
-	if (size && n > SIZE_MAX / size) {
-		fputs("vpcfw: allocation overflow\n", stderr);
-		abort();
-	}
+	if (size && n > SIZE_MAX / size)
+		fatalx("allocation overflow (%zu x %zu bytes)", n, size);
 	return arena_alloc(a, n * size);
 }
 

@@ -4,6 +4,7 @@
  * references are left to policy.c; config_check() looks at what only makes
  * sense once every file is in (duplicates, NACL numbering). */
 #include "vpcfw/config.h"
+#include "vpcfw/xmalloc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,16 +32,6 @@ struct idmap {
 	int *vals;
 	size_t mask, n;
 };
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-	if (!p) {
-		fputs("vpcfw: out of memory\n", stderr);
-		abort();
-	}
-	return p;
-}
 
 static uint64_t str_hash(const char *s)
 {

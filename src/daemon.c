@@ -37,6 +37,7 @@
 #include "vpcfw/diag.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/load.h"
+#include "vpcfw/log.h"
 #include "vpcfw/mirror.h"
 #include "vpcfw/nfq.h"
 #include "vpcfw/notify.h"
@@ -105,7 +106,6 @@ static atomic_bool stopping;
 static atomic_bool worker_failed;
 static atomic_bool audit_mode;          /* accept all, count what would be refused */
 static _Atomic(struct ctl_shadow *) shadow; /* a candidate policy beside the running one */
-static bool log_stderr;
 
 static struct worker *workers;
 static int n_workers;
@@ -120,31 +120,10 @@ static struct mirror *mirror;
 
 /* ------------------------------------------------------------ logging */
 
-static void vlog(int prio, const char *fmt, va_list ap)
-{
-	if (log_stderr) {
-		char buf[1024];
-		vsnprintf(buf, sizeof(buf), fmt, ap);
-		fprintf(stderr, "vpcfwd: %s\n", buf);
-	} else {
-		vsyslog(prio, fmt, ap);
-	}
-}
-
-__attribute__((format(printf, 2, 3)))
-static void logmsg(int prio, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vlog(prio, fmt, ap);
-	va_end(ap);
-}
-
 static void log_diag(const struct diag *d)
 {
 	for (size_t i = 0; i < d->n; i++)
-		logmsg(d->msgs[i].error ? LOG_ERR : LOG_WARNING, "%s: %s",
+		logit(d->msgs[i].error ? LOG_ERR : LOG_WARNING, "%s: %s",
 		       d->msgs[i].error ? "error" : "warning", d->msgs[i].text);
 }
 
@@ -187,14 +166,14 @@ static int bind_devices(struct generation *g, bool quiet)
 			ifc = policy_iface_by_id(g->pol, b->eni_id);
 		if (!ifc) {
 			if (!quiet)
-				logmsg(LOG_WARNING, "binding of %s to %s: no such interface "
+				logit(LOG_WARNING, "binding of %s to %s: no such interface "
 				       "in the configuration", b->eni_id, b->device);
 			continue;
 		}
 		idx = if_nametoindex(b->device);
 		if (idx == 0) {
 			if (!quiet)
-				logmsg(LOG_WARNING, "binding of %s: no device %s here; "
+				logit(LOG_WARNING, "binding of %s: no device %s here; "
 				       "unbound until a reload", b->eni_id, b->device);
 			continue;
 		}
@@ -232,7 +211,7 @@ static struct generation *generation_load(const struct daemon_options *opt, bool
 	struct diag d;
 
 	if (!g) {
-		logmsg(LOG_ERR, "out of memory loading the configuration");
+		logit(LOG_ERR, "out of memory loading the configuration");
 		return NULL;
 	}
 	diag_init(&d);
@@ -240,7 +219,7 @@ static struct generation *generation_load(const struct daemon_options *opt, bool
 	g->pol = policy_load(opt->config_paths, opt->n_config_paths, &d);
 	log_diag(&d);
 	if (!g->pol) {
-		logmsg(LOG_ERR, "configuration refused: %zu error(s), %zu warning(s)%s",
+		logit(LOG_ERR, "configuration refused: %zu error(s), %zu warning(s)%s",
 		       d.errors, d.warnings, opt->strict && d.warnings ? " (--strict)" : "");
 		diag_free(&d);
 		free(g);
@@ -248,7 +227,7 @@ static struct generation *generation_load(const struct daemon_options *opt, bool
 	}
 	diag_free(&d);
 	if (bind_devices(g, at_start) < 0) {
-		logmsg(LOG_ERR, "out of memory binding devices");
+		logit(LOG_ERR, "out of memory binding devices");
 		generation_free(g);
 		return NULL;
 	}
@@ -395,7 +374,7 @@ static int run_batch(struct worker *w, int n)
 		/* A later batch verdict would cover these packets with its own
 		 * verdict; better to stop: unbinding makes the kernel drop
 		 * them (or pass them, with --queue-bypass). */
-		logmsg(LOG_ERR, "queue %u: cannot send verdicts: %s; stopping",
+		logit(LOG_ERR, "queue %u: cannot send verdicts: %s; stopping",
 		       nfqueue_queue_num(w->q), strerror(errno));
 		atomic_store(&worker_failed, true);
 	}
@@ -441,7 +420,7 @@ static void *worker_main(void *arg)
 		counter_inc(&w->heartbeat);
 		int n = nfqueue_recv_batch(w->q, 100);
 		if (n < 0) {
-			logmsg(LOG_ERR, "queue %u: receive failed: %s", nfqueue_queue_num(w->q),
+			logit(LOG_ERR, "queue %u: receive failed: %s", nfqueue_queue_num(w->q),
 			       strerror(errno));
 			atomic_store(&worker_failed, true);
 			return NULL;
@@ -488,10 +467,10 @@ static bool workers_progressing(void)
 				(nfqueue_kernel_stats(qn, &ks) && ks.queue_total > 0);
 		}
 		if (stuck && !w->wd_stuck)
-			logmsg(LOG_ERR, "queue %u: the worker makes no progress with packets pending; "
+			logit(LOG_ERR, "queue %u: the worker makes no progress with packets pending; "
 			       "watchdog pings stopped", nfqueue_queue_num(w->q));
 		else if (!stuck && w->wd_stuck)
-			logmsg(LOG_NOTICE, "queue %u: the worker makes progress again; watchdog pings "
+			logit(LOG_NOTICE, "queue %u: the worker makes progress again; watchdog pings "
 			       "resumed", nfqueue_queue_num(w->q));
 		w->wd_stuck = stuck;
 		ok = ok && !stuck;
@@ -522,7 +501,7 @@ static void drain_refusals(void)
 
 	if (now != window) {
 		if (suppressed)
-			logmsg(LOG_INFO, "%" PRIu64 " more refusal(s) not logged (rate limit)",
+			logit(LOG_INFO, "%" PRIu64 " more refusal(s) not logged (rate limit)",
 			       suppressed);
 		window = now;
 		logged = 0;
@@ -534,7 +513,7 @@ static void drain_refusals(void)
 		uint32_t head = atomic_load_explicit(&w->ring_head, memory_order_acquire);
 		for (; tail != head; tail++) {
 			if (logged < REFUSALS_PER_SECOND) {
-				logmsg(LOG_INFO, "queue %u: %s", nfqueue_queue_num(w->q),
+				logit(LOG_INFO, "queue %u: %s", nfqueue_queue_num(w->q),
 				       w->ring[tail % REFUSAL_RING].text);
 				logged++;
 			} else {
@@ -581,7 +560,7 @@ static void log_stats(const char *when)
 		flows += cs.used;
 		ct_exceeded += cs.allowance_exceeded;
 	}
-	logmsg(LOG_INFO, "%s: %" PRIu64 " packets in %" PRIu64 " batches (%" PRIu64
+	logit(LOG_INFO, "%s: %" PRIu64 " packets in %" PRIu64 " batches (%" PRIu64
 	       " verdict messages): %" PRIu64 " accepted, %" PRIu64 " rejected; %" PRIu64
 	       " flows tracked, conntrack_allowance_exceeded %" PRIu64 "; enobufs %" PRIu64
 	       ", truncated %" PRIu64 ", netlink errors %" PRIu64 ", send errors %" PRIu64,
@@ -590,13 +569,13 @@ static void log_stats(const char *when)
 	for (int st = 0; st < STAGE_COUNT; st++)
 		for (int r = 0; r < REASON_COUNT; r++)
 			if (sum.packets[st][r])
-				logmsg(LOG_INFO, "%s: %s %s: %" PRIu64, when, stage_name((enum stage)st),
+				logit(LOG_INFO, "%s: %s %s: %" PRIu64, when, stage_name((enum stage)st),
 				       reason_name((enum reason)r), sum.packets[st][r]);
 	if (flowlog) {
 		struct flowlog_stats fs;
 		flowlog_get_stats(flowlog, &fs);
 		/* SKIPDATA says records were lost; this says how many */
-		logmsg(LOG_INFO, "%s: flow logs: %" PRIu64 " records, %" PRIu64 " NODATA and %"
+		logit(LOG_INFO, "%s: flow logs: %" PRIu64 " records, %" PRIu64 " NODATA and %"
 		       PRIu64 " SKIPDATA in %" PRIu64 " files; %" PRIu64 " packets lost (SKIPDATA), %"
 		       PRIu64 " write errors", when, fs.records_written, fs.nodata_records,
 		       fs.skipdata_records, fs.files_written, fs.records_lost, fs.write_errors);
@@ -604,7 +583,7 @@ static void log_stats(const char *when)
 	if (mirror) {
 		struct mirror_stats ms;
 		mirror_get_stats(mirror, &ms);
-		logmsg(LOG_INFO, "%s: mirror: %" PRIu64 " copies, %" PRIu64 " dropped (ring full), %"
+		logit(LOG_INFO, "%s: mirror: %" PRIu64 " copies, %" PRIu64 " dropped (ring full), %"
 		       PRIu64 " VXLAN sent, %" PRIu64 " send errors, %" PRIu64 " without target, %"
 		       PRIu64 " pcap records, %" PRIu64 " write errors; drop capture: %" PRIu64
 		       " refused captured, %" PRIu64 " dropped (ring full), %" PRIu64 " written, %"
@@ -617,7 +596,7 @@ static void log_stats(const char *when)
 		struct nfqueue_kernel_stats ks;
 		uint16_t qn = nfqueue_queue_num(workers[i].q);
 		if (nfqueue_kernel_stats(qn, &ks))
-			logmsg(LOG_INFO, "%s: kernel queue %u: %u waiting, %" PRIu64
+			logit(LOG_INFO, "%s: kernel queue %u: %u waiting, %" PRIu64
 			       " dropped (queue full), %" PRIu64 " dropped (socket full)",
 			       when, qn, ks.queue_total, ks.queue_dropped, ks.user_dropped);
 	}
@@ -633,7 +612,7 @@ static int check_start(const struct daemon_options *opt, const struct policy *po
 	int n = start_check(opt, pol, out, &d);
 	log_diag(&d);
 	if (n < 0)
-		logmsg(LOG_ERR, "start refused: %zu error(s), %zu warning(s)%s", d.errors,
+		logit(LOG_ERR, "start refused: %zu error(s), %zu warning(s)%s", d.errors,
 		       d.warnings, opt->strict && d.warnings ? " (--strict)" : "");
 	diag_free(&d);
 	return n;
@@ -669,11 +648,11 @@ static bool generation_counters(struct generation *g)
 static struct generation *reload_compile(const struct daemon_options *opt, const char *who)
 {
 	notify_reloading();
-	logmsg(LOG_INFO, "reloading the configuration (%s)", who);
+	logit(LOG_INFO, "reloading the configuration (%s)", who);
 	struct generation *g = generation_load(opt, false);
 	if (g && g->pol->n_ifaces == 0 && !opt->allow_empty) {
 		/* as at start (startcheck.c): an emptied directory enforces nothing */
-		logmsg(LOG_ERR, "error: no network interface in the configuration: nothing to "
+		logit(LOG_ERR, "error: no network interface in the configuration: nothing to "
 		       "enforce; vpcfwd was not started with --allow-empty");
 		generation_free(g);
 		g = NULL;
@@ -692,7 +671,7 @@ static bool reload_install(struct generation *g)
 	char status[128];
 
 	if (!g) {
-		logmsg(LOG_ERR, "reload refused: the running configuration stays in force");
+		logit(LOG_ERR, "reload refused: the running configuration stays in force");
 		notify_ready("running; the last reload was refused, see the log");
 		return false;
 	}
@@ -703,25 +682,25 @@ static bool reload_install(struct generation *g)
 	if (oc->fail_open != nc->fail_open) {
 		for (int i = 0; i < n_workers; i++)
 			nfqueue_set_fail_open(workers[i].q, nc->fail_open);
-		logmsg(LOG_INFO, "FailOpen is now %s", nc->fail_open ? "true" : "false");
+		logit(LOG_INFO, "FailOpen is now %s", nc->fail_open ? "true" : "false");
 	}
 	if (oc->n_queues != nc->n_queues ||
 	    (oc->n_queues && memcmp(oc->queues, nc->queues, sizeof(*oc->queues) * (size_t)oc->n_queues)))
-		logmsg(LOG_WARNING, "Vpcfw.Queues changed: takes effect on restart");
+		logit(LOG_WARNING, "Vpcfw.Queues changed: takes effect on restart");
 	if (old->pol->conntrack_max != g->pol->conntrack_max)
-		logmsg(LOG_WARNING, "ConntrackMax changed: takes effect on restart");
+		logit(LOG_WARNING, "ConntrackMax changed: takes effect on restart");
 
 	/* before the swap: new sessions apply from the first packet */
 	mirror_set_policy(mirror, g->pol);
 	if (mirror_copy_range(g->pol) > mirror_copy_range(old->pol))
-		logmsg(LOG_WARNING, "mirroring needs a larger NFQUEUE copy range: takes effect on "
+		logit(LOG_WARNING, "mirroring needs a larger NFQUEUE copy range: takes effect on "
 		       "restart (copies are cut at the current range meanwhile)");
 	atomic_store(&current, g);
 	flowlog_set_policy(flowlog, g->pol);
 	grace_period();
 	mirror_reclaim(mirror); /* no worker can still read the replaced plan */
 	generation_free(old);
-	logmsg(LOG_INFO, "configuration %" PRIu64 " in force (%d interfaces, %d bound devices)",
+	logit(LOG_INFO, "configuration %" PRIu64 " in force (%d interfaces, %d bound devices)",
 	       g->number, g->pol->n_ifaces, g->n_bindings);
 	snprintf(status, sizeof(status), "running configuration %" PRIu64 " on %d queue(s)",
 		 g->number, n_workers);
@@ -820,12 +799,12 @@ static void snap_write(const char *path)
 		counter_set(&state_cnt.written_ns, wall);
 		counter_set(&state_cnt.last_flows, flows);
 		if (snap.failing)
-			logmsg(LOG_INFO, "StateFile %s: written again (%" PRIu64 " flows)", path, flows);
+			logit(LOG_INFO, "StateFile %s: written again (%" PRIu64 " flows)", path, flows);
 		snap.failing = false;
 	} else {
 		counter_inc(&state_cnt.write_errors);
 		if (!snap.failing)
-			logmsg(LOG_ERR, "StateFile %s: cannot save the flow table: %s", path, err);
+			logit(LOG_ERR, "StateFile %s: cannot save the flow table: %s", path, err);
 		snap.failing = true;
 	}
 	free(buf);
@@ -875,7 +854,7 @@ static void state_save_final(void)
 	if (!path || !*path || !workers)
 		return;
 	if (!snap_prepare(g)) {
-		logmsg(LOG_ERR, "StateFile %s: out of memory; the flow table is not saved", path);
+		logit(LOG_ERR, "StateFile %s: out of memory; the flow table is not saved", path);
 		return;
 	}
 	for (int i = 0; i < n_workers; i++) {
@@ -888,7 +867,7 @@ static void state_save_final(void)
 	snap.failing = false;
 	snap_write(path);
 	if (!snap.failing)
-		logmsg(LOG_INFO, "StateFile %s: %" PRIu64 " flows saved", path,
+		logit(LOG_INFO, "StateFile %s: %" PRIu64 " flows saved", path,
 		       counter_get(&state_cnt.last_flows));
 }
 
@@ -933,7 +912,7 @@ static void state_load(const struct policy *pol)
 		return;
 	int r = state_read_file(path, &buf, &len, err, sizeof(err));
 	if (r == 1) {
-		logmsg(LOG_INFO, "StateFile %s: none yet; starting with an empty flow table", path);
+		logit(LOG_INFO, "StateFile %s: none yet; starting with an empty flow table", path);
 		return;
 	}
 	uint64_t wall = clock_ns(CLOCK_REALTIME);
@@ -945,7 +924,7 @@ static void state_load(const struct policy *pol)
 		counter_set(&state_cnt.dropped_expired, st.expired);
 		counter_set(&state_cnt.dropped_unknown_iface, st.unknown_iface);
 		counter_set(&state_cnt.dropped_other, st.no_queue + st.duplicate + st.table_full);
-		logmsg(LOG_INFO, "StateFile %s: written %" PRIu64 " s ago; %" PRIu64 " flows restored, "
+		logit(LOG_INFO, "StateFile %s: written %" PRIu64 " s ago; %" PRIu64 " flows restored, "
 		       "dropped: %" PRIu64 " idled out meanwhile, %" PRIu64 " of interfaces no longer "
 		       "configured, %" PRIu64 " of queues not served, %" PRIu64 " duplicates, %" PRIu64
 		       " beyond ConntrackMax", path,
@@ -955,7 +934,7 @@ static void state_load(const struct policy *pol)
 		state_image_free(&img);
 	} else {
 		counter_set(&state_cnt.refused, 1);
-		logmsg(LOG_ERR, "StateFile %s refused: %s; starting with an empty flow table", path, err);
+		logit(LOG_ERR, "StateFile %s refused: %s; starting with an empty flow table", path, err);
 	}
 	free(buf);
 }
@@ -1096,7 +1075,7 @@ static struct ctl_shadow *ctl_set_shadow(void *ctx, struct ctl_shadow *s)
 
 static void ctl_log(int prio, const char *msg)
 {
-	logmsg(prio, "%s", msg);
+	logit(prio, "%s", msg);
 }
 
 /* Least privilege, with libcap-ng.  Root is needed only to open what is open
@@ -1148,57 +1127,57 @@ static int drop_privileges(const char *user, bool net_raw, struct ctl *ctl)
 		/* systemd's User= and AmbientCapabilities= (or the like) */
 		capng_clear(CAPNG_SELECT_ALL);
 		if (capng_get_caps_process() < 0) {
-			logmsg(LOG_ERR, "cannot read the capabilities: %s", strerror(errno));
+			logit(LOG_ERR, "cannot read the capabilities: %s", strerror(errno));
 			return -1;
 		}
 		bool have_raw = capng_have_capability(CAPNG_PERMITTED, CAP_NET_RAW);
 		if (!capng_have_capability(CAPNG_PERMITTED, CAP_NET_ADMIN)) {
-			logmsg(LOG_ERR, "no CAP_NET_ADMIN (uid %ld)", (long)geteuid());
+			logit(LOG_ERR, "no CAP_NET_ADMIN (uid %ld)", (long)geteuid());
 			return -1;
 		}
 		if (keep_capabilities(net_raw, have_raw) < 0 ||
 		    capng_apply(CAPNG_SELECT_CAPS | CAPNG_SELECT_AMBIENT) < 0 ||
 		    !capabilities_are(net_raw && have_raw, false)) {
-			logmsg(LOG_ERR, "cannot drop the capabilities not needed: %s", strerror(errno));
+			logit(LOG_ERR, "cannot drop the capabilities not needed: %s", strerror(errno));
 			return -1;
 		}
 		if (net_raw && !have_raw)
-			logmsg(LOG_WARNING, "mirroring without CAP_NET_RAW: VXLAN from one UDP port");
-		logmsg(LOG_INFO, "running as uid %ld with CAP_NET_ADMIN%s only, no ambient capabilities",
+			logit(LOG_WARNING, "mirroring without CAP_NET_RAW: VXLAN from one UDP port");
+		logit(LOG_INFO, "running as uid %ld with CAP_NET_ADMIN%s only, no ambient capabilities",
 		       (long)geteuid(), net_raw && have_raw ? " and CAP_NET_RAW" : "");
 		return 0;
 	}
 
 	struct passwd *pw = getpwnam(user);
 	if (!pw) {
-		logmsg(LOG_ERR, "-u %s: no such user", user);
+		logit(LOG_ERR, "-u %s: no such user", user);
 		return -1;
 	}
 	uid_t uid = pw->pw_uid;
 	gid_t gid = pw->pw_gid;
 	ctl_chown(ctl, uid, gid);
 	if (keep_capabilities(net_raw, true) < 0) {
-		logmsg(LOG_ERR, "-u %s: cannot prepare the capabilities", user);
+		logit(LOG_ERR, "-u %s: cannot prepare the capabilities", user);
 		return -1;
 	}
 	int rc = capng_change_id((int)uid, (int)gid, CAPNG_INIT_SUPP_GRP | CAPNG_CLEAR_BOUNDING |
 					      CAPNG_CLEAR_AMBIENT);
 	if (rc < 0) {
 		/* libcap-ng: -4 setresgid, -5 groups, -6 setresuid, others capabilities */
-		logmsg(LOG_ERR, "-u %s: cannot switch user keeping only CAP_NET_ADMIN (libcap-ng %d): %s",
+		logit(LOG_ERR, "-u %s: cannot switch user keeping only CAP_NET_ADMIN (libcap-ng %d): %s",
 		       user, rc, strerror(errno));
 		return -1;
 	}
 	if (!capabilities_are(net_raw, true)) {
-		logmsg(LOG_ERR, "-u %s: capabilities other than those needed are still held; stopping",
+		logit(LOG_ERR, "-u %s: capabilities other than those needed are still held; stopping",
 		       user);
 		return -1;
 	}
 	if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
-		logmsg(LOG_ERR, "-u %s: root could be regained; stopping", user);
+		logit(LOG_ERR, "-u %s: root could be regained; stopping", user);
 		return -1;
 	}
-	logmsg(LOG_INFO, "running as %s (uid %ld, gid %ld) with CAP_NET_ADMIN%s only, bounding set "
+	logit(LOG_INFO, "running as %s (uid %ld, gid %ld) with CAP_NET_ADMIN%s only, bounding set "
 	       "empty", user, (long)uid, (long)gid, net_raw ? " and CAP_NET_RAW" : "");
 	return 0;
 }
@@ -1215,6 +1194,7 @@ static int detach(void)
 		_exit(0);
 	if (setsid() < 0)
 		return -1;
+	log_init("vpcfwd", LOG_TO_SYSLOG);      /* stderr goes to /dev/null now */
 	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (fd >= 0) {
 		dup2(fd, 0);
@@ -1258,12 +1238,13 @@ int daemon_run(const struct daemon_options *user_opt)
 	struct ctl_daemon ctld = { 0 };
 	uint64_t next_metrics = 0;
 
-	log_stderr = opt.foreground;
-	if (!log_stderr)
-		openlog("vpcfwd", LOG_PID | (notify_enabled() ? 0 : LOG_PERROR), LOG_DAEMON);
+	/* -f: stderr; under systemd: syslog, which is the journal; else syslog,
+	 * and stderr too until detach() */
+	log_init("vpcfwd", opt.foreground ? LOG_TO_STDERR
+			   : notify_enabled() ? LOG_TO_SYSLOG : LOG_TO_SYSLOG | LOG_TO_STDERR);
 	opt.config_paths = absolute_paths(user_opt);
 	if (!opt.config_paths) {
-		logmsg(LOG_ERR, "out of memory");
+		logit(LOG_ERR, "out of memory");
 		return 1;
 	}
 
@@ -1286,11 +1267,11 @@ int daemon_run(const struct daemon_options *user_opt)
 	if (n_queues <= 0)
 		goto out;
 	if (g->pol->n_ifaces == 0)
-		logmsg(LOG_WARNING, "no network interface in the configuration: enforcing nothing "
+		logit(LOG_WARNING, "no network interface in the configuration: enforcing nothing "
 		       "(--allow-empty)");
 	workers = calloc((size_t)n_queues, sizeof(*workers));
 	if (!workers) {
-		logmsg(LOG_ERR, "out of memory");
+		logit(LOG_ERR, "out of memory");
 		goto out;
 	}
 	n_workers = n_queues;
@@ -1310,18 +1291,18 @@ int daemon_run(const struct daemon_options *user_opt)
 		w->expire_budget = shard / EXPIRE_SWEEP_SLICES > 64 ? shard / EXPIRE_SWEEP_SLICES : 64;
 		w->ct = ct_create(shard ? shard : 1);
 		if (!w->ct) {
-			logmsg(LOG_ERR, "out of memory for %u conntrack entries", shard);
+			logit(LOG_ERR, "out of memory for %u conntrack entries", shard);
 			goto out;
 		}
 		pipeline_init(&w->pl, w->ct);
 		w->q = nfqueue_open(&no, err, sizeof(err));
 		if (!w->q) {
-			logmsg(LOG_ERR, "queue %u: %s", queues[i], err);
+			logit(LOG_ERR, "queue %u: %s", queues[i], err);
 			goto out;
 		}
 	}
 	if (!generation_counters(g)) {
-		logmsg(LOG_ERR, "out of memory for counters");
+		logit(LOG_ERR, "out of memory for counters");
 		goto out;
 	}
 	atomic_store(&current, g);
@@ -1329,7 +1310,7 @@ int daemon_run(const struct daemon_options *user_opt)
 	state_load(atomic_load(&current)->pol);
 
 	if (!opt.foreground && !notify_enabled() && detach() < 0) {
-		logmsg(LOG_ERR, "cannot detach: %s", strerror(errno));
+		logit(LOG_ERR, "cannot detach: %s", strerror(errno));
 		goto out;
 	}
 	/* after detaching: the flow-log writer is a thread, and fork keeps none */
@@ -1354,7 +1335,7 @@ int daemon_run(const struct daemon_options *user_opt)
 			ctl = ctl_open(&ctld, vc->control_socket, vc->read_only_socket, vc->admin_group,
 				       vc->reader_group, ctl_log, err, sizeof(err));
 			if (!ctl)
-				logmsg(LOG_ERR, "control socket: %s; running without it", err);
+				logit(LOG_ERR, "control socket: %s; running without it", err);
 			ctl_set_read_only_public(ctl, vc->read_only_socket_public);
 		}
 	}
@@ -1367,7 +1348,7 @@ int daemon_run(const struct daemon_options *user_opt)
 	};
 	flowlog = flowlog_create(cur->pol, &flo);
 	if (!flowlog && flowlog_enabled(cur->pol, &flo)) {
-		logmsg(LOG_ERR, "flow logs cannot start (see above)");
+		logit(LOG_ERR, "flow logs cannot start (see above)");
 		goto out;
 	}
 	for (int i = 0; i < n_workers; i++)
@@ -1375,7 +1356,7 @@ int daemon_run(const struct daemon_options *user_opt)
 	struct mirror_options mo = { .n_workers = n_workers, .threaded = true, .send_vxlan = true };
 	mirror = mirror_create(cur->pol, &mo);
 	if (!mirror && mirror_enabled(cur->pol)) {
-		logmsg(LOG_ERR, "mirroring cannot start (see above)");
+		logit(LOG_ERR, "mirroring cannot start (see above)");
 		goto out;
 	}
 	for (int i = 0; i < n_workers; i++)
@@ -1383,7 +1364,7 @@ int daemon_run(const struct daemon_options *user_opt)
 	for (int i = 0; i < n_workers; i++) {
 		int e = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
 		if (e) {
-			logmsg(LOG_ERR, "cannot start a worker: %s", strerror(e));
+			logit(LOG_ERR, "cannot start a worker: %s", strerror(e));
 			atomic_store(&stopping, true);
 			goto join;
 		}
@@ -1398,7 +1379,7 @@ int daemon_run(const struct daemon_options *user_opt)
 		for (int i = 0; i < n_workers; i++)
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%u",
 				 i ? "," : "", queues[i]);
-		logmsg(LOG_INFO, "serving queue(s) %s with %d worker(s); %d interfaces, "
+		logit(LOG_INFO, "serving queue(s) %s with %d worker(s); %d interfaces, "
 		       "%d bound devices, fail-%s", list, n_workers, cur->pol->n_ifaces,
 		       cur->n_bindings, cur->pol->model->vpcfw.fail_open ? "open" : "closed");
 		notify_ready(status);
@@ -1406,7 +1387,7 @@ int daemon_run(const struct daemon_options *user_opt)
 
 	uint64_t wd_usec = notify_watchdog_usec(), wd_next = 0;
 	if (wd_usec)
-		logmsg(LOG_INFO, "watchdog: pinging systemd every %" PRIu64 " ms while every worker "
+		logit(LOG_INFO, "watchdog: pinging systemd every %" PRIu64 " ms while every worker "
 		       "makes progress", wd_usec / 2000);
 	rc = 0;
 	while (!atomic_load(&worker_failed)) {
@@ -1422,14 +1403,14 @@ int daemon_run(const struct daemon_options *user_opt)
 		if (sig == SIGUSR2) {
 			bool on = !atomic_load(&test_stall);
 			atomic_store(&test_stall, on);
-			logmsg(LOG_WARNING, "test hook: workers %s", on ? "stalled" : "released");
+			logit(LOG_WARNING, "test hook: workers %s", on ? "stalled" : "released");
 		}
 #endif
 		state_tick();
 		const struct m_vpcfw *vc = &atomic_load(&current)->pol->model->vpcfw;
 		if (vc->metrics_file && monotonic_ns() >= next_metrics) {
 			if (ctl_write_metrics(&ctld, ctl, vc->metrics_file) < 0)
-				logmsg(LOG_WARNING, "MetricsFile %s: cannot write: %s", vc->metrics_file,
+				logit(LOG_WARNING, "MetricsFile %s: cannot write: %s", vc->metrics_file,
 				       strerror(errno));
 			next_metrics = monotonic_ns() + (uint64_t)vc->metrics_interval * 1000000000u;
 		}
@@ -1450,7 +1431,7 @@ int daemon_run(const struct daemon_options *user_opt)
 		} else if (sig == SIGUSR1)
 			log_stats("statistics");
 		else if (sig == SIGTERM || sig == SIGINT) {
-			logmsg(LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			logit(LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 			break;
 		}
 	}
@@ -1477,7 +1458,7 @@ out:
 	flowlog = NULL;
 	/* drains the rings, stops the sender, closes the files */
 	if (mirror && !mirror_destroy(mirror))
-		logmsg(LOG_ERR, "mirroring: some pcap records could not be written");
+		logit(LOG_ERR, "mirroring: some pcap records could not be written");
 	mirror = NULL;
 	state_free();
 	for (int i = 0; workers && i < n_workers; i++) {
@@ -1494,7 +1475,6 @@ out:
 		free((char *)opt.config_paths[i]);
 	free(opt.config_paths);
 	policy_intern_reset();
-	if (!log_stderr)
-		closelog();
+	log_init("vpcfwd", LOG_TO_STDERR);
 	return rc;
 }

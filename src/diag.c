@@ -1,4 +1,5 @@
 #include "vpcfw/diag.h"
+#include "vpcfw/xmalloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,11 +26,7 @@ static void add(struct diag *d, bool error, const char *file, const char *path,
 	vsnprintf(body, sizeof(body), fmt, ap);
 
 	size_t len = strlen(body) + (file ? strlen(file) : 0) + (path ? strlen(path) : 0) + 8;
-	char *text = malloc(len);
-	if (!text) {
-		fputs("vpcfw: out of memory\n", stderr);
-		abort();
-	}
+	char *text = xmalloc(len);
 	if (file && path && *path)
 		snprintf(text, len, "%s: %s: %s", file, path, body);
 	else if (file)
@@ -41,12 +38,7 @@ static void add(struct diag *d, bool error, const char *file, const char *path,
 
 	if (d->n == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 16;
-		struct diag_msg *m = realloc(d->msgs, cap * sizeof(*m));
-		if (!m) {
-			fputs("vpcfw: out of memory\n", stderr);
-			abort();
-		}
-		d->msgs = m;
+		d->msgs = xreallocarray(d->msgs, cap, sizeof(*d->msgs));
 		d->cap = cap;
 	}
 	d->msgs[d->n].error = error;

@@ -2,7 +2,9 @@
  * decided packets into capture windows.  flowlog_writer.c turns closed
  * windows into AWS's files. */
 #include "flowlog_int.h"
+#include "vpcfw/log.h"
 #include "vpcfw/safefile.h"
+#include "vpcfw/xmalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -110,18 +112,6 @@ static const char *decision_path(const struct policy *pol)
 bool flowlog_enabled(const struct policy *pol, const struct flowlog_options *opt)
 {
 	return flow_dir(pol, opt) || decision_path(pol);
-}
-
-static char *xstrdup(const char *s)
-{
-	if (!s)
-		return NULL;
-	char *r = strdup(s);
-	if (!r) {
-		fputs("vpcfwd: out of memory\n", stderr);
-		abort();
-	}
-	return r;
 }
 
 /* A log group name as one safe path component. */
@@ -280,7 +270,7 @@ static void load_interfaces(struct flowlog *fl, const struct policy *pol)
 	pthread_mutex_lock(&fl->mu);
 	if (!grow_meta(fl, top)) {
 		pthread_mutex_unlock(&fl->mu);
-		fputs("vpcfwd: flow logs: out of memory for the interface table\n", stderr);
+		log_warnx("flow logs: out of memory for the interface table");
 		return;
 	}
 	for (int i = 0; i < fl->n_logs; i++)
@@ -404,7 +394,7 @@ static bool add_log(struct flowlog *fl, const struct policy *pol, const struct m
 
 	memset(l, 0, sizeof(*l));
 	if (!fl_format_parse(f ? f->log_format : NULL, &l->fmt, err, sizeof(err))) {
-		fprintf(stderr, "vpcfwd: flow log %s: LogFormat: %s\n", f->id, err);
+		log_warnx("flow log %s: LogFormat: %s", f->id, err);
 		return false;
 	}
 	l->id = xstrdup(f ? f->id : "fl-vpcfw");
@@ -418,7 +408,7 @@ static bool add_log(struct flowlog *fl, const struct policy *pol, const struct m
 	l->region = path_region(pol, l->resource_id);
 	l->part_dir = -1;
 	if (l->dest == FL_DEST_S3 && f && !fl_s3_folder(f->destination, &l->lay, err, sizeof(err))) {
-		fprintf(stderr, "vpcfwd: flow log %s: LogDestination: %s\n", l->id, err);
+		log_warnx("flow log %s: LogDestination: %s", l->id, err);
 		return false;
 	}
 	l->lay.hive = f && f->hive;
@@ -426,16 +416,16 @@ static bool add_log(struct flowlog *fl, const struct policy *pol, const struct m
 	if (l->dest == FL_DEST_CWL && (l->group = group_of(fl, f)) < 0)
 		return false;
 	if (f && f->parquet) {
-		fprintf(stderr, "vpcfwd: warning: flow log %s: FileFormat parquet: no Parquet writer "
-			"is packaged in Debian for vpcfw to use; this flow log is not written\n", l->id);
+		logit(LOG_WARNING, "warning: flow log %s: FileFormat parquet: no Parquet writer "
+			"is packaged in Debian for vpcfw to use; this flow log is not written", l->id);
 		l->dest = FL_DEST_NONE;
 	} else if (l->dest == FL_DEST_NONE) {
-		fprintf(stderr, "vpcfwd: warning: flow log %s: LogDestinationType '%s' is not "
-			"written (only s3 and cloud-watch-logs)\n", l->id, f->destination_type);
+		logit(LOG_WARNING, "warning: flow log %s: LogDestinationType '%s' is not "
+			"written (only s3 and cloud-watch-logs)", l->id, f->destination_type);
 	} else {
 		if (strcmp(l->region, "unknown") == 0)
-			fprintf(stderr, "vpcfwd: warning: flow log %s: no region (set Vpcfw.Region "
-				"or the subnets' AvailabilityZone); files go under 'unknown'\n", l->id);
+			logit(LOG_WARNING, "warning: flow log %s: no region (set Vpcfw.Region "
+				"or the subnets' AvailabilityZone); files go under 'unknown'", l->id);
 		fl->cls_used[l->cls] = true;
 	}
 	fl->n_logs++;
@@ -469,12 +459,12 @@ struct flowlog *flowlog_create(const struct policy *pol, const struct flowlog_op
 	if (dir) {
 		/* opened once: every file below is created relative to it */
 		if (mkdir(dir, SAFE_DIR_MODE) != 0 && errno != EEXIST) {
-			fprintf(stderr, "vpcfwd: flow-log directory %s: %s\n", dir, strerror(errno));
+			log_warn("flow-log directory %s", dir);
 			goto fail;
 		}
 		fl->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fl->dirfd < 0) {
-			fprintf(stderr, "vpcfwd: flow-log directory %s: %s\n", dir, strerror(errno));
+			log_warn("flow-log directory %s", dir);
 			goto fail;
 		}
 	}
@@ -499,7 +489,7 @@ struct flowlog *flowlog_create(const struct policy *pol, const struct flowlog_op
 		fl->decisions_path = xstrdup(dpath);
 		fl->decisions = logfile_open_path(dpath);
 		if (!fl->decisions) {
-			fprintf(stderr, "vpcfwd: decision log %s: %s%s\n", dpath, strerror(errno),
+			log_warnx("decision log %s: %s%s", dpath, strerror(errno),
 				errno == ELOOP || errno == EPERM
 				? " (a symbolic link or other non-file is there: refused)" : "");
 			goto fail;
@@ -523,8 +513,7 @@ struct flowlog *flowlog_create(const struct policy *pol, const struct flowlog_op
 			bool rules = fl->decisions && c == fl->decision_cls;
 			if (!table_init(&wc->tab[0], fl->table_size, rules) ||
 			    !table_init(&wc->tab[1], fl->table_size, rules)) {
-				fputs("vpcfwd: flow logs: out of memory for the aggregation tables\n",
-				      stderr);
+				log_warnx("flow logs: out of memory for the aggregation tables");
 				goto fail;
 			}
 		}
@@ -534,7 +523,7 @@ struct flowlog *flowlog_create(const struct policy *pol, const struct flowlog_op
 	if (fl->threaded) {
 		int e = pthread_create(&fl->thread, NULL, fl_writer_main, fl);
 		if (e) {
-			fprintf(stderr, "vpcfwd: flow logs: cannot start the writer: %s\n", strerror(e));
+			log_warnx("flow logs: cannot start the writer: %s", strerror(e));
 			goto fail;
 		}
 		fl->thread_started = true;
@@ -572,8 +561,8 @@ void flowlog_set_policy(struct flowlog *fl, const struct policy *pol)
 		       l->dest == dest_of(f->destination_type);
 	}
 	if (!same)
-		fputs("vpcfwd: warning: FlowLogs changed: the running flow logs go on as they "
-		      "were; restart vpcfwd to apply the change\n", stderr);
+		logit(LOG_WARNING, "warning: FlowLogs changed: the running flow logs go on as they "
+		      "were; restart vpcfwd to apply the change");
 	load_interfaces(fl, pol);
 }
 

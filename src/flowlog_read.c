@@ -17,6 +17,7 @@
 
 #include "vpcfw/conntrack.h"
 #include "vpcfw/model.h"
+#include "vpcfw/log.h"
 #include "vpcfw/safefile.h"
 
 #define FLR_FIELD_SKIP 0xff     /* a header column vpcfw does not know */
@@ -891,12 +892,12 @@ int flr_replay_run(const struct policy *pol, const struct flr_replay_options *op
 
 	if (!s || !(s->fid = calloc(FID_SLOTS, sizeof(*s->fid)))) {
 		free(s);
-		fputs("vpcfwd: out of memory\n", stderr);
+		log_warnx("out of memory");
 		return 1;
 	}
 	struct conntrack *ct = ct_create(pol->conntrack_max ? pol->conntrack_max : 1);
 	if (!ct) {
-		fputs("vpcfwd: cannot allocate the connection tracking table\n", stderr);
+		log_warnx("cannot allocate the connection tracking table");
 		free(s->fid);
 		free(s);
 		return 1;
@@ -905,7 +906,7 @@ int flr_replay_run(const struct policy *pol, const struct flr_replay_options *op
 	pipeline_init(&s->pl, ct);
 	s->out = open_out(opt->verdicts_path);
 	if (opt->verdicts_path && !s->out) {
-		fprintf(stderr, "vpcfwd: %s: %s\n", opt->verdicts_path, strerror(errno));
+		log_warn("%s", opt->verdicts_path);
 		ct_destroy(ct);
 		free(s->fid);
 		free(s);
@@ -919,7 +920,7 @@ int flr_replay_run(const struct policy *pol, const struct flr_replay_options *op
 		bool ok = !ferror(s->out);
 		ok = (s->out == stdout ? fflush(s->out) : fclose(s->out)) == 0 && ok;
 		if (!ok) {
-			fprintf(stderr, "vpcfwd: %s: writing verdicts failed\n",
+			log_warnx("%s: writing verdicts failed",
 				strcmp(opt->verdicts_path, "-") == 0 ? "stdout" : opt->verdicts_path);
 			rc = 1;
 		}

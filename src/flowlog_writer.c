@@ -3,6 +3,7 @@
  * CloudWatch-like JSON lines), adds NODATA and SKIPDATA, and the decision
  * log.  Runs on its own thread live, inline in replay. */
 #include "flowlog_int.h"
+#include "vpcfw/log.h"
 #include "vpcfw/safefile.h"
 
 #include <errno.h>
@@ -33,7 +34,7 @@ static void write_error(struct flowlog *fl, const char *what, const char *path)
 	uint64_t n = counter_get(&fl->stats.write_errors);
 	if (n > 8 && (n & (n - 1)))
 		return; /* the first ones, then every power of two: the count is in stats */
-	fprintf(stderr, "vpcfwd: flow logs: %s %s: %s%s\n", what, path, strerror(e),
+	log_warnx("flow logs: %s %s: %s%s", what, path, strerror(e),
 		e == ELOOP || e == EPERM ? " (a symbolic link or other non-file is there: refused)"
 					 : "");
 }
@@ -397,8 +398,8 @@ static void write_nodata(struct flowlog *fl, int c, uint64_t from, uint64_t to)
 	uint64_t windows = (to - from) / iv;
 
 	if (windows > FL_NODATA_MAX_WINDOWS) {
-		fprintf(stderr, "vpcfwd: flow logs: no traffic for %" PRIu64 " capture windows: "
-			"NODATA written for the first %d\n", windows, FL_NODATA_MAX_WINDOWS);
+		log_warnx("flow logs: no traffic for %" PRIu64 " capture windows: "
+			"NODATA written for the first %d", windows, FL_NODATA_MAX_WINDOWS);
 		windows = FL_NODATA_MAX_WINDOWS;
 	}
 	for (int i = 0; i < fl->n_logs; i++) {

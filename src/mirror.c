@@ -3,6 +3,7 @@
  * rings and the sender that empties them. */
 #include "vpcfw/mirror.h"
 #include "vpcfw/counter.h"
+#include "vpcfw/log.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -381,12 +382,16 @@ static void eni_mac(const char *id, uint8_t mac[6])
 static void note(struct mirror *mr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note(struct mirror *mr, const char *fmt, ...)
 {
+	char buf[512];
 	va_list ap;
+
 	va_start(ap, fmt);
-	fputs("vpcfwd: mirror: ", mr->notes);
-	vfprintf(mr->notes, fmt, ap);
-	fputc('\n', mr->notes);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	if (mr->notes)
+		fprintf(mr->notes, "vpcfwd: mirror: %s\n", buf);
+	else
+		logit(LOG_NOTICE, "mirror: %s", buf);
 }
 
 static int open_vxlan_socket(struct mirror *mr, int family, bool *raw)
@@ -638,7 +643,7 @@ static struct plan *plan_build(struct mirror *mr, const struct policy *pol, bool
 	free(pe);
 	return pl;
 oom:
-	fputs("vpcfwd: mirror: out of memory\n", stderr);
+	log_warnx("mirror: out of memory");
 	free(pe);
 	plan_free(pl);
 	return NULL;
@@ -981,11 +986,11 @@ struct mirror *mirror_create(const struct policy *pol, const struct mirror_optio
 	bool failed;
 
 	if (!mr) {
-		fputs("vpcfwd: mirror: out of memory\n", stderr);
+		log_warnx("mirror: out of memory");
 		return NULL;
 	}
 	mr->opt = *opt;
-	mr->notes = opt->notes ? opt->notes : stderr;
+	mr->notes = opt->notes;
 	mr->sock4 = mr->sock6 = -1;
 	pthread_mutex_init(&mr->lock, NULL);
 	mr->n_workers = opt->n_workers > 0 ? opt->n_workers : 1;
@@ -1013,13 +1018,13 @@ struct mirror *mirror_create(const struct policy *pol, const struct mirror_optio
 		goto fail;
 	atomic_store(&mr->plan, pl);
 	if (failed) {
-		fputs("vpcfwd: mirror: a target or the drop capture cannot be written\n", stderr);
+		log_warnx("mirror: a target or the drop capture cannot be written");
 		goto fail;
 	}
 	if (opt->threaded) {
 		int e = pthread_create(&mr->thread, NULL, sender_main, mr);
 		if (e) {
-			fprintf(stderr, "vpcfwd: mirror: cannot start the sender: %s\n", strerror(e));
+			log_warnx("mirror: cannot start the sender: %s", strerror(e));
 			goto fail;
 		}
 		mr->running = true;
@@ -1108,7 +1113,7 @@ bool mirror_destroy(struct mirror *mr)
 		struct output *o = &mr->outs[i];
 		if (o->file && !mirror_pcap_close(o->file)) {
 			counter_inc(write_errors_of(mr, o));
-			fprintf(stderr, "vpcfwd: mirror: %s: writing failed\n", o->path);
+			log_warnx("mirror: %s: writing failed", o->path);
 		}
 		free(o->path);
 	}

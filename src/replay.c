@@ -18,6 +18,7 @@
 #include "vpcfw/model.h"
 #include "vpcfw/packet.h"
 #include "vpcfw/pipeline.h"
+#include "vpcfw/log.h"
 #include "vpcfw/safefile.h"
 
 /* Link types by their file-format (LINKTYPE_*) numbers; libpcap hands some
@@ -321,7 +322,7 @@ static bool close_verdicts(FILE *f, const char *path)
 	else
 		ok = fclose(f) == 0 && ok;
 	if (!ok)
-		fprintf(stderr, "vpcfwd: %s: writing verdicts failed: %s\n",
+		log_warnx("%s: writing verdicts failed: %s",
 			strcmp(path, "-") == 0 ? "stdout" : path, strerror(errno ? errno : EIO));
 	return ok;
 }
@@ -335,13 +336,13 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 	pc = pcap_open_offline_with_tstamp_precision(opt->pcap_path, PCAP_TSTAMP_PRECISION_NANO,
 						     errbuf);
 	if (!pc) {
-		fprintf(stderr, "vpcfwd: %s: %s\n", opt->pcap_path, errbuf);
+		log_warnx("%s: %s", opt->pcap_path, errbuf);
 		return 1;
 	}
 	link = pcap_datalink(pc);
 	if (!link_supported(link)) {
 		const char *name = pcap_datalink_val_to_name(link);
-		fprintf(stderr, "vpcfwd: %s: unsupported link type %s (%d)\n", opt->pcap_path,
+		log_warnx("%s: unsupported link type %s (%d)", opt->pcap_path,
 			name ? name : "unknown", link);
 		pcap_close(pc);
 		return 1;
@@ -349,14 +350,14 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 
 	struct conntrack *ct = ct_create(pol->conntrack_max ? pol->conntrack_max : 1);
 	if (!ct) {
-		fprintf(stderr, "vpcfwd: cannot allocate the connection tracking table (%u flows)\n",
+		log_warnx("cannot allocate the connection tracking table (%u flows)",
 			pol->conntrack_max);
 		pcap_close(pc);
 		return 1;
 	}
 	FILE *out = open_verdicts(opt->verdicts_path);
 	if (opt->verdicts_path && !out) {
-		fprintf(stderr, "vpcfwd: %s: %s\n", opt->verdicts_path, strerror(errno));
+		log_warn("%s", opt->verdicts_path);
 		ct_destroy(ct);
 		pcap_close(pc);
 		return 1;
@@ -372,7 +373,7 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 	struct flowlog_options flo = { .dir = opt->flow_log_dir, .n_workers = 1, .threaded = false };
 	struct flowlog *fl = flowlog_create(pol, &flo);
 	if (!fl && flowlog_enabled(pol, &flo)) {
-		fputs("vpcfwd: flow logs cannot start: replay refused\n", stderr);
+		log_warnx("flow logs cannot start: replay refused");
 		close_verdicts(out, opt->verdicts_path);
 		ct_destroy(ct);
 		pcap_close(pc);
@@ -385,7 +386,7 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 	struct mirror_options mo = { .n_workers = 1, .threaded = false, .send_vxlan = true };
 	struct mirror *mr = mirror_create(pol, &mo);
 	if (!mr && mirror_enabled(pol)) {
-		fputs("vpcfwd: mirroring cannot start: replay refused\n", stderr);
+		log_warnx("mirroring cannot start: replay refused");
 		flowlog_destroy(fl);
 		close_verdicts(out, opt->verdicts_path);
 		ct_destroy(ct);
@@ -405,7 +406,7 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 		if (r == PCAP_ERROR_BREAK)
 			break;
 		if (r != 1) {
-			fprintf(stderr, "vpcfwd: %s: record %" PRIu64 ": %s: replay incomplete\n",
+			log_warnx("%s: record %" PRIu64 ": %s: replay incomplete",
 				opt->pcap_path, t.records + 1, pcap_geterr(pc));
 			rc = 1;
 			break;
@@ -444,8 +445,8 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 	flowlog_get_stats(fl, &fs);
 	if (fs.write_errors) {
 		/* a replay whose flow logs are incomplete must not pass for one */
-		fprintf(stderr, "vpcfwd: flow logs: %" PRIu64 " write errors: the flow logs of this "
-			"replay are incomplete\n", fs.write_errors);
+		log_warnx("flow logs: %" PRIu64 " write errors: the flow logs of this "
+			"replay are incomplete", fs.write_errors);
 		rc = 1;
 	}
 	flowlog_destroy(fl);

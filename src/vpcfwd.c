@@ -13,6 +13,7 @@
 #include "vpcfw/daemon.h"
 #include "vpcfw/diag.h"
 #include "vpcfw/load.h"
+#include "vpcfw/log.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/flowlog_read.h"
 #include "vpcfw/mirror.h"
@@ -63,7 +64,7 @@ static struct policy *load_policy(const char **paths, int n, bool strict)
 	struct policy *p = policy_load(paths, n, &d);
 	diag_print(&d, stderr);
 	if (!p)
-		fprintf(stderr, "vpcfwd: configuration refused: %zu error(s), %zu warning(s)%s\n",
+		log_warnx("configuration refused: %zu error(s), %zu warning(s)%s",
 			d.errors, d.warnings, strict && d.warnings ? " (--strict)" : "");
 	diag_free(&d);
 	return p;
@@ -81,7 +82,7 @@ static bool check_start(const struct daemon_options *opt, const struct policy *p
 	int n = start_check(opt, p, queues, &d);
 	diag_print(&d, stderr);
 	if (n < 0)
-		fprintf(stderr, "vpcfwd: start refused: %zu error(s), %zu warning(s)%s\n", d.errors,
+		log_warnx("start refused: %zu error(s), %zu warning(s)%s", d.errors,
 			d.warnings, opt->strict && d.warnings ? " (--strict)" : "");
 	diag_free(&d);
 	return n >= 0;
@@ -113,8 +114,9 @@ int main(int argc, char **argv)
 	const char *user = NULL, *flow_logs = NULL;
 	int c, rc;
 
+	log_init("vpcfwd", LOG_TO_STDERR);
 	if (!configs) {
-		perror("vpcfwd");
+		log_warn("arguments");
 		return 1;
 	}
 	while ((c = getopt_long(argc, argv, "c:q:fu:Vh", longopts, NULL)) != -1) {
@@ -137,24 +139,24 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc && !flow_logs) {
-		fprintf(stderr, "vpcfwd: unexpected argument '%s'\n", argv[optind]);
+		log_warnx("unexpected argument '%s'", argv[optind]);
 		usage(stderr);
 		free(configs);
 		return 2;
 	}
 	if (n_configs == 0) {
-		fputs("vpcfwd: no configuration given (-c PATH)\n", stderr);
+		log_warnx("no configuration given (-c PATH)");
 		usage(stderr);
 		free(configs);
 		return 2;
 	}
 	if (replay && flow_logs) {
-		fputs("vpcfwd: --replay and --replay-flow-logs exclude each other\n", stderr);
+		log_warnx("--replay and --replay-flow-logs exclude each other");
 		free(configs);
 		return 2;
 	}
 	if (verdicts && !replay && !flow_logs) {
-		fputs("vpcfwd: --verdicts needs --replay or --replay-flow-logs\n", stderr);
+		log_warnx("--verdicts needs --replay or --replay-flow-logs");
 		free(configs);
 		return 2;
 	}
@@ -162,13 +164,13 @@ int main(int argc, char **argv)
 	 * with a typo must fail like its ExecStart would */
 	uint16_t qlist[64];
 	if (queues && nfqueue_parse_queues(queues, qlist, 64) < 0) {
-		fprintf(stderr, "vpcfwd: -q '%s': not a queue list (e.g. 0, 0-3, 0,2; at most 64)\n",
+		log_warnx("-q '%s': not a queue list (e.g. 0, 0-3, 0,2; at most 64)",
 			queues);
 		free(configs);
 		return 2;
 	}
 	if (user && !getpwnam(user)) {
-		fprintf(stderr, "vpcfwd: -u '%s': no such user\n", user);
+		log_warnx("-u '%s': no such user", user);
 		free(configs);
 		return 2;
 	}

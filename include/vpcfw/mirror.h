@@ -44,7 +44,7 @@ struct mirror_options {
 	uint32_t ring_slots;    /* per worker; 0: 1024 */
 	bool hold;              /* not threaded: mirror_observe leaves the copies in the
 				   rings until mirror_drain (tests fill the rings) */
-	FILE *notes;            /* where notes go (targets, skips); NULL: stderr */
+	FILE *notes;            /* where notes go (targets, skips); NULL: the log */
 };
 
 /* True when the policy mirrors or captures anything. */
