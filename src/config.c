@@ -1644,6 +1644,14 @@ static const struct vkey {
 	  "pass TCP segments outside a tracked flow's window (RSTs excepted), as Linux's nf_conntrack_tcp_be_liberal" },
 	{ "TcpLoose", V_BOOL, OFF(tcp_loose), 0, 1, 1, NULL,
 	  "track TCP flows first seen mid-stream, as Linux's nf_conntrack_tcp_loose" },
+	{ "PerSourceNewFlowsPerSecond", V_COUNT, OFF(per_source_rate), 0, 10000000, 0, NULL,
+	  "beyond AWS: new tracked flows one source may start per second (per queue); 0: no cap" },
+	{ "PerSourceNewFlowBurst", V_COUNT, OFF(per_source_burst), 0, 10000000, 0, NULL,
+	  "beyond AWS: new flows one source may start at once above that rate; 0: one second's worth" },
+	{ "PerSourceConntrackPercent", V_COUNT, OFF(per_source_share), 0, 100, 0, NULL,
+	  "beyond AWS: the share of the flow table (%) one source's flows may hold; 0: no cap" },
+	{ "PerSourceIpv6PrefixLength", V_COUNT, OFF(per_source_v6_prefix), 1, 128, 128, NULL,
+	  "bits of an IPv6 source address that name one source for the PerSource limits" },
 	{ "FailOpen", V_BOOL, OFF(fail_open), 0, 1, 0, NULL,
 	  "accept packets the daemon cannot take (full queue) instead of dropping them" },
 	{ "FlowLogDirectory", V_STRING, OFF(flow_log_dir), 0, 0, 0, NULL,
@@ -2003,6 +2011,12 @@ static void vpcfw_section(struct ctx *c, json_t *o)
 		default:
 			break;
 		}
+	}
+	if (json_object_get(o, "PerSourceNewFlowBurst") && w->per_source_burst &&
+	    !w->per_source_rate) {
+		size_t p = push_key(c, "PerSourceNewFlowBurst");
+		warn(c, "%u has no effect without PerSourceNewFlowsPerSecond", w->per_source_burst);
+		pop(c, p);
 	}
 }
 

@@ -81,10 +81,28 @@ struct ct_frag {
 
 enum { CT_FRAGS = 1024, CT_FRAG_TIMEOUT = 30 /* Linux ipfrag_time */ };
 
+/* Flood fairness (conntrack.h, struct ct_fairness): the source buckets of a
+ * count-min sketch, each counting the flows charged to it and keeping a
+ * GCRA deadline for the rate (the time its next flow would be on schedule;
+ * a new flow is admitted while it is at most burst intervals ahead of now). */
+struct ct_srcbucket {
+	uint64_t tat;                   /* ns: theoretical arrival time */
+	uint32_t flows;                 /* entries charged to this bucket */
+	uint32_t pad;
+};
+
+enum { SRC_BUCKETS_MIN = 256, SRC_BUCKETS_MAX = 262144 };
+
 struct conntrack {
 	struct ct_frag frags[CT_FRAGS];
 	struct ct_entry *pool;
 	struct ct_tcpwin *win;          /* [max], beside pool */
+	uint32_t *charge;               /* [max]: the source hash a flow is charged
+	                                   to (0: none), beside pool */
+	struct ct_srcbucket *src;       /* [src_mask + 1] */
+	uint32_t src_mask;
+	uint8_t v6_prefix;              /* of the last ct_source_admit: new flows
+	                                   are charged with it */
 	uint32_t *buckets;
 	uint64_t mask;
 	uint32_t max;
@@ -95,6 +113,7 @@ struct conntrack {
 	struct {
 		counter_t used, inserted, expired, allowance_exceeded, evicted_embryonic;
 		counter_t tcp_invalid, tcp_rst_ignored;
+		counter_t source_rate_exceeded, source_share_exceeded;
 	} cnt;
 };
 
@@ -186,7 +205,12 @@ struct conntrack *ct_create(uint32_t max)
 	ct->pool = table_alloc((size_t)max * sizeof(struct ct_entry));
 	ct->win = table_alloc((size_t)max * sizeof(struct ct_tcpwin));
 	ct->buckets = table_alloc((size_t)nb * sizeof(uint32_t));
-	if (!ct->pool || !ct->win || !ct->buckets) {
+	ct->charge = table_alloc((size_t)max * sizeof(uint32_t));
+	uint32_t ns = SRC_BUCKETS_MIN;
+	while (ns < max / 4 && ns < SRC_BUCKETS_MAX)
+		ns <<= 1;
+	ct->src = table_alloc((size_t)ns * sizeof(struct ct_srcbucket));
+	if (!ct->pool || !ct->win || !ct->buckets || !ct->charge || !ct->src) {
 		ct_destroy(ct);
 		return NULL;
 	}
@@ -194,6 +218,10 @@ struct conntrack *ct_create(uint32_t max)
 	memset(ct->buckets, 0xff, (size_t)nb * sizeof(uint32_t));
 	memset(ct->pool, 0, (size_t)max * sizeof(struct ct_entry));
 	memset(ct->win, 0, (size_t)max * sizeof(struct ct_tcpwin));
+	memset(ct->charge, 0, (size_t)max * sizeof(uint32_t));
+	memset(ct->src, 0, (size_t)ns * sizeof(struct ct_srcbucket));
+	ct->src_mask = ns - 1;
+	ct->v6_prefix = 128;
 	for (uint32_t i = 0; i < max; i++)
 		ct->pool[i].next = i + 1 < max ? i + 1 : NIL;
 	ct->free_head = 0;
@@ -210,6 +238,8 @@ void ct_destroy(struct conntrack *ct)
 	free(ct->pool);
 	free(ct->win);
 	free(ct->buckets);
+	free(ct->charge);
+	free(ct->src);
 	free(ct);
 }
 
@@ -277,6 +307,125 @@ static void set_state(struct conntrack *ct, struct ct_entry *e, uint8_t state)
 		emb_unlink(ct, e);
 }
 
+/* ------------------------------------------------------- flood fairness */
+
+/* The keyed hash naming a source (never 0: 0 marks an uncharged flow). */
+static uint32_t source_hash(const struct ip_addr *src, uint8_t v6_prefix)
+{
+	struct ip_addr a = *src;
+	if (addr_family(&a) == FAMILY_V6 && v6_prefix < 128) {
+		struct ip_addr m = addr_mask(v6_prefix);
+		a.hi &= m.hi;
+		a.lo &= m.lo;
+	}
+	uint64_t h = mum(a.hi ^ key[3], a.lo ^ key[2] ^ 0x2d358dccaa6c78a5ULL);
+	uint32_t x = (uint32_t)(h ^ h >> 32);
+	return x ? x : 1;
+}
+
+/* The two buckets of a source hash: the second from the bits the first did
+ * not use, moved off the first when they coincide. */
+static inline void source_buckets(const struct conntrack *ct, uint32_t h, uint32_t b[2])
+{
+	b[0] = h & ct->src_mask;
+	b[1] = (uint32_t)(mix64(h) >> 32) & ct->src_mask;
+	if (b[1] == b[0])
+		b[1] = b[0] ^ 1;
+}
+
+static void charge(struct conntrack *ct, uint32_t i, uint32_t h)
+{
+	uint32_t b[2];
+	source_buckets(ct, h, b);
+	ct->src[b[0]].flows++;
+	ct->src[b[1]].flows++;
+	ct->charge[i] = h;
+}
+
+static void uncharge(struct conntrack *ct, uint32_t i)
+{
+	uint32_t h = ct->charge[i];
+	if (!h)
+		return;
+	uint32_t b[2];
+	source_buckets(ct, h, b);
+	ct->src[b[0]].flows--;
+	ct->src[b[1]].flows--;
+	ct->charge[i] = 0;
+}
+
+static inline bool fairness_on(const struct ct_fairness *f)
+{
+	return f && (f->rate || f->share_pct);
+}
+
+static inline uint8_t v6_prefix_of(const struct ct_fairness *f)
+{
+	return f && f->v6_prefix >= 1 && f->v6_prefix <= 128 ? f->v6_prefix : 128;
+}
+
+uint32_t ct_source_flows(const struct conntrack *ct, const struct ct_fairness *f,
+			 const struct ip_addr *src)
+{
+	uint32_t b[2];
+	source_buckets(ct, source_hash(src, v6_prefix_of(f)), b);
+	uint32_t x = ct->src[b[0]].flows, y = ct->src[b[1]].flows;
+	return x < y ? x : y;
+}
+
+enum ct_source_verdict ct_source_admit(struct conntrack *ct, const struct ct_fairness *f,
+				       const struct ip_addr *src, unsigned slots,
+				       uint64_t now_ns)
+{
+	ct->v6_prefix = v6_prefix_of(f);
+	if (!fairness_on(f))
+		return CT_SOURCE_OK;
+	uint32_t b[2];
+	source_buckets(ct, source_hash(src, ct->v6_prefix), b);
+	struct ct_srcbucket *x = &ct->src[b[0]], *y = &ct->src[b[1]];
+
+	if (f->share_pct) {
+		uint64_t cap = (uint64_t)ct->max * (f->share_pct > 100 ? 100 : f->share_pct) / 100;
+		if (cap == 0)
+			cap = 1;
+		uint32_t held = x->flows < y->flows ? x->flows : y->flows;
+		/* expired flows count until freed (the workers' sweep frees
+		 * them within seconds): at the cap, first reclaim from a
+		 * bounded sweep, as a full table does */
+		for (unsigned n = 0; n < RECLAIM_BUDGET && held && held + (uint64_t)slots > cap; n++)
+			if (ct_expire(ct, now_ns, 1) > 0)
+				held = x->flows < y->flows ? x->flows : y->flows;
+		/* a source that holds nothing may start one flow, even one
+		 * tracked at two interfaces in a table whose share is 1 */
+		if (held && held + (uint64_t)slots > cap) {
+			counter_inc(&ct->cnt.source_share_exceeded);
+			return CT_SOURCE_SHARE;
+		}
+	}
+	if (f->rate) {
+		/* GCRA: each flow is due one interval after the previous; up to
+		 * burst flows may come early.  A bucket's deadline runs ahead
+		 * for every source in it, so the later of the two is never
+		 * behind the source's own: admit while the earlier one has
+		 * room, then move both on. */
+		uint64_t interval = NS_PER_S / f->rate;
+		if (interval == 0)
+			interval = 1;
+		uint64_t burst = f->burst ? f->burst : f->rate;
+		uint64_t limit = now_ns + burst * interval;
+		uint64_t tx = x->tat > now_ns ? x->tat : now_ns;
+		uint64_t ty = y->tat > now_ns ? y->tat : now_ns;
+		uint64_t t = tx < ty ? tx : ty;
+		if (t + interval > limit) {
+			counter_inc(&ct->cnt.source_rate_exceeded);
+			return CT_SOURCE_RATE;
+		}
+		x->tat = tx + interval;
+		y->tat = ty + interval;
+	}
+	return CT_SOURCE_OK;
+}
+
 /* Unlinks the entry *link points at from its chain and frees it. */
 static void release(struct conntrack *ct, uint32_t *link)
 {
@@ -284,6 +433,7 @@ static void release(struct conntrack *ct, uint32_t *link)
 	struct ct_entry *e = &ct->pool[i];
 	*link = e->next;
 	emb_unlink(ct, e);
+	uncharge(ct, i);
 	e->flags = 0;
 	e->next = ct->free_head;
 	ct->free_head = i;
@@ -753,6 +903,7 @@ static struct ct_entry *link_new(struct conntrack *ct, uint64_t b, uint32_t ifac
 	e->wscale = 0;
 	e->next = ct->buckets[b];
 	ct->buckets[b] = i;
+	charge(ct, i, source_hash(&t->src, ct->v6_prefix));
 	counter_inc(&ct->cnt.used);
 	counter_inc(&ct->cnt.inserted);
 	return e;
@@ -870,6 +1021,8 @@ void ct_get_stats(const struct conntrack *ct, struct ct_stats *out)
 	out->evicted_embryonic = counter_get(&ct->cnt.evicted_embryonic);
 	out->tcp_invalid = counter_get(&ct->cnt.tcp_invalid);
 	out->tcp_rst_ignored = counter_get(&ct->cnt.tcp_rst_ignored);
+	out->source_rate_exceeded = counter_get(&ct->cnt.source_rate_exceeded);
+	out->source_share_exceeded = counter_get(&ct->cnt.source_share_exceeded);
 }
 
 uint64_t ct_available(const struct conntrack *ct)
@@ -997,7 +1150,9 @@ bool ct_frag_admitted(struct conntrack *ct, const struct ip_addr *src, const str
 
 size_t ct_bytes_per_flow(const struct conntrack *ct)
 {
-	size_t total = (size_t)ct->max * (sizeof(struct ct_entry) + sizeof(struct ct_tcpwin)) +
-		       (size_t)(ct->mask + 1) * sizeof(uint32_t);
+	size_t total = (size_t)ct->max * (sizeof(struct ct_entry) + sizeof(struct ct_tcpwin) +
+					  sizeof(uint32_t)) +
+		       (size_t)(ct->mask + 1) * sizeof(uint32_t) +
+		       (size_t)(ct->src_mask + 1) * sizeof(struct ct_srcbucket);
 	return (total + ct->max - 1) / ct->max;
 }

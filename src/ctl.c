@@ -1226,6 +1226,8 @@ json_t *ctl_stats(const struct ctl_daemon *d)
 		ct.evicted_embryonic += w.ct.evicted_embryonic;
 		ct.tcp_invalid += w.ct.tcp_invalid;
 		ct.tcp_rst_ignored += w.ct.tcp_rst_ignored;
+		ct.source_rate_exceeded += w.ct.source_rate_exceeded;
+		ct.source_share_exceeded += w.ct.source_share_exceeded;
 		for (int st = 0; st < STAGE_COUNT; st++)
 			for (int r = 0; r < REASON_COUNT; r++)
 				reasons[st][r] += w.pl.packets[st][r];
@@ -1247,11 +1249,13 @@ json_t *ctl_stats(const struct ctl_daemon *d)
 					"stage", stage_name((enum stage)st),
 					"reason", reason_name((enum reason)r),
 					"packets", (json_int_t)reasons[st][r]));
-	json_t *cj = json_pack("{s:I, s:I, s:I, s:I}",
+	json_t *cj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
 		"allowance_exceeded", (json_int_t)ct.allowance_exceeded,
 		"evicted_embryonic", (json_int_t)ct.evicted_embryonic,
 		"tcp_invalid", (json_int_t)ct.tcp_invalid,
-		"tcp_rst_ignored", (json_int_t)ct.tcp_rst_ignored);
+		"tcp_rst_ignored", (json_int_t)ct.tcp_rst_ignored,
+		"source_rate_exceeded", (json_int_t)ct.source_rate_exceeded,
+		"source_share_exceeded", (json_int_t)ct.source_share_exceeded);
 	return json_pack("{s:b, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "ok", 1,
 			 "generation", (json_int_t)gen, "nacl_rules", j.nacl, "sg_rules", j.sg,
 			 "interfaces", j.ifaces, "reasons", rs, "queues", queues,
@@ -1433,6 +1437,7 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 	struct ctl_worker_stats *w = calloc((size_t)d->n_workers + 1, sizeof(*w));
 	uint64_t reasons[STAGE_COUNT][REASON_COUNT] = { { 0 } };
 	uint64_t used = 0, max = 0, exceeded = 0, evicted = 0, tcp_invalid = 0, rst_ignored = 0;
+	uint64_t src_rate = 0, src_share = 0;
 
 	if (!w)
 		return NULL;
@@ -1444,6 +1449,8 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 		evicted += w[i].ct.evicted_embryonic;
 		tcp_invalid += w[i].ct.tcp_invalid;
 		rst_ignored += w[i].ct.tcp_rst_ignored;
+		src_rate += w[i].ct.source_rate_exceeded;
+		src_share += w[i].ct.source_share_exceeded;
 		for (int st = 0; st < STAGE_COUNT; st++)
 			for (int r = 0; r < REASON_COUNT; r++)
 				reasons[st][r] += w[i].pl.packets[st][r];
@@ -1470,6 +1477,12 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 	head(&t, "vpcfw_conntrack_tcp_rst_ignored_total", "counter",
 	     "RSTs in the window but not at the expected sequence number: passed, flow kept");
 	ctl_text_put(&t, "vpcfw_conntrack_tcp_rst_ignored_total %" PRIu64 "\n", rst_ignored);
+	head(&t, "vpcfw_conntrack_source_rate_exceeded_total", "counter",
+	     "new flows refused: their source exceeded PerSourceNewFlowsPerSecond (beyond AWS)");
+	ctl_text_put(&t, "vpcfw_conntrack_source_rate_exceeded_total %" PRIu64 "\n", src_rate);
+	head(&t, "vpcfw_conntrack_source_share_exceeded_total", "counter",
+	     "new flows refused: their source held PerSourceConntrackPercent of the table (beyond AWS)");
+	ctl_text_put(&t, "vpcfw_conntrack_source_share_exceeded_total %" PRIu64 "\n", src_share);
 	head(&t, "vpcfw_queue_packets_total", "counter", "packets decided, by queue and verdict");
 	for (int i = 0; i < d->n_workers; i++) {
 		ctl_text_put(&t, "vpcfw_queue_packets_total{queue=\"%u\",verdict=\"accept\"} %" PRIu64 "\n",

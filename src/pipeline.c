@@ -30,6 +30,8 @@ static const char *const reason_names[REASON_COUNT] = {
 	[REASON_CONNTRACK_ALLOWANCE_EXCEEDED] = "CONNTRACK_ALLOWANCE_EXCEEDED",
 	[REASON_INVALID_SOURCE_ADDRESS] = "INVALID_SOURCE_ADDRESS",
 	[REASON_CONNTRACK_INVALID] = "CONNTRACK_INVALID",
+	[REASON_CONNTRACK_SOURCE_RATE_EXCEEDED] = "CONNTRACK_SOURCE_RATE_EXCEEDED",
+	[REASON_CONNTRACK_SOURCE_SHARE_EXCEEDED] = "CONNTRACK_SOURCE_SHARE_EXCEEDED",
 };
 
 const char *stage_name(enum stage s)
@@ -600,6 +602,23 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 			finish(pl, v, false, STAGE_CONNTRACK, REASON_CONNTRACK_INVALID);
 			return;
 		}
+		/* flood fairness (beyond AWS; off unless Vpcfw.PerSource* are
+		 * set): only ever refuses a flow the rules admitted */
+		if (starts_a || starts_b) {
+			enum ct_source_verdict sv = ct_source_admit(
+				pl->ct, &pol->fairness, &p->src, (unsigned)starts_a + (unsigned)starts_b,
+				now);
+			if (sv != CT_SOURCE_OK) {
+				v->stage_iface = starts_a ? a : b;
+				v->detail = sv == CT_SOURCE_RATE
+					? "the source starts new flows faster than PerSourceNewFlowsPerSecond"
+					: "the source's flows hold PerSourceConntrackPercent of the table";
+				finish(pl, v, false, STAGE_CONNTRACK,
+				       sv == CT_SOURCE_RATE ? REASON_CONNTRACK_SOURCE_RATE_EXCEEDED
+							    : REASON_CONNTRACK_SOURCE_SHARE_EXCEEDED);
+				return;
+			}
+		}
 		struct ct_entry *na = NULL;
 		if (starts_a) {
 			timeouts_of(a, &to);
@@ -731,8 +750,12 @@ char *verdict_rule_format(const struct verdict *v, char *buf, size_t len)
 	case STAGE_CONNTRACK:
 		if (v->reason == REASON_TRACKED_FLOW)
 			snprintf(buf, len, "%s", v->detail ? v->detail : "tracked flow");
-		else if (v->stage_iface)
+		else if (v->reason == REASON_CONNTRACK_ALLOWANCE_EXCEEDED && v->stage_iface)
 			snprintf(buf, len, "%s: connection tracking table full", v->stage_iface->id);
+		else if (v->stage_iface)
+			snprintf(buf, len, "%s: %s", v->stage_iface->id, v->detail ? v->detail : "");
+		else if (v->detail)
+			snprintf(buf, len, "%s", v->detail);
 		break;
 	default:
 		break;

@@ -798,6 +798,14 @@ struct policy *policy_build(struct model *m, struct diag *d)
 	p->admit_related_icmp = m->vpcfw.admit_related_icmp;
 	p->tcp_be_liberal = m->vpcfw.tcp_be_liberal;
 	p->tcp_loose = m->vpcfw.tcp_loose;
+	p->fairness = (struct ct_fairness){
+		.rate = m->vpcfw.per_source_rate,
+		.burst = m->vpcfw.per_source_burst,
+		.share_pct = m->vpcfw.per_source_share,
+		.v6_prefix = (uint8_t)(m->vpcfw.per_source_v6_prefix >= 1 &&
+				       m->vpcfw.per_source_v6_prefix <= 128
+				       ? m->vpcfw.per_source_v6_prefix : 128),
+	};
 
 	size_t errors_before = d->errors;
 	build_vpcs(&b);

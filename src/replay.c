@@ -244,6 +244,10 @@ static void write_summary(FILE *out, const char *path, const struct tally *t,
 		fprintf(out, ", allowance_exceeded %" PRIu64, cs.allowance_exceeded);
 	if (cs.evicted_embryonic)
 		fprintf(out, ", %" PRIu64 " embryonic evicted", cs.evicted_embryonic);
+	if (cs.source_rate_exceeded)
+		fprintf(out, ", source_rate_exceeded %" PRIu64, cs.source_rate_exceeded);
+	if (cs.source_share_exceeded)
+		fprintf(out, ", source_share_exceeded %" PRIu64, cs.source_share_exceeded);
 	fputc('\n', out);
 }
 

@@ -224,6 +224,16 @@ static const struct bad {
 	/* the Vpcfw section */
 	{ "ConntrackMax 0", "{'Vpcfw':{'ConntrackMax':0}}", true,
 	  "t.json: Vpcfw.ConntrackMax: 0 is out of range (1 to 67108864)" },
+	{ "PerSourceConntrackPercent 101", "{'Vpcfw':{'PerSourceConntrackPercent':101}}", true,
+	  "t.json: Vpcfw.PerSourceConntrackPercent: 101 is out of range (0 to 100)" },
+	{ "PerSourceNewFlowsPerSecond negative", "{'Vpcfw':{'PerSourceNewFlowsPerSecond':-1}}", true,
+	  "t.json: Vpcfw.PerSourceNewFlowsPerSecond: -1 is out of range (0 to 10000000)" },
+	{ "PerSourceNewFlowBurst text", "{'Vpcfw':{'PerSourceNewFlowBurst':'10'}}", true,
+	  "t.json: Vpcfw.PerSourceNewFlowBurst: \"10\" is not a number" },
+	{ "PerSourceIpv6PrefixLength 0", "{'Vpcfw':{'PerSourceIpv6PrefixLength':0}}", true,
+	  "t.json: Vpcfw.PerSourceIpv6PrefixLength: 0 is out of range (1 to 128)" },
+	{ "PerSourceNewFlowBurst without a rate", "{'Vpcfw':{'PerSourceNewFlowBurst':10}}", false,
+	  "t.json: Vpcfw.PerSourceNewFlowBurst: 10 has no effect without PerSourceNewFlowsPerSecond" },
 	{ "Queues 3-1", "{'Vpcfw':{'Queues':'3-1'}}", true,
 	  "t.json: Vpcfw.Queues: \"3-1\" is not a queue list (e.g. \"0-3\" or \"0,2\")" },
 	{ "Queues [70000]", "{'Vpcfw':{'Queues':[1,70000]}}", true,
@@ -388,6 +398,24 @@ START_TEST(test_defaults)
 	ck_assert_ptr_null(m.vpcfw.flow_log_dir);
 	ck_assert_ptr_null(m.vpcfw.region);
 	ck_assert_int_eq(m.vpcfw.n_bindings, 0);
+	/* flood fairness is beyond AWS: off unless asked for */
+	ck_assert_uint_eq(m.vpcfw.per_source_rate, 0);
+	ck_assert_uint_eq(m.vpcfw.per_source_burst, 0);
+	ck_assert_uint_eq(m.vpcfw.per_source_share, 0);
+	ck_assert_uint_eq(m.vpcfw.per_source_v6_prefix, 128);
+}
+END_TEST
+
+START_TEST(test_vpcfw_per_source)
+{
+	ck_assert_uint_eq(load("t.json", "{'Vpcfw':{'PerSourceNewFlowsPerSecond':200,"
+				"'PerSourceNewFlowBurst':1000,'PerSourceConntrackPercent':25,"
+				"'PerSourceIpv6PrefixLength':64}}"), 0);
+	assert_clean();
+	ck_assert_uint_eq(m.vpcfw.per_source_rate, 200);
+	ck_assert_uint_eq(m.vpcfw.per_source_burst, 1000);
+	ck_assert_uint_eq(m.vpcfw.per_source_share, 25);
+	ck_assert_uint_eq(m.vpcfw.per_source_v6_prefix, 64);
 }
 END_TEST
 
@@ -1127,6 +1155,7 @@ static Suite *config_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_vpcfw_table);
+	tcase_add_test(tc, test_vpcfw_per_source);
 	tcase_add_test(tc, test_vpc_cidrs);
 	tcase_add_test(tc, test_subnet);
 	tcase_add_test(tc, test_nacl);

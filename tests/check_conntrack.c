@@ -1,5 +1,6 @@
 /* Connection tracking (SPEC §4; VPC user guide "security-group-connection-tracking"). */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -754,7 +755,11 @@ START_TEST(test_bytes_per_flow)
 {
 	struct conntrack *ct = ct_create(sizes[_i]);
 	ck_assert_ptr_nonnull(ct);
-	ck_assert_uint_le(ct_bytes_per_flow(ct), 128);
+	/* plus, in a tiny table, its share of the 256 source buckets (16
+	 * bytes each) that flood fairness needs at least */
+	ck_assert_uint_le(ct_bytes_per_flow(ct), 128 + (256 * 16 + sizes[_i] - 1) / sizes[_i]);
+	if (sizes[_i] >= 1000)
+		ck_assert_uint_le(ct_bytes_per_flow(ct), 128);
 	ck_assert_uint_ge(ct_bytes_per_flow(ct), 64);
 	ck_assert_uint_eq(ct_available(ct), sizes[_i]);
 	ct_destroy(ct);
@@ -1306,6 +1311,276 @@ START_TEST(test_syn_on_established_ignored)
 }
 END_TEST
 
+/* ------------------------------------------------------------ flood fairness
+ * (beyond AWS, off by default: Vpcfw.PerSource*) */
+
+static struct ct_tuple udp_from(const char *src, int sport)
+{
+	return tup(src, "10.0.1.5", PROTO_UDP, sport, 53);
+}
+
+/* Admit, then insert, as the pipeline does. */
+static enum ct_source_verdict start(struct conntrack *ct, const struct ct_fairness *f,
+				    const struct ct_tuple *t, uint64_t now)
+{
+	enum ct_source_verdict v = ct_source_admit(ct, f, &t->src, 1, now);
+	if (v == CT_SOURCE_OK)
+		ck_assert_ptr_nonnull(insert(ct, 1, t, 0, &defaults, now));
+	return v;
+}
+
+START_TEST(test_fairness_off_admits_all)
+{
+	struct conntrack *ct = ct_create(8);
+	struct ct_fairness off = { .v6_prefix = 128 };
+	struct ct_stats st;
+	for (int i = 0; i < 8; i++) {
+		struct ct_tuple t = udp_from("203.0.113.7", 1000 + i);
+		ck_assert_int_eq(start(ct, &off, &t, at(0)), CT_SOURCE_OK);
+		ck_assert_int_eq(ct_source_admit(ct, NULL, &t.src, 1, at(0)), CT_SOURCE_OK);
+	}
+	/* the table's own limit still holds: AWS's behaviour */
+	struct ct_tuple t = udp_from("198.51.100.1", 1);
+	ck_assert_int_eq(ct_source_admit(ct, &off, &t.src, 1, at(0)), CT_SOURCE_OK);
+	ck_assert_ptr_null(insert(ct, 1, &t, 0, &defaults, at(0)));
+	ct_get_stats(ct, &st);
+	ck_assert_uint_eq(st.allowance_exceeded, 1);
+	ck_assert_uint_eq(st.source_rate_exceeded, 0);
+	ck_assert_uint_eq(st.source_share_exceeded, 0);
+	ct_destroy(ct);
+}
+END_TEST
+
+/* One source holds at most its share; others still get room; a flow freed
+ * (removed or expired) gives its room back. */
+START_TEST(test_source_share)
+{
+	struct conntrack *ct = ct_create(100);
+	struct ct_fairness f = { .share_pct = 10, .v6_prefix = 128 };
+	struct ct_stats st;
+	struct ct_tuple a[12];
+	for (int i = 0; i < 10; i++) {
+		a[i] = udp_from("203.0.113.7", 1000 + i);
+		ck_assert_int_eq(start(ct, &f, &a[i], at(0)), CT_SOURCE_OK);
+	}
+	ck_assert_uint_eq(ct_source_flows(ct, &f, &a[0].src), 10);
+	a[10] = udp_from("203.0.113.7", 2000);
+	ck_assert_int_eq(start(ct, &f, &a[10], at(0)), CT_SOURCE_SHARE);
+	ck_assert_int_eq(start(ct, &f, &a[10], at(1)), CT_SOURCE_SHARE);
+	/* two slots (a flow tracked at two interfaces) need two of the share */
+	ct_remove(ct, find(ct, 1, &a[9], at(1)));
+	ck_assert_int_eq(ct_source_admit(ct, &f, &a[0].src, 2, at(1)), CT_SOURCE_SHARE);
+	ck_assert_int_eq(start(ct, &f, &a[10], at(1)), CT_SOURCE_OK);
+	ct_get_stats(ct, &st);
+	ck_assert_uint_eq(st.source_share_exceeded, 3);
+	ck_assert_uint_eq(st.source_rate_exceeded, 0);
+	/* another host is not held back */
+	for (int i = 0; i < 10; i++) {
+		struct ct_tuple b = udp_from("198.51.100.9", 3000 + i);
+		ck_assert_int_eq(start(ct, &f, &b, at(1)), CT_SOURCE_OK);
+	}
+	/* the replies of a source's flows are not new flows: nothing counted */
+	struct ct_tuple r = rev(&a[0]);
+	ck_assert_ptr_nonnull(find(ct, 1, &r, at(1)));
+	/* expiry (30 s UDP) frees the share */
+	ck_assert_uint_ge(ct_expire(ct, at(40), 1u << 20), 20);
+	ck_assert_uint_eq(ct_source_flows(ct, &f, &a[0].src), 0);
+	ck_assert_int_eq(start(ct, &f, &a[11 - 1], at(40)), CT_SOURCE_OK);
+	ct_destroy(ct);
+}
+END_TEST
+
+/* However small the share, a source holding nothing starts one flow, even
+ * one tracked at two interfaces: never a limit that refuses everyone. */
+START_TEST(test_source_share_floor)
+{
+	struct conntrack *ct = ct_create(10);
+	struct ct_fairness f = { .share_pct = 1, .v6_prefix = 128 };  /* 0.1 flow */
+	struct ct_tuple t = udp_from("203.0.113.7", 1000);
+	ck_assert_int_eq(ct_source_admit(ct, &f, &t.src, 2, at(0)), CT_SOURCE_OK);
+	ck_assert_ptr_nonnull(insert(ct, 1, &t, 0, &defaults, at(0)));
+	ck_assert_ptr_nonnull(insert(ct, 2, &t, 0, &defaults, at(0)));
+	ck_assert_int_eq(ct_source_admit(ct, &f, &t.src, 1, at(0)), CT_SOURCE_SHARE);
+	struct ct_tuple u = udp_from("198.51.100.9", 1000);
+	ck_assert_int_eq(start(ct, &f, &u, at(0)), CT_SOURCE_OK);
+	ct_destroy(ct);
+}
+END_TEST
+
+/* Flows already in the table count when the limit is turned on (a reload). */
+START_TEST(test_source_share_counts_flows_from_before)
+{
+	struct conntrack *ct = ct_create(100);
+	struct ct_fairness off = { .v6_prefix = 128 }, on = { .share_pct = 5, .v6_prefix = 128 };
+	for (int i = 0; i < 20; i++) {
+		struct ct_tuple t = udp_from("203.0.113.7", 1000 + i);
+		ck_assert_int_eq(start(ct, &off, &t, at(0)), CT_SOURCE_OK);
+	}
+	struct ct_tuple t = udp_from("203.0.113.7", 5000);
+	ck_assert_int_eq(start(ct, &on, &t, at(1)), CT_SOURCE_SHARE);
+	ct_destroy(ct);
+}
+END_TEST
+
+/* GCRA: burst flows at once, then one per 1/rate seconds. */
+START_TEST(test_source_rate)
+{
+	struct conntrack *ct = ct_create(1000);
+	struct ct_fairness f = { .rate = 5, .v6_prefix = 128 };      /* burst: 5 */
+	struct ct_stats st;
+	int port = 1000;
+	for (int i = 0; i < 5; i++) {
+		struct ct_tuple t = udp_from("203.0.113.7", port++);
+		ck_assert_int_eq(start(ct, &f, &t, at(0)), CT_SOURCE_OK);
+	}
+	struct ct_tuple t = udp_from("203.0.113.7", port++);
+	ck_assert_int_eq(start(ct, &f, &t, at(0)), CT_SOURCE_RATE);
+	ck_assert_int_eq(start(ct, &f, &t, at(0.1)), CT_SOURCE_RATE);
+	ck_assert_int_eq(start(ct, &f, &t, at(0.2)), CT_SOURCE_OK);     /* one interval */
+	t = udp_from("203.0.113.7", port++);
+	ck_assert_int_eq(start(ct, &f, &t, at(0.2)), CT_SOURCE_RATE);
+	/* another source has its own rate */
+	struct ct_tuple b = udp_from("198.51.100.9", 1);
+	ck_assert_int_eq(start(ct, &f, &b, at(0.2)), CT_SOURCE_OK);
+	/* a quiet second refills the burst, no more */
+	int ok = 0;
+	for (int i = 0; i < 20; i++) {
+		t = udp_from("203.0.113.7", port++);
+		ok += start(ct, &f, &t, at(5)) == CT_SOURCE_OK;
+	}
+	ck_assert_int_eq(ok, 5);
+	ct_get_stats(ct, &st);
+	ck_assert_uint_eq(st.source_rate_exceeded, 3 + 15);
+	ck_assert_uint_eq(st.source_share_exceeded, 0);
+	/* an explicit burst */
+	struct ct_fairness g = { .rate = 1, .burst = 3, .v6_prefix = 128 };
+	struct ip_addr c;
+	int fam;
+	ck_assert(addr_parse("192.0.2.44", &c, &fam));
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(ct_source_admit(ct, &g, &c, 1, at(10)), CT_SOURCE_OK);
+	ck_assert_int_eq(ct_source_admit(ct, &g, &c, 1, at(10)), CT_SOURCE_RATE);
+	ck_assert_int_eq(ct_source_admit(ct, &g, &c, 1, at(11)), CT_SOURCE_OK);
+	ck_assert_int_eq(ct_source_admit(ct, &g, &c, 1, at(11)), CT_SOURCE_RATE);
+	ct_destroy(ct);
+}
+END_TEST
+
+/* IPv6: PerSourceIpv6PrefixLength names a source by its prefix. */
+START_TEST(test_source_ipv6_prefix)
+{
+	struct conntrack *ct = ct_create(100);
+	struct ct_fairness f128 = { .share_pct = 5, .v6_prefix = 128 };
+	struct ct_fairness f64 = { .share_pct = 5, .v6_prefix = 64 };
+	char a[64];
+	/* five flows from five addresses of one /64 */
+	for (int i = 0; i < 5; i++) {
+		snprintf(a, sizeof(a), "2001:db8:aa:1::%x", i + 1);
+		struct ct_tuple t = tup(a, "2001:db8:1:1::10", PROTO_UDP, 1000, 53);
+		ck_assert_int_eq(start(ct, &f64, &t, at(0)), CT_SOURCE_OK);
+	}
+	struct ct_tuple t = tup("2001:db8:aa:1::99", "2001:db8:1:1::10", PROTO_UDP, 1000, 53);
+	ck_assert_int_eq(start(ct, &f64, &t, at(0)), CT_SOURCE_SHARE);
+	/* another /64 is another source */
+	t = tup("2001:db8:aa:2::1", "2001:db8:1:1::10", PROTO_UDP, 1000, 53);
+	ck_assert_int_eq(start(ct, &f64, &t, at(0)), CT_SOURCE_OK);
+	/* per address (128, the default) each address is a source of its own */
+	t = tup("2001:db8:bb:1::99", "2001:db8:1:1::10", PROTO_UDP, 1000, 53);
+	ck_assert_int_eq(start(ct, &f128, &t, at(0)), CT_SOURCE_OK);
+	ck_assert_uint_eq(ct_source_flows(ct, &f128, &t.src), 1);
+	/* IPv4 sources are whole addresses whatever the IPv6 prefix */
+	for (int i = 0; i < 5; i++) {
+		snprintf(a, sizeof(a), "203.0.113.%d", i + 1);
+		t = tup(a, "10.0.1.5", PROTO_UDP, 1000, 53);
+		ck_assert_int_eq(start(ct, &f64, &t, at(0)), CT_SOURCE_OK);
+		ck_assert_uint_eq(ct_source_flows(ct, &f64, &t.src), 1);
+	}
+	ct_destroy(ct);
+}
+END_TEST
+
+/* Never an amplifier: with many more sources than buckets (collisions
+ * everywhere), no source ever holds more than its share nor starts more
+ * than burst + rate * elapsed flows; refusals only ever come on top. */
+START_TEST(test_source_limits_hold_under_collisions)
+{
+	enum { SOURCES = 5000, STEPS = 200000 };
+	struct conntrack *ct = ct_create(4000);      /* 1024 source buckets */
+	struct ct_fairness f = { .rate = 50, .burst = 20, .share_pct = 1, .v6_prefix = 128 };
+	static uint32_t held[SOURCES], started[SOURCES];
+	static struct ct_tuple live[4000 * 2];
+	uint64_t cap = 4000 / 100;
+	uint32_t x = 12345, n_live = 0;
+	uint64_t refused = 0;
+	memset(held, 0, sizeof(held));
+	memset(started, 0, sizeof(started));
+	for (int k = 0; k < STEPS; k++) {
+		x = x * 1103515245u + 12345u;
+		/* half the attempts from ten heavy sources */
+		uint32_t s = (x >> 7) & 1 ? (x >> 8) % 10 : (x >> 8) % SOURCES;
+		double now = k * 0.0001;        /* 20 s in all */
+		struct ct_tuple t = udp_from("0.0.0.0", (int)(k & 0xffff));
+		t.src = addr_from_v4(0x0A000000u + s);
+		t.sport = (uint16_t)k;
+		t.dport = (uint16_t)(k >> 16);
+		if ((x >> 4) % 3 == 0 && n_live) {
+			/* free a random live flow */
+			uint32_t j = (x >> 10) % n_live;
+			struct ct_entry *e = find(ct, 1, &live[j], at(now));
+			ck_assert_ptr_nonnull(e);
+			ct_remove(ct, e);
+			held[addr_to_v4(&live[j].src) - 0x0A000000u]--;
+			live[j] = live[--n_live];
+			continue;
+		}
+		enum ct_source_verdict v = ct_source_admit(ct, &f, &t.src, 1, at(now));
+		if (v != CT_SOURCE_OK) {
+			refused++;
+			continue;
+		}
+		started[s]++;
+		ck_assert_uint_le(started[s], 20 + (uint64_t)(50 * now) + 1);
+		if (insert(ct, 1, &t, 0, &defaults, at(now))) {
+			held[s]++;
+			live[n_live++] = t;
+			ck_assert_uint_le(held[s], cap);
+		}
+		ck_assert_uint_ge(ct_source_flows(ct, &f, &t.src), held[s]);
+	}
+	struct ct_stats st;
+	ct_get_stats(ct, &st);
+	ck_assert_uint_eq(st.source_rate_exceeded + st.source_share_exceeded, refused);
+	ck_assert_uint_gt(st.source_rate_exceeded, 0);
+	ck_assert_uint_gt(st.source_share_exceeded, 0);
+	/* the light sources (about 13 attempts each) are hardly ever refused */
+	uint64_t light = 0;
+	for (int i = 10; i < SOURCES; i++)
+		light += started[i];
+	ck_assert_uint_gt(light, (uint64_t)(SOURCES - 10) * 10);
+	ct_destroy(ct);
+}
+END_TEST
+
+/* A restored flow is charged to its source like an inserted one. */
+START_TEST(test_restored_flows_are_charged)
+{
+	struct conntrack *ct = ct_create(100);
+	struct ct_fairness f = { .share_pct = 2, .v6_prefix = 128 };
+	for (int i = 0; i < 2; i++) {
+		struct ct_saved sv;
+		memset(&sv, 0, sizeof(sv));
+		sv.iface = 1;
+		sv.orig = udp_from("203.0.113.7", 1000 + i);
+		sv.deadline_ns = at(30);
+		ck_assert_int_eq(ct_restore(ct, &sv, at(0)), 0);
+	}
+	struct ct_tuple t = udp_from("203.0.113.7", 5000);
+	ck_assert_uint_eq(ct_source_flows(ct, &f, &t.src), 2);
+	ck_assert_int_eq(start(ct, &f, &t, at(1)), CT_SOURCE_SHARE);
+	ct_destroy(ct);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("conntrack");
@@ -1348,6 +1623,18 @@ int main(void)
 	tcase_add_test(tc, test_be_liberal);
 	tcase_add_test(tc, test_rst_answering_syn);
 	tcase_add_test(tc, test_syn_on_established_ignored);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fairness");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_fairness_off_admits_all);
+	tcase_add_test(tc, test_source_share);
+	tcase_add_test(tc, test_source_share_counts_flows_from_before);
+	tcase_add_test(tc, test_source_share_floor);
+	tcase_add_test(tc, test_source_rate);
+	tcase_add_test(tc, test_source_ipv6_prefix);
+	tcase_add_test(tc, test_source_limits_hold_under_collisions);
+	tcase_add_test(tc, test_restored_flows_are_charged);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");

@@ -879,6 +879,79 @@ START_TEST(test_delegated_prefix_stages)
 }
 END_TEST
 
+/* Flood fairness (beyond AWS, off by default): db floods new UDP flows with
+ * rotating source ports; app's new connection to db must still get room.
+ * loop 0: off (AWS's behaviour): the flood fills the table and app is
+ * refused; loop 1: PerSourceConntrackPercent 50 holds db to half. */
+START_TEST(test_source_share_flood)
+{
+	policy_free(pol);
+	pol = lab(_i ? ",\"Vpcfw\":{\"PerSourceConntrackPercent\":50}" : NULL);
+	ct_destroy(pl.ct);
+	pipeline_init(&pl, ct_create(20));
+	int accepted = 0;
+	for (int i = 0; i < 40; i++) {
+		struct verdict v = eval(UDP("10.0.3.10", "203.0.113.53", (uint16_t)(20000 + i), 53));
+		if (v.accept) {
+			accepted++;
+			continue;
+		}
+		expect(v, false, STAGE_CONNTRACK,
+		       _i ? REASON_CONNTRACK_SOURCE_SHARE_EXCEEDED : REASON_CONNTRACK_ALLOWANCE_EXCEEDED,
+		       _i ? "eni-db: the source's flows hold PerSourceConntrackPercent of the table"
+			  : "eni-db: connection tracking table full");
+	}
+	ck_assert_int_eq(accepted, _i ? 10 : 20);
+	/* app -> db: a new tracked flow at app and at db (two entries) */
+	struct verdict v = eval(TCP("10.0.2.10", "10.0.3.10", 40001, 3306, TCP_SYN));
+	if (_i)
+		expect(v, true, STAGE_SG_INGRESS, REASON_RULES_ALLOW, NULL);
+	else
+		expect(v, false, STAGE_CONNTRACK, REASON_CONNTRACK_ALLOWANCE_EXCEEDED, NULL);
+	struct ct_stats st;
+	ct_get_stats(pl.ct, &st);
+	ck_assert_uint_eq(st.source_share_exceeded, _i ? 30 : 0);
+	ck_assert_uint_eq(st.source_rate_exceeded, 0);
+	ck_assert_uint_eq(counter_get(&pl.counters.packets[STAGE_CONNTRACK]
+							  [REASON_CONNTRACK_SOURCE_SHARE_EXCEEDED]),
+			  _i ? 30 : 0);
+	ck_assert_uint_eq(counter_get(&pl.counters.packets[STAGE_CONNTRACK]
+							  [REASON_CONNTRACK_ALLOWANCE_EXCEEDED]),
+			  _i ? 0 : 21);
+	/* the flood's own flows still work: replies are tracked */
+	expect(eval(UDP("203.0.113.53", "10.0.3.10", 53, 20000)), true, STAGE_CONNTRACK,
+	       REASON_TRACKED_FLOW, NULL);
+}
+END_TEST
+
+/* PerSourceNewFlowsPerSecond: db may start 2 flows at once (the burst is
+ * one second's worth), then one each half second; app is not held back. */
+START_TEST(test_source_rate_flood)
+{
+	policy_free(pol);
+	pol = lab(",\"Vpcfw\":{\"PerSourceNewFlowsPerSecond\":2}");
+	for (int i = 0; i < 2; i++)
+		expect(eval_at(UDP("10.0.3.10", "203.0.113.53", (uint16_t)(20000 + i), 53), 0), true,
+		       STAGE_NACL_OUT, REASON_RULES_ALLOW, NULL);
+	expect(eval_at(UDP("10.0.3.10", "203.0.113.53", 20002, 53), 0.1), false, STAGE_CONNTRACK,
+	       REASON_CONNTRACK_SOURCE_RATE_EXCEEDED,
+	       "eni-db: the source starts new flows faster than PerSourceNewFlowsPerSecond");
+	expect(eval_at(TCP("10.0.2.10", "10.0.3.10", 40001, 3306, TCP_SYN), 0.1), true,
+	       STAGE_SG_INGRESS, REASON_RULES_ALLOW, NULL);
+	expect(eval_at(UDP("10.0.3.10", "203.0.113.53", 20002, 53), 0.5), true, STAGE_NACL_OUT,
+	       REASON_RULES_ALLOW, NULL);
+	/* packets of a tracked flow are never rate limited */
+	for (int i = 0; i < 10; i++)
+		expect(eval_at(UDP("10.0.3.10", "203.0.113.53", 20000, 53), 0.5), true,
+		       STAGE_CONNTRACK, REASON_TRACKED_FLOW, NULL);
+	struct ct_stats st;
+	ct_get_stats(pl.ct, &st);
+	ck_assert_uint_eq(st.source_rate_exceeded, 1);
+	ck_assert_uint_eq(counter_get(&pl.counters.packets[STAGE_CONNTRACK]
+							  [REASON_CONNTRACK_SOURCE_RATE_EXCEEDED]), 1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pipeline");
@@ -897,6 +970,8 @@ int main(void)
 	tcase_add_test(tc, test_related_icmp);
 	tcase_add_test(tc, test_reload_semantics);
 	tcase_add_test(tc, test_conntrack_full);
+	tcase_add_loop_test(tc, test_source_share_flood, 0, 2);
+	tcase_add_test(tc, test_source_rate_flood);
 	tcase_add_test(tc, test_source_dest_check);
 	tcase_add_test(tc, test_ipv6);
 	tcase_add_test(tc, test_stats_count_every_packet);

@@ -73,6 +73,10 @@ struct ct_stats {
 	uint64_t tcp_invalid;           /* TCP segments outside the flow's windows: dropped */
 	uint64_t tcp_rst_ignored;       /* RSTs in the window but not at the expected
 	                                   sequence number: passed on, flow kept */
+	uint64_t source_rate_exceeded;  /* new flows refused: the source's rate
+	                                   (Vpcfw.PerSourceNewFlowsPerSecond) */
+	uint64_t source_share_exceeded; /* new flows refused: the source's share of
+	                                   the table (Vpcfw.PerSourceConntrackPercent) */
 };
 
 /* What TCP window tracking needs of a segment (SPEC §4; Linux nf_conntrack's
@@ -174,6 +178,55 @@ void ct_count_tcp(struct conntrack *ct, enum ct_tcp_verdict v);
 struct ct_entry *ct_insert(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t,
 			   uint64_t hash, uint8_t tcp_flags, const struct ct_timeouts *to,
 			   uint64_t now_ns);
+
+/* Flood fairness (beyond AWS, off by default; Vpcfw.PerSource*): a cap on
+ * the new tracked flows one source starts per second, and on the share of
+ * the table its flows hold.
+ *
+ * A source is the packet's source address; an IPv6 source is cut to
+ * v6_prefix bits first (128: the address itself), so that a host owning a
+ * prefix can be counted as one.  Sources are counted in a fixed array of
+ * buckets allocated by ct_create() (a power of two, max/4 clamped to
+ * 256..262144: 16 bytes each), each source in two buckets chosen by a keyed hash: a
+ * count-min sketch.  A bucket counts every source that falls in it, so a
+ * source's count is never below its own: the approximation can only refuse
+ * more (an innocent source whose two buckets are both shared with heavy
+ * ones), never admit more than the limits.  Per bucket: the flows it holds
+ * and, for the rate, a GCRA (virtual scheduling) deadline.
+ *
+ * Every flow in the table is charged to its originator's buckets whether
+ * fairness is on or not (so that turning it on by a reload counts the flows
+ * already there); a flow keeps the charge it was given until it is freed.
+ * The limits are per worker: the share is of this worker's table, and a
+ * source whose flows spread over W queues may start up to W times the rate
+ * in all. */
+struct ct_fairness {
+	uint32_t rate;                  /* new flows per second per source; 0: no cap */
+	uint32_t burst;                 /* flows at once above the rate; 0: = rate */
+	uint32_t share_pct;             /* % of the table one source may hold; 0: no cap */
+	uint8_t v6_prefix;              /* bits of an IPv6 source that name it (1-128) */
+};
+
+enum ct_source_verdict {
+	CT_SOURCE_OK = 0,
+	CT_SOURCE_RATE,                 /* over its rate: refuse (counted) */
+	CT_SOURCE_SHARE,                /* at its share of the table: refuse (counted) */
+};
+
+/* May `src` start a new tracked flow that takes `slots` entries (one per
+ * interface that tracks it)?  Refusals are counted (source_rate_exceeded,
+ * source_share_exceeded); an admission takes one flow from the source's
+ * rate.  A source holding no flow may always start one (its share is at
+ * least one flow, however small the table).  At its share, expired flows
+ * are first reclaimed from a bounded sweep (they count until freed; the
+ * workers' sweep frees them within seconds).  With f NULL or both limits 0:
+ * CT_SOURCE_OK, nothing counted. */
+enum ct_source_verdict ct_source_admit(struct conntrack *ct, const struct ct_fairness *f,
+				       const struct ip_addr *src, unsigned slots,
+				       uint64_t now_ns);
+/* Flows charged to src's buckets now (the smaller of its two; tests). */
+uint32_t ct_source_flows(const struct conntrack *ct, const struct ct_fairness *f,
+			 const struct ip_addr *src);
 
 /* Forgets a flow (used to roll back a half-made insertion). */
 void ct_remove(struct conntrack *ct, struct ct_entry *e);

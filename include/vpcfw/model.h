@@ -253,6 +253,11 @@ struct m_vpcfw {
 	bool tcp_be_liberal;            /* TcpBeLiberal, default false */
 	bool tcp_loose;                 /* TcpLoose, default true */
 	bool fail_open;                 /* FailOpen, default false */
+	/* flood fairness, beyond AWS (0: off) */
+	uint32_t per_source_rate;       /* PerSourceNewFlowsPerSecond */
+	uint32_t per_source_burst;      /* PerSourceNewFlowBurst; 0: the rate */
+	uint32_t per_source_share;      /* PerSourceConntrackPercent */
+	uint32_t per_source_v6_prefix;  /* PerSourceIpv6PrefixLength, default 128 */
 	const char *flow_log_dir;       /* FlowLogDirectory */
 	uint32_t flow_log_rotate_seconds; /* FlowLogRotateSeconds, default 300 */
 	uint32_t flow_log_rotate_bytes; /* FlowLogRotateBytes, default 75 MB */

@@ -45,6 +45,9 @@ enum reason {
 	REASON_CONNTRACK_INVALID,               /* SPEC §4: a TCP segment outside its
 	                                           flow's window, or (TcpLoose off) of
 	                                           no tracked connection */
+	/* beyond AWS, off by default (Vpcfw.PerSource*): flood fairness */
+	REASON_CONNTRACK_SOURCE_RATE_EXCEEDED,  /* the source starts new flows too fast */
+	REASON_CONNTRACK_SOURCE_SHARE_EXCEEDED, /* the source holds its share of the table */
 	REASON_COUNT
 };
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "vpcfw/addr.h"
+#include "vpcfw/conntrack.h"
 #include "vpcfw/diag.h"
 #include "vpcfw/model.h"
 #include "vpcfw/nacl.h"
@@ -112,6 +113,7 @@ struct policy {
 	bool admit_related_icmp;
 	bool tcp_be_liberal;
 	bool tcp_loose;
+	struct ct_fairness fairness;    /* PerSource*: flood fairness, beyond AWS */
 };
 
 /* Builds a policy from m (ownership passes to the policy even on failure).
