@@ -217,7 +217,7 @@ static int refuse(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-static bool valid_flow(const struct ct_saved *s)
+bool state_flow_valid(const struct ct_saved *s)
 {
 	bool tcp = s->orig.proto == PROTO_TCP;
 
@@ -327,7 +327,7 @@ int state_decode(const uint8_t *buf, size_t len, uint64_t now_wall_ns, struct st
 		const char *why = NULL;
 		if (f->iface_ref >= n_ifaces)
 			why = "names no interface of the table";
-		else if (r[9] || r[10] || r[11] || !valid_flow(&f->s))
+		else if (r[9] || r[10] || r[11] || !state_flow_valid(&f->s))
 			why = "has an impossible protocol, state or flags";
 		else if (f->s.deadline_ns <= written)
 			why = "had expired when the file was written";

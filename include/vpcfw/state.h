@@ -63,6 +63,10 @@ struct state_flow {
 	struct ct_saved s;
 };
 
+/* Whether a saved flow's protocol, TCP state and flags go together (the
+ * state file's and the sync messages' test of a flow). */
+bool state_flow_valid(const struct ct_saved *s);
+
 /* A decoded file. */
 struct state_image {
 	uint64_t written_ns;            /* CLOCK_REALTIME */
