@@ -1,6 +1,7 @@
 #include "vpcfw/arena.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,12 @@ struct arena_block {
 	max_align_t data[];
 };
 
-enum { ARENA_BLOCK = 64 * 1024 };
+/* Blocks grow from 64 KiB to 4 MiB as the arena does: a small policy stays
+ * small, a large one takes its memory in few blocks that malloc maps
+ * straight from the kernel.  Blocks come zeroed from calloc (for a fresh
+ * mapping that costs nothing) and bytes are never handed out twice, so an
+ * allocation needs no memset of its own. */
+enum { ARENA_BLOCK = 64 * 1024, ARENA_BLOCK_MAX = 4 * 1024 * 1024 };
 
 void arena_init(struct arena *a)
 {
@@ -29,20 +35,36 @@ void *arena_alloc(struct arena *a, size_t size)
 	size_t need = (size + align - 1) & ~(align - 1);
 	struct arena_block *b = a->head;
 
+	if (need < size)
+		fatalx("allocation overflow (%zu bytes)", size);
 	if (need == 0)
 		need = align;
 	if (!b || b->size - b->used < need) {
-		size_t cap = need > ARENA_BLOCK ? need : ARENA_BLOCK;
-		b = xmalloc(sizeof(*b) + cap);
-		b->size = cap;
-		b->used = 0;
-		b->next = a->head;
-		a->head = b;
+		/* a large allocation gets a block of its own behind the
+		 * current one, which keeps its room for the small ones */
+		bool own = b && need >= ARENA_BLOCK;
+		size_t cap = own ? need : b ? b->size * 2 : ARENA_BLOCK;
+		if (!own && cap > ARENA_BLOCK_MAX)
+			cap = ARENA_BLOCK_MAX;
+		if (cap < need)
+			cap = need;
+		if (cap > SIZE_MAX - sizeof(struct arena_block))
+			fatalx("allocation overflow");
+		struct arena_block *nb = xcalloc(1, sizeof(*nb) + cap);
+		nb->size = cap;
+		nb->used = 0;
+		if (own) {
+			nb->next = b->next;
+			b->next = nb;
+		} else {
+			nb->next = b;
+			a->head = nb;
+		}
+		b = nb;
 	}
 	void *p = (char *)b->data + b->used;
 	b->used += need;
 	a->used += need;
-	memset(p, 0, need);
 	return p;
 }
 

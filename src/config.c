@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -2179,6 +2181,70 @@ static void duplicate_key(struct ctx *c, const char *text, size_t len, const jso
 	pop(c, 0);
 }
 
+/* ------------------------------------------------------------ parse arena */
+
+/* jansson builds a document from millions of small mallocs, and freeing
+ * them one by one (with glibc's consolidation) cost as much as parsing.  A
+ * document being parsed is carved instead from one mapping reserved for
+ * the calling thread (pages are only touched as used) and unmapped whole
+ * once the document is converted: its free()s are no-ops, told apart by
+ * address.  Everything else jansson allocates, in any thread, goes to
+ * malloc; so does a document that outgrows its mapping.  The functions are
+ * installed once, before any thread starts (config loading runs first). */
+static _Thread_local struct {
+	char *base, *cur, *end;
+} parse_arena;
+
+static void *arena_json_malloc(size_t n)
+{
+	const size_t align = _Alignof(max_align_t);
+	size_t need = (n + align - 1) & ~(align - 1);
+	if (parse_arena.base && need >= n && (size_t)(parse_arena.end - parse_arena.cur) >= need) {
+		void *p = parse_arena.cur;
+		parse_arena.cur += need;
+		return p;
+	}
+	return malloc(n);
+}
+
+static void arena_json_free(void *p)
+{
+	if (parse_arena.base && (char *)p >= parse_arena.base && (char *)p < parse_arena.end)
+		return;
+	free(p);
+}
+
+static void install_json_alloc(void)
+{
+	json_set_alloc_funcs(arena_json_malloc, arena_json_free);
+}
+
+/* A document of len bytes needs about 10 bytes of jansson objects per
+ * byte of text (measured on describe-security-groups exports); a shortfall
+ * only sends the rest to malloc. */
+static void parse_arena_begin(size_t len)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, install_json_alloc);
+	size_t size = len < ((size_t)1 << 40) / 16 ? len * 16 + ((size_t)1 << 20) : 0;
+	void *base = size ? mmap(NULL, size, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+			  : MAP_FAILED;
+	if (base == MAP_FAILED)
+		return; /* everything to malloc */
+	parse_arena.base = parse_arena.cur = base;
+	parse_arena.end = parse_arena.base + size;
+}
+
+/* After the document's last json_decref. */
+static void parse_arena_end(void)
+{
+	if (!parse_arena.base)
+		return;
+	munmap(parse_arena.base, (size_t)(parse_arena.end - parse_arena.base));
+	parse_arena.base = parse_arena.cur = parse_arena.end = NULL;
+}
+
 size_t config_load_buffer(struct model *m, const char *name, const char *text, size_t len,
 			  struct diag *d)
 {
@@ -2187,7 +2253,10 @@ size_t config_load_buffer(struct model *m, const char *name, const char *text, s
 	json_error_t je;
 
 	c.file = arena_strdup(&m->arena, name ? name : "-");
+	parse_arena_begin(len);
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (!root)
+		parse_arena_end(); /* jansson freed what it had built */
 	if (!root && json_error_code(&je) == json_error_duplicate_key) {
 		duplicate_key(&c, text, len, &je);
 		return d->errors - errors0;
@@ -2207,6 +2276,7 @@ size_t config_load_buffer(struct model *m, const char *name, const char *text, s
 		load_document(&c, root);
 	}
 	json_decref(root);
+	parse_arena_end();
 	idmap_free(&c.sg_ids);
 	idmap_free(&c.eni_ids);
 	return d->errors - errors0;
@@ -2235,9 +2305,12 @@ static void load_file(struct model *m, const char *path, struct diag *d)
 		close(fd);
 		return;
 	}
+	/* the file's size (plus one, to see the end) in one read: a doubling
+	 * buffer held up to twice a large file's size at the peak */
+	size_t want = st.st_size > 0 && st.st_size < MAX_FILE ? (size_t)st.st_size + 1 : 65536;
 	for (;;) {
 		if (len == cap) {
-			cap = cap ? cap * 2 : 65536;
+			cap = cap ? cap * 2 : want;
 			char *nb = cap <= MAX_FILE ? realloc(buf, cap) : NULL;
 			if (!nb) {
 				diag_error(d, path, NULL, "larger than %d MB", MAX_FILE >> 20);
