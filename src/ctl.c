@@ -29,6 +29,7 @@
 #include "vpcfw/explain.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/mirror.h"
+#include "vpcfw/xmalloc.h"
 
 struct client {
 	int fd;
@@ -1022,6 +1023,26 @@ struct counter_sink {
 	void *arg;
 };
 
+struct perm_sum {
+	const struct m_sg_rule *m;
+	int first;                      /* position of its first compiled rule */
+	uint64_t packets;
+};
+
+static int cmp_perm_m(const void *x, const void *y)
+{
+	const struct perm_sum *a = x, *b = y;
+	if (a->m != b->m)
+		return (uintptr_t)a->m < (uintptr_t)b->m ? -1 : 1;
+	return (a->first > b->first) - (a->first < b->first);
+}
+
+static int cmp_perm_first(const void *x, const void *y)
+{
+	const struct perm_sum *a = x, *b = y;
+	return (a->first > b->first) - (a->first < b->first);
+}
+
 static void walk_counters(const struct ctl_daemon *d, const struct policy *pol,
 			  const struct counter_sink *s)
 {
@@ -1043,30 +1064,43 @@ static void walk_counters(const struct ctl_daemon *d, const struct policy *pol,
 			s->nacl(s->arg, n, dirs[dir], "*", star);
 		}
 	}
+	struct perm_sum *ps = NULL;
+	size_t ps_cap = 0;
 	for (int i = 0; i < pol->n_ifaces; i++) {
 		const struct iface *f = &pol->ifaces[i];
-		const struct sg_set *sets[2] = { &f->in, &f->out };
+		const struct sg_set *sets[2] = { f->in, f->out };
+		const uint32_t base[2] = { f->sg_hit_in, f->sg_hit_out };
 		for (int k = 0; k < 2; k++) {
 			const struct sg_set *set = sets[k];
-			for (int r = 0; r < set->n; r++) {
-				bool first = true;
-				for (int q = 0; q < r && first; q++)
-					if (set->rules[q].m == set->rules[r].m)
-						first = false;
-				if (!first)
-					continue;
-				uint64_t sum = 0;
-				for (int q = r; q < set->n; q++)
-					if (set->rules[q].m == set->rules[r].m)
-						sum += sum_hits(d, set->rules[q].hit);
-				s->sg(s->arg, f, &set->rules[r], sum);
+			if ((size_t)set->n > ps_cap) {
+				ps_cap = (size_t)set->n;
+				free(ps);
+				ps = xcalloc(ps_cap, sizeof(*ps));
 			}
+			/* the rules of one IpPermission in a run (by m, then
+			 * position), summed, then reported in the order of each
+			 * one's first rule: O(n log n) in the set's rules */
+			for (int r = 0; r < set->n; r++)
+				ps[r] = (struct perm_sum){ set->rules[r].m, r,
+							   sum_hits(d, base[k] + set->rules[r].hit) };
+			qsort(ps, (size_t)set->n, sizeof(*ps), cmp_perm_m);
+			int runs = 0;
+			for (int r = 0; r < set->n; r++) {
+				if (runs && ps[runs - 1].m == ps[r].m)
+					ps[runs - 1].packets += ps[r].packets;
+				else
+					ps[runs++] = ps[r];
+			}
+			qsort(ps, (size_t)runs, sizeof(*ps), cmp_perm_first);
+			for (int r = 0; r < runs; r++)
+				s->sg(s->arg, f, &set->rules[ps[r].first], ps[r].packets);
 		}
 		uint64_t v[IFACE_HITS];
 		for (int k = 0; k < IFACE_HITS; k++)
 			v[k] = sum_hits(d, f->hit + (uint32_t)k);
 		s->iface(s->arg, f, v);
 	}
+	free(ps);
 }
 
 struct stats_json {

@@ -485,12 +485,12 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		TRACE(pl, .stage = STAGE_SG_EGRESS, .outcome = TRACE_SKIPPED, .why = TW_TRACKED,
 		      .iface = a);
 	if (stateful(a) && !tracked_a) {
-		if (!sg_match(&a->out, p, true, &ra)) {
+		if (!sg_match(a->out, p, true, &ra)) {
 			v->stage_iface = a;
 			finish(pl, v, false, STAGE_SG_EGRESS, REASON_ENI_SG_RULES_MISMATCH);
 			return;
 		}
-		hit(pl, ra->hit);
+		hit(pl, a->sg_hit_out + ra->hit);
 		v->sg_rule = ra;
 		v->stage_iface = a;
 		last = STAGE_SG_EGRESS;
@@ -552,7 +552,7 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		TRACE(pl, .stage = STAGE_SG_INGRESS, .outcome = TRACE_SKIPPED, .why = TW_TRACKED,
 		      .iface = b);
 	if (stateful(b) && !tracked_b) {
-		if (!sg_match(&b->in, p, false, &rb)) {
+		if (!sg_match(b->in, p, false, &rb)) {
 			v->stage_iface = b;
 			v->sg_rule = NULL;
 			v->nacl = NULL;
@@ -560,7 +560,7 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 			finish(pl, v, false, STAGE_SG_INGRESS, REASON_ENI_SG_RULES_MISMATCH);
 			return;
 		}
-		hit(pl, rb->hit);
+		hit(pl, b->sg_hit_in + rb->hit);
 		v->sg_rule = rb;
 		v->stage_iface = b;
 		last = STAGE_SG_INGRESS;
@@ -591,9 +591,9 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		/* TcpLoose off (nf_conntrack_tcp_loose = 0): only a SYN starts a
 		 * TCP flow; another segment of no tracked flow is invalid */
 		bool starts_a = stateful(a) && !tracked_a && may_start_flow(p) &&
-				!sg_flow_untracked(&a->out, &a->in, ra, p, true);
+				!sg_flow_untracked(a->out, a->in, ra, p, true);
 		bool starts_b = stateful(b) && b != a && !tracked_b && may_start_flow(p) &&
-				!sg_flow_untracked(&b->in, &b->out, rb, p, false);
+				!sg_flow_untracked(b->in, b->out, rb, p, false);
 		if ((starts_a || starts_b) && !pol->tcp_loose && p->proto == PROTO_TCP &&
 		    (p->tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_SYN) {
 			ct_count_tcp(pl->ct, CT_TCP_INVALID);
@@ -648,8 +648,8 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 		if (!trackable || untracked)
 			TRACE(pl, .stage = STAGE_CONNTRACK, .outcome = TRACE_SKIPPED,
 			      .why = TW_NOT_TRACKED);
-		else if (!(stateful(a) && !sg_flow_untracked(&a->out, &a->in, ra, p, true)) &&
-			 !(stateful(b) && !sg_flow_untracked(&b->in, &b->out, rb, p, false)))
+		else if (!(stateful(a) && !sg_flow_untracked(a->out, a->in, ra, p, true)) &&
+			 !(stateful(b) && !sg_flow_untracked(b->in, b->out, rb, p, false)))
 			TRACE(pl, .stage = STAGE_CONNTRACK, .outcome = TRACE_SKIPPED,
 			      .why = TW_UNTRACKED_RULE);
 		else

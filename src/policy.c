@@ -280,22 +280,27 @@ static void build_nacls(struct builder *b)
 				p->subnets[s].nacl = &p->nacls[i];
 		}
 	}
-	/* Unassociated subnets take their VPC's default NACL (vpc-network-acls). */
+	/* Unassociated subnets take their VPC's default NACL (vpc-network-acls):
+	 * the first default NACL of each VPC, and whether it has any, by map. */
+	struct idmap any_nacl, default_nacl;
+	idmap_init(b->a, &any_nacl, p->n_nacls);
+	idmap_init(b->a, &default_nacl, p->n_nacls);
+	for (int i = 0; i < p->n_nacls; i++) {
+		if (!p->nacls[i].vpc_id)
+			continue;
+		idmap_put(&any_nacl, p->nacls[i].vpc_id, i);
+		if (p->nacls[i].is_default)
+			idmap_put(&default_nacl, p->nacls[i].vpc_id, i);
+	}
 	for (int s = 0; s < p->n_subnets; s++) {
 		struct subnet *sn = &p->subnets[s];
 		if (sn->nacl)
 			continue;
 		const char *vpc_id = sn->m->vpc_id;
-		bool vpc_has_nacl = false;
-		for (int i = 0; i < p->n_nacls; i++) {
-			if (!vpc_id || !p->nacls[i].vpc_id || strcmp(p->nacls[i].vpc_id, vpc_id) != 0)
-				continue;
-			vpc_has_nacl = true;
-			if (p->nacls[i].is_default) {
-				sn->nacl = &p->nacls[i];
-				break;
-			}
-		}
+		bool vpc_has_nacl = idmap_get(&any_nacl, vpc_id) >= 0;
+		int dflt = idmap_get(&default_nacl, vpc_id);
+		if (dflt >= 0)
+			sn->nacl = &p->nacls[dflt];
 		if (!sn->nacl && vpc_has_nacl)
 			diag_warn(b->d, sn->m->where.file, sn->m->where.path,
 				  "subnet %s has no associated network ACL and its VPC's default "
@@ -499,12 +504,83 @@ static void build_prefixes(struct builder *b)
 	}
 }
 
+/* Interfaces carrying the same groups in the same order share one compiled
+ * set per direction (the order decides which of two admitting rules is
+ * reported): each distinct list is compiled once, so n interfaces over k
+ * lists cost k compilations and n lookups.  An open-addressing map from the
+ * list to the first interface that carried it. */
+struct set_map {
+	const struct iface **slots;
+	uint32_t mask;
+};
+
+static uint64_t groups_hash(const struct sg *const *g, int n)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (int i = 0; i < n; i++)
+		h = (h ^ (uint64_t)(g[i]->index + 1)) * 1099511628211ULL;
+	return h ^ (uint64_t)n;
+}
+
+static const struct sg **grow_groups(const struct sg ***buf, int *cap, int n)
+{
+	if (n + 1 > *cap) {
+		int c = n + 1 > 16 ? n + 1 : 16;
+		const struct sg **nb = realloc(*buf, (size_t)c * sizeof(*nb));
+		if (!nb)
+			abort();
+		*buf = nb;
+		*cap = c;
+	}
+	return *buf;
+}
+
+static void share_sets(struct builder *b, struct set_map *map, struct iface *f,
+		       const struct sg *const *groups, int n, const struct sg_resolver *res)
+{
+	if (!map->slots) {
+		uint32_t size = 16;
+		while (size < (uint32_t)b->p->n_ifaces * 2 + 1)
+			size <<= 1;
+		map->slots = calloc(size, sizeof(*map->slots));
+		if (!map->slots)
+			abort();
+		map->mask = size - 1;
+	}
+	uint32_t i = (uint32_t)groups_hash(groups, n) & map->mask;
+	for (const struct iface *o; (o = map->slots[i]) != NULL; i = (i + 1) & map->mask) {
+		if (o->n_groups == n &&
+		    (n == 0 || memcmp(o->groups, groups, (size_t)n * sizeof(*groups)) == 0)) {
+			f->groups = o->groups;
+			f->n_groups = n;
+			f->in = o->in;
+			f->out = o->out;
+			return;
+		}
+	}
+	map->slots[i] = f;
+	f->groups = arena_calloc(b->a, (size_t)n + 1, sizeof(*f->groups));
+	memcpy(f->groups, groups, (size_t)n * sizeof(*groups));
+	f->n_groups = n;
+	const struct m_sg **models = arena_calloc(b->a, (size_t)n + 1, sizeof(*models));
+	for (int g = 0; g < n; g++)
+		models[g] = groups[g]->m;
+	struct sg_set *set = arena_calloc(b->a, 2, sizeof(*set));
+	sg_set_build(b->a, f->groups, models, n, false, res, &set[0]);
+	sg_set_build(b->a, f->groups, models, n, true, res, &set[1]);
+	f->in = &set[0];
+	f->out = &set[1];
+}
+
 static void build_ifaces(struct builder *b)
 {
 	struct policy *p = b->p;
 	struct model *m = b->m;
 	struct sg_resolver res = { resolve_prefix_list, resolve_group, b };
 	int total_addrs = 0;
+	struct set_map sets = { 0 };
+	const struct sg **gbuf = NULL;
+	int gcap = 0;
 
 	p->n_ifaces = m->n_enis;
 	p->ifaces = arena_calloc(b->a, (size_t)p->n_ifaces + 1, sizeof(*p->ifaces));
@@ -582,9 +658,8 @@ static void build_ifaces(struct builder *b)
 				  me->id, me->type ? me->type : "interface");
 		}
 
-		f->groups = arena_calloc(b->a, (size_t)me->n_groups + 1, sizeof(*f->groups));
-		const struct m_sg **models = arena_calloc(b->a, (size_t)me->n_groups + 1,
-							  sizeof(*models));
+		const struct sg **groups = grow_groups(&gbuf, &gcap, me->n_groups);
+		int ng = 0;
 		for (int g = 0; g < me->n_groups; g++) {
 			int i = idmap_get(&b->sgs, me->groups[g]);
 			if (i < 0) {
@@ -594,17 +669,16 @@ static void build_ifaces(struct builder *b)
 					  me->groups[g], me->id);
 				continue;
 			}
-			models[f->n_groups] = &m->sgs[i];
-			f->groups[f->n_groups++] = &p->sgs[i];
+			groups[ng++] = &p->sgs[i];
 		}
-		sg_set_build(b->a, f->groups, models, f->n_groups, false, &res, &f->in);
-		sg_set_build(b->a, f->groups, models, f->n_groups, true, &res, &f->out);
-
+		share_sets(b, &sets, f, groups, ng, &res);
 		if (f->subnet)
 			for (int k = 0; k < me->n_addrs; k++)
 				host_insert(b, &me->addrs[k].addr, f, &me->where);
 	}
 
+	free(gbuf);
+	free(sets.slots);
 	build_prefixes(b);
 
 	for (int i = 0; i < m->vpcfw.n_bindings; i++) {
@@ -679,16 +753,14 @@ static void number_hits(struct policy *p)
 					l->rules[k].hit = n++;
 				l->star_hit = n++;
 			}
+	/* each interface's share of its (possibly shared) sets: rule k of
+	 * f->in counts in slot f->sg_hit_in + k */
 	for (int i = 0; i < p->n_ifaces; i++) {
 		struct iface *f = &p->ifaces[i];
-		for (int k = 0; k < f->in.n; k++) {
-			f->in.rules[k].hit = n++;
-			f->in.rules[k].iface = f;
-		}
-		for (int k = 0; k < f->out.n; k++) {
-			f->out.rules[k].hit = n++;
-			f->out.rules[k].iface = f;
-		}
+		f->sg_hit_in = n;
+		n += (uint32_t)f->in->n;
+		f->sg_hit_out = n;
+		n += (uint32_t)f->out->n;
 	}
 	p->iface_hit_base = n;
 	for (int i = 0; i < p->n_ifaces; i++)
@@ -1086,8 +1158,8 @@ void policy_print(const struct policy *p, FILE *out)
 			fprintf(out, " %s", f->groups[g]->id);
 		fputs(f->n_groups ? "\n" : " none\n", out);
 		if (f->sg_applies) {
-			print_rule_set(&f->in, "ingress", out);
-			print_rule_set(&f->out, "egress", out);
+			print_rule_set(f->in, "ingress", out);
+			print_rule_set(f->out, "egress", out);
 		}
 	}
 	for (int i = 0; i < p->n_sgs; i++) {

@@ -270,6 +270,8 @@ void sg_set_build(struct arena *a, const struct sg *const *groups, const struct 
 		memcpy(out->rules, tmp, (size_t)out->n * sizeof(*tmp));
 		free(tmp);
 	}
+	for (int i = 0; i < out->n; i++)
+		out->rules[i].hit = (uint32_t)i;
 	for (int i = 0; i < out->n; i++) {
 		const struct sg_rule *r = &out->rules[i];
 		if (!r->world || !(r->proto == PROTO_ALL || is_port_proto(r->proto)) || !all_ports(r))

@@ -42,7 +42,11 @@ struct iface {
 	int primary_family;
 	const struct sg **groups;
 	int n_groups;
-	struct sg_set in, out;          /* compiled union of the groups' rules */
+	const struct sg_set *in, *out;  /* compiled union of the groups' rules,
+	                                   shared by the interfaces that carry
+	                                   the same groups in the same order */
+	uint32_t sg_hit_in, sg_hit_out; /* counter slot of rule 0 of in / out
+	                                   (each rule's slot adds its hit) */
 	bool sg_applies;                /* the interface lists security groups;
 	                                   without any (NAT gateways, transit
 	                                   gateway attachments, ...) only the

@@ -1,5 +1,6 @@
 /* Security groups: allow-only rules, the union of every group on an
- * interface, compiled per interface and direction (SPEC §4). */
+ * interface, compiled per distinct list of groups and direction (SPEC §4):
+ * interfaces carrying the same groups share one immutable compiled set. */
 #ifndef VPCFW_SG_H
 #define VPCFW_SG_H
 
@@ -40,8 +41,9 @@ struct sg_rule {
 	const struct m_sg_rule *m;
 	const struct m_peer *src_peer;  /* the peer this rule came from */
 	bool egress;
-	uint32_t hit;                   /* counter slot (policy.c; pipeline.h) */
-	const struct iface *iface;      /* the interface whose set holds it */
+	uint32_t hit;                   /* the rule's position in its set: the
+	                                   counter slot is the interface's base
+	                                   for the set plus this (policy.h) */
 };
 
 /* Rules by protocol class (tcp, udp, icmp, icmpv6, other).  For tcp and
@@ -59,7 +61,8 @@ struct sg_index {
 	const struct sg_rule **cand;
 };
 
-/* The compiled union for one interface and direction. */
+/* The compiled union for one list of groups and direction; read-only once
+ * built, shared by every interface with that list. */
 struct sg_set {
 	struct sg_rule *rules;          /* world rules first (see sg_match) */
 	int n;
