@@ -102,26 +102,37 @@ struct ctx {
 	bool borrowed, borrowed_bad;
 };
 
-static void path_advance(struct ctx *c, int n)
+/* Appends n bytes of s to the path, cut (as snprintf would) at its end:
+ * called for every value of a large document, so without printf. */
+static void path_append(struct ctx *c, const char *s, size_t n)
 {
-	if (n > 0)
-		c->plen += (size_t)n;
-	if (c->plen >= sizeof(c->path))
-		c->plen = sizeof(c->path) - 1;
+	size_t room = sizeof(c->path) - 1 - c->plen;
+	if (n > room)
+		n = room;
+	memcpy(c->path + c->plen, s, n);
+	c->plen += n;
+	c->path[c->plen] = '\0';
 }
 
 static size_t push_key(struct ctx *c, const char *key)
 {
 	size_t old = c->plen;
-	path_advance(c, snprintf(c->path + c->plen, sizeof(c->path) - c->plen, "%s%s",
-				 c->plen ? "." : "", key));
+	if (c->plen)
+		path_append(c, ".", 1);
+	path_append(c, key, strlen(key));
 	return old;
 }
 
 static size_t push_index(struct ctx *c, size_t i)
 {
 	size_t old = c->plen;
-	path_advance(c, snprintf(c->path + c->plen, sizeof(c->path) - c->plen, "[%zu]", i));
+	char buf[24], *e = buf + sizeof(buf), *d = e;
+	*--d = ']';
+	do
+		*--d = (char)('0' + i % 10);
+	while ((i /= 10) != 0);
+	*--d = '[';
+	path_append(c, d, (size_t)(e - d));
 	return old;
 }
 
@@ -2232,6 +2243,11 @@ static void parse_arena_begin(size_t len)
 			  : MAP_FAILED;
 	if (base == MAP_FAILED)
 		return; /* everything to malloc */
+#ifdef MADV_HUGEPAGE
+	/* a large document touches every page: fewer, larger faults */
+	if (size >= ((size_t)8 << 20))
+		(void)madvise(base, size, MADV_HUGEPAGE);
+#endif
 	parse_arena.base = parse_arena.cur = base;
 	parse_arena.end = parse_arena.base + size;
 }
@@ -2255,6 +2271,9 @@ size_t config_load_buffer(struct model *m, const char *name, const char *text, s
 	c.file = arena_strdup(&m->arena, name ? name : "-");
 	parse_arena_begin(len);
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	/* only the parse fills the mapping: whatever is allocated from here
+	 * on, with the tree still in use, is malloc's */
+	parse_arena.cur = parse_arena.end;
 	if (!root)
 		parse_arena_end(); /* jansson freed what it had built */
 	if (!root && json_error_code(&je) == json_error_duplicate_key) {

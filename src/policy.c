@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "vpcfw/conntrack.h"
+#include "vpcfw/xmalloc.h"
 
 /* ------------------------------------------------------------ id maps */
 
@@ -526,10 +527,7 @@ static const struct sg **grow_groups(const struct sg ***buf, int *cap, int n)
 {
 	if (n + 1 > *cap) {
 		int c = n + 1 > 16 ? n + 1 : 16;
-		const struct sg **nb = realloc(*buf, (size_t)c * sizeof(*nb));
-		if (!nb)
-			abort();
-		*buf = nb;
+		*buf = xreallocarray(*buf, (size_t)c, sizeof(**buf));
 		*cap = c;
 	}
 	return *buf;
@@ -542,9 +540,7 @@ static void share_sets(struct builder *b, struct set_map *map, struct iface *f,
 		uint32_t size = 16;
 		while (size < (uint32_t)b->p->n_ifaces * 2 + 1)
 			size <<= 1;
-		map->slots = calloc(size, sizeof(*map->slots));
-		if (!map->slots)
-			abort();
+		map->slots = xcalloc(size, sizeof(*map->slots));
 		map->mask = size - 1;
 	}
 	uint32_t i = (uint32_t)groups_hash(groups, n) & map->mask;
@@ -839,8 +835,20 @@ static void label_rules(struct arena *a, struct m_sg_rule *rules, int n)
 		rep = i > 0 && k[i].h == k[i - 1].h ? rep + 1 : 1;
 		struct m_sg_rule *r = &rules[k[i].idx];
 		char label[80];
-		int len = r->rule_id ? snprintf(label, sizeof(label), "%.60s", r->rule_id)
-				     : snprintf(label, sizeof(label), "rule-%012" PRIx64, k[i].h >> 16);
+		int len;
+		if (r->rule_id) {
+			len = snprintf(label, sizeof(label), "%.60s", r->rule_id);
+		} else {
+			/* "rule-%012" PRIx64 of h >> 16, without printf: one
+			 * per rule of the largest groups */
+			static const char hex[] = "0123456789abcdef";
+			uint64_t v = k[i].h >> 16;
+			memcpy(label, "rule-", 5);
+			for (int d = 0; d < 12; d++)
+				label[5 + d] = hex[(v >> (4 * (11 - d))) & 15];
+			label[17] = '\0';
+			len = 17;
+		}
 		if (rep > 1)
 			snprintf(label + len, sizeof(label) - (size_t)len, "-%d", rep);
 		r->label = arena_strdup(a, label);
