@@ -87,7 +87,8 @@ for f in /usr/sbin/vpcfwd:x /usr/bin/vpcfwctl:x /lib/systemd/system/vpcfwd.servi
 	 /usr/share/doc/vpcfw/examples/three-tier.pcap:f \
 	 /usr/share/doc/vpcfw/examples/three-tier-traffic.json:f \
 	 /usr/share/doc/vpcfw/copyright:f /etc/vpcfw/90-vpcfw.json:f /etc/logrotate.d/vpcfw:f \
-	 /usr/lib/sysusers.d/vpcfw.conf:f; do
+	 /usr/lib/sysusers.d/vpcfw.conf:f /usr/sbin/vpcfw-sync:x /usr/share/man/man8/vpcfw-sync.8.gz:f \
+	 /lib/systemd/system/vpcfw-sync.service:f /lib/systemd/system/vpcfw-sync.timer:f; do
 	if [ -"${f##*:}" "$R${f%:*}" ]; then pass "installed ${f%:*}"
 	else fail "not installed: ${f%:*}"; fi
 done
@@ -123,6 +124,12 @@ grep -q "deb-systemd-helper enable 'vpcfwd.service'" "$C/postinst" && pass "post
 	fail "postinst does not enable vpcfwd.service"
 grep -q 'deb-systemd-invoke .*start' "$C/postinst" && fail "postinst starts the unit" ||
 	pass "postinst does not start the unit"
+# vpcfw-sync: enabled again on upgrade only if the admin had enabled it
+# (dh_installsystemd --no-enable: "was-enabled" guards each enable)
+n_en=$(grep -c "deb-systemd-helper enable 'vpcfw-sync" "$C/postinst")
+n_guarded=$(grep -B2 "deb-systemd-helper enable 'vpcfw-sync" "$C/postinst" | grep -c "was-enabled 'vpcfw-sync")
+[ "$n_en" = "$n_guarded" ] && pass "postinst does not enable vpcfw-sync (only keeps an admin's choice)" ||
+	fail "postinst enables vpcfw-sync (it needs the user's credentials first)"
 # the group exists before the unit is enabled (the unit may name it)
 g=$(grep -n 'addgroup' "$C/postinst" | head -1 | cut -d: -f1)
 e=$(grep -n 'deb-systemd-helper enable' "$C/postinst" | head -1 | cut -d: -f1)

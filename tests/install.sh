@@ -22,7 +22,9 @@ docdir=$(var docdir) unitdir=$(var systemdsystemunitdir) compdir=$(var bashcompl
 for f in "$sbindir/vpcfwd:x" "$bindir/vpcfwctl:x" "$unitdir/vpcfwd.service:f" \
 	 "$mandir/man8/vpcfwd.8:f" "$mandir/man8/vpcfwctl.8:f" "$mandir/man5/vpcfw.conf.5:f" \
 	 "$compdir/vpcfwctl:f" "$docdir/examples/three-tier/40-security-groups.json:f" \
-	 "$docdir/examples/three-tier.pcap:f" "$sysconfdir/vpcfw/90-vpcfw.json:f"; do
+	 "$docdir/examples/three-tier.pcap:f" "$sysconfdir/vpcfw/90-vpcfw.json:f" \
+	 "$sbindir/vpcfw-sync:x" "$mandir/man8/vpcfw-sync.8:f" "$unitdir/vpcfw-sync.service:f" \
+	 "$unitdir/vpcfw-sync.timer:f"; do
 	if [ -"${f##*:}" "$D${f%:*}" ]; then echo "PASS: installed ${f%:*}"
 	else echo "FAIL: not installed: ${f%:*}"; fails=$((fails + 1)); fi
 done
@@ -52,6 +54,16 @@ if command -v systemd-analyze >/dev/null; then
 	else
 		echo "FAIL: systemd-analyze verify: $out"; fails=$((fails + 1))
 	fi
+	# vpcfw-sync's service and timer
+	sed "s|$sbindir/|$D$sbindir/|g; s|$bindir/vpcfwctl|$D$bindir/vpcfwctl|g" "$D$unitdir/vpcfw-sync.service" \
+		>"$D/verify/vpcfw-sync.service"
+	cp "$D$unitdir/vpcfw-sync.timer" "$D/verify/"
+	if out=$(SYSTEMD_UNIT_PATH="$D/verify:" systemd-analyze verify --man=no "$D/verify/vpcfw-sync.service" \
+			"$D/verify/vpcfw-sync.timer" 2>&1) && ! echo "$out" | grep -qi 'unknown\|ignoring'; then
+		echo "PASS: systemd-analyze verify: vpcfw-sync.service and .timer"
+	else
+		echo "FAIL: systemd-analyze verify (vpcfw-sync): $out"; fails=$((fails + 1))
+	fi
 	rm -rf "$D/verify"
 else
 	echo "NOTE: systemd-analyze not installed: the unit is not parsed here"
@@ -72,6 +84,11 @@ rm -f "$D.check"
 grep -q "^ExecStart=$sbindir/vpcfwd -c $sysconfdir/vpcfw\$" "$D$unitdir/vpcfwd.service" &&
 	echo "PASS: the unit names the installed paths" ||
 	{ echo "FAIL: unit: $(grep ExecStart= "$D$unitdir/vpcfwd.service")"; fails=$((fails + 1)); }
+if grep -q "^ExecStart=$sbindir/vpcfw-sync -c $sysconfdir/vpcfw --vpcfwd $sbindir/vpcfwd --vpcfwctl $bindir/vpcfwctl " \
+	"$D$unitdir/vpcfw-sync.service"; then echo "PASS: the vpcfw-sync unit names the installed paths"
+else echo "FAIL: vpcfw-sync unit: $(grep ExecStart= "$D$unitdir/vpcfw-sync.service")"; fails=$((fails + 1)); fi
+"$D$sbindir/vpcfw-sync" --help >/dev/null 2>&1 && echo "PASS: the installed vpcfw-sync runs (--help)" ||
+	{ echo "FAIL: the installed vpcfw-sync does not run"; fails=$((fails + 1)); }
 "$D$sbindir/vpcfwd" -c "$D$docdir/examples/three-tier" --check-config >/dev/null 2>&1 &&
 	echo "PASS: the installed example is valid" ||
 	{ echo "FAIL: the installed example is refused"; fails=$((fails + 1)); }
