@@ -36,6 +36,7 @@
 #include "vpcfw/daemon.h"
 #include "vpcfw/diag.h"
 #include "vpcfw/flowlog.h"
+#include "vpcfw/lane.h"
 #include "vpcfw/load.h"
 #include "vpcfw/log.h"
 #include "vpcfw/mirror.h"
@@ -52,6 +53,8 @@
 #define REFUSAL_RING 256        /* per worker */
 #define REFUSAL_TEXT 240
 #define REFUSALS_PER_SECOND 50
+
+_Static_assert(NFQUEUE_BATCH_MAX <= LANE_BATCH_MAX, "a receive batch fits a lane's");
 
 struct binding {
 	uint32_t ifindex;
@@ -76,9 +79,7 @@ struct worker {
 	int index;
 	struct nfqueue *q;
 	struct conntrack *ct;
-	struct pipeline pl;
-	struct flowlog_worker *flw;     /* NULL: flow logs off */
-	struct mirror_worker *mw;       /* NULL: nothing mirrored or captured */
+	struct lane lane;               /* pipeline, hooks, audit's would-refuse count */
 	_Atomic uint64_t in_epoch;      /* 0: between batches, holds no generation */
 	uint64_t next_expire_ns;
 	unsigned expire_budget;
@@ -86,8 +87,7 @@ struct worker {
 	struct refusal ring[REFUSAL_RING];
 	_Atomic uint32_t ring_head, ring_tail;
 	_Atomic uint64_t refusals_lost;
-	/* audit mode's count, and flow listings served between batches */
-	counter_t audit_would_refuse;
+	/* flow listings served between batches */
 	_Atomic int flow_req;           /* 1: list flows into flow_fn, then 2 */
 	int (*flow_fn)(int worker, const struct ct_flow_info *f, void *arg);
 	void *flow_arg;
@@ -105,7 +105,7 @@ static _Atomic uint64_t epoch = 1;
 static atomic_bool stopping;
 static atomic_bool worker_failed;
 static atomic_bool audit_mode;          /* accept all, count what would be refused */
-static _Atomic(struct ctl_shadow *) shadow; /* a candidate policy beside the running one */
+static _Atomic(struct shadow *) shadow; /* a candidate policy beside the running one */
 
 static struct worker *workers;
 static int n_workers;
@@ -304,17 +304,20 @@ static void note_refusal(struct worker *w, const struct packet *p, const struct 
 	atomic_store_explicit(&w->ring_head, head + 1, memory_order_release);
 }
 
-/* One batch: take the generation, decide, send the verdicts, let go.
- * The parsed packets are decided together (pipeline_eval_batch overlaps
- * their flow-table lookups); the rest get their verdict on their own.
- * Returns -1 if the kernel could not be given the verdicts. */
+/* The lane's refusal capture: a line into the worker's refusal ring. */
+static void lane_refused(void *arg, int i, const struct packet *p, const struct verdict *v)
+{
+	struct worker *w = arg;
+	note_refusal(w, p, v, nfqueue_packet(w->q, i));
+}
+
+/* One batch: take the generation, decide and run the hooks in the worker's
+ * lane (lane.h), send the verdicts, let go.  Returns -1 if the kernel could
+ * not be given the verdicts. */
 static int run_batch(struct worker *w, int n)
 {
-	struct packet pkts[NFQUEUE_BATCH_MAX];
-	struct pkt_meta metas[NFQUEUE_BATCH_MAX];
-	struct verdict vs[NFQUEUE_BATCH_MAX];
-	int idx[NFQUEUE_BATCH_MAX];
-	int np_parsed = 0;
+	struct lane_packet in[NFQUEUE_BATCH_MAX];
+	struct lane_out out[NFQUEUE_BATCH_MAX];
 
 	atomic_store(&w->in_epoch, atomic_load(&epoch));
 #ifdef VPCFW_TEST_HOOKS
@@ -324,50 +327,28 @@ static int run_batch(struct worker *w, int n)
 	}
 #endif
 	const struct generation *g = atomic_load(&current);
-	uint64_t now = monotonic_ns(), wall = clock_ns(CLOCK_REALTIME);
-	bool audit = atomic_load_explicit(&audit_mode, memory_order_relaxed);
-	w->pl.hits = g->hits ? g->hits + (size_t)w->index * g->pol->n_hits : NULL;
-	w->pl.n_hits = g->pol->n_hits;
+	struct lane_batch b = {
+		.pol = g->pol, .generation = g->number, .devices = true,
+		.shadow = atomic_load(&shadow),
+		.audit = atomic_load_explicit(&audit_mode, memory_order_relaxed),
+		.now_ns = monotonic_ns(), .wall_ns = clock_ns(CLOCK_REALTIME),
+	};
+	w->lane.pl.hits = g->hits ? g->hits + (size_t)w->index * g->pol->n_hits : NULL;
+	w->lane.pl.n_hits = g->pol->n_hits;
 
 	for (int i = 0; i < n; i++) {
 		const struct nfqueue_packet *np = nfqueue_packet(w->q, i);
-		enum packet_status st = PACKET_MALFORMED;
-		struct packet *pkt = &pkts[np_parsed];
-		if (np->payload)
-			st = packet_parse_ip(np->payload, np->caplen, np->wirelen, pkt);
-		if (st != PACKET_OK) {
-			struct verdict v;
-			pipeline_verdict_unparsed(&w->pl, st, &v);
-			if (!v.accept)
-				note_refusal(w, NULL, &v, np);
-			mirror_observe(w->mw, NULL, &v, np->payload, np->caplen, np->wirelen, wall);
-			if (!v.accept && audit)
-				counter_inc(&w->audit_would_refuse), v.accept = true;
-			nfqueue_set_verdict(w->q, i, v.accept ? NF_ACCEPT : NF_DROP);
-			continue;
-		}
-		metas[np_parsed] = (struct pkt_meta){
-			.in_iface = bound_iface(g, np->indev),
-			.out_iface = bound_iface(g, np->outdev),
-			.in_known = np->indev != 0,
+		in[i] = (struct lane_packet){
+			.data = np->payload, .caplen = np->caplen, .wirelen = np->wirelen,
+			.link = PACKET_OK, .ts_ns = b.wall_ns,
+			.meta = { .in_iface = bound_iface(g, np->indev),
+				  .out_iface = bound_iface(g, np->outdev),
+				  .in_known = np->indev != 0 },
 		};
-		idx[np_parsed++] = i;
 	}
-	pipeline_eval_batch(&w->pl, g->pol, pkts, metas, np_parsed, now, vs);
-	/* the shadow sees what the policy decided; one pointer check without */
-	struct ctl_shadow *sh = atomic_load(&shadow);
-	if (sh)
-		ctl_shadow_eval(sh, w->index, w->ct, pkts, metas, np_parsed, vs, g->number, now);
-	for (int k = 0; k < np_parsed; k++) {
-		const struct nfqueue_packet *np = nfqueue_packet(w->q, idx[k]);
-		if (!vs[k].accept)
-			note_refusal(w, &pkts[k], &vs[k], np);
-		mirror_observe(w->mw, &pkts[k], &vs[k], np->payload, np->caplen, np->wirelen, wall);
-		if (!vs[k].accept && audit)
-			counter_inc(&w->audit_would_refuse), vs[k].accept = true;
-		flowlog_observe(w->flw, &pkts[k], &vs[k], wall);
-		nfqueue_set_verdict(w->q, idx[k], vs[k].accept ? NF_ACCEPT : NF_DROP);
-	}
+	lane_run(&w->lane, &b, in, n, out);
+	for (int i = 0; i < n; i++)
+		nfqueue_set_verdict(w->q, i, out[i].accept ? NF_ACCEPT : NF_DROP);
 	int r = nfqueue_send_verdicts(w->q);
 	atomic_store(&w->in_epoch, 0);
 	if (r < 0) {
@@ -391,7 +372,7 @@ static void expire(struct worker *w)
 	if (now < w->next_expire_ns)
 		return;
 	ct_expire(w->ct, now, w->expire_budget);
-	flowlog_tick(w->flw, clock_ns(CLOCK_REALTIME));
+	flowlog_tick(w->lane.flw, clock_ns(CLOCK_REALTIME));
 	w->next_expire_ns = now + EXPIRE_EVERY_NS;
 }
 
@@ -541,7 +522,7 @@ static void log_stats(const char *when)
 
 		struct pipeline_stats ps;
 
-		pipeline_get_stats(&w->pl, &ps);
+		pipeline_get_stats(&w->lane.pl, &ps);
 		sum.accepted += ps.accepted;
 		sum.rejected += ps.rejected;
 		for (int st = 0; st < STAGE_COUNT; st++)
@@ -962,7 +943,7 @@ static void ctl_worker(void *ctx, int i, struct ctl_worker_stats *out)
 
 	memset(out, 0, sizeof(*out));
 	out->queue = nfqueue_queue_num(w->q);
-	pipeline_get_stats(&w->pl, &out->pl);
+	pipeline_get_stats(&w->lane.pl, &out->pl);
 	ct_get_stats(w->ct, &out->ct);
 	nfqueue_get_stats(w->q, &ns);
 	out->packets = ns.packets;
@@ -972,7 +953,7 @@ static void ctl_worker(void *ctx, int i, struct ctl_worker_stats *out)
 	out->netlink_errors = ns.netlink_errors;
 	out->recv_errors = ns.recv_errors;
 	out->send_errors = ns.send_errors;
-	out->audit_would_refuse = counter_get(&w->audit_would_refuse);
+	out->audit_would_refuse = counter_get(&w->lane.would_refuse);
 	if (nfqueue_kernel_stats(out->queue, &ks)) {
 		out->have_kernel = true;
 		out->kernel_waiting = ks.queue_total;
@@ -1065,10 +1046,10 @@ static bool ctl_audit(void *ctx)
 
 /* Like a reload's swap: the replaced shadow is returned once every worker
  * is idle or has started a later batch. */
-static struct ctl_shadow *ctl_set_shadow(void *ctx, struct ctl_shadow *s)
+static struct shadow *ctl_set_shadow(void *ctx, struct shadow *s)
 {
 	(void)ctx;
-	struct ctl_shadow *old = atomic_exchange(&shadow, s);
+	struct shadow *old = atomic_exchange(&shadow, s);
 	grace_period();
 	return old;
 }
@@ -1294,7 +1275,9 @@ int daemon_run(const struct daemon_options *user_opt)
 			logit(LOG_ERR, "out of memory for %u conntrack entries", shard);
 			goto out;
 		}
-		pipeline_init(&w->pl, w->ct);
+		lane_init(&w->lane, w->ct, i);
+		w->lane.refused = lane_refused;
+		w->lane.refused_arg = w;
 		w->q = nfqueue_open(&no, err, sizeof(err));
 		if (!w->q) {
 			logit(LOG_ERR, "queue %u: %s", queues[i], err);
@@ -1352,7 +1335,7 @@ int daemon_run(const struct daemon_options *user_opt)
 		goto out;
 	}
 	for (int i = 0; i < n_workers; i++)
-		workers[i].flw = flowlog_worker(flowlog, i);
+		workers[i].lane.flw = flowlog_worker(flowlog, i);
 	struct mirror_options mo = { .n_workers = n_workers, .threaded = true, .send_vxlan = true };
 	mirror = mirror_create(cur->pol, &mo);
 	if (!mirror && mirror_enabled(cur->pol)) {
@@ -1360,7 +1343,7 @@ int daemon_run(const struct daemon_options *user_opt)
 		goto out;
 	}
 	for (int i = 0; i < n_workers; i++)
-		workers[i].mw = mirror_worker(mirror, i);
+		workers[i].lane.mw = mirror_worker(mirror, i);
 	for (int i = 0; i < n_workers; i++) {
 		int e = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
 		if (e) {

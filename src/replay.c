@@ -7,6 +7,7 @@
 #include <pcap/pcap.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,12 +15,14 @@
 
 #include "vpcfw/conntrack.h"
 #include "vpcfw/flowlog.h" /* flow logs */
+#include "vpcfw/lane.h"
 #include "vpcfw/mirror.h"  /* mirroring, drop capture */
 #include "vpcfw/model.h"
 #include "vpcfw/packet.h"
 #include "vpcfw/pipeline.h"
 #include "vpcfw/log.h"
 #include "vpcfw/safefile.h"
+#include "vpcfw/xmalloc.h"
 
 /* Link types by their file-format (LINKTYPE_*) numbers; libpcap hands some
  * of them over translated (LINKTYPE_RAW 101 -> DLT_RAW, which is 12 or 14). */
@@ -261,31 +264,6 @@ static uint64_t record_time_ns(const struct pcap_pkthdr *h)
 	return (uint64_t)h->ts.tv_sec * 1000000000ULL + (uint64_t)h->ts.tv_usec;
 }
 
-static void decide(struct pipeline *pl, const struct policy *pol, int link,
-		   const struct pcap_pkthdr *h, const uint8_t *data, uint64_t now,
-		   struct packet *p, struct verdict *v, bool *parsed)
-{
-	struct link_result lr;
-	size_t cap = h->caplen, wire = h->len;
-	enum packet_status st;
-
-	if (wire < cap)
-		wire = cap;
-	link_decode(link, data, cap, &lr);
-	st = lr.st;
-	if (st == PACKET_OK) {
-		st = packet_parse_ip(data + lr.ip_off, cap - lr.ip_off, wire - lr.ip_off, p);
-		/* IP by its link header but another version by its own */
-		if (st == PACKET_NOT_IP || (st == PACKET_OK && lr.family && p->family != lr.family))
-			st = lr.family ? PACKET_MALFORMED : PACKET_NOT_IP;
-	}
-	*parsed = st == PACKET_OK;
-	if (*parsed)
-		pipeline_eval(pl, pol, p, NULL, now, v);
-	else
-		pipeline_verdict_unparsed(pl, st, v);
-}
-
 static FILE *open_verdicts(const char *path)
 {
 	if (!path)
@@ -367,23 +345,26 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 		return 1;
 	}
 
-	struct pipeline pl;
+	/* the daemon's lane, one record at a time (a record's bytes last until
+	 * the next is read) */
+	struct lane *ln = xmalloc(sizeof(*ln));
 	struct tally t;
 	uint64_t now = 0;
 	memset(&t, 0, sizeof(t));
-	pipeline_init(&pl, ct);
+	lane_init(ln, ct, 0);
 
 	/* flow logs: synchronous, on the packets' clock */
 	struct flowlog_options flo = { .dir = opt->flow_log_dir, .n_workers = 1, .threaded = false };
 	struct flowlog *fl = flowlog_create(pol, &flo);
 	if (!fl && flowlog_enabled(pol, &flo)) {
 		log_warnx("flow logs cannot start: replay refused");
+		free(ln);
 		close_verdicts(out, opt->verdicts_path);
 		ct_destroy(ct);
 		pcap_close(pc);
 		return 1;
 	}
-	struct flowlog_worker *flw = flowlog_worker(fl, 0);
+	ln->flw = flowlog_worker(fl, 0);
 
 	/* mirroring and the drop capture: synchronous; VXLAN
 	 * targets are sent to, as live */
@@ -392,19 +373,17 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 	if (!mr && mirror_enabled(pol)) {
 		log_warnx("mirroring cannot start: replay refused");
 		flowlog_destroy(fl);
+		free(ln);
 		close_verdicts(out, opt->verdicts_path);
 		ct_destroy(ct);
 		pcap_close(pc);
 		return 1;
 	}
-	struct mirror_worker *mw = mirror_worker(mr, 0);
+	ln->mw = mirror_worker(mr, 0);
 
 	for (;;) {
 		struct pcap_pkthdr *h;
 		const u_char *data;
-		struct packet p;
-		struct verdict v;
-		bool parsed;
 		int r = pcap_next_ex(pc, &h, &data);
 
 		if (r == PCAP_ERROR_BREAK)
@@ -425,21 +404,18 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 		/* a couple of buckets per packet sweeps the whole table every
 		 * few million packets without scattering reads on every one */
 		ct_expire(ct, now, 2);
-		decide(&pl, pol, link, h, data, now, &p, &v, &parsed);
-		t.by_reason[v.accept][v.reason < REASON_COUNT ? v.reason : 0]++;
+		struct link_result lr;
+		link_decode(link, data, h->caplen, &lr);
+		struct lane_packet in = {
+			.data = data, .caplen = h->caplen, .wirelen = h->len, .ip_off = lr.ip_off,
+			.link = lr.st, .family = (uint8_t)lr.family, .ts_ns = ts,
+		};
+		struct lane_batch b = { .pol = pol, .now_ns = now, .wall_ns = now };
+		struct lane_out o;
+		lane_run(ln, &b, &in, 1, &o);
+		t.by_reason[o.v->accept][o.v->reason < REASON_COUNT ? o.v->reason : 0]++;
 		if (out)
-			write_verdict(out, t.records, &p, parsed, &v);
-		/* flow log / mirror hooks: (p, v, h->ts) once parsed */
-		if (parsed)
-			flowlog_observe(flw, &p, &v, now);
-		if (mw) { /* the record from its IP header */
-			struct link_result lr;
-			size_t off, wire = h->len > h->caplen ? h->len : h->caplen;
-			link_decode(link, data, h->caplen, &lr);
-			off = lr.st == PACKET_OK && lr.ip_off <= h->caplen ? lr.ip_off : 0;
-			mirror_observe(mw, parsed ? &p : NULL, &v, data + off, h->caplen - off,
-				       wire - off, ts);
-		}
+			write_verdict(out, t.records, o.p, o.p != NULL, o.v);
 	}
 
 	if (!close_verdicts(out, opt->verdicts_path))
@@ -458,11 +434,12 @@ int replay_run(const struct policy *pol, const struct replay_options *opt)
 	mirror_get_stats(mr, &ms);
 	if (!mirror_destroy(mr))
 		rc = 1;
-	write_summary(opt->summary, opt->pcap_path, &t, &pl);
+	write_summary(opt->summary, opt->pcap_path, &t, &ln->pl);
 	if (mr && opt->summary)
 		fprintf(opt->summary, "  mirror: %" PRIu64 " copies (%" PRIu64 " VXLAN sent, %" PRIu64
 			" send errors, %" PRIu64 " pcap records), %" PRIu64 " refused packets captured\n",
 			ms.mirrored, ms.vxlan_sent, ms.vxlan_errors, ms.pcap_records, ms.captured);
+	free(ln);
 	ct_destroy(ct);
 	pcap_close(pc);
 	return rc;

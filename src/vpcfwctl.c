@@ -557,7 +557,7 @@ static void print_side(const char *name, const json_t *x)
 	       str(x, "rule"));
 }
 
-static int shadow_report(int argc, char **argv)
+static int c_shadow_report(int argc, char **argv)
 {
 	json_t *req = json_pack("{s:s}", "verb", "shadow-report");
 	int ch;
@@ -602,7 +602,7 @@ static int c_shadow(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "report")) {
 		optind = 1;
-		return shadow_report(argc - 1, argv + 1);
+		return c_shadow_report(argc - 1, argv + 1);
 	}
 	if (argc == 2 && !strcmp(argv[1], "clear")) {
 		json_t *r = answer(call(json_pack("{s:s}", "verb", "shadow-clear")));

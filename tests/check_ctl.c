@@ -62,13 +62,13 @@ static bool f_audit(void *ctx)
 	return false;
 }
 
-static struct ctl_shadow *installed;
+static struct shadow *installed;
 static int shadow_swaps;
 
-static struct ctl_shadow *f_set_shadow(void *ctx, struct ctl_shadow *s)
+static struct shadow *f_set_shadow(void *ctx, struct shadow *s)
 {
 	(void)ctx;
-	struct ctl_shadow *old = installed;
+	struct shadow *old = installed;
 	installed = s;
 	shadow_swaps++;
 	return old;
@@ -531,7 +531,7 @@ static void decide(int worker, const struct packet *p, int n, uint64_t gen, doub
 	ck_assert_int_le(n, 8);
 	pipeline_eval_batch(&pls[worker], pol, p, NULL, n, tu_sec(t), v);
 	if (installed)
-		ctl_shadow_eval(installed, worker, cts[worker], p, NULL, n, v, gen, tu_sec(t));
+		shadow_eval(installed, worker, cts[worker], p, NULL, n, v, gen, tu_sec(t));
 }
 
 /* The candidate removes web's HTTP and SSH rules: new HTTP and SSH flows to
@@ -636,7 +636,7 @@ START_TEST(test_shadow)
 	json_decref(r);
 
 	/* a full table counts the rest as lost: each generation is a new key */
-	for (int k = 0; k < CTL_SHADOW_DIFFS + 10; k++) {
+	for (int k = 0; k < SHADOW_DIFFS + 10; k++) {
 		struct packet p = tu_pkt("203.0.113.8", "10.0.1.10", 6, 30000 + k, 80, TCP_SYN);
 		decide(1, &p, 1, 100 + (uint64_t)k, 3);
 	}
@@ -646,7 +646,7 @@ START_TEST(test_shadow)
 	ck_assert_int_eq(json_array_size(json_object_get(r, "differences")), 1);
 	/* merged by rule across generations and workers: 5 + 255 */
 	ck_assert_int_eq(json_integer_value(json_object_get(
-		json_array_get(json_object_get(r, "differences"), 0), "packets")), 5 + CTL_SHADOW_DIFFS - 1);
+		json_array_get(json_object_get(r, "differences"), 0), "packets")), 5 + SHADOW_DIFFS - 1);
 	json_decref(r);
 
 	r = ask(c, &reader, json_pack("{s:s}", "verb", "shadow-clear"));

@@ -38,6 +38,7 @@
 #include "vpcfw/mirror.h"
 #include "vpcfw/pipeline.h"
 #include "vpcfw/policy.h"
+#include "vpcfw/shadow.h"
 #include "vpcfw/state.h"
 
 enum { CTL_MAX_REQUEST = 65536, CTL_MAX_CONFIG = 16 << 20, CTL_MAX_CONFIG_TEXT = 8 << 20,
@@ -67,7 +68,6 @@ struct ctl_losses {
 	uint64_t refusal_lines_lost;    /* not logged: a worker's refusal ring was full */
 };
 
-struct ctl_shadow;
 
 /* One worker (queue), as the daemon sees it now. */
 struct ctl_worker_stats {
@@ -109,7 +109,7 @@ struct ctl_daemon {
 	/* installs shadow s (NULL: none) for the workers and returns the one it
 	 * replaces once no worker can still use it (the caller frees it);
 	 * NULL: shadow policies are not available */
-	struct ctl_shadow *(*set_shadow)(void *ctx, struct ctl_shadow *s);
+	struct shadow *(*set_shadow)(void *ctx, struct shadow *s);
 	/* mirror, flow-log and refusal-log losses; NULL: none to report */
 	void (*losses)(void *ctx, struct ctl_losses *out);
 	/* the state file (StateFile); NULL: none */
@@ -188,31 +188,5 @@ __attribute__((format(printf, 2, 3)))
 void ctl_text_put(struct ctl_text *t, const char *fmt, ...);
 /* Writes the metrics to path (temporary file, then rename); 0 or -1. */
 int ctl_write_metrics(const struct ctl_daemon *d, const struct ctl *c, const char *path);
-
-/* Shadow policies: a candidate evaluated beside the running policy on the
- * same packets, with its own flow table per worker (seeded from the
- * worker's table on its first batch), so its connection tracking is
- * modelled without touching the real one.  Packets the two decide
- * differently are counted per (running rule, candidate rule, change) in a
- * bounded table per worker; a full table counts the rest as lost.
- * Devices bind as in the running configuration: an interface is the
- * candidate's interface of the same id.  Each worker's part has one
- * writer, the worker; ctl_shadow_report reads it while it runs. */
-enum { CTL_SHADOW_DIFFS = 256, CTL_SHADOW_FLOWS_MAX = 262144 };
-/* Takes ownership of pol (even on failure).  flows: the flow-table size of
- * each worker.  NULL on ENOMEM. */
-struct ctl_shadow *ctl_shadow_create(struct policy *pol, const char *path, int n_workers,
-				     uint32_t flows);
-void ctl_shadow_free(struct ctl_shadow *s);
-/* Worker `worker`: the candidate's verdicts for the n packets the running
- * policy (generation gen) decided as `running`; metas are the running
- * policy's (may be NULL).  running_ct seeds the candidate's table on the
- * first call.  Allocates nothing. */
-void ctl_shadow_eval(struct ctl_shadow *s, int worker, struct conntrack *running_ct,
-		     const struct packet *pkts, const struct pkt_meta *metas, int n,
-		     const struct verdict *running, uint64_t gen, uint64_t now_ns);
-/* The "shadow-report" answer: the differences summed over the workers, most
- * frequent first, at most limit of them. */
-json_t *ctl_shadow_report(const struct ctl_shadow *s, json_int_t limit);
 
 #endif

@@ -32,7 +32,7 @@ static struct policy *pol;
 static struct conntrack *ct;
 static struct pipeline pl;
 static struct ctl *ctl;
-static struct ctl_shadow *shadow;
+static struct shadow *shadow;
 static bool audit_on;
 
 static const struct policy *f_policy(void *ctx, uint64_t *gen)
@@ -99,10 +99,10 @@ static bool f_audit(void *ctx)
 	return audit_on;
 }
 
-static struct ctl_shadow *f_set_shadow(void *ctx, struct ctl_shadow *s)
+static struct shadow *f_set_shadow(void *ctx, struct shadow *s)
 {
 	(void)ctx;
-	struct ctl_shadow *old = shadow;
+	struct shadow *old = shadow;
 	shadow = s;
 	return old;
 }
