@@ -500,21 +500,9 @@ static json_t *fail(const char *fmt, ...)
 	return json_pack("{s:b, s:s}", "ok", 0, "error", buf);
 }
 
-json_t *ctl_parse_request(const char *line, size_t len, char *err, size_t errlen)
+static const char *str_of(const json_t *req, const char *key)
 {
-	json_error_t e;
-	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &e);
-
-	if (!req) {
-		snprintf(err, errlen, "bad JSON: %s", e.text);
-		return NULL;
-	}
-	if (!json_is_object(req) || !json_is_string(json_object_get(req, "verb"))) {
-		json_decref(req);
-		snprintf(err, errlen, "a request is an object with a \"verb\"");
-		return NULL;
-	}
-	return req;
+	return json_string_value(json_object_get(req, key));
 }
 
 static json_t *handle(struct ctl *c, const struct ctl_peer *peer, const json_t *req,
@@ -618,7 +606,7 @@ static void run_job(const struct ctl_daemon *d, struct job *j)
 {
 	switch (j->kind) {
 	case JOB_CHECK:
-		j->pol = ctl_load_policy(d->config_paths, d->n_config_paths, d->strict, &j->msgs);
+		j->pol = policy_load_report(d->config_paths, d->n_config_paths, d->strict, &j->msgs);
 		break;
 	case JOB_SHADOW: {
 		size_t n = json_array_size(j->files);
@@ -823,181 +811,6 @@ void ctl_serve(struct ctl *c, int timeout_ms)
 }
 
 /* ------------------------------------------------------------ loading */
-
-struct policy *ctl_load_policy(const char *const *paths, int n, bool strict, json_t **msgs)
-{
-	struct diag d;
-
-	*msgs = json_array();
-	diag_init(&d);
-	d.strict = strict;
-	/* what the daemon loads, so that a valid answer means a reload takes it */
-	struct policy *pol = policy_load(paths, n, &d);
-	for (size_t i = 0; i < d.n; i++)
-		json_array_append_new(*msgs, json_pack("{s:s, s:s}", "level",
-						       d.msgs[i].error ? "error" : "warning",
-						       "text", d.msgs[i].text));
-	diag_free(&d);
-	return pol;
-}
-
-/* One regular file, read without waiting on it (a FIFO or a device is
- * refused, not read); *budget: bytes still allowed. */
-static bool read_one(json_t *files, const char *path, size_t *budget, char *err, size_t errlen)
-{
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return false;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", path);
-		close(fd);
-		return false;
-	}
-	if ((uint64_t)st.st_size > *budget) {
-		snprintf(err, errlen, "%s: the configuration is larger than %d MB", path,
-			 CTL_MAX_CONFIG_TEXT >> 20);
-		close(fd);
-		return false;
-	}
-	char *buf = malloc((size_t)st.st_size + 1);
-	size_t len = 0;
-	ssize_t n = 0;
-	while (buf && len <= (size_t)st.st_size &&
-	       (n = read(fd, buf + len, (size_t)st.st_size + 1 - len)) > 0)
-		len += (size_t)n;
-	close(fd);
-	if (!buf || n < 0 || len > (size_t)st.st_size) {
-		snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" :
-			 n < 0 ? strerror(errno) : "changed while read");
-		free(buf);
-		return false;
-	}
-	json_t *text = json_stringn_nocheck(buf, len);
-	free(buf);
-	if (!text || !json_is_string(text)) {
-		json_decref(text);
-		snprintf(err, errlen, "%s: out of memory", path);
-		return false;
-	}
-	json_array_append_new(files, json_pack("{s:s, s:o}", "name", path, "text", text));
-	*budget -= len;
-	return true;
-}
-
-static int file_order(const struct dirent **a, const struct dirent **b)
-{
-	return strcmp((*a)->d_name, (*b)->d_name);   /* the order config.c reads them in */
-}
-
-static int json_file_name(const struct dirent *e)
-{
-	size_t n = strlen(e->d_name);
-	return e->d_name[0] != '.' && n > 5 && strcmp(e->d_name + n - 5, ".json") == 0;
-}
-
-json_t *ctl_read_config_files(const char *path, char *err, size_t errlen)
-{
-	struct stat st;
-	size_t budget = CTL_MAX_CONFIG_TEXT;
-	json_t *files = json_array();
-	bool ok = true;
-
-	if (stat(path, &st) < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		json_decref(files);
-		return NULL;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		ok = read_one(files, path, &budget, err, errlen);
-	} else {
-		struct dirent **names;
-		int n = scandir(path, &names, json_file_name, file_order);
-		if (n < 0) {
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			ok = false;
-		}
-		for (int i = 0; i < n; i++) {
-			char file[4096];
-			snprintf(file, sizeof(file), "%s/%s", path, names[i]->d_name);
-			/* as the daemon reads a directory: its regular *.json files */
-			if (ok && stat(file, &st) == 0 && S_ISREG(st.st_mode))
-				ok = read_one(files, file, &budget, err, errlen);
-			free(names[i]);
-		}
-		if (n >= 0)
-			free(names);
-		if (ok && json_array_size(files) == 0) {
-			snprintf(err, errlen, "%s: no *.json file in this directory", path);
-			ok = false;
-		}
-	}
-	if (!ok) {
-		json_decref(files);
-		return NULL;
-	}
-	return files;
-}
-
-/* ------------------------------------------------------------ explain */
-
-static const char *str_of(const json_t *req, const char *key)
-{
-	return json_string_value(json_object_get(req, key));
-}
-
-static json_t *iface_json(const struct iface *f)
-{
-	return f ? json_string(f->id) : json_null();
-}
-
-json_t *ctl_explain(const struct policy *pol, const json_t *req)
-{
-	const char *proto = str_of(req, "proto"), *src = str_of(req, "src"), *dst = str_of(req, "dst");
-	const char *in = str_of(req, "in"), *out = str_of(req, "out");
-	json_int_t sport = json_integer_value(json_object_get(req, "sport"));
-	json_int_t dport = json_integer_value(json_object_get(req, "dport"));
-	const struct iface *fi = NULL, *fo = NULL;
-	struct packet p;
-	struct explain ex;
-	char err[200];
-
-	if (!proto || !src || !dst)
-		return fail("explain needs proto, src and dst");
-	if (sport < 0 || dport < 0 || sport > 65535 || dport > 65535)
-		return fail("a port is 0-65535");
-	if (!explain_packet(proto, src, (unsigned)sport, dst, (unsigned)dport, &p, err, sizeof(err)))
-		return fail("%s", err);
-	if (in && !(fi = explain_iface(pol, in)))
-		return fail("no interface or bound device '%s'", in);
-	if (out && !(fo = explain_iface(pol, out)))
-		return fail("no interface or bound device '%s'", out);
-	if (explain_run(pol, &p, fi, fo, &ex) < 0)
-		return fail("out of memory");
-
-	json_t *steps = json_array();
-	for (int i = 0; i < ex.n_steps; i++)
-		json_array_append_new(steps, json_pack("{s:s, s:s, s:s}",
-			"stage", stage_name(ex.steps[i].stage),
-			"outcome", explain_outcome_name(ex.steps[i].outcome),
-			"what", ex.steps[i].what));
-	return json_pack("{s:b, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:b, s:I}",
-		"ok", 1,
-		"verdict", ex.v.accept ? "ACCEPT" : "REJECT",
-		"stage", stage_name(ex.v.stage),
-		"reason", reason_name(ex.v.reason),
-		"rule", ex.rule,
-		"src_interface", iface_json(ex.src_iface),
-		"dst_interface", iface_json(ex.dst_iface),
-		"src_subnet", ex.src_subnet ? json_string(ex.src_subnet->id) : json_null(),
-		"dst_subnet", ex.dst_subnet ? json_string(ex.dst_subnet->id) : json_null(),
-		"steps", steps,
-		"consistent", ex.consistent,
-		"generation", (json_int_t)pol->generation);
-}
 
 /* ------------------------------------------------------------ counters */
 
@@ -1871,7 +1684,7 @@ static json_t *v_explain(struct ctl *c, const struct ctl_peer *peer, const json_
 {
 	uint64_t gen;
 	(void)peer;
-	return ctl_explain(c->d->policy(c->d->ctx, &gen), req);
+	return explain_json(c->d->policy(c->d->ctx, &gen), req);
 }
 
 /* check-config, reload and shadow-load compile a configuration: prepared

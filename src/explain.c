@@ -3,6 +3,7 @@
  * a trace when asked; this file only formats it (see explain.h). */
 #include "vpcfw/explain.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,4 +334,73 @@ int explain_run(const struct policy *pol, const struct packet *p, const struct i
 		}
 	ex->consistent = ex->v.accept ? refusing == STAGE_NONE : refusing == ex->v.stage;
 	return 0;
+}
+
+/* ------------------------------------------------------------ the control protocol's answer */
+
+static json_t *fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *fail(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:b, s:s}", "ok", 0, "error", buf);
+}
+
+static const char *str_of(const json_t *req, const char *key)
+{
+	return json_string_value(json_object_get(req, key));
+}
+
+static json_t *iface_json(const struct iface *f)
+{
+	return f ? json_string(f->id) : json_null();
+}
+
+json_t *explain_json(const struct policy *pol, const json_t *req)
+{
+	const char *proto = str_of(req, "proto"), *src = str_of(req, "src"), *dst = str_of(req, "dst");
+	const char *in = str_of(req, "in"), *out = str_of(req, "out");
+	json_int_t sport = json_integer_value(json_object_get(req, "sport"));
+	json_int_t dport = json_integer_value(json_object_get(req, "dport"));
+	const struct iface *fi = NULL, *fo = NULL;
+	struct packet p;
+	struct explain ex;
+	char err[200];
+
+	if (!proto || !src || !dst)
+		return fail("explain needs proto, src and dst");
+	if (sport < 0 || dport < 0 || sport > 65535 || dport > 65535)
+		return fail("a port is 0-65535");
+	if (!explain_packet(proto, src, (unsigned)sport, dst, (unsigned)dport, &p, err, sizeof(err)))
+		return fail("%s", err);
+	if (in && !(fi = explain_iface(pol, in)))
+		return fail("no interface or bound device '%s'", in);
+	if (out && !(fo = explain_iface(pol, out)))
+		return fail("no interface or bound device '%s'", out);
+	if (explain_run(pol, &p, fi, fo, &ex) < 0)
+		return fail("out of memory");
+
+	json_t *steps = json_array();
+	for (int i = 0; i < ex.n_steps; i++)
+		json_array_append_new(steps, json_pack("{s:s, s:s, s:s}",
+			"stage", stage_name(ex.steps[i].stage),
+			"outcome", explain_outcome_name(ex.steps[i].outcome),
+			"what", ex.steps[i].what));
+	return json_pack("{s:b, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:b, s:I}",
+		"ok", 1,
+		"verdict", ex.v.accept ? "ACCEPT" : "REJECT",
+		"stage", stage_name(ex.v.stage),
+		"reason", reason_name(ex.v.reason),
+		"rule", ex.rule,
+		"src_interface", iface_json(ex.src_iface),
+		"dst_interface", iface_json(ex.dst_iface),
+		"src_subnet", ex.src_subnet ? json_string(ex.src_subnet->id) : json_null(),
+		"dst_subnet", ex.dst_subnet ? json_string(ex.dst_subnet->id) : json_null(),
+		"steps", steps,
+		"consistent", ex.consistent,
+		"generation", (json_int_t)pol->generation);
 }

@@ -1,5 +1,6 @@
 #include "vpcfw/load.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 
 #include "vpcfw/config.h"
@@ -70,4 +71,21 @@ struct policy *policy_load_texts(const char *const *names, const char *const *te
 	for (int i = 0; i < n; i++)
 		config_load_buffer(m, names[i], texts[i], lens[i], d);
 	return finish(m, d);
+}
+
+struct policy *policy_load_report(const char *const *paths, int n, bool strict, json_t **msgs)
+{
+	struct diag d;
+
+	*msgs = json_array();
+	diag_init(&d);
+	d.strict = strict;
+	/* what the daemon loads, so that a valid answer means a reload takes it */
+	struct policy *pol = policy_load(paths, n, &d);
+	for (size_t i = 0; i < d.n; i++)
+		json_array_append_new(*msgs, json_pack("{s:s, s:s}", "level",
+						       d.msgs[i].error ? "error" : "warning",
+						       "text", d.msgs[i].text));
+	diag_free(&d);
+	return pol;
 }

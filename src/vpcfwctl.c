@@ -16,8 +16,10 @@
 #include <jansson.h>
 
 #include "config.h"
-#include "vpcfw/ctl.h"
+#include "vpcfw/ctlproto.h"
 #include "vpcfw/diff.h"
+#include "vpcfw/explain.h"
+#include "vpcfw/load.h"
 #include "vpcfw/policy.h"
 
 #define DEFAULT_SOCKET "/run/vpcfw/vpcfwd.sock"
@@ -445,7 +447,7 @@ static int c_explain(int argc, char **argv)
 	json_t *r;
 	if (n_paths) {
 		json_t *msgs;
-		struct policy *pol = ctl_load_policy(paths, n_paths, false, &msgs);
+		struct policy *pol = policy_load_report(paths, n_paths, false, &msgs);
 		if (!pol) {
 			size_t i;
 			json_t *m;
@@ -456,7 +458,7 @@ static int c_explain(int argc, char **argv)
 			die("the configuration is refused");
 		}
 		json_decref(msgs);
-		r = ctl_explain(pol, req);
+		r = explain_json(pol, req);
 		json_decref(req);
 		policy_free(pol);
 		policy_intern_reset();
@@ -497,7 +499,7 @@ static int c_check(int argc, char **argv)
 	json_t *r;
 	if (n_paths) {
 		json_t *msgs;
-		struct policy *pol = ctl_load_policy(paths, n_paths, false, &msgs);
+		struct policy *pol = policy_load_report(paths, n_paths, false, &msgs);
 		r = json_pack("{s:b, s:b, s:o}", "ok", 1, "valid", pol != NULL, "messages", msgs);
 		policy_free(pol);
 		policy_intern_reset();
@@ -657,7 +659,7 @@ static struct policy *diff_policy(const char *const *paths, int n, const char *w
 {
 	json_t *msgs, *m;
 	size_t i;
-	struct policy *pol = ctl_load_policy(paths, n, false, &msgs);
+	struct policy *pol = policy_load_report(paths, n, false, &msgs);
 
 	json_array_foreach(msgs, i, m)
 		if (!pol || strcmp(str(m, "level"), "warning") != 0)

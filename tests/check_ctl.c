@@ -12,6 +12,8 @@
 #include "checkmain.h"
 #include "testutil.h"
 #include "vpcfw/ctl.h"
+#include "vpcfw/explain.h"
+#include "vpcfw/load.h"
 
 enum { WORKERS = 2 };
 
@@ -87,7 +89,7 @@ static void setup(void)
 
 	snprintf(path, sizeof(path), "%s/conf/three-tier", top ? top : "..");
 	const char *paths[] = { path };
-	pol = ctl_load_policy(paths, 1, false, &msgs);
+	pol = policy_load_report(paths, 1, false, &msgs);
 	json_decref(msgs);
 	ck_assert_ptr_nonnull(pol);
 	for (int i = 0; i < WORKERS; i++) {
@@ -446,7 +448,7 @@ START_TEST(test_sg_labels_stable)
 	write_candidate(dir, drop, 1);
 	const char *paths[] = { dir };
 	json_t *msgs;
-	struct policy *cand = ctl_load_policy(paths, 1, false, &msgs);
+	struct policy *cand = policy_load_report(paths, 1, false, &msgs);
 	json_decref(msgs);
 	ck_assert_ptr_nonnull(cand);
 	const struct m_sg *web2 = group_named(cand, "web");

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "checkmain.h"
-#include "vpcfw/ctl.h"
+#include "vpcfw/load.h"
 #include "vpcfw/explain.h"
 
 static struct policy *pol;
@@ -21,7 +21,7 @@ static void load(void)
 
 	snprintf(path, sizeof(path), "%s/conf/three-tier", top ? top : "..");
 	const char *paths[] = { path };
-	pol = ctl_load_policy(paths, 1, false, &msgs);
+	pol = policy_load_report(paths, 1, false, &msgs);
 	json_decref(msgs);
 	ck_assert_ptr_nonnull(pol);
 }

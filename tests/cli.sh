@@ -68,5 +68,17 @@ expect 2 'no configuration' -- "$VPCFWD" --check-config
 expect 0 '' -- "$VPCFWD" --check-config -q 0-3 -c "$conf"
 expect 1 'refused' -- "$VPCFWD" --check-config -c "$tmp/bad.json"
 
+# vpcfwctl is a client: the control socket's server and the packet path's
+# live parts (NFQUEUE, the server's verbs) are not in it
+if command -v nm >/dev/null; then
+	for sym in ctl_open ctl_serve ctl_handle nfqueue_open; do
+		if nm "$CTL" | grep -qE " [TtWw] $sym\$"; then
+			echo "FAIL: vpcfwctl links $sym"; fails=$((fails + 1))
+		else
+			echo "ok   vpcfwctl does not link $sym"
+		fi
+	done
+fi
+
 echo "$fails failure(s)"
 exit $((fails ? 1 : 0))

@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "vpcfw/conntrack.h"
+#include "vpcfw/ctlproto.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/mirror.h"
 #include "vpcfw/pipeline.h"
@@ -41,10 +42,8 @@
 #include "vpcfw/shadow.h"
 #include "vpcfw/state.h"
 
-enum { CTL_MAX_REQUEST = 65536, CTL_MAX_CONFIG = 16 << 20, CTL_MAX_CONFIG_TEXT = 8 << 20,
-       CTL_MAX_CLIENTS = 64, CTL_MAX_PER_UID = 8, CTL_RESERVED_ADMIN = 8,
-       CTL_IDLE_SECONDS = 10, CTL_JOBS_MAX = 8, CTL_LOG_BURST = 5, CTL_LOG_WINDOW = 10,
-       CTL_FLOWS_DEFAULT = 1000, CTL_FLOWS_MAX = 100000 };
+enum { CTL_MAX_CLIENTS = 64, CTL_MAX_PER_UID = 8, CTL_RESERVED_ADMIN = 8,
+       CTL_IDLE_SECONDS = 10, CTL_JOBS_MAX = 8, CTL_LOG_BURST = 5, CTL_LOG_WINDOW = 10 };
 
 /* What the control socket refused or dropped, since the daemon started. */
 struct ctl_counters {
@@ -151,25 +150,10 @@ bool ctl_reload_async(struct ctl *c, const char *who);
 void ctl_chown(struct ctl *c, uid_t uid, gid_t gid);
 void ctl_close(struct ctl *c);
 
-/* One request line -> its JSON object, or NULL with a message in err (the
- * protocol's parsing, kept apart for fuzzing). */
-json_t *ctl_parse_request(const char *line, size_t len, char *err, size_t errlen);
-
 /* One request, as the server answers it (tests call it directly).  Returns
  * a new reference. */
 json_t *ctl_handle(struct ctl *c, const struct ctl_peer *peer, const json_t *req);
 
-/* Shared with vpcfwctl's offline mode. */
-/* vpcfwctl's side of shadow-load: the file, or the *.json files of the
- * directory (as the daemon reads a directory), read with the caller's own
- * rights: [{"name": path, "text": content}, ...].  Only regular files, at
- * most CTL_MAX_CONFIG_TEXT bytes in all.  NULL with a message in err. */
-json_t *ctl_read_config_files(const char *path, char *err, size_t errlen);
-/* Loads and compiles the files; the messages go into *msgs (a new array).
- * Returns the policy (caller frees) or NULL if refused. */
-struct policy *ctl_load_policy(const char *const *paths, int n, bool strict, json_t **msgs);
-/* The "explain" request's answer for policy pol. */
-json_t *ctl_explain(const struct policy *pol, const json_t *req);
 /* Statistics and the Prometheus text of a daemon's counters. */
 json_t *ctl_stats(const struct ctl_daemon *d);
 /* c (may be NULL): the control socket's own counters */

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "vpcfw/packet.h"
 #include "vpcfw/pipeline.h"
 #include "vpcfw/policy.h"
@@ -53,5 +55,12 @@ int explain_run(const struct policy *pol, const struct packet *p, const struct i
 		const struct iface *out, struct explain *ex);
 
 const char *explain_outcome_name(enum explain_outcome o); /* "pass", "refuse", ... */
+
+/* The answer to an "explain" request ({"proto", "src", "dst", "sport",
+ * "dport", "in", "out"}) under pol, as the control socket gives it:
+ * {"ok": true, "verdict", "stage", "reason", "rule", "steps", ...} or
+ * {"ok": false, "error"}.  The daemon's verb and vpcfwctl explain -c (no
+ * daemon) both answer with it.  A new reference; NULL on ENOMEM. */
+json_t *explain_json(const struct policy *pol, const json_t *req);
 
 #endif

@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "vpcfw/diag.h"
 #include "vpcfw/policy.h"
 
@@ -23,5 +25,10 @@ struct policy *policy_load_buffer(const char *name, const char *text, size_t len
  * for a client). */
 struct policy *policy_load_texts(const char *const *names, const char *const *texts,
 				 const size_t *lens, int n, struct diag *d);
+
+/* policy_load with the messages as JSON, [{"level": "error"|"warning",
+ * "text": ...}] in *msgs (a new array): the control socket's check-config
+ * and vpcfwctl's offline modes.  NULL when refused. */
+struct policy *policy_load_report(const char *const *paths, int n, bool strict, json_t **msgs);
 
 #endif
