@@ -114,10 +114,8 @@ uint32_t policy_intern_iface(const char *id)
 	}
 	if (intern_n == intern_cap) {
 		uint32_t cap = intern_cap ? intern_cap * 2 : 64;
-		char **n = realloc(intern_ids, cap * sizeof(*n));
-		uint32_t *tab = calloc((size_t)cap * 2, sizeof(*tab));
-		if (!n || !tab)
-			abort();
+		char **n = xreallocarray(intern_ids, cap, sizeof(*n));
+		uint32_t *tab = xcalloc((size_t)cap * 2, sizeof(*tab));
 		intern_ids = n;
 		intern_cap = cap;
 		free(intern_tab);
@@ -126,9 +124,7 @@ uint32_t policy_intern_iface(const char *id)
 		for (uint32_t k = 1; k <= intern_n; k++)
 			intern_place(k);
 	}
-	intern_ids[intern_n] = strdup(id);
-	if (!intern_ids[intern_n])
-		abort();
+	intern_ids[intern_n] = xstrdup(id);
 	r = ++intern_n;
 	intern_place(r);
 out:
@@ -331,9 +327,7 @@ static void build_groups(struct builder *b)
 
 	/* Members: every private address of every interface carrying the
 	 * group (SPEC §4 Decision), whether or not the interface is enforced. */
-	int *count = calloc((size_t)p->n_sgs + 1, sizeof(*count));
-	if (!count)
-		abort();
+	int *count = xcalloc((size_t)p->n_sgs + 1, sizeof(*count));
 	for (int e = 0; e < m->n_enis; e++)
 		for (int g = 0; g < m->enis[e].n_groups; g++) {
 			int i = idmap_get(&b->sgs, m->enis[e].groups[g]);
@@ -822,9 +816,7 @@ static void label_rules(struct arena *a, struct m_sg_rule *rules, int n)
 
 	if (n <= 0)
 		return;
-	k = calloc((size_t)n, sizeof(*k));
-	if (!k)
-		abort();
+	k = xcalloc((size_t)n, sizeof(*k));
 	for (int i = 0; i < n; i++) {
 		k[i].h = rules[i].rule_id ? fnv(FNV_BASIS, rules[i].rule_id, strlen(rules[i].rule_id))
 					  : rule_content_hash(&rules[i]);
@@ -867,9 +859,7 @@ static void label_sg_rules(struct model *m)
 struct policy *policy_build(struct model *m, struct diag *d)
 {
 	static uint64_t generation;
-	struct policy *p = calloc(1, sizeof(*p));
-	if (!p)
-		abort();
+	struct policy *p = xcalloc(1, sizeof(*p));
 	struct builder b = { .p = p, .m = m, .a = &m->arena, .d = d };
 
 	p->model = m;

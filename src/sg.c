@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vpcfw/xmalloc.h"
+
 /* The last block whose network is <= a, if it holds a (blocks are disjoint). */
 static bool in_blocks(const struct addr_set *s, const struct ip_addr *a)
 {
@@ -161,9 +163,7 @@ static void build_index(struct arena *a, struct sg_set *s, int cls)
 		 * intervals [first, last] of its range, found by binary search;
 		 * counts by a difference array, then a fill in rule order (the
 		 * order scan relies on).  O(n log n + slots). */
-		size_t *cnt = calloc((size_t)nb + 1, sizeof(*cnt));
-		if (!cnt)
-			abort();
+		size_t *cnt = xcalloc((size_t)nb + 1, sizeof(*cnt));
 		for (int i = 0; i < s->n; i++) {
 			const struct sg_rule *r = &s->rules[i];
 			if (ranged_in(r, cls) && r->from <= r->to) {
@@ -259,9 +259,7 @@ void sg_set_build(struct arena *a, const struct sg *const *groups, const struct 
 	 * a packet, sg_match reports it, and that decides tracking), the given
 	 * order kept within each part: a stable partition, linear. */
 	if (out->n > 1) {
-		struct sg_rule *tmp = malloc((size_t)out->n * sizeof(*tmp));
-		if (!tmp)
-			abort();
+		struct sg_rule *tmp = xcalloc((size_t)out->n, sizeof(*tmp));
 		int k = 0;
 		for (int pass = 1; pass >= 0; pass--)
 			for (int i = 0; i < out->n; i++)
