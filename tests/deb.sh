@@ -81,7 +81,7 @@ fi
 R=$T/root
 dpkg -x "$deb" "$R" || { echo "FAIL: dpkg -x"; exit 1; }
 for f in /usr/sbin/vpcfwd:x /usr/bin/vpcfwctl:x /lib/systemd/system/vpcfwd.service:f \
-	 /usr/share/man/man8/vpcfwd.8.gz:f /usr/share/man/man8/vpcfwctl.8.gz:f \
+	 /usr/share/man/man8/vpcfwd.8.gz:f /usr/share/man/man8/vpcfwctl.8.gz:f /usr/sbin/vpcfw-lab:x /usr/share/man/man8/vpcfw-lab.8.gz:f \
 	 /usr/share/man/man5/vpcfw.conf.5.gz:f /usr/share/bash-completion/completions/vpcfwctl:f \
 	 /usr/share/doc/vpcfw/examples/three-tier/40-security-groups.json:f \
 	 /usr/share/doc/vpcfw/examples/three-tier.pcap:f \

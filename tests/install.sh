@@ -20,7 +20,7 @@ docdir=$(var docdir) unitdir=$(var systemdsystemunitdir) compdir=$(var bashcompl
 # user's PATH, examples as documentation, only the daemon's settings in
 # $sysconfdir/vpcfw
 for f in "$sbindir/vpcfwd:x" "$bindir/vpcfwctl:x" "$unitdir/vpcfwd.service:f" \
-	 "$mandir/man8/vpcfwd.8:f" "$mandir/man8/vpcfwctl.8:f" "$mandir/man5/vpcfw.conf.5:f" \
+	 "$mandir/man8/vpcfwd.8:f" "$mandir/man8/vpcfwctl.8:f" "$sbindir/vpcfw-lab:x" "$mandir/man8/vpcfw-lab.8:f" "$mandir/man5/vpcfw.conf.5:f" \
 	 "$compdir/vpcfwctl:f" "$docdir/examples/three-tier/40-security-groups.json:f" \
 	 "$docdir/examples/three-tier.pcap:f" "$sysconfdir/vpcfw/90-vpcfw.json:f" \
 	 "$sbindir/vpcfw-sync:x" "$mandir/man8/vpcfw-sync.8:f" "$unitdir/vpcfw-sync.service:f" \
