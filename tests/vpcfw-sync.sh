@@ -238,6 +238,45 @@ sync
 check "sync after the API recovered exits 0" 0 $?
 check "state: last sync ok again" 1 "$(state sync_ok)"
 
+# ---------------------------------------------------------------- a reload that fails is retried
+# A new rule (web: 443 from anywhere) swapped in, but the reload command
+# fails: the run fails, vpcfwd keeps generation 2; the next run finds no
+# change in the API but the reload still pending, and reloads.
+a ec2 authorize-security-group-ingress --group-id "$G_WEB" --protocol tcp --port 443 --cidr 0.0.0.0/0 >/dev/null
+sync --reload-command false
+rc=$?
+[ $rc -ne 0 ] && grep -q "'false' failed" "$T/sync.out" && pass "a failed reload command: exit $rc, logged" ||
+	{ cat "$T/sync.out"; fail "a failed reload command: exit $rc"; }
+check "failed reload: vpcfwd stays at generation 2" 2 "$(generation)"
+check "failed reload: state says a reload is pending" True "$(state reload_pending)"
+sync
+check "the next sync exits 0" 0 $?
+grep -q "no change" "$T/sync.out" && grep -q "vpcfwd reloaded" "$T/sync.out" &&
+	pass "the next sync: no change in the API, the pending reload done" || { cat "$T/sync.out"; fail "pending reload"; }
+check "vpcfwd runs generation 3" 3 "$(generation)"
+LAB_SPORT=23000 lab_matrix "$LOG" <<PATHS
+inet web $WEB4 tcp 443 ACCEPT
+PATHS
+check "the new rule is enforced" 0 $?
+
+# ---------------------------------------------------------------- --interval
+# a loop (delivery only, of an empty directory: no API call) runs again
+# every second and stops cleanly on SIGTERM
+"$PY" "$SYNC" -c "$CONF" --no-sync --ship-flow-logs --flow-log-dir "$T/none" --state-file "$T/loop.json" \
+	--interval 1 >"$T/loop.out" 2>&1 &
+loop=$!
+loopstate() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1])).get('ship_last_success', 0))" "$T/loop.json" 2>/dev/null || echo 0; }
+i=0
+while [ "$(loopstate)" = 0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+first=$(loopstate)
+sleep 2.5
+second=$(loopstate)
+[ "$first" != 0 ] && [ "$second" -gt "$first" ] 2>/dev/null && pass "--interval 1: runs again ($first, then $second)" ||
+	{ cat "$T/loop.out"; fail "--interval 1: last run at $first, then $second"; }
+kill -TERM $loop
+wait $loop
+check "--interval: SIGTERM ends the loop with status 0" 0 $?
+
 # ---------------------------------------------------------------- flow logs to S3
 lab_stop_vpcfwd     # SIGTERM: every open window is written, files closed
 check "vpcfwd stopped cleanly" 0 "$VPCFWD_STATUS"
