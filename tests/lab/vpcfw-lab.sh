@@ -88,7 +88,7 @@ probe_is outside web tcp 443 0
 probe_is outside app tcp 8000 1 ENI_SG_RULES_MISMATCH
 probe_is "$CORP6" "$DB6" tcp 22 1 ENI_SG_RULES_MISMATCH
 probe_is 10.0.2.10 web icmp - 1 ENI_SG_RULES_MISMATCH
-probe_is "$INET4" 10.0.1.77 tcp 80 1 "no refusal logged"
+probe_is "$INET4" 10.0.1.77 tcp 80 1 "no interface holds 10.0.1.77"
 # usage and lab errors: 2
 probe_is web app sctp 80 2
 probe_is web app tcp - 2
@@ -106,6 +106,12 @@ lab exec --name "$NAME" app -- sh -c 'exit 3'
 check "exec: the command's exit status" 3 $?
 lab status --name "$NAME" >/dev/null
 check "status of a healthy lab: 0" 0 $?
+# a drop that is not vpcfwd's (a rule inside web's namespace): no refusal
+# logged, and vpcfwctl explain says the running policy admits it
+lab exec --name "$NAME" web -- iptables -I INPUT -p tcp --dport 80 -j DROP
+probe_is "$INET4" web tcp 80 1 "no refusal logged by vpcfwd; vpcfwctl explain (vpc-0a1b2c3d4e5f60001): ACCEPT "
+lab exec --name "$NAME" web -- iptables -D INPUT -p tcp --dport 80 -j DROP
+probe_is "$INET4" web tcp 80 0
 # a service of the user's (not an echo server) on the outside: a TCP
 # handshake is what counts
 "$LABCMD" exec --name "$NAME" outside -- "$PY" -m http.server --bind :: 8081 >/dev/null 2>&1 &
