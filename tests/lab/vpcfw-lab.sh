@@ -4,7 +4,8 @@
 # prefixes (tests/data/lab/two-vpcs): every path probed through real sockets,
 # with its exit status (0 through, 1 refused, 2 usage or lab error) and
 # vpcfwd's reason; a reload keeps a tracked flow while the revoked rule
-# refuses new ones; "down" leaves no namespace, veth, process or file, also
+# refuses new ones, and one that adds and removes interfaces builds and
+# removes their namespaces; "down" leaves no namespace, veth, process or file, also
 # after kill -9 of a vpcfwd.  Needs root.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -218,6 +219,33 @@ check "reload of a broken configuration: exit 2" 2 $?
 grep -q '45-broken.json' "$T/out" && pass "the refusal names the broken file" ||
 	fail "the refusal does not name 45-broken.json: $(cat "$T/out")"
 probe_is front back tcp 8080 0
+
+# interfaces added and removed: their namespaces follow, the daemons reload
+rm -f "$T/conf2/45-broken.json"
+python3 - "$T/conf2/50-network-interfaces.json" <<'EOF2'
+import copy, json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+ifs = d['NetworkInterfaces']
+api = next(i for i in ifs if i['NetworkInterfaceId'] == 'eni-0bbbbbbbbbbbbbbb1')
+api2 = copy.deepcopy(api)
+api2.update(NetworkInterfaceId='eni-0bbbbbbbbbbbbbbb2', PrivateIpAddress='10.2.1.20',
+            PrivateIpAddresses=[{'PrivateIpAddress': '10.2.1.20', 'Primary': True}],
+            Ipv6Addresses=[{'Ipv6Address': '2001:db8:b:1::20'}],
+            TagSet=[{'Key': 'Name', 'Value': 'api2'}])
+d['NetworkInterfaces'] = [i for i in ifs if i['NetworkInterfaceId'] != 'eni-0aaaaaaaaaaaaaaa2'] + [api2]
+json.dump(d, open(p, 'w'), indent=1)
+EOF2
+out=$(lab reload --name "$NAME" -c "$T/conf2" 2>&1)
+check "reload adding api2 and removing back: exit 0" 0 $?
+echo "$out"
+check "back's namespace is gone" 0 "$(ip netns list | grep -c "^vpcfwlab-$NAME-eni-0aaaaaaaaaaaaaaa2")"
+check "api2's namespace is there" 1 "$(ip netns list | grep -c "^vpcfwlab-$NAME-eni-0bbbbbbbbbbbbbbb2")"
+probe_is api api2 tcp 22 0				# one subnet: no ACL between them
+probe_is 2001:db8:b:1::10 api2 tcp 22 0
+probe_is outside api2 tcp 22 1 "SUBNET_ACL_RESTRICTION"
+probe_is front back tcp 8080 2
+check "the tracked connection survives a reload that changes interfaces" ok "$(hold_say api)"
 
 # ------------------------------------------------- kill -9 of vpcfwd, then down
 pids=$(python3 -c 'import json,sys; print(" ".join(str(v["pid"]) for v in json.load(open(sys.argv[1]))["vpcs"].values()))' \
