@@ -1208,52 +1208,63 @@ static const char **absolute_paths(const struct daemon_options *opt)
 	return p;
 }
 
-int daemon_run(const struct daemon_options *user_opt)
-{
-	struct daemon_options opt = *user_opt;
+/* What daemon_start sets up, daemon_serve runs and daemon_stop takes down
+ * (the workers, queues, flow logs and mirror are this file's statics). */
+struct run {
+	struct daemon_options opt;      /* config paths made absolute (owned) */
+	sigset_t sigs;                  /* taken by the main thread alone */
 	uint16_t queues[START_MAX_QUEUES];
-	sigset_t sigs;
-	int rc = 1, n_queues;
-	struct generation *g = NULL;
-	struct ctl *ctl = NULL;
-	struct ctl_daemon ctld = { 0 };
-	uint64_t next_metrics = 0;
+	struct ctl *ctl;                /* NULL: no control socket */
+	struct ctl_daemon ctld;
+	struct generation *g;           /* loaded, not yet published */
+};
 
+/* Everything that can fail at start, in the order that keeps privileges
+ * no longer than needed: configuration, queues, state file, detach,
+ * control socket, -u, flow logs and mirror, the workers.  0, or -1 (logged;
+ * daemon_stop undoes whatever was done). */
+static int daemon_start(struct run *r, const struct daemon_options *user_opt)
+{
+	struct daemon_options *o = &r->opt;
+	int n_queues;
+
+	*o = *user_opt;
 	/* -f: stderr; under systemd: syslog, which is the journal; else syslog,
 	 * and stderr too until detach() */
-	log_init("vpcfwd", opt.foreground ? LOG_TO_STDERR
+	log_init("vpcfwd", o->foreground ? LOG_TO_STDERR
 			   : notify_enabled() ? LOG_TO_SYSLOG : LOG_TO_SYSLOG | LOG_TO_STDERR);
-	opt.config_paths = absolute_paths(user_opt);
-	if (!opt.config_paths) {
+	o->config_paths = absolute_paths(user_opt);
+	if (!o->config_paths) {
+		o->n_config_paths = 0;
 		logit(LOG_ERR, "out of memory");
-		return 1;
+		return -1;
 	}
 
 	/* Signals are taken by the main thread only, with sigtimedwait. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGUSR1);
+	sigemptyset(&r->sigs);
+	sigaddset(&r->sigs, SIGHUP);
+	sigaddset(&r->sigs, SIGTERM);
+	sigaddset(&r->sigs, SIGINT);
+	sigaddset(&r->sigs, SIGUSR1);
 #ifdef VPCFW_TEST_HOOKS
-	sigaddset(&sigs, SIGUSR2);
+	sigaddset(&r->sigs, SIGUSR2);
 #endif
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	pthread_sigmask(SIG_BLOCK, &r->sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	g = generation_load(&opt, true);
+	struct generation *g = r->g = generation_load(o, true);
 	if (!g)
-		goto out;
-	n_queues = check_start(&opt, g->pol, queues);
+		return -1;
+	n_queues = check_start(o, g->pol, r->queues);
 	if (n_queues <= 0)
-		goto out;
+		return -1;
 	if (g->pol->n_ifaces == 0)
 		logit(LOG_WARNING, "no network interface in the configuration: enforcing nothing "
 		       "(--allow-empty)");
 	workers = calloc((size_t)n_queues, sizeof(*workers));
 	if (!workers) {
 		logit(LOG_ERR, "out of memory");
-		goto out;
+		return -1;
 	}
 	n_workers = n_queues;
 	uint32_t shard = g->pol->conntrack_max / (uint32_t)n_queues;
@@ -1262,7 +1273,7 @@ int daemon_run(const struct daemon_options *user_opt)
 		/* headers only, unless mirroring or the drop capture needs more */
 		uint32_t need = mirror_copy_range(g->pol);
 		struct nfqueue_options no = {
-			.queue = queues[i],
+			.queue = r->queues[i],
 			.copy_range = need > NFQUEUE_COPY_RANGE_HEADERS ? need : 0,
 			.fail_open = g->pol->model->vpcfw.fail_open,
 		};
@@ -1273,28 +1284,28 @@ int daemon_run(const struct daemon_options *user_opt)
 		w->ct = ct_create(shard ? shard : 1);
 		if (!w->ct) {
 			logit(LOG_ERR, "out of memory for %u conntrack entries", shard);
-			goto out;
+			return -1;
 		}
 		lane_init(&w->lane, w->ct, i);
 		w->lane.refused = lane_refused;
 		w->lane.refused_arg = w;
 		w->q = nfqueue_open(&no, err, sizeof(err));
 		if (!w->q) {
-			logit(LOG_ERR, "queue %u: %s", queues[i], err);
-			goto out;
+			logit(LOG_ERR, "queue %u: %s", r->queues[i], err);
+			return -1;
 		}
 	}
 	if (!generation_counters(g)) {
 		logit(LOG_ERR, "out of memory for counters");
-		goto out;
+		return -1;
 	}
 	atomic_store(&current, g);
-	g = NULL;
+	r->g = NULL;
 	state_load(atomic_load(&current)->pol);
 
-	if (!opt.foreground && !notify_enabled() && detach() < 0) {
-		logit(LOG_ERR, "cannot detach: %s", strerror(errno));
-		goto out;
+	if (!o->foreground && !notify_enabled() && detach() < 0) {
+		log_warn("cannot detach");
+		return -1;
 	}
 	/* after detaching: the flow-log writer is a thread, and fork keeps none */
 	const struct generation *cur = atomic_load(&current);
@@ -1303,10 +1314,10 @@ int daemon_run(const struct daemon_options *user_opt)
 	{
 		const struct m_vpcfw *vc = &cur->pol->model->vpcfw;
 		char err[256];
-		ctl_opt = &opt;
-		ctld = (struct ctl_daemon){
-			.n_workers = n_workers, .config_paths = opt.config_paths,
-			.n_config_paths = opt.n_config_paths, .strict = opt.strict,
+		ctl_opt = o;
+		r->ctld = (struct ctl_daemon){
+			.n_workers = n_workers, .config_paths = o->config_paths,
+			.n_config_paths = o->n_config_paths, .strict = o->strict,
 			.started_s = clock_ns(CLOCK_REALTIME) / 1000000000u,
 			.policy = ctl_policy, .worker = ctl_worker, .hits = ctl_hits,
 			.flows = ctl_flows, .reload = ctl_reload, .compile = ctl_compile,
@@ -1315,24 +1326,24 @@ int daemon_run(const struct daemon_options *user_opt)
 			.state = &state_cnt,
 		};
 		if (vc->control_socket && *vc->control_socket) {
-			ctl = ctl_open(&ctld, vc->control_socket, vc->read_only_socket, vc->admin_group,
-				       vc->reader_group, ctl_log, err, sizeof(err));
-			if (!ctl)
+			r->ctl = ctl_open(&r->ctld, vc->control_socket, vc->read_only_socket,
+					  vc->admin_group, vc->reader_group, ctl_log, err, sizeof(err));
+			if (!r->ctl)
 				logit(LOG_ERR, "control socket: %s; running without it", err);
-			ctl_set_read_only_public(ctl, vc->read_only_socket_public);
+			ctl_set_read_only_public(r->ctl, vc->read_only_socket_public);
 		}
 	}
 
 	/* -u (or not root), before any thread exists (capabilities are per thread) */
-	if (drop_privileges(opt.user, mirror_enabled(cur->pol), ctl) < 0)
-		goto out;
+	if (drop_privileges(o->user, mirror_enabled(cur->pol), r->ctl) < 0)
+		return -1;
 	struct flowlog_options flo = {
-		.dir = opt.flow_log_dir, .n_workers = n_workers, .threaded = true,
+		.dir = o->flow_log_dir, .n_workers = n_workers, .threaded = true,
 	};
 	flowlog = flowlog_create(cur->pol, &flo);
 	if (!flowlog && flowlog_enabled(cur->pol, &flo)) {
 		logit(LOG_ERR, "flow logs cannot start (see above)");
-		goto out;
+		return -1;
 	}
 	for (int i = 0; i < n_workers; i++)
 		workers[i].lane.flw = flowlog_worker(flowlog, i);
@@ -1340,7 +1351,7 @@ int daemon_run(const struct daemon_options *user_opt)
 	mirror = mirror_create(cur->pol, &mo);
 	if (!mirror && mirror_enabled(cur->pol)) {
 		logit(LOG_ERR, "mirroring cannot start (see above)");
-		goto out;
+		return -1;
 	}
 	for (int i = 0; i < n_workers; i++)
 		workers[i].lane.mw = mirror_worker(mirror, i);
@@ -1349,7 +1360,7 @@ int daemon_run(const struct daemon_options *user_opt)
 		if (e) {
 			logit(LOG_ERR, "cannot start a worker: %s", strerror(e));
 			atomic_store(&stopping, true);
-			goto join;
+			return -1;
 		}
 		workers[i].running = true;
 	}
@@ -1361,25 +1372,34 @@ int daemon_run(const struct daemon_options *user_opt)
 		char list[START_MAX_QUEUES * 7] = "";
 		for (int i = 0; i < n_workers; i++)
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%u",
-				 i ? "," : "", queues[i]);
+				 i ? "," : "", r->queues[i]);
 		logit(LOG_INFO, "serving queue(s) %s with %d worker(s); %d interfaces, "
 		       "%d bound devices, fail-%s", list, n_workers, cur->pol->n_ifaces,
 		       cur->n_bindings, cur->pol->model->vpcfw.fail_open ? "open" : "closed");
 		notify_ready(status);
 	}
+	return 0;
+}
+
+/* The main thread's loop: signals, the control socket, refusal lines, the
+ * watchdog, the state file and the metrics, until SIGTERM/SIGINT or a
+ * worker's failure.  0 for a clean stop, 1 after a failure. */
+static int daemon_serve(struct run *r)
+{
+	uint64_t next_metrics = 0;
+	struct ctl *ctl = r->ctl;
 
 	uint64_t wd_usec = notify_watchdog_usec(), wd_next = 0;
 	if (wd_usec)
 		logit(LOG_INFO, "watchdog: pinging systemd every %" PRIu64 " ms while every worker "
 		       "makes progress", wd_usec / 2000);
-	rc = 0;
 	while (!atomic_load(&worker_failed)) {
 		struct timespec ts = { 0, 100 * 1000000 };
 		if (ctl) {      /* the control socket takes the wait */
 			ctl_serve(ctl, 100);
 			ts.tv_nsec = 0;
 		}
-		int sig = sigtimedwait(&sigs, NULL, &ts);
+		int sig = sigtimedwait(&r->sigs, NULL, &ts);
 		drain_refusals();
 		watchdog(wd_usec, &wd_next);
 #ifdef VPCFW_TEST_HOOKS
@@ -1392,7 +1412,7 @@ int daemon_run(const struct daemon_options *user_opt)
 		state_tick();
 		const struct m_vpcfw *vc = &atomic_load(&current)->pol->model->vpcfw;
 		if (vc->metrics_file && monotonic_ns() >= next_metrics) {
-			if (ctl_write_metrics(&ctld, ctl, vc->metrics_file) < 0)
+			if (ctl_write_metrics(&r->ctld, ctl, vc->metrics_file) < 0)
 				logit(LOG_WARNING, "MetricsFile %s: cannot write: %s", vc->metrics_file,
 				       strerror(errno));
 			next_metrics = monotonic_ns() + (uint64_t)vc->metrics_interval * 1000000000u;
@@ -1400,7 +1420,7 @@ int daemon_run(const struct daemon_options *user_opt)
 		if (sig == SIGHUP) {
 			/* compiled on the control socket's thread and installed by
 			 * ctl_serve; here only without a control socket */
-			bool ok = !ctl_reload_async(ctl, "SIGHUP") && reload(&opt, "SIGHUP");
+			bool ok = !ctl_reload_async(ctl, "SIGHUP") && reload(&r->opt, "SIGHUP");
 			/* and, valid configuration or not, start the decision log,
 			 * CloudWatch-style streams and pcap outputs again by name:
 			 * logrotate's postrotate (contrib/logrotate/vpcfw) */
@@ -1418,11 +1438,15 @@ int daemon_run(const struct daemon_options *user_opt)
 			break;
 		}
 	}
-	if (atomic_load(&worker_failed))
-		rc = 1;
+	return atomic_load(&worker_failed) ? 1 : 0;
+}
+
+/* Takes down whatever daemon_start set up; rc: 0 after a clean stop (then
+ * the flow table is saved), else 1. */
+static void daemon_stop(struct run *r, int rc)
+{
 	notify_stopping();
 	atomic_store(&stopping, true);
-join:
 	for (int i = 0; i < n_workers; i++)
 		if (workers[i].running)
 			pthread_join(workers[i].thread, NULL);
@@ -1433,9 +1457,8 @@ join:
 	flowlog_finish(flowlog);
 	if (workers && workers[0].q && workers[n_workers - 1].q)
 		log_stats("at exit");
-out:
-	ctl_close(ctl); /* opened before the flow logs and mirroring start */
-	ctl = NULL;
+	ctl_close(r->ctl); /* opened before the flow logs and mirroring start */
+	r->ctl = NULL;
 	/* emits the open capture windows: nothing observed is lost */
 	flowlog_destroy(flowlog);
 	flowlog = NULL;
@@ -1453,11 +1476,22 @@ out:
 	workers = NULL;
 	n_workers = 0;
 	generation_free(atomic_exchange(&current, NULL));
-	generation_free(g);
-	for (int i = 0; i < opt.n_config_paths; i++)
-		free((char *)opt.config_paths[i]);
-	free(opt.config_paths);
+	generation_free(r->g);
+	r->g = NULL;
+	for (int i = 0; r->opt.config_paths && i < r->opt.n_config_paths; i++)
+		free((char *)r->opt.config_paths[i]);
+	free(r->opt.config_paths);
 	policy_intern_reset();
 	log_init("vpcfwd", LOG_TO_STDERR);
+}
+
+int daemon_run(const struct daemon_options *opt)
+{
+	struct run r = { 0 };
+	int rc = 1;
+
+	if (daemon_start(&r, opt) == 0)
+		rc = daemon_serve(&r);
+	daemon_stop(&r, rc);
 	return rc;
 }
