@@ -131,7 +131,7 @@ probe_is 198.51.100.1 web tcp 8081 1 ENI_SG_RULES_MISMATCH
 two=$top_srcdir/tests/data/lab/two-vpcs
 N1=$NAME
 NAME=${N1}b
-lab up --name "$NAME" -c "$two" >/dev/null
+lab up --name "$NAME" -c "$two" --flow-log-dir "$T/fl" >/dev/null
 check "up two-vpcs beside the three-tier lab (--name)" 0 $?
 check "two-vpcs: 3 interfaces + 2 gateways + outside namespaces" 6 \
 	"$(ip netns list | grep -c "^vpcfwlab-$NAME-")"
@@ -248,20 +248,24 @@ probe_is front back tcp 8080 2
 check "the tracked connection survives a reload that changes interfaces" ok "$(hold_say api)"
 
 # ------------------------------------------------- kill -9 of vpcfwd, then down
-pids=$(python3 -c 'import json,sys; print(" ".join(str(v["pid"]) for v in json.load(open(sys.argv[1]))["vpcs"].values()))' \
-	"/run/vpcfw-lab/$NAME/state.json")
-victim=${pids%% *}
+# (of the three-tier lab's: the two-vpcs lab's daemons write their flow logs
+# out when down stops them, checked below)
+pids=$(for n in $N1 $NAME; do
+	python3 -c 'import json,sys; print(" ".join(str(v["pid"]) for v in json.load(open(sys.argv[1]))["vpcs"].values()))' \
+		"/run/vpcfw-lab/$n/state.json"; done)
+victim=$(python3 -c 'import json,sys; print(list(json.load(open(sys.argv[1]))["vpcs"].values())[0]["pid"])' \
+	"/run/vpcfw-lab/$N1/state.json")
 kill -9 "$victim"
 sleep 0.2
-lab status --name "$NAME" >"$T/out"
+lab status --name "$N1" >"$T/out"
 check "status after kill -9 of a vpcfwd: exit 1" 1 $?
 grep -q 'NOT RUNNING' "$T/out" && pass "status says which vpcfwd is not running" ||
 	fail "status: $(cat "$T/out")"
-labpids="$pids $SERVE_PID $HOLD_PIDS $(for n in $(ip netns list | awk '{print $1}' | grep "^vpcfwlab-$NAME-"); do ip netns pids "$n"; done)"
-lab down --name "$NAME" >/dev/null
-check "down after kill -9: exit 0" 0 $?
+labpids="$pids $SERVE_PID $HOLD_PIDS $(for n in $(ip netns list | awk '{print $1}' | grep "^vpcfwlab-\($N1\|$NAME\)-"); do ip netns pids "$n"; done)"
 lab down --name "$N1" >/dev/null
-check "down of the three-tier lab: exit 0" 0 $?
+check "down after kill -9: exit 0" 0 $?
+lab down --name "$NAME" >/dev/null
+check "down of the two-vpcs lab: exit 0" 0 $?
 wait $SERVE_PID $HOLD_PIDS 2>/dev/null
 left=$(ip netns list | grep -c "^vpcfwlab-\($N1\|$NAME\)-")
 check "no namespace left" 0 "$left"
@@ -277,6 +281,36 @@ cmp -s "$T/veths.before" "$T/veths.after"
 check "no veth left in the host's namespace" 0 $?
 lab down --name "$NAME" >/dev/null
 check "down of a lab that is gone: exit 0" 0 $?
+
+# Flow logs: each goes to the gateway of its resource's VPC only, so the
+# probe front -> api:443 (an interface of each VPC) is one record in the
+# VPC flow log of the shop (at front) and one in api's interface flow log,
+# each in AWS's S3 layout under its LogDestination's folder.
+out=$(python3 - "$T/fl" <<'EOF2'
+import gzip, os, re, sys
+root = sys.argv[1]
+recs = {}
+for dp, _, fns in os.walk(root):
+    for fn in fns:
+        m = re.match(r'123456789012_vpcflowlogs_eu-west-1_(fl-[0-9a-f]+)_\d{8}T\d{4}Z_[0-9a-f]{8}\.log\.gz$', fn)
+        if not m:
+            continue
+        rel = os.path.relpath(dp, root)
+        want = {'fl-0aaaaaaaaaaaaaaa1': 'AWSLogs/', 'fl-0bbbbbbbbbbbbbbb1': 'api/AWSLogs/'}[m.group(1)]
+        if not (rel + '/').startswith(want):
+            print('misplaced', rel, fn)
+        with gzip.open(os.path.join(dp, fn), 'rt') as f:
+            recs.setdefault(m.group(1), []).extend(l.split() for l in f.read().splitlines()[1:])
+a = recs.get('fl-0aaaaaaaaaaaaaaa1', [])
+b = recs.get('fl-0bbbbbbbbbbbbbbb1', [])
+fa = sum(1 for r in a if r[2:5] == ['eni-0aaaaaaaaaaaaaaa1', '10.1.1.10', '10.2.1.10'] and r[6] == '443')
+fb = sum(1 for r in b if r[2:5] == ['eni-0bbbbbbbbbbbbbbb1', '10.1.1.10', '10.2.1.10'] and r[6] == '443')
+other_a = sum(1 for r in a if not r[2].startswith('eni-0aaaaaaaaaaaaaaa'))
+other_b = sum(1 for r in b if r[2] not in ('eni-0bbbbbbbbbbbbbbb1',))
+print(fa, fb, other_a, other_b)
+EOF2
+)
+check "flow logs: front -> api:443 once in each VPC's flow log, nothing of the other VPC" "1 1 0 0" "$out"
 
 echo "$fails failure(s)"
 [ $fails = 0 ]
