@@ -131,7 +131,7 @@ echo "the tracked connection goes on: $n1 -> $n2 lines"
 step "7. Flow logs: stop the lab (open windows are written), deliver to S3, read them back"
 kill $SERVER $CLIENT 2>/dev/null; wait $SERVER $CLIENT 2>/dev/null     # the long connection's ends
 vpcfw_lab down || die "vpcfw-lab down"
-vpcfw_sync -c vpc.d --endpoint-url "$EP" --no-sync --ship-flow-logs --flow-log-dir "$T/flow-logs/$VPC" \
+vpcfw_sync -c vpc.d --endpoint-url "$EP" --no-sync --ship-flow-logs --flow-log-dir "$T/flow-logs" \
 	--state-file '' || die "flow-log delivery"
 aws --endpoint-url "$EP" s3 ls --recursive s3://my-flow-logs/ | tee objects.txt
 [ -s objects.txt ] || die "no object in the bucket"
