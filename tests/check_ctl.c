@@ -270,6 +270,51 @@ START_TEST(test_metrics_file_safe)
 }
 END_TEST
 
+START_TEST(test_fairness_counters)
+{
+	/* refusals in two workers' tables: summed in stats and metrics */
+	struct ct_fairness rate = { .rate = 1, .v6_prefix = 128 };
+	struct ct_fairness share = { .share_pct = 1, .v6_prefix = 128 };     /* 10 of 1024 */
+	struct ip_addr a;
+	int fam;
+	ck_assert(addr_parse("203.0.113.7", &a, &fam));
+	ck_assert_int_eq(ct_source_admit(cts[0], &rate, &a, 1, tu_sec(1)), CT_SOURCE_OK);
+	ck_assert_int_eq(ct_source_admit(cts[0], &rate, &a, 1, tu_sec(1)), CT_SOURCE_RATE);
+	ck_assert_int_eq(ct_source_admit(cts[1], &rate, &a, 1, tu_sec(1)), CT_SOURCE_OK);
+	ck_assert_int_eq(ct_source_admit(cts[1], &rate, &a, 1, tu_sec(1)), CT_SOURCE_RATE);
+	ck_assert_int_eq(ct_source_admit(cts[1], &rate, &a, 1, tu_sec(1)), CT_SOURCE_RATE);
+	for (int i = 0; i < 10; i++) {
+		struct ct_tuple t = { .src = a, .dst = a, .sport = (uint16_t)(1000 + i), .dport = 53,
+				      .proto = 17 };
+		t.dst.lo ^= 1;
+		ck_assert_ptr_nonnull(ct_insert(cts[1], 1, &t, ct_hash(&t), 0, NULL, tu_sec(1)));
+	}
+	ck_assert_int_eq(ct_source_admit(cts[1], &share, &a, 1, tu_sec(1)), CT_SOURCE_SHARE);
+
+	json_t *s = ctl_stats(&fake);
+	json_t *ct = json_object_get(s, "conntrack");
+	ck_assert_int_eq(json_integer_value(json_object_get(ct, "source_rate_exceeded")), 3);
+	ck_assert_int_eq(json_integer_value(json_object_get(ct, "source_share_exceeded")), 1);
+	ck_assert_ptr_nonnull(json_object_get(ct, "evicted_embryonic"));
+	json_decref(s);
+	char *m = ctl_metrics(&fake, NULL);
+	ck_assert_ptr_nonnull(m);
+	static const char *const want[] = {
+		"# HELP vpcfw_conntrack_source_rate_exceeded_total ",
+		"# TYPE vpcfw_conntrack_source_rate_exceeded_total counter\n",
+		"\nvpcfw_conntrack_source_rate_exceeded_total 3\n",
+		"# HELP vpcfw_conntrack_source_share_exceeded_total ",
+		"# TYPE vpcfw_conntrack_source_share_exceeded_total counter\n",
+		"\nvpcfw_conntrack_source_share_exceeded_total 1\n",
+		"# TYPE vpcfw_conntrack_evicted_embryonic_total counter\n",
+		"\nvpcfw_conntrack_evicted_embryonic_total 0\n",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		ck_assert_msg(strstr(m, want[i]) != NULL, "no %s in the metrics", want[i]);
+	free(m);
+}
+END_TEST
+
 START_TEST(test_metrics_text)
 {
 	char dir[] = "/tmp/ctlmetricsXXXXXX", path[64], err[256];
@@ -717,6 +762,7 @@ int main(void)
 	tcase_add_test(tc, test_counters_exact);
 	tcase_add_test(tc, test_access);
 	tcase_add_test(tc, test_metrics_text);
+	tcase_add_test(tc, test_fairness_counters);
 	tcase_add_test(tc, test_log_suppressed_in_metrics);
 	tcase_add_test(tc, test_sg_labels_stable);
 	tcase_add_test(tc, test_sg_labels_ids);
