@@ -4,6 +4,7 @@
  * references are left to policy.c; config_check() looks at what only makes
  * sense once every file is in (duplicates, NACL numbering). */
 #include "vpcfw/config.h"
+#include "vpcfw/sync.h"
 #include "vpcfw/xmalloc.h"
 
 #include <dirent.h>
@@ -1632,7 +1633,7 @@ static void reservations(struct ctx *c, json_t *l)
 
 enum vtype { V_QUEUES, V_BINDINGS, V_COUNT, V_BOOL, V_STRING,
 	     V_PCAP_TARGETS, V_MIRROR_ADDRS, V_DROP_CAPTURE,
-	     V_ACCESS };
+	     V_ACCESS, V_SYNC };
 
 /* Every key of the Vpcfw section, once: type, bounds, default, meaning.
  * model_init() applies the defaults; man/vpcfw.conf.5 mirrors this table. */
@@ -1701,6 +1702,8 @@ static const struct vkey {
 	  "[{TrafficMirrorTargetId, Address}]: the address a target's VXLAN goes to" },
 	{ "DropCapture", V_DROP_CAPTURE, OFF(drop_capture), 0, 0, 0, NULL,
 	  "{Path, SnapLength, RotateBytes}: refused packets to a pcap file (NFLOG link type)" },
+	{ "Sync", V_SYNC, OFF(sync), 0, 0, 0, NULL,
+	  "{NodeId, Peer, Port, Listen, KeyFile, MessageBytes, MaxClockSkew, RingEntries}: the HA pair's flow-table sync" },
 #undef OFF
 };
 
@@ -1963,6 +1966,95 @@ static void vpcfw_access(struct ctx *c, const json_t *v, struct m_vpcfw *w)
 		}
 }
 
+/* Sync {NodeId, Peer, Port, Listen, KeyFile, ...}: the HA pair (sync.h) */
+static void vpcfw_sync(struct ctx *c, const json_t *v, struct m_vpcfw *w)
+{
+	static const char *const keys[] = { "NodeId", "Peer", "Port", "Listen", "KeyFile",
+					    "MessageBytes", "MaxClockSkew", "RingEntries" };
+	struct m_sync x = {
+		.port = 7710, .message_bytes = SYNC_DEFAULT_BYTES, .max_clock_skew = 60,
+		.ring_entries = 65536, .where = here(c),
+	};
+	const char *key, *a;
+	json_t *y;
+	long long n;
+
+	if (!json_is_object(v)) {
+		bad(c, v, "is not an object");
+		return;
+	}
+	json_object_foreach((json_t *)v, key, y) {
+		size_t i = 0;
+		while (i < sizeof(keys) / sizeof(keys[0]) && strcmp(key, keys[i]))
+			i++;
+		if (i == sizeof(keys) / sizeof(keys[0])) {
+			char kt[80];
+			printable(kt, sizeof(kt), key);
+			size_t p = push_key(c, kt);
+			warn(c, "unknown key, ignored");
+			pop(c, p);
+		}
+	}
+	bool ok = true;
+	switch (get_int(c, v, "NodeId", 1, UINT32_MAX, NULL, &n)) {
+	case ABSENT: missing(c, "NodeId"); ok = false; break;
+	case BAD: ok = false; break;
+	case GOOD: x.node_id = (uint32_t)n; break;
+	}
+	const char *addr_keys[] = { "Peer", "Listen" };
+	struct ip_addr *addrs[] = { &x.peer, &x.listen };
+	int *fams[] = { &x.peer_family, &x.listen_family };
+	for (int i = 0; i < 2; i++) {
+		switch (get_text(c, v, addr_keys[i], &a)) {
+		case ABSENT:
+			if (i == 0) {
+				missing(c, "Peer");
+				ok = false;
+			}
+			break;
+		case BAD: ok = false; break;
+		case GOOD:
+			if (!addr_parse(a, addrs[i], fams[i])) {
+				size_t p = push_key(c, addr_keys[i]);
+				bad(c, field(v, addr_keys[i]), "is not an IPv4 or IPv6 address");
+				pop(c, p);
+				ok = false;
+			}
+			break;
+		}
+	}
+	if (ok && x.listen_family && x.listen_family != x.peer_family) {
+		size_t p = push_key(c, "Listen");
+		bad(c, field(v, "Listen"), "is not of the Peer's address family");
+		pop(c, p);
+		ok = false;
+	}
+	if (!need_text(c, v, "KeyFile", &x.key_file))
+		ok = false;
+	else
+		x.key_file = arena_strdup(c->a, x.key_file);
+	if (get_int(c, v, "Port", 1, 65535, "is not a port (1-65535)", &n) == GOOD)
+		x.port = (uint32_t)n;
+	else if (field(v, "Port"))
+		ok = false;
+	struct { const char *key; long long lo, hi; uint32_t *dst; } nums[] = {
+		{ "MessageBytes", SYNC_MIN_BYTES, SYNC_MAX_BYTES, &x.message_bytes },
+		{ "MaxClockSkew", 0, 86400, &x.max_clock_skew },
+		{ "RingEntries", 1024, 1 << 24, &x.ring_entries },
+	};
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		switch (get_int(c, v, nums[i].key, nums[i].lo, nums[i].hi, NULL, &n)) {
+		case ABSENT: break;
+		case BAD: ok = false; break;
+		case GOOD: *nums[i].dst = (uint32_t)n; break;
+		}
+	}
+	if (ok) {
+		x.enabled = true;
+		w->sync = x;
+	}
+}
+
 static void vpcfw_section(struct ctx *c, json_t *o)
 {
 	struct m_vpcfw *w = &c->m->vpcfw;
@@ -1997,6 +2089,8 @@ static void vpcfw_section(struct ctx *c, json_t *o)
 				vpcfw_mirror_addrs(c, v, w);
 			else if (k->type == V_ACCESS)
 				vpcfw_access(c, v, w);
+			else if (k->type == V_SYNC)
+				vpcfw_sync(c, v, w);
 			else
 				vpcfw_drop_capture(c, v, w);
 			pop(c, p);
@@ -2424,7 +2518,7 @@ void model_init(struct model *m)
 		}
 		case V_BINDINGS: break;
 		case V_PCAP_TARGETS: case V_MIRROR_ADDRS: case V_DROP_CAPTURE: break;
-		case V_ACCESS: break;
+		case V_ACCESS: case V_SYNC: break;
 		case V_COUNT: *(uint32_t *)(void *)dst = (uint32_t)k->num; break;
 		case V_BOOL: *(bool *)(void *)dst = k->num != 0; break;
 		case V_STRING: *(const char **)(void *)dst = k->str; break;

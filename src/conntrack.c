@@ -93,6 +93,12 @@ struct ct_srcbucket {
 
 enum { SRC_BUCKETS_MIN = 256, SRC_BUCKETS_MAX = 262144 };
 
+/* What the journal last told of a flow (HA sync): its peer's copy. */
+struct ct_jrec {
+	uint64_t deadline;              /* the deadline told; 0: nothing told */
+	uint8_t state, flags;           /* flags as CT_SAVED_* */
+};
+
 struct conntrack {
 	struct ct_frag frags[CT_FRAGS];
 	struct ct_entry *pool;
@@ -109,6 +115,10 @@ struct conntrack {
 	uint32_t free_head;
 	uint32_t emb_head, emb_tail;
 	uint64_t cursor;                /* next bucket ct_expire visits */
+	/* the change journal (ct_set_journal); jfn NULL: none */
+	ct_journal_fn jfn;
+	void *jarg;
+	struct ct_jrec *jr;             /* [max], beside pool */
 	/* Written by the owning worker, read by the control thread. */
 	struct {
 		counter_t used, inserted, expired, allowance_exceeded, evicted_embryonic;
@@ -237,6 +247,7 @@ void ct_destroy(struct conntrack *ct)
 		return;
 	free(ct->pool);
 	free(ct->win);
+	free(ct->jr);
 	free(ct->buckets);
 	free(ct->charge);
 	free(ct->src);
@@ -426,11 +437,56 @@ enum ct_source_verdict ct_source_admit(struct conntrack *ct, const struct ct_fai
 	return CT_SOURCE_OK;
 }
 
+static void save(const struct ct_entry *e, struct ct_saved *s);
+
+/* The journal: a flow's creation or change is told when its state or flags
+ * differ from what was last told, or when the copy told would have less
+ * than three quarters of the flow's lifetime left (a flow kept alive by its
+ * packets is told again every quarter of its timeout: the peer's copy never
+ * idles out while the flow lives). */
+static void journal(struct conntrack *ct, const struct ct_entry *e, uint64_t now_ns)
+{
+	if (!ct->jfn)
+		return;
+	struct ct_jrec *j = &ct->jr[idx(ct, e)];
+	struct ct_saved sv;
+	save(e, &sv);
+	if (j->deadline && j->state == sv.tcp_state && j->flags == sv.flags) {
+		uint64_t life = e->deadline > now_ns ? e->deadline - now_ns : 0;
+		uint64_t told = j->deadline > now_ns ? j->deadline - now_ns : 0;
+		if (told >= life - life / 4)
+			return;
+	}
+	j->deadline = e->deadline;
+	j->state = sv.tcp_state;
+	j->flags = sv.flags;
+	ct->jfn(ct->jarg, &sv, CT_CHANGE_UPSERT);
+}
+
+/* What the peer told is what its copy holds: nothing to tell back. */
+static void journal_quiet(struct conntrack *ct, const struct ct_entry *e)
+{
+	if (!ct->jfn)
+		return;
+	struct ct_jrec *j = &ct->jr[idx(ct, e)];
+	struct ct_saved sv;
+	save(e, &sv);
+	j->deadline = e->deadline ? e->deadline : 1;
+	j->state = sv.tcp_state;
+	j->flags = sv.flags;
+}
+
 /* Unlinks the entry *link points at from its chain and frees it. */
 static void release(struct conntrack *ct, uint32_t *link)
 {
 	uint32_t i = *link;
 	struct ct_entry *e = &ct->pool[i];
+	if (ct->jfn) {
+		struct ct_saved sv;
+		save(e, &sv);
+		ct->jr[i].deadline = 0;
+		ct->jfn(ct->jarg, &sv, CT_CHANGE_GONE);
+	}
 	*link = e->next;
 	emb_unlink(ct, e);
 	uncharge(ct, i);
@@ -834,6 +890,7 @@ enum ct_tcp_verdict ct_update_seg(struct conntrack *ct, struct ct_entry *e,
 		tcp_step(ct, e, reply, seg->flags);
 		tcp_start(ct, e, seg);
 		refresh(e, to, now_ns);
+		journal(ct, e, now_ns);
 		return CT_TCP_OK;
 	}
 	struct tcpview v;
@@ -845,6 +902,7 @@ enum ct_tcp_verdict ct_update_seg(struct conntrack *ct, struct ct_entry *e,
 	note_direction(e, reply);
 	tcp_step(ct, e, reply, seg->flags);
 	refresh(e, to, now_ns);
+	journal(ct, e, now_ns);
 	return CT_TCP_OK;
 }
 
@@ -856,6 +914,7 @@ void ct_update(struct conntrack *ct, struct ct_entry *e, const struct ct_tuple *
 	if (e->proto == PROTO_TCP)
 		tcp_step(ct, e, reply, tcp_flags);
 	refresh(e, to, now_ns);
+	journal(ct, e, now_ns);
 }
 
 /* Room for one more flow in a full table: expired flows first, then the
@@ -966,6 +1025,7 @@ static struct ct_entry *insert(struct conntrack *ct, uint32_t iface, const struc
 			tcp_step(ct, e, false, tcp_flags);
 	}
 	refresh(e, to, now_ns);
+	journal(ct, e, now_ns);
 	return e;
 }
 
@@ -1070,6 +1130,19 @@ static const struct {
 	{ F_PICKUP, CT_SAVED_PICKUP },
 };
 
+static void save(const struct ct_entry *e, struct ct_saved *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->iface = e->iface;
+	s->orig = (struct ct_tuple){ .src = e->src, .dst = e->dst, .sport = e->sport,
+				     .dport = e->dport, .proto = e->proto };
+	s->tcp_state = e->state;
+	for (size_t k = 0; k < sizeof(saved_flags) / sizeof(saved_flags[0]); k++)
+		if (e->flags & saved_flags[k].entry)
+			s->flags |= saved_flags[k].saved;
+	s->deadline_ns = e->deadline;
+}
+
 void ct_foreach_saved(struct conntrack *ct, uint64_t now_ns,
 		      int (*fn)(const struct ct_saved *s, void *arg), void *arg)
 {
@@ -1079,15 +1152,7 @@ void ct_foreach_saved(struct conntrack *ct, uint64_t now_ns,
 			if (now_ns >= e->deadline)
 				continue;
 			struct ct_saved s;
-			memset(&s, 0, sizeof(s));
-			s.iface = e->iface;
-			s.orig = (struct ct_tuple){ .src = e->src, .dst = e->dst, .sport = e->sport,
-						    .dport = e->dport, .proto = e->proto };
-			s.tcp_state = e->state;
-			for (size_t k = 0; k < sizeof(saved_flags) / sizeof(saved_flags[0]); k++)
-				if (e->flags & saved_flags[k].entry)
-					s.flags |= saved_flags[k].saved;
-			s.deadline_ns = e->deadline;
+			save(e, &s);
 			if (fn(&s, arg))
 				return;
 		}
@@ -1118,7 +1183,73 @@ int ct_restore(struct conntrack *ct, const struct ct_saved *s, uint64_t now_ns)
 			e->flags |= saved_flags[k].entry;
 	set_state(ct, e, s->tcp_state);
 	e->deadline = s->deadline_ns;
+	journal_quiet(ct, e);
 	return 0;
+}
+
+int ct_set_journal(struct conntrack *ct, ct_journal_fn fn, void *arg)
+{
+	if (fn && !ct->jr) {
+		ct->jr = table_alloc((size_t)ct->max * sizeof(*ct->jr));
+		if (!ct->jr)
+			return -1;
+		memset(ct->jr, 0, (size_t)ct->max * sizeof(*ct->jr));
+	}
+	ct->jfn = fn;
+	ct->jarg = arg;
+	return 0;
+}
+
+int ct_sync_apply(struct conntrack *ct, const struct ct_saved *s, uint64_t now_ns)
+{
+	const struct ct_tuple *t = &s->orig;
+	struct ct_entry *e = ct_lookup(ct, s->iface, t, ct_hash(t), now_ns);
+
+	if (!e)
+		return ct_restore(ct, s, now_ns);
+	if (s->deadline_ns <= now_ns || (s->flags & ~CT_SAVED_FLAGS) || s->orig.proto != e->proto ||
+	    (e->proto == PROTO_TCP ? s->tcp_state == CT_TCP_NONE || s->tcp_state > CT_TCP_CLOSE
+				   : s->tcp_state != CT_TCP_NONE))
+		return -1;
+	/* The peer's word on the flow: its state and flags; the deadline it
+	 * gives unless the flow's own, in the same state, is later. */
+	bool same_state = e->state == s->tcp_state;
+	uint8_t keep = e->flags & (uint8_t)~(F_SEEN_REPLY | F_UDP_STREAM | F_FIN_REPLY | F_PICKUP);
+	uint8_t fl = keep;
+	for (size_t k = 0; k < sizeof(saved_flags) / sizeof(saved_flags[0]); k++)
+		if (s->flags & saved_flags[k].saved)
+			fl |= saved_flags[k].entry;
+	/* what a flow has seen it keeps seeing: replies, a UDP stream */
+	fl |= e->flags & (F_SEEN_REPLY | F_UDP_STREAM);
+	e->flags = fl;
+	if (e->proto == PROTO_TCP)
+		set_state(ct, e, s->tcp_state);
+	if (!same_state || s->deadline_ns > e->deadline)
+		e->deadline = s->deadline_ns;
+	journal_quiet(ct, e);
+	return 1;
+}
+
+/* ct_remove without telling the journal */
+static void ct_jfn_off_remove(struct conntrack *ct, struct ct_entry *e)
+{
+	ct_journal_fn fn = ct->jfn;
+	ct->jfn = NULL;
+	ct_remove(ct, e);
+	ct->jfn = fn;
+	if (fn)
+		ct->jr[idx(ct, e)].deadline = 0;
+}
+
+bool ct_sync_forget(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t, uint64_t now_ns,
+		    uint64_t slack_ns)
+{
+	struct ct_entry *e = ct_lookup(ct, iface, t, ct_hash(t), now_ns);
+	if (!e || e->deadline - now_ns > slack_ns)
+		return false;
+	/* gone on the peer: not told back */
+	ct_jfn_off_remove(ct, e);
+	return true;
 }
 
 static struct ct_frag *frag_slot(struct conntrack *ct, const struct ip_addr *src,

@@ -28,6 +28,7 @@
 #include "vpcfw/diag.h"
 #include "vpcfw/explain.h"
 #include "vpcfw/flowlog.h"
+#include "vpcfw/ha.h"
 #include "vpcfw/mirror.h"
 #include "vpcfw/xmalloc.h"
 
@@ -1208,6 +1209,100 @@ static void state_metrics(struct ctl_text *t, const struct state_counters *sc)
 	ctl_text_put(t, "vpcfw_state_file_refused %" PRIu64 "\n", counter_get(&sc->refused));
 }
 
+/* The HA pair's sync (ha.h): this node, its peer, the bulk sync, traffic. */
+static json_t *sync_json(const struct ha *h)
+{
+	struct ha_status st;
+
+	if (!h)
+		return json_null();
+	ha_read(h, &st);
+	json_t *dropped = json_object();
+	for (int i = 1; i < SYNC_DROP_NREASONS; i++)
+		json_object_set_new(dropped, sync_drop_name(i), json_integer((json_int_t)st.dropped[i]));
+	return json_pack("{s:I, s:b, s:s, s:{s:I, s:b, s:b, s:I}, s:{s:s, s:I, s:I, s:I, s:I, s:I},"
+			 " s:I, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:o},"
+			 " s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+		"node", (json_int_t)st.node_id, "ready", st.ready,
+		"state", st.ready ? "ready" : "bulk-syncing",
+		"peer", "node", (json_int_t)st.peer_node, "up", st.peer_up, "ready", st.peer_ready,
+		"last_heard_ms", (json_int_t)st.peer_heard_ms,
+		"bulk", "state", ha_bulk_state_name(st.bulk_state),
+		"received", (json_int_t)st.bulk_received, "total", (json_int_t)st.bulk_total,
+		"ms", (json_int_t)st.bulk_ms, "served", (json_int_t)st.bulk_served,
+		"served_flows", (json_int_t)st.bulk_served_flows,
+		"lag_us", (json_int_t)st.lag_us,
+		"sent", "messages", (json_int_t)st.msgs_sent, "bytes", (json_int_t)st.bytes_sent,
+		"records", (json_int_t)st.records_sent, "errors", (json_int_t)st.send_errors,
+		"received", "messages", (json_int_t)st.msgs_received,
+		"bytes", (json_int_t)st.bytes_received, "records", (json_int_t)st.records_received,
+		"dropped", dropped,
+		"flows", "changes_lost", (json_int_t)st.changes_lost, "applied", (json_int_t)st.applied,
+		"apply_failed", (json_int_t)st.apply_failed,
+		"unknown_interface", (json_int_t)st.records_unknown_iface,
+		"no_queue", (json_int_t)st.records_no_queue,
+		"overflow", (json_int_t)st.records_overflow);
+}
+
+static void sync_metrics(struct ctl_text *t, const struct ha *h)
+{
+	struct ha_status st;
+
+	if (!h)
+		return;
+	ha_read(h, &st);
+	head(t, "vpcfw_sync_ready", "gauge",
+	     "1: this node's flow table is complete (bulk sync from the peer done, or no peer answered)");
+	ctl_text_put(t, "vpcfw_sync_ready %d\n", st.ready);
+	head(t, "vpcfw_sync_peer_up", "gauge", "1: the peer was heard within 3.5 s");
+	ctl_text_put(t, "vpcfw_sync_peer_up %d\n", st.peer_up);
+	head(t, "vpcfw_sync_peer_ready", "gauge", "1: the peer says its flow table is complete");
+	ctl_text_put(t, "vpcfw_sync_peer_ready %d\n", st.peer_ready);
+	head(t, "vpcfw_sync_peer_last_heard_seconds", "gauge",
+	     "seconds since the peer's last message (-1: never)");
+	ctl_text_put(t, "vpcfw_sync_peer_last_heard_seconds %.3f\n",
+		     st.peer_heard_ms < 0 ? -1.0 : (double)st.peer_heard_ms / 1000);
+	head(t, "vpcfw_sync_lag_seconds", "gauge",
+	     "how long the peer's last update waited at the peer before it was sent");
+	ctl_text_put(t, "vpcfw_sync_lag_seconds %.6f\n", (double)st.lag_us / 1e6);
+	head(t, "vpcfw_sync_bulk_flows", "gauge", "the last bulk sync from the peer: flows received and announced");
+	ctl_text_put(t, "vpcfw_sync_bulk_flows{kind=\"received\"} %" PRIu64 "\n", st.bulk_received);
+	ctl_text_put(t, "vpcfw_sync_bulk_flows{kind=\"total\"} %" PRIu64 "\n", st.bulk_total);
+	head(t, "vpcfw_sync_bulk_served_total", "counter", "bulk syncs given to the peer");
+	ctl_text_put(t, "vpcfw_sync_bulk_served_total %" PRIu64 "\n", st.bulk_served);
+	head(t, "vpcfw_sync_messages_total", "counter", "sync messages, by direction");
+	ctl_text_put(t, "vpcfw_sync_messages_total{direction=\"sent\"} %" PRIu64 "\n", st.msgs_sent);
+	ctl_text_put(t, "vpcfw_sync_messages_total{direction=\"received\"} %" PRIu64 "\n",
+		     st.msgs_received);
+	head(t, "vpcfw_sync_bytes_total", "counter", "sync message bytes (UDP payload), by direction");
+	ctl_text_put(t, "vpcfw_sync_bytes_total{direction=\"sent\"} %" PRIu64 "\n", st.bytes_sent);
+	ctl_text_put(t, "vpcfw_sync_bytes_total{direction=\"received\"} %" PRIu64 "\n",
+		     st.bytes_received);
+	head(t, "vpcfw_sync_records_total", "counter", "flow records in sync messages, by direction");
+	ctl_text_put(t, "vpcfw_sync_records_total{direction=\"sent\"} %" PRIu64 "\n", st.records_sent);
+	ctl_text_put(t, "vpcfw_sync_records_total{direction=\"received\"} %" PRIu64 "\n",
+		     st.records_received);
+	head(t, "vpcfw_sync_send_errors_total", "counter", "sync messages the socket refused");
+	ctl_text_put(t, "vpcfw_sync_send_errors_total %" PRIu64 "\n", st.send_errors);
+	head(t, "vpcfw_sync_dropped_total", "counter", "received sync messages dropped, by reason");
+	for (int i = 1; i < SYNC_DROP_NREASONS; i++)
+		ctl_text_put(t, "vpcfw_sync_dropped_total{reason=\"%s\"} %" PRIu64 "\n",
+			     sync_drop_name(i), st.dropped[i]);
+	head(t, "vpcfw_sync_flow_changes_lost_total", "counter",
+	     "this node's flow changes not sent: a worker's sync ring was full");
+	ctl_text_put(t, "vpcfw_sync_flow_changes_lost_total %" PRIu64 "\n", st.changes_lost);
+	head(t, "vpcfw_sync_records_applied_total", "counter", "the peer's flow records, by result");
+	ctl_text_put(t, "vpcfw_sync_records_applied_total{result=\"applied\"} %" PRIu64 "\n", st.applied);
+	ctl_text_put(t, "vpcfw_sync_records_applied_total{result=\"failed\"} %" PRIu64 "\n",
+		     st.apply_failed);
+	ctl_text_put(t, "vpcfw_sync_records_applied_total{result=\"unknown_interface\"} %" PRIu64 "\n",
+		     st.records_unknown_iface);
+	ctl_text_put(t, "vpcfw_sync_records_applied_total{result=\"no_queue\"} %" PRIu64 "\n",
+		     st.records_no_queue);
+	ctl_text_put(t, "vpcfw_sync_records_applied_total{result=\"overflow\"} %" PRIu64 "\n",
+		     st.records_overflow);
+}
+
 static json_t *state_json(const struct state_counters *sc)
 {
 	if (!sc || !counter_get(&sc->enabled))
@@ -1372,6 +1467,7 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 				ctl_text_put(&t, "vpcfw_decisions_total{stage=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
 				    stage_name((enum stage)st), reason_name((enum reason)r), reasons[st][r]);
 	state_metrics(&t, d->state);
+	sync_metrics(&t, d->ha);
 	struct ctl_counters cn;
 	ctl_get_counters(c, &cn);
 	head(&t, "vpcfw_control_refused_total", "counter",
@@ -1544,7 +1640,7 @@ static json_t *v_status(struct ctl *c, const struct ctl_peer *peer, const json_t
 	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return json_pack("{s:b, s:s, s:I, s:I, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o, s:o}",
+	return json_pack("{s:b, s:s, s:I, s:I, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o, s:o, s:o}",
 		"ok", 1, "version", PACKAGE_VERSION,
 		"uptime", (json_int_t)((uint64_t)ts.tv_sec - d->started_s),
 		"generation", (json_int_t)gen,
@@ -1555,7 +1651,8 @@ static json_t *v_status(struct ctl *c, const struct ctl_peer *peer, const json_t
 		"kernel_queue_dropped", (json_int_t)kdrop, "kernel_socket_dropped", (json_int_t)udrop,
 		"audit", d->audit ? d->audit(d->ctx) : 0,
 		"shadow", c->shadow ? json_string(shadow_path(c->shadow)) : json_null(),
-		"control", control_json(c), "state_file", state_json(d->state));
+		"control", control_json(c), "state_file", state_json(d->state),
+		"sync", sync_json(d->ha));
 }
 
 static json_t *v_stats(struct ctl *c, const struct ctl_peer *peer, const json_t *req)

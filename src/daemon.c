@@ -36,6 +36,7 @@
 #include "vpcfw/daemon.h"
 #include "vpcfw/diag.h"
 #include "vpcfw/flowlog.h"
+#include "vpcfw/ha.h"
 #include "vpcfw/lane.h"
 #include "vpcfw/load.h"
 #include "vpcfw/log.h"
@@ -98,6 +99,7 @@ struct worker {
 	bool wd_stuck;                  /* the main thread's: reported stuck */
 	_Atomic int state_req;          /* 1: copy the flows into state_part, then 2 */
 	struct state_part state_part;
+	struct ha_worker *hw;           /* the HA sync's side of this worker; NULL: off */
 };
 
 static _Atomic(struct generation *) current;
@@ -117,6 +119,10 @@ static atomic_bool test_stall;
 #endif
 static struct flowlog *flowlog;
 static struct mirror *mirror;
+/* the HA pair's sync (ha.h): its thread reads the policy as a worker does */
+static struct ha *ha;
+static struct ha_worker *ha_workers;
+static _Atomic uint64_t ha_in_epoch;
 
 /* ------------------------------------------------------------ logging */
 
@@ -399,7 +405,8 @@ static void *worker_main(void *arg)
 
 	while (!atomic_load(&stopping)) {
 		counter_inc(&w->heartbeat);
-		int n = nfqueue_recv_batch(w->q, 100);
+		/* with the HA sync, the peer's changes wait at most 10 ms */
+		int n = nfqueue_recv_batch(w->q, w->hw ? 10 : 100);
 		if (n < 0) {
 			logit(LOG_ERR, "queue %u: receive failed: %s", nfqueue_queue_num(w->q),
 			       strerror(errno));
@@ -411,6 +418,8 @@ static void *worker_main(void *arg)
 		expire(w);
 		serve_flow_listing(w);
 		serve_state_snapshot(w);
+		if (w->hw)
+			ha_worker_serve(w->hw, w->ct, monotonic_ns(), w->hw->in.size);
 	}
 	/* Stopping: decide what is already waiting for us; whatever the kernel
 	 * queues after this is dropped when the queue is unbound. */
@@ -605,6 +614,13 @@ static int check_start(const struct daemon_options *opt, const struct policy *po
 static void grace_period(void)
 {
 	uint64_t e = atomic_fetch_add(&epoch, 1) + 1;
+	for (;;) {      /* the sync thread, as a worker */
+		uint64_t he = atomic_load(&ha_in_epoch);
+		if (he == 0 || he >= e)
+			break;
+		struct timespec ts = { 0, 200000 };
+		nanosleep(&ts, NULL);
+	}
 	for (int i = 0; i < n_workers; i++) {
 		for (;;) {
 			uint64_t we = atomic_load(&workers[i].in_epoch);
@@ -918,6 +934,71 @@ static void state_load(const struct policy *pol)
 		logit(LOG_ERR, "StateFile %s refused: %s; starting with an empty flow table", path, err);
 	}
 	free(buf);
+}
+
+/* ------------------------------------------------------------ HA sync */
+
+static const struct policy *ha_enter(void *arg, uint64_t *gen)
+{
+	(void)arg;
+	atomic_store(&ha_in_epoch, atomic_load(&epoch));
+	const struct generation *g = atomic_load(&current);
+	*gen = g->number;
+	return g->pol;
+}
+
+static void ha_leave(void *arg)
+{
+	(void)arg;
+	atomic_store(&ha_in_epoch, 0);
+}
+
+/* Before the privileges are dropped (the key is root's): the workers'
+ * rings, the journal, the key and the socket.  False: cannot start. */
+static bool ha_setup(const struct policy *pol, const uint16_t *queues)
+{
+	const struct m_sync *sc = &pol->model->vpcfw.sync;
+	char err[256];
+
+	if (!sc->enabled)
+		return true;
+	ha_workers = calloc((size_t)n_workers, sizeof(*ha_workers));
+	if (!ha_workers) {
+		logit(LOG_ERR, "out of memory");
+		return false;
+	}
+	for (int i = 0; i < n_workers; i++) {
+		if (ha_worker_init(&ha_workers[i], queues[i], sc->ring_entries) < 0 ||
+		    ct_set_journal(workers[i].ct, ha_journal, &ha_workers[i]) < 0) {
+			logit(LOG_ERR, "out of memory for the sync rings (Vpcfw.Sync.RingEntries %u)",
+			       sc->ring_entries);
+			return false;
+		}
+		workers[i].hw = &ha_workers[i];
+	}
+	static const struct ha_hooks hooks = { ha_enter, ha_leave, NULL };
+	ha = ha_open(sc, ha_workers, n_workers, &hooks, err, sizeof(err));
+	if (!ha) {
+		logit(LOG_ERR, "sync: %s", err);
+		return false;
+	}
+	char peer[64];
+	logit(LOG_INFO, "sync: node %u, peer %s port %u, messages of at most %u bytes", sc->node_id,
+	       addr_format(&sc->peer, sc->peer_family, peer), sc->port, sc->message_bytes);
+	return true;
+}
+
+static void ha_teardown(void)
+{
+	ha_stop(ha);
+	ha = NULL;
+	for (int i = 0; ha_workers && i < n_workers; i++) {
+		if (workers && workers[i].ct)
+			ct_set_journal(workers[i].ct, NULL, NULL);
+		ha_worker_free(&ha_workers[i]);
+	}
+	free(ha_workers);
+	ha_workers = NULL;
 }
 
 /* ------------------------------------------------------------ ctl backend */
@@ -1301,6 +1382,8 @@ static int daemon_start(struct run *r, const struct daemon_options *user_opt)
 	}
 	atomic_store(&current, g);
 	r->g = NULL;
+	if (!ha_setup(atomic_load(&current)->pol, r->queues))
+		return -1;
 	state_load(atomic_load(&current)->pol);
 
 	if (!o->foreground && !notify_enabled() && detach() < 0) {
@@ -1323,7 +1406,7 @@ static int daemon_start(struct run *r, const struct daemon_options *user_opt)
 			.flows = ctl_flows, .reload = ctl_reload, .compile = ctl_compile,
 			.install = ctl_install, .discard = ctl_discard, .set_audit = ctl_set_audit,
 			.audit = ctl_audit, .set_shadow = ctl_set_shadow, .losses = ctl_losses,
-			.state = &state_cnt,
+			.state = &state_cnt, .ha = ha,
 		};
 		if (vc->control_socket && *vc->control_socket) {
 			r->ctl = ctl_open(&r->ctld, vc->control_socket, vc->read_only_socket,
@@ -1355,6 +1438,13 @@ static int daemon_start(struct run *r, const struct daemon_options *user_opt)
 	}
 	for (int i = 0; i < n_workers; i++)
 		workers[i].lane.mw = mirror_worker(mirror, i);
+	if (ha) {
+		int e = ha_run(ha);
+		if (e) {
+			logit(LOG_ERR, "cannot start the sync thread: %s", strerror(e));
+			return -1;
+		}
+	}
 	for (int i = 0; i < n_workers; i++) {
 		int e = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
 		if (e) {
@@ -1451,6 +1541,8 @@ static void daemon_stop(struct run *r, int rc)
 		if (workers[i].running)
 			pthread_join(workers[i].thread, NULL);
 	drain_refusals();
+	/* the workers' last changes to the peer */
+	ha_teardown();
 	if (rc == 0)    /* a clean stop: a worker's failure may have left a table half made */
 		state_save_final();
 	/* the last windows written before the counters at exit */
@@ -1466,6 +1558,7 @@ static void daemon_stop(struct run *r, int rc)
 	if (mirror && !mirror_destroy(mirror))
 		logit(LOG_ERR, "mirroring: some pcap records could not be written");
 	mirror = NULL;
+	ha_teardown();
 	state_free();
 	for (int i = 0; workers && i < n_workers; i++) {
 		nfqueue_close(workers[i].q);

@@ -266,6 +266,38 @@ static int c_status(int argc, char **argv)
 		       num(sf, "dropped_expired"), num(sf, "dropped_interface_gone"),
 		       num(sf, "dropped_other"));
 	}
+	json_t *sy = json_object_get(r, "sync");
+	if (json_is_object(sy)) {
+		json_t *pe = json_object_get(sy, "peer"), *bk = json_object_get(sy, "bulk");
+		json_t *se = json_object_get(sy, "sent"), *re = json_object_get(sy, "received");
+		json_t *fl = json_object_get(sy, "flows"), *dr = json_object_get(re, "dropped");
+		printf("sync                            node %lld, %s (bulk sync %s: %lld of %lld flows "
+		       "in %lld ms)\n", num(sy, "node"), json_string_value(json_object_get(sy, "state")),
+		       json_string_value(json_object_get(bk, "state")), num(bk, "received"),
+		       num(bk, "total"), num(bk, "ms"));
+		if (num(pe, "last_heard_ms") < 0)
+			printf("sync peer                       never heard\n");
+		else
+			printf("sync peer                       node %lld, %s%s, heard %lld ms ago, lag %lld us\n",
+			       num(pe, "node"), json_is_true(json_object_get(pe, "up")) ? "up" : "DOWN",
+			       json_is_true(json_object_get(pe, "ready")) ? " and ready" : "",
+			       num(pe, "last_heard_ms"), num(sy, "lag_us"));
+		long long dropped = 0;
+		const char *k;
+		json_t *v;
+		json_object_foreach(dr, k, v)
+			dropped += json_integer_value(v);
+		printf("sync messages                   sent %lld (%lld records), received %lld (%lld "
+		       "records), dropped %lld", num(se, "messages"), num(se, "records"),
+		       num(re, "messages"), num(re, "records"), dropped);
+		json_object_foreach(dr, k, v)
+			if (json_integer_value(v))
+				printf(" %s %lld", k, (long long)json_integer_value(v));
+		printf("\nsync flows                      applied %lld, failed %lld, changes lost %lld, "
+		       "served %lld bulk syncs\n", num(fl, "applied"), num(fl, "apply_failed") +
+		       num(fl, "unknown_interface") + num(fl, "no_queue") + num(fl, "overflow"),
+		       num(fl, "changes_lost"), num(bk, "served"));
+	}
 	printf("\n%-6s %12s %10s %10s %12s %12s\n", "queue", "packets", "flows", "waiting",
 	       "drop-full", "drop-socket");
 	size_t i;

@@ -329,6 +329,24 @@ static const struct bad {
 	  true, "t.json: Vpcfw.DropCapture.SnapLength: 70000 is out of range (1 to 65535)" },
 	{ "drop capture empty path", "{'Vpcfw':{'DropCapture':{'Path':''}}}",
 	  true, "t.json: Vpcfw.DropCapture.Path: \"\" is empty" },
+	{ "sync without NodeId", "{'Vpcfw':{'Sync':{'Peer':'192.0.2.2','KeyFile':'/k'}}}",
+	  true, "t.json: Vpcfw.Sync: NodeId is missing" },
+	{ "sync without key", "{'Vpcfw':{'Sync':{'NodeId':1,'Peer':'192.0.2.2'}}}",
+	  true, "t.json: Vpcfw.Sync: KeyFile is missing" },
+	{ "sync bad peer", "{'Vpcfw':{'Sync':{'NodeId':1,'Peer':'192.0.2.300','KeyFile':'/k'}}}",
+	  true, "t.json: Vpcfw.Sync.Peer: \"192.0.2.300\" is not an IPv4 or IPv6 address" },
+	{ "sync listen of another family", "{'Vpcfw':{'Sync':{'NodeId':1,'Peer':'192.0.2.2','Listen':'2001:db8::1','KeyFile':'/k'}}}",
+	  true, "t.json: Vpcfw.Sync.Listen: \"2001:db8::1\" is not of the Peer's address family" },
+	{ "sync NodeId 0", "{'Vpcfw':{'Sync':{'NodeId':0,'Peer':'192.0.2.2','KeyFile':'/k'}}}",
+	  true, "t.json: Vpcfw.Sync.NodeId: 0 is out of range (1 to 4294967295)" },
+	{ "sync port", "{'Vpcfw':{'Sync':{'NodeId':1,'Peer':'192.0.2.2','KeyFile':'/k','Port':0}}}",
+	  true, "t.json: Vpcfw.Sync.Port: 0 is not a port (1-65535)" },
+	{ "sync message size", "{'Vpcfw':{'Sync':{'NodeId':1,'Peer':'192.0.2.2','KeyFile':'/k','MessageBytes':100}}}",
+	  true, "t.json: Vpcfw.Sync.MessageBytes: 100 is out of range (433 to 65507)" },
+	{ "sync not an object", "{'Vpcfw':{'Sync':true}}",
+	  true, "t.json: Vpcfw.Sync: true is not an object" },
+	{ "sync unknown key", "{'Vpcfw':{'Sync':{'NodeId':1,'Peer':'192.0.2.2','KeyFile':'/k','Peers':[]}}}",
+	  false, "t.json: Vpcfw.Sync.Peers: unknown key, ignored" },
 
 	{ "IPv6 block in Ipv4Prefixes", "{'NetworkInterfaces':[{'NetworkInterfaceId':'eni-1',"
 	  "'Ipv4Prefixes':[{'Ipv4Prefix':'2001:db8::/80'}]}]}",
@@ -867,6 +885,42 @@ START_TEST(test_traffic_mirroring)
 }
 END_TEST
 
+/* Vpcfw.Sync: the HA pair's keys, their defaults and what they become */
+START_TEST(test_sync_keys)
+{
+	load("t.json", "{'Vpcfw':{'Sync':{'NodeId':2,'Peer':'2001:db8:ff::1','KeyFile':'/etc/vpcfw/sync.key'}}}");
+	config_check(&m, &d);
+	assert_clean();
+	const struct m_sync *y = &m.vpcfw.sync;
+	ck_assert(y->enabled);
+	ck_assert_uint_eq(y->node_id, 2);
+	ck_assert_int_eq(y->peer_family, FAMILY_V6);
+	ck_assert_int_eq(y->listen_family, 0);
+	ck_assert_uint_eq(y->port, 7710);
+	ck_assert_str_eq(y->key_file, "/etc/vpcfw/sync.key");
+	ck_assert_uint_eq(y->message_bytes, 1400);
+	ck_assert_uint_eq(y->max_clock_skew, 60);
+	ck_assert_uint_eq(y->ring_entries, 65536);
+	model_free(&m);
+	model_init(&m);
+	load("t.json", "{'Vpcfw':{'Sync':{'NodeId':4294967295,'Peer':'10.9.0.2','Listen':'10.9.0.1',"
+		       "'Port':9000,'KeyFile':'k','MessageBytes':9000,'MaxClockSkew':0,'RingEntries':1024}}}");
+	config_check(&m, &d);
+	assert_clean();
+	ck_assert_uint_eq(y->node_id, 4294967295u);
+	ck_assert_int_eq(y->listen_family, FAMILY_V4);
+	ck_assert_uint_eq(y->port, 9000);
+	ck_assert_uint_eq(y->message_bytes, 9000);
+	ck_assert_uint_eq(y->max_clock_skew, 0);
+	ck_assert_uint_eq(y->ring_entries, 1024);
+	/* no Sync object: off */
+	model_free(&m);
+	model_init(&m);
+	load("t.json", "{'Vpcfw':{}}");
+	ck_assert(!m.vpcfw.sync.enabled);
+}
+END_TEST
+
 /* describe-security-group-rules: a group not in SecurityGroups is made up
  * from its rules; the rules of a group that is are ignored (either order). */
 START_TEST(test_security_group_rules)
@@ -1167,6 +1221,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_eni_type_and_prefixes);
 	tcase_add_test(tc, test_flowlogs_and_prefix_lists);
 	tcase_add_test(tc, test_traffic_mirroring);
+	tcase_add_test(tc, test_sync_keys);
 	tcase_add_test(tc, test_security_group_rules);
 	tcase_add_test(tc, test_security_group_rules_ignored_first);
 	tcase_add_test(tc, test_reservations);

@@ -15,6 +15,7 @@
 #include "checkmain.h"
 #include "vpcfw/conntrack.h"
 #include "vpcfw/model.h"
+#include "vpcfw/packet.h"
 #include "vpcfw/sync.h"
 
 #define NS 1000000000ULL
@@ -388,6 +389,138 @@ START_TEST(freshness)
 }
 END_TEST
 
+/* ------------------------------------------------------------ the table's side */
+
+static const struct ct_timeouts defaults = {
+	CT_DEFAULT_TCP_ESTABLISHED, CT_DEFAULT_UDP, CT_DEFAULT_UDP_STREAM
+};
+
+struct told {
+	struct ct_saved s[64];
+	enum ct_change what[64];
+	int n;
+};
+
+static void tell(void *arg, const struct ct_saved *s, enum ct_change what)
+{
+	struct told *t = arg;
+	ck_assert_int_lt(t->n, 64);
+	t->s[t->n] = *s;
+	t->what[t->n++] = what;
+}
+
+static struct ct_tuple rev(const struct ct_tuple *t)
+{
+	struct ct_tuple r = *t;
+	r.src = t->dst;
+	r.dst = t->src;
+	r.sport = t->dport;
+	r.dport = t->sport;
+	return r;
+}
+
+/* A TCP handshake tells three changes (SYN-sent, SYN-received with a reply
+ * seen, established); a packet that changes nothing tells nothing; the
+ * expiry tells the flow gone. */
+START_TEST(journal_tells_changes)
+{
+	struct conntrack *ct = ct_create(16);
+	struct told t = { .n = 0 };
+	ck_assert_int_eq(ct_set_journal(ct, tell, &t), 0);
+	struct ct_tuple a = tup("10.0.1.5", "10.0.2.9", PROTO_TCP, 40000, 443), b = rev(&a);
+	uint64_t now = 10 * NS;
+	struct ct_entry *e = ct_insert(ct, 1, &a, ct_hash(&a), TCP_SYN, &defaults, now);
+	ck_assert_ptr_nonnull(e);
+	ct_update(ct, e, &b, TCP_SYN | TCP_ACK, &defaults, now);
+	ct_update(ct, e, &a, TCP_ACK, &defaults, now);
+	ct_update(ct, e, &b, TCP_ACK, &defaults, now + NS);
+	ck_assert_int_eq(t.n, 3);
+	ck_assert_int_eq(t.what[0], CT_CHANGE_UPSERT);
+	ck_assert_uint_eq(t.s[0].tcp_state, CT_TCP_SYN_SENT);
+	ck_assert_uint_eq(t.s[1].tcp_state, CT_TCP_SYN_RECV);
+	ck_assert_uint_eq(t.s[1].flags & CT_SAVED_SEEN_REPLY, CT_SAVED_SEEN_REPLY);
+	ck_assert_uint_eq(t.s[2].tcp_state, CT_TCP_ESTABLISHED);
+	ck_assert_uint_eq(t.s[2].iface, 1);
+	ck_assert(addr_eq(&t.s[2].orig.src, &a.src));
+	ck_assert_uint_eq(t.s[2].deadline_ns, now + (uint64_t)CT_DEFAULT_TCP_ESTABLISHED * NS);
+	/* UDP: told at the start, when answered, when a stream, then again
+	 * only once a quarter of its timeout has passed */
+	struct ct_tuple u = tup("10.0.1.5", "10.0.2.9", PROTO_UDP, 5353, 53), ur = rev(&u);
+	t.n = 0;
+	e = ct_insert(ct, 1, &u, ct_hash(&u), 0, &defaults, now);
+	ct_update(ct, e, &ur, 0, &defaults, now);
+	ct_update(ct, e, &u, 0, &defaults, now);
+	ck_assert_int_eq(t.n, 3);
+	ck_assert_uint_eq(t.s[2].flags, CT_SAVED_SEEN_REPLY | CT_SAVED_UDP_STREAM);
+	for (uint64_t s = 1; s < CT_DEFAULT_UDP_STREAM / 4; s++)
+		ct_update(ct, e, &u, 0, &defaults, now + s * NS);
+	ck_assert_int_eq(t.n, 3);
+	ct_update(ct, e, &u, 0, &defaults, now + (CT_DEFAULT_UDP_STREAM / 4 + 1) * NS);
+	ck_assert_int_eq(t.n, 4);
+	ck_assert_uint_eq(t.s[3].deadline_ns,
+			  now + (CT_DEFAULT_UDP_STREAM / 4 + 1 + CT_DEFAULT_UDP_STREAM) * NS);
+	/* expiry */
+	t.n = 0;
+	ck_assert_uint_eq(ct_expire(ct, now + 1000 * NS, 1u << 20), 1);
+	ck_assert_int_eq(t.n, 1);
+	ck_assert_int_eq(t.what[0], CT_CHANGE_GONE);
+	ck_assert_uint_eq(t.s[0].orig.proto, PROTO_UDP);
+	ct_destroy(ct);
+}
+END_TEST
+
+/* What the peer tells is put in (a new flow: tracked, replies admitted by
+ * it) or merged, and never told back. */
+START_TEST(apply_and_forget)
+{
+	struct conntrack *ct = ct_create(16);
+	struct told t = { .n = 0 };
+	ck_assert_int_eq(ct_set_journal(ct, tell, &t), 0);
+	uint64_t now = 10 * NS;
+	struct ct_saved s;
+	memset(&s, 0, sizeof(s));
+	s.iface = 4;
+	s.orig = tup("10.0.1.5", "10.0.2.9", PROTO_TCP, 40000, 443);
+	s.tcp_state = CT_TCP_SYN_SENT;
+	s.deadline_ns = now + 120 * NS;
+	ck_assert_int_eq(ct_sync_apply(ct, &s, now), 0);
+	struct ct_tuple r = rev(&s.orig);
+	struct ct_entry *e = ct_lookup(ct, 4, &r, ct_hash(&r), now);
+	ck_assert_ptr_nonnull(e);
+	s.tcp_state = CT_TCP_ESTABLISHED;
+	s.flags = CT_SAVED_SEEN_REPLY;
+	s.deadline_ns = now + 1000 * NS;
+	ck_assert_int_eq(ct_sync_apply(ct, &s, now), 1);
+	struct ct_flow_info fi;
+	ct_entry_info(e, &fi);
+	ck_assert_int_eq(fi.tcp_state, CT_TCP_ESTABLISHED);
+	ck_assert(fi.seen_reply);
+	ck_assert_uint_eq(fi.expires_ns, now + 1000 * NS);
+	/* an earlier deadline in the same state does not shorten it */
+	s.deadline_ns = now + 500 * NS;
+	ck_assert_int_eq(ct_sync_apply(ct, &s, now), 1);
+	ct_entry_info(e, &fi);
+	ck_assert_uint_eq(fi.expires_ns, now + 1000 * NS);
+	ck_assert_int_eq(t.n, 0);       /* nothing told back */
+	/* the reply, through this gateway: its own packets are told */
+	ct_update(ct, e, &r, TCP_FIN | TCP_ACK, &defaults, now);
+	ck_assert_int_eq(t.n, 1);
+	ck_assert_uint_eq(t.s[0].tcp_state, CT_TCP_FIN_WAIT);
+	/* a delete: kept while this gateway's own deadline is far ahead */
+	ck_assert(!ct_sync_forget(ct, 4, &s.orig, now, 2 * NS));
+	ck_assert(ct_sync_forget(ct, 4, &s.orig, now + (CT_TIMEOUT_TCP_FIN_WAIT - 1) * NS, 2 * NS));
+	ck_assert_ptr_null(ct_lookup(ct, 4, &r, ct_hash(&r), now + (CT_TIMEOUT_TCP_FIN_WAIT - 1) * NS));
+	ck_assert_int_eq(t.n, 1);       /* a peer's delete is not told back */
+	/* invalid: a TCP state on UDP, a past deadline */
+	s.orig.proto = PROTO_UDP;
+	ck_assert_int_eq(ct_sync_apply(ct, &s, now), -1);
+	s.orig.proto = PROTO_TCP;
+	s.deadline_ns = now;
+	ck_assert_int_eq(ct_sync_apply(ct, &s, now), -1);
+	ct_destroy(ct);
+}
+END_TEST
+
 static char dir[] = "/tmp/check_sync.XXXXXX";
 
 static void write_file(const char *path, const char *text, mode_t mode)
@@ -466,6 +599,8 @@ int main(void)
 	tcase_add_test(t, window_accepts_each_once);
 	tcase_add_test(t, freshness);
 	tcase_add_test(t, key_file);
+	tcase_add_test(t, journal_tells_changes);
+	tcase_add_test(t, apply_and_forget);
 	suite_add_tcase(s, t);
 	return run_suite(s);
 }

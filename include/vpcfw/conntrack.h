@@ -288,6 +288,33 @@ void ct_foreach_saved(struct conntrack *ct, uint64_t now_ns,
  * already tracked, -3 if the table is full (counted in allowance_exceeded). */
 int ct_restore(struct conntrack *ct, const struct ct_saved *s, uint64_t now_ns);
 
+/* The change journal (HA sync, include/vpcfw/sync.h): fn is called by the
+ * owning worker, inside the call that changed the table, with the flow as
+ * ct_foreach_saved gives it (deadline_ns on the table's clock):
+ * CT_CHANGE_UPSERT when a flow is created, when its TCP state or flags
+ * change, and when its deadline has moved so far that the copy last told
+ * would keep less than three quarters of its lifetime (a flow kept alive by
+ * its packets is told again every quarter of its timeout); CT_CHANGE_GONE
+ * when it is freed (expired, evicted, removed).  Flows put in by
+ * ct_restore, ct_sync_apply and ct_sync_forget are not told.  fn must not
+ * call back into the table.  ct_set_journal allocates what it needs (16
+ * bytes a slot) once: -1 on ENOMEM; fn NULL turns the journal off. */
+enum ct_change { CT_CHANGE_UPSERT, CT_CHANGE_GONE };
+typedef void (*ct_journal_fn)(void *arg, const struct ct_saved *s, enum ct_change what);
+int ct_set_journal(struct conntrack *ct, ct_journal_fn fn, void *arg);
+
+/* A flow the HA peer told of (s->deadline_ns on this table's clock): put in
+ * as by ct_restore when it is not tracked here; when it is, it takes the
+ * peer's TCP state and flags (keeping replies and UDP streams it has seen
+ * itself) and the peer's deadline unless, in an unchanged state, its own is
+ * later.  1: updated, 0: created, -1: not a valid flow, -3: table full. */
+int ct_sync_apply(struct conntrack *ct, const struct ct_saved *s, uint64_t now_ns);
+/* A flow the peer let go (expired or closed there): forgotten here unless
+ * its own deadline lies more than slack_ns ahead (packets through this
+ * gateway keep it alive).  True if forgotten. */
+bool ct_sync_forget(struct conntrack *ct, uint32_t iface, const struct ct_tuple *t, uint64_t now_ns,
+		    uint64_t slack_ns);
+
 /* Fragments (no ports): the first fragment of an admitted datagram is noted
  * (source, destination, protocol, IP identification), and its later
  * fragments are admitted with it for 30 s (Linux's ipfrag_time).  A fixed

@@ -113,7 +113,11 @@ struct ctl_daemon {
 	void (*losses)(void *ctx, struct ctl_losses *out);
 	/* the state file (StateFile); NULL: none */
 	const struct state_counters *state;
+	/* the HA pair's sync (Vpcfw.Sync, ha.h); NULL: off */
+	const struct ha *ha;
 };
+
+struct ha;
 
 struct ctl_peer {
 	pid_t pid;

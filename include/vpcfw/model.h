@@ -235,6 +235,22 @@ struct m_mirror_dropcap {
 	struct where where;
 };
 
+/* Vpcfw.Sync: the HA pair's flow-table sync (include/vpcfw/sync.h). */
+struct m_sync {
+	bool enabled;                   /* the Sync object is given */
+	uint32_t node_id;               /* NodeId, 1 .. 2^32-1, differs between the two */
+	struct ip_addr peer;            /* Peer: the other gateway's address on the link */
+	int peer_family;
+	struct ip_addr listen;          /* Listen: this gateway's; family 0: any */
+	int listen_family;
+	uint32_t port;                  /* Port, default 7710: both ends */
+	const char *key_file;           /* KeyFile */
+	uint32_t message_bytes;         /* MessageBytes, default 1400 */
+	uint32_t max_clock_skew;        /* MaxClockSkew, seconds; 0: not checked */
+	uint32_t ring_entries;          /* RingEntries: changes queued per worker */
+	struct where where;
+};
+
 struct m_binding {
 	const char *eni_id;
 	const char *device;
@@ -280,6 +296,7 @@ struct m_vpcfw {
 	struct m_mirror_addr *mirror_addrs;     /* MirrorTargetAddresses */
 	int n_mirror_addrs;
 	struct m_mirror_dropcap drop_capture;   /* DropCapture */
+	struct m_sync sync;             /* Sync */
 };
 
 struct model {
