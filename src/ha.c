@@ -462,9 +462,17 @@ static void receive(struct ha *h, uint64_t now)
 			if (m->bulk_id == h->serve_id)
 				break;  /* being served */
 			h->serve_id = m->bulk_id;
-			h->serve_phase = 1;
-			for (int i = 0; i < h->n_workers; i++)
-				atomic_store_explicit(&h->workers[i].bulk_req, 1, memory_order_release);
+			if (h->serve_phase == 2) {
+				/* asked again (the parts sent so far carry the old
+				 * request's id): the same copies from the start */
+				h->serve_worker = 0;
+				h->serve_at = 0;
+			} else if (h->serve_phase == 0) {
+				h->serve_phase = 1;
+				for (int i = 0; i < h->n_workers; i++)
+					atomic_store_explicit(&h->workers[i].bulk_req, 1,
+							      memory_order_release);
+			}       /* phase 1: the copies under way answer the new id */
 			break;
 		case SYNC_T_HELLO:
 			break;

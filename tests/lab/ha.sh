@@ -11,7 +11,9 @@
 #   - active/active, asymmetric: requests through A, replies through B;
 #   - a forged sync message (another key) and a replayed one (captured on
 #     the link, sent again) are dropped and counted by reason;
-#   - the control: B without Sync cuts the same kind of connection.
+#   - the control: B without Sync cuts the same kind of connection;
+#   - keepalived with contrib/keepalived/keepalived.conf: vpcfwd killed on
+#     the VRRP master, the stream goes on through the backup.
 # Needs root and network namespaces; exits 77 (skipped) otherwise.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -228,6 +230,7 @@ check "a forged and a replayed message dropped, counted by reason" \
 	"$((auth0 + 1)) $((replay0 + 1))" "$(drops)"
 "$CTL" -s "$T/b.sock" metrics | grep -q '^vpcfw_sync_dropped_total{reason="replay"} [1-9]' &&
 	pass "metrics: vpcfw_sync_dropped_total{reason=\"replay\"}" || fail "metrics: no replay drop"
+"$CTL" -s "$T/b.sock" status | grep '^sync'
 "$CTL" -s "$T/b.sock" status | grep -q '^sync messages .*dropped [1-9].*auth 1' &&
 	pass "vpcfwctl status: the drops by reason" || fail "vpcfwctl status: $("$CTL" -s "$T/b.sock" status | grep sync)"
 
@@ -236,6 +239,7 @@ check "a forged and a replayed message dropped, counted by reason" \
 stop "$PB"
 route 10.0.1.2 10.0.2.2
 start gwb "$T/b2.log" "$T/b-alone" || { echo "lab: vpcfwd B did not restart"; exit 99; }
+PB=$PID
 client s4 || fail "control: the stream does not flow through A"
 c4=$(count "$T/s4")
 route 10.0.1.3 10.0.2.3
@@ -247,7 +251,71 @@ fi
 lab_wait_log "$T/b2.log" "10.0.2.10:8000 -> 10.0.1.10:[0-9]*: ENI_SG_RULES_MISMATCH" 5 &&
 	pass "control: B refused the server's segments by app's egress rules" ||
 	fail "control: no ENI_SG_RULES_MISMATCH on B"
-stop "$PA"
+stop "$PB"
+
+# ------------------------------------------------------------ keepalived
+# contrib/keepalived/keepalived.conf as shipped (devices and paths put in):
+# VRRP moves 10.0.1.1 and 10.0.2.1; vpcfwd killed on the master mid-stream,
+# its track script fails and the backup takes the addresses; the stream
+# goes on through B.
+if command -v keepalived >/dev/null; then
+	start gwb "$T/b3.log" "$T/b" || { echo "lab: vpcfwd B did not restart"; exit 99; }
+	PB=$PID
+	lab_wait_log "$T/b3.log" "sync: bulk sync from node 1 done" 10 || fail "keepalived: B did not bulk-sync"
+	for g in a b; do
+		mkdir -p "$T/run-$g"
+		printf '#!/bin/sh\nVPCFWCTL=%s VPCFW_SOCKET=%s exec %s\n' "$CTL" "$T/$g.sock" \
+			"$top_srcdir/contrib/keepalived/vpcfw-ready" >"$T/ready-$g"
+		printf '#!/bin/sh\nVPCFWCTL=%s VPCFW_SOCKET=%s VPCFW_RUNDIR=%s exec %s "$@"\n' "$CTL" \
+			"$T/$g.sock" "$T/run-$g" "$top_srcdir/contrib/keepalived/vpcfw-notify" >"$T/notify-$g"
+		chmod 0755 "$T/ready-$g" "$T/notify-$g"
+		prio=100
+		[ $g = b ] && prio=90
+		sed -e "s|/etc/keepalived/vpcfw-ready|$T/ready-$g|" \
+		    -e "s|/etc/keepalived/vpcfw-notify|$T/notify-$g|" \
+		    -e "s|router_id vpcfw-a|router_id vpcfw-$g|" -e "s|priority 100|priority $prio|" \
+		    -e 's|eth0|vweb|g' -e 's|eth1|vapp|g' \
+		    "$top_srcdir/contrib/keepalived/keepalived.conf" >"$T/keepalived-$g.conf"
+	done
+	lab_bg gwa keepalived -n -l -f "$T/keepalived-a.conf" -p "$T/ka-a.pid" -r "$T/ka-a-vrrp.pid" \
+		-c "$T/ka-a-chk.pid" >"$T/ka-a.log" 2>&1
+	vip() { in_ns "$1" ip -4 addr show dev vweb | grep -q 'inet 10.0.1.1/' &&
+		in_ns "$1" ip -4 addr show dev vapp | grep -q 'inet 10.0.2.1/'; }
+	i=0
+	until vip gwa; do
+		i=$((i + 1))
+		[ $i -gt 200 ] && break
+		sleep 0.05
+	done
+	vip gwa && pass "keepalived: A holds the gateway addresses" ||
+		fail "keepalived: A did not take the addresses ($(tail -5 "$T/ka-a.log"))"
+	lab_bg gwb keepalived -n -l -f "$T/keepalived-b.conf" -p "$T/ka-b.pid" -r "$T/ka-b-vrrp.pid" \
+		-c "$T/ka-b-chk.pid" >"$T/ka-b.log" 2>&1
+	sleep 2
+	vip gwb && fail "keepalived: B took the addresses while A holds them" ||
+		pass "keepalived: B is the backup"
+	route 10.0.1.1 10.0.2.1
+	client s5 || fail "keepalived: the stream does not flow through the addresses"
+	c5=$(count "$T/s5")
+	t0=$(ms)
+	kill -9 "$PA"
+	wait "$PA" 2>/dev/null
+	LAB_PIDS=$(echo "$LAB_PIDS" | tr ' ' '\n' | grep -vx "$PA" | tr '\n' ' ')
+	if wait_more "$T/s5" "$c5" 5 30; then
+		pass "keepalived: vpcfwd killed on A, the stream goes on through B"
+		echo "figure: failover by keepalived after kill -9 of A's vpcfwd: $(( $(ms) - t0 )) ms to 5 more lines (track script: 1 s interval, fall 2)"
+	else
+		fail "keepalived: the stream stopped at $(count "$T/s5") lines"
+	fi
+	vip gwb && pass "keepalived: B holds the addresses" || fail "keepalived: B did not take the addresses"
+	grep -q 'MASTER' "$T/run-b/vrrp-state" 2>/dev/null &&
+		pass "keepalived: the notify hook recorded B's MASTER state" ||
+		fail "keepalived: no MASTER in B's notify record ($(cat "$T/run-b/vrrp-state" 2>&1))"
+	stop "$PB"
+else
+	echo "keepalived not installed: its part skipped"
+	stop "$PA"
+fi
 
 echo "ha lab: $fails failure(s)"
 [ "$fails" -eq 0 ]
