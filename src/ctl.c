@@ -1221,7 +1221,7 @@ static json_t *sync_json(const struct ha *h)
 	for (int i = 1; i < SYNC_DROP_NREASONS; i++)
 		json_object_set_new(dropped, sync_drop_name(i), json_integer((json_int_t)st.dropped[i]));
 	return json_pack("{s:I, s:b, s:s, s:{s:I, s:b, s:b, s:I}, s:{s:s, s:I, s:I, s:I, s:I, s:I},"
-			 " s:I, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:o},"
+			 " s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:o},"
 			 " s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
 		"node", (json_int_t)st.node_id, "ready", st.ready,
 		"state", st.ready ? "ready" : "bulk-syncing",
@@ -1234,6 +1234,7 @@ static json_t *sync_json(const struct ha *h)
 		"lag_us", (json_int_t)st.lag_us,
 		"sent", "messages", (json_int_t)st.msgs_sent, "bytes", (json_int_t)st.bytes_sent,
 		"records", (json_int_t)st.records_sent, "errors", (json_int_t)st.send_errors,
+		"coalesced", (json_int_t)st.coalesced,
 		"received", "messages", (json_int_t)st.msgs_received,
 		"bytes", (json_int_t)st.bytes_received, "records", (json_int_t)st.records_received,
 		"dropped", dropped,
@@ -1282,6 +1283,9 @@ static void sync_metrics(struct ctl_text *t, const struct ha *h)
 	ctl_text_put(t, "vpcfw_sync_records_total{direction=\"sent\"} %" PRIu64 "\n", st.records_sent);
 	ctl_text_put(t, "vpcfw_sync_records_total{direction=\"received\"} %" PRIu64 "\n",
 		     st.records_received);
+	head(t, "vpcfw_sync_changes_coalesced_total", "counter",
+	     "flow changes not sent on their own: a later change of the same flow replaced them in the message being built");
+	ctl_text_put(t, "vpcfw_sync_changes_coalesced_total %" PRIu64 "\n", st.coalesced);
 	head(t, "vpcfw_sync_send_errors_total", "counter", "sync messages the socket refused");
 	ctl_text_put(t, "vpcfw_sync_send_errors_total %" PRIu64 "\n", st.send_errors);
 	head(t, "vpcfw_sync_dropped_total", "counter", "received sync messages dropped, by reason");

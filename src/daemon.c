@@ -686,6 +686,13 @@ static bool reload_install(struct generation *g)
 		logit(LOG_WARNING, "Vpcfw.Queues changed: takes effect on restart");
 	if (old->pol->conntrack_max != g->pol->conntrack_max)
 		logit(LOG_WARNING, "ConntrackMax changed: takes effect on restart");
+	const struct m_sync *os = &oc->sync, *ns = &nc->sync;
+	if (os->enabled != ns->enabled || os->node_id != ns->node_id || os->port != ns->port ||
+	    !addr_eq(&os->peer, &ns->peer) || !addr_eq(&os->listen, &ns->listen) ||
+	    os->message_bytes != ns->message_bytes || os->max_clock_skew != ns->max_clock_skew ||
+	    os->ring_entries != ns->ring_entries ||
+	    (os->key_file && ns->key_file && strcmp(os->key_file, ns->key_file)))
+		logit(LOG_WARNING, "Vpcfw.Sync changed: takes effect on restart");
 
 	/* before the swap: new sessions apply from the first packet */
 	mirror_set_policy(mirror, g->pol);

@@ -188,6 +188,12 @@ struct ha {
 	struct sync_builder b;
 	uint64_t oldest_ns;             /* of the changes in b; 0: none */
 	uint64_t next_hello_ns;
+	/* the flows of the records in b, by index: a flow's later change in
+	 * the same message replaces its earlier one */
+	struct {
+		uint32_t iface;
+		struct ct_tuple t;
+	} in_b[SYNC_MAX_RECORDS];
 	/* interface ids by conntrack id, of generation map_gen */
 	const char **id_of;
 	uint32_t n_id_of;
@@ -303,10 +309,25 @@ static void add_change(struct ha *h, const struct ct_saved *s, uint8_t op, uint1
 		r.s.deadline_ns = 0;
 		memset(r.s.tcp, 0, sizeof(r.s.tcp));
 	}
+	for (size_t i = 0; i < h->b.n_records; i++) {
+		const struct ct_tuple *t = &h->in_b[i].t;
+		if (h->in_b[i].iface == s->iface && t->sport == s->orig.sport &&
+		    t->dport == s->orig.dport && t->proto == s->orig.proto &&
+		    addr_eq(&t->src, &s->orig.src) && addr_eq(&t->dst, &s->orig.dst) &&
+		    sync_put(&h->b, i, &r)) {
+			counter_inc(&h->cnt.coalesced);
+			return;
+		}
+	}
 	if (!sync_fits(&h->b, r.iface_id))
 		flush(h, now);
-	if (sync_add(&h->b, &r) && (!h->oldest_ns || at < h->oldest_ns))
-		h->oldest_ns = at;
+	size_t i = h->b.n_records;
+	if (sync_add(&h->b, &r)) {
+		h->in_b[i].iface = s->iface;
+		h->in_b[i].t = s->orig;
+		if (!h->oldest_ns || at < h->oldest_ns)
+			h->oldest_ns = at;
+	}
 }
 
 /* Drains the workers' rings into updates. */
@@ -740,6 +761,7 @@ void ha_read(const struct ha *h, struct ha_status *o)
 	o->records_unknown_iface = counter_get(&c->records_unknown_iface);
 	o->records_no_queue = counter_get(&c->records_no_queue);
 	o->records_overflow = counter_get(&c->records_overflow);
+	o->coalesced = counter_get(&c->coalesced);
 	for (int i = 0; i < h->n_workers; i++) {
 		o->changes_lost += counter_get(&h->workers[i].lost);
 		o->applied += counter_get(&h->workers[i].applied);

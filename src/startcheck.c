@@ -1,4 +1,5 @@
 #include "vpcfw/startcheck.h"
+#include "vpcfw/sync.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -181,6 +182,20 @@ static void check_outputs(const struct daemon_options *opt, const struct policy 
 	check_output(NULL, "Vpcfw.StateFile", c->state_file, false, false, d);
 }
 
+/* Vpcfw.Sync's key: read at start with root's rights, before -u */
+static void check_sync_key(const struct m_sync *y, struct diag *d)
+{
+	uint8_t key[SYNC_KEY_MAX];
+	size_t len;
+	char err[256];
+
+	if (!y->enabled)
+		return;
+	if (sync_key_read(y->key_file, key, &len, err, sizeof(err)) < 0)
+		diag_error(d, y->where.file, "Vpcfw.Sync.KeyFile", "%s: %s", y->key_file, err);
+	memset(key, 0, sizeof(key));
+}
+
 static void check_user(const char *user, struct diag *d)
 {
 	if (!user)
@@ -202,6 +217,7 @@ int start_check(const struct daemon_options *opt, const struct policy *pol, uint
 	check_bindings(pol, d);
 	check_empty(opt, pol, d);
 	check_outputs(opt, pol, d);
+	check_sync_key(&c->sync, d);
 	check_user(opt->user, d);
 	return diag_failed(d) ? -1 : n;
 }

@@ -212,6 +212,8 @@ static bool valid_record(uint8_t op, const struct ct_saved *s)
 	return op == SYNC_OP_DELETE;
 }
 
+static void put_record(uint8_t *p, size_t idx, const struct sync_record *r);
+
 bool sync_add(struct sync_builder *b, const struct sync_record *r)
 {
 	if (!r->iface_id || !sync_fits(b, r->iface_id))
@@ -228,7 +230,25 @@ bool sync_add(struct sync_builder *b, const struct sync_record *r)
 		b->n_ids++;
 		b->ids_bytes += 1 + l;
 	}
-	uint8_t *p = b->buf + SYNC_HEADER_BYTES + b->n_records * SYNC_RECORD_BYTES;
+	put_record(b->buf + SYNC_HEADER_BYTES + b->n_records * SYNC_RECORD_BYTES, idx, r);
+	b->n_records++;
+	return true;
+}
+
+bool sync_put(struct sync_builder *b, size_t i, const struct sync_record *r)
+{
+	if (i >= b->n_records || !r->iface_id || !valid_record(r->op, &r->s))
+		return false;
+	size_t l = strlen(r->iface_id);
+	size_t idx = id_index(b, r->iface_id, l);
+	if (l == 0 || l > SYNC_IFACE_ID_MAX || idx == b->n_ids)
+		return false;   /* a record in place names an interface of the table */
+	put_record(b->buf + SYNC_HEADER_BYTES + i * SYNC_RECORD_BYTES, idx, r);
+	return true;
+}
+
+static void put_record(uint8_t *p, size_t idx, const struct sync_record *r)
+{
 	const struct ct_saved *s = &r->s;
 	memset(p, 0, SYNC_RECORD_BYTES);
 	p[0] = r->op;
@@ -247,8 +267,6 @@ bool sync_add(struct sync_builder *b, const struct sync_record *r)
 	put64(p + 40, s->orig.dst.lo);
 	if (r->op == SYNC_OP_UPSERT)
 		memcpy(p + 48, s->tcp, CT_SAVED_TCP_BYTES);
-	b->n_records++;
-	return true;
 }
 
 size_t sync_finish(struct sync_builder *b, const struct sync_key *k, uint8_t type, uint8_t flags,

@@ -219,6 +219,24 @@ START_TEST(builder_fills_up)
 	r.iface_id = "";
 	ck_assert(!sync_add(&b, &r));
 	ck_assert_uint_eq(b.n_records, 0);
+	/* sync_put: a flow's newer state in place of its older one */
+	ck_assert(sync_add(&b, &recs[0]));
+	ck_assert(sync_add(&b, &recs[1]));
+	r = recs[0];
+	r.s.tcp_state = CT_TCP_FIN_WAIT;
+	ck_assert(sync_put(&b, 0, &r));
+	ck_assert(!sync_put(&b, 2, &r));                /* no record 2 */
+	r.iface_id = "eni-new";
+	ck_assert(!sync_put(&b, 0, &r));                /* not in the table */
+	r = recs[3];                                    /* a delete in place of it */
+	ck_assert(sync_put(&b, 0, &r));
+	size_t l2 = sync_finish(&b, &key, SYNC_T_UPDATE, 0, 1, 1, 1, 1, 0, 0, 0);
+	ck_assert_int_eq(decode(l2), SYNC_OK);
+	ck_assert_uint_eq(msg.n_records, 2);
+	ck_assert_uint_eq(out_recs[0].op, SYNC_OP_DELETE);
+	ck_assert_uint_eq(out_recs[0].s.tcp_state, CT_TCP_TIME_WAIT);
+	ck_assert_str_eq(out_recs[0].iface_id, "eni-a");
+	ck_assert_uint_eq(out_recs[1].s.orig.proto, PROTO_UDP);
 }
 END_TEST
 

@@ -123,6 +123,7 @@ struct ha_counters {
 	counter_t msgs_received, bytes_received, records_received;
 	counter_t dropped[SYNC_DROP_NREASONS];  /* messages, by reason */
 	counter_t records_unknown_iface, records_no_queue, records_overflow;
+	counter_t coalesced;            /* changes that replaced the same flow's in a message */
 };
 
 /* The sum of the counters, for a reader. */
@@ -138,6 +139,7 @@ struct ha_status {
 	uint64_t dropped[SYNC_DROP_NREASONS];
 	uint64_t records_unknown_iface, records_no_queue, records_overflow;
 	uint64_t changes_lost, applied, apply_failed;   /* the workers' */
+	uint64_t coalesced;
 };
 
 struct ha;

@@ -181,6 +181,10 @@ void sync_begin(struct sync_builder *b, uint8_t *buf, size_t max_bytes);
  * checks sync_fits first to tell the two apart.  (The ids are copied.) */
 bool sync_add(struct sync_builder *b, const struct sync_record *r);
 bool sync_fits(const struct sync_builder *b, const char *iface_id);
+/* Replaces record i (< n_records) with r, of an interface already in the
+ * message (the same flow's newer state: a sender's coalescing).  False if
+ * not. */
+bool sync_put(struct sync_builder *b, size_t i, const struct sync_record *r);
 /* The header and the MAC: the message's length. */
 size_t sync_finish(struct sync_builder *b, const struct sync_key *k, uint8_t type, uint8_t flags,
 		   uint32_t sender, uint64_t epoch, uint64_t seq, uint64_t sent_ns,

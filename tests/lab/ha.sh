@@ -177,6 +177,20 @@ check "A's status: B up and ready" "True True 2" \
 "$CTL" -s "$T/b.sock" metrics | grep -q '^vpcfw_sync_ready 1' &&
 	pass "metrics: vpcfw_sync_ready" || fail "metrics: no vpcfw_sync_ready 1"
 
+# ------------------------------------------------------------ the cost of a flow
+# 50 short connections through A (each two tracked flows: at web's and at
+# app's interface): what A sends for them, hellos included
+sent() { status a '"%d %d %d" % (s["sync"]["sent"]["messages"], s["sync"]["sent"]["records"], s["sync"]["sent"]["bytes"])'; }
+read -r m0 r0 b0 <<<"$(sent)"
+for i in $(seq 1 50); do
+	in_ns web "$PY" "$here/probe.py" tcp 10.0.2.10 8000 --sport $((30000 + i)) >/dev/null
+done
+sleep 0.3
+read -r m1 r1 b1 <<<"$(sent)"
+echo "figure: 50 short connections through A: $(( (r1 - r0) )) records, $(( (m1 - m0) )) messages, $(( (b1 - b0) / 50 )) bytes per connection sent to B (hellos included)"
+[ $((r1 - r0)) -ge 100 ] && pass "every new connection's flows sent to B" ||
+	fail "50 connections gave $((r1 - r0)) records"
+
 # ------------------------------------------------------------ failover
 client s2 || fail "a second stream does not flow through A"
 sleep 0.5
@@ -228,6 +242,10 @@ in_ns gwa "$PY" "$here/syncmsg.py" send 192.168.255.2 $PORT "$T/captured"
 sleep 0.5
 check "a forged and a replayed message dropped, counted by reason" \
 	"$((auth0 + 1)) $((replay0 + 1))" "$(drops)"
+for g in a b; do
+	check "$g: no authenticated message of the peer broke the format" 0 \
+		"$(status $g 's["sync"]["received"]["dropped"]["malformed"]')"
+done
 "$CTL" -s "$T/b.sock" metrics | grep -q '^vpcfw_sync_dropped_total{reason="replay"} [1-9]' &&
 	pass "metrics: vpcfw_sync_dropped_total{reason=\"replay\"}" || fail "metrics: no replay drop"
 "$CTL" -s "$T/b.sock" status | grep '^sync'
