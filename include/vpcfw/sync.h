@@ -61,7 +61,16 @@
  * newest epoch and a window of the last SYNC_WINDOW sequence numbers of it
  * (RFC 4303 3.4.3's sliding window): a message of an older epoch, one
  * older than the window, or one seen already is dropped and counted;
- * messages reordered within the window are accepted. */
+ * messages reordered within the window are accepted.  A receiver that has
+ * just started knows no window yet: a message replayed to it is refused
+ * only by its age (Vpcfw.Sync.MaxClockSkew against the sent time), so one
+ * captured less than that long ago is taken once (the flows it holds were
+ * the peer's then).
+ *
+ * vpcfwd sends the TCP window bytes as zeros: a flow's windows move with
+ * every segment, and a copy told at its last change of state would hold
+ * windows far behind a long transfer's; zeros make the receiver learn them
+ * from the next segments, as for a flow picked up mid-stream. */
 #ifndef VPCFW_SYNC_H
 #define VPCFW_SYNC_H
 
