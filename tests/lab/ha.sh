@@ -33,7 +33,8 @@ PORT=7710
 # ------------------------------------------------------------ the network
 #   web 10.0.1.10 --[br1]-- A vweb 10.0.1.2 / B vweb 10.0.1.3
 #   app 10.0.2.10 --[br2]-- A vapp 10.0.2.2 / B vapp 10.0.2.3
-#   A sync 192.168.255.1 ----------------- B sync 192.168.255.2
+#   A sync fd00:5ec::1 ------------------- B sync fd00:5ec::2 (IPv6: the
+#   bench, bench/bench_sync.c, runs the sync over IPv4)
 for n in sw web app gwa gwb; do
 	ip netns add "$(lab_ns $n)"
 	in_ns $n ip link set lo up
@@ -64,8 +65,8 @@ link gwb vapp br2 10.0.2.3/24
 ip link add "${LAB}t" type veth peer name "${LAB}p"
 ip link set "${LAB}t" netns "$(lab_ns gwa)" name sync
 ip link set "${LAB}p" netns "$(lab_ns gwb)" name sync
-in_ns gwa ip addr add 192.168.255.1/30 dev sync
-in_ns gwb ip addr add 192.168.255.2/30 dev sync
+in_ns gwa ip -6 addr add fd00:5ec::1/64 dev sync nodad
+in_ns gwb ip -6 addr add fd00:5ec::2/64 dev sync nodad
 in_ns gwa ip link set sync up
 in_ns gwb ip link set sync up
 route() { # route VIA-WEB VIA-APP: the hosts' gateways
@@ -105,8 +106,8 @@ JSON
 sync_json() { # sync_json NODE ME PEER
 	echo "\"Sync\": {\"NodeId\": $1, \"Listen\": \"$2\", \"Peer\": \"$3\", \"Port\": $PORT, \"KeyFile\": \"$T/sync.key\"},"
 }
-conf "$T/a" a "$(sync_json 1 192.168.255.1 192.168.255.2)"
-conf "$T/b" b "$(sync_json 2 192.168.255.2 192.168.255.1)"
+conf "$T/a" a "$(sync_json 1 fd00:5ec::1 fd00:5ec::2)"
+conf "$T/b" b "$(sync_json 2 fd00:5ec::2 fd00:5ec::1)"
 conf "$T/b-alone" b ""
 
 start() { # start NS LOG CONFDIR: sets PID
@@ -234,11 +235,11 @@ wait_more "$T/s3" "$c3" 5 10 && pass "asymmetric, reversed: the stream keeps goi
 # ------------------------------------------------------------ forged, replayed
 drops() { status b '"%d %d" % (s["sync"]["received"]["dropped"]["auth"], s["sync"]["received"]["dropped"]["replay"])'; }
 read -r auth0 replay0 <<<"$(drops)"
-in_ns gwa "$PY" "$here/syncmsg.py" forge 192.168.255.2 $PORT 1
+in_ns gwa "$PY" "$here/syncmsg.py" forge fd00:5ec::2 $PORT 1
 in_ns gwb "$PY" "$here/syncmsg.py" capture sync $PORT "$T/captured" 5 ||
 	fail "no sync message seen on the link"
 sleep 0.2
-in_ns gwa "$PY" "$here/syncmsg.py" send 192.168.255.2 $PORT "$T/captured"
+in_ns gwa "$PY" "$here/syncmsg.py" send fd00:5ec::2 $PORT "$T/captured"
 sleep 0.5
 check "a forged and a replayed message dropped, counted by reason" \
 	"$((auth0 + 1)) $((replay0 + 1))" "$(drops)"

@@ -6,7 +6,8 @@ usage: syncmsg.py forge ADDR PORT NODE     a well-formed update claiming a
                                            pair's: sent once
        syncmsg.py capture DEV PORT FILE SECONDS
                                            the UDP payload of the first sync
-                                           message on DEV to PORT, to FILE
+                                           message received on DEV for PORT,
+                                           to FILE
        syncmsg.py send ADDR PORT FILE      FILE's bytes in one datagram"""
 import hashlib
 import hmac
@@ -31,18 +32,24 @@ def forge(addr, port, node):
 
 
 def capture(dev, port, out, seconds):
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+    # every protocol (ETH_P_ALL): IPv4 or IPv6 (without extension headers)
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0003))
     s.bind((dev, 0))
     s.settimeout(0.2)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
-            pkt = s.recv(65535)
+            pkt, where = s.recvfrom(65535)
         except socket.timeout:
             continue
-        if len(pkt) < 28 or pkt[9] != 17:
+        if where[2] == socket.PACKET_OUTGOING:
+            continue    # this side's own: only what the peer sent is replayed
+        if len(pkt) >= 28 and pkt[0] >> 4 == 4 and pkt[9] == 17:
+            ihl = (pkt[0] & 15) * 4
+        elif len(pkt) >= 48 and pkt[0] >> 4 == 6 and pkt[6] == 17:
+            ihl = 40
+        else:
             continue
-        ihl = (pkt[0] & 15) * 4
         dport = struct.unpack("!H", pkt[ihl + 2:ihl + 4])[0]
         payload = pkt[ihl + 8:]
         if dport == port and payload[:8] == b"VPCFWSY\0":
