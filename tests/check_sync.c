@@ -78,8 +78,12 @@ static size_t build(void)
 	sync_begin(&b, buf, SYNC_DEFAULT_BYTES);
 	for (int i = 0; i < 4; i++)
 		ck_assert(sync_add(&b, &recs[i]));
-	return sync_finish(&b, &key, SYNC_T_UPDATE, SYNC_F_READY, 7, 1800000000ULL * NS, 42,
-			   1800000005ULL * NS, 0, 0, 1234);
+	size_t len = sync_finish(&b, &key, SYNC_T_UPDATE, SYNC_F_READY, 7, 1800000000ULL * NS, 42,
+				 1800000005ULL * NS, 0, 0, 1234);
+	/* (and the compiler knows it: room for a byte more, a MAC to move) */
+	if (len < SYNC_HEADER_BYTES + SYNC_MAC_BYTES || len >= SYNC_DEFAULT_BYTES)
+		ck_abort_msg("built %zu bytes", len);
+	return len;
 }
 
 static enum sync_drop decode(size_t len)
@@ -272,6 +276,8 @@ START_TEST(truncated_refused_at_every_length)
 		ck_assert_uint_eq(msg.n_records, 0);
 	}
 	/* a byte more (with the MAC recomputed: an authenticated sender's bug) */
+	if (len < SYNC_HEADER_BYTES + SYNC_MAC_BYTES || len >= SYNC_DEFAULT_BYTES)
+		ck_abort_msg("built %zu bytes", len);
 	memmove(buf + len + 1 - SYNC_MAC_BYTES, buf + len - SYNC_MAC_BYTES, SYNC_MAC_BYTES);
 	buf[len - SYNC_MAC_BYTES] = 'x';
 	remac(len + 1);
