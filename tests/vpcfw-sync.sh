@@ -75,6 +75,12 @@ a ec2 authorize-security-group-ingress --group-id "$G_WEB" --protocol tcp --port
 		--ip-permissions "IpProtocol=tcp,FromPort=3306,ToPort=3306,UserIdGroupPairs=[{GroupId=$G_APP}]" >/dev/null &&
 	a ec2 authorize-security-group-ingress --group-id "$G_DB" --protocol tcp --port 22 --cidr 10.0.0.0/16 >/dev/null ||
 	{ echo "FAIL: security groups"; exit 1; }
+# a managed prefix list (the corporate network, 198.51.100.0/24) admitted to web's 22
+PL=$(a ec2 create-managed-prefix-list --prefix-list-name corp --max-entries 5 --address-family IPv4 \
+	--entries Cidr=198.51.100.0/24,Description=corp --query PrefixList.PrefixListId)
+a ec2 authorize-security-group-ingress --group-id "$G_WEB" \
+	--ip-permissions "IpProtocol=tcp,FromPort=22,ToPort=22,PrefixListIds=[{PrefixListId=$PL}]" >/dev/null ||
+	{ echo "FAIL: prefix list rule"; exit 1; }
 # the db subnet's network ACL: in, only 3306 from the VPC; out, everything
 ACL=$(a ec2 create-network-acl --vpc-id "$VPC" --query NetworkAcl.NetworkAclId)
 a ec2 create-network-acl-entry --network-acl-id "$ACL" --ingress --rule-number 100 --protocol tcp \
@@ -94,12 +100,12 @@ a s3api create-bucket --bucket vpcfw-flowlogs >/dev/null || { echo "FAIL: bucket
 FL=$(a ec2 create-flow-logs --resource-type VPC --resource-ids "$VPC" --traffic-type ALL \
 	--log-destination-type s3 --log-destination arn:aws:s3:::vpcfw-flowlogs \
 	--max-aggregation-interval 60 --query 'FlowLogIds[0]')
-case "$VPC $S_DB $G_APP $ACL $E_WEB $E_APP $E_DB $FL" in
-*None*|*"  "*) echo "FAIL: resources not created: $VPC $S_DB $G_APP $ACL $E_WEB $E_APP $E_DB $FL"; exit 1 ;;
+case "$VPC $S_DB $G_APP $ACL $E_WEB $E_APP $E_DB $FL $PL" in
+*None*|*"  "*) echo "FAIL: resources not created: $VPC $S_DB $G_APP $ACL $E_WEB $E_APP $E_DB $FL $PL"; exit 1 ;;
 esac
 # another VPC, which --vpc-id leaves out
 OTHER=$(a ec2 create-vpc --cidr-block 10.9.0.0/16 --query Vpc.VpcId)
-pass "created with the AWS CLI: $VPC, 3 subnets, 3 groups, $ACL, 3 interfaces, $FL"
+pass "created with the AWS CLI: $VPC, 3 subnets, 3 groups, $ACL, 3 interfaces, $FL, $PL"
 
 # ---------------------------------------------------------------- the user's settings
 CONF=$T/conf
@@ -123,11 +129,30 @@ generation() { ctl --json status | "$PY" -c 'import json,sys; print(json.load(sy
 explain() { "$CTL" explain -c "$CONF" "$@" | head -1 | awk '{print $1, $2}'; }
 
 # ---------------------------------------------------------------- first sync (no daemon yet)
-sync
+# through a wrapper that logs how vpcfw-sync calls the CLI
+cat >"$T/aws-logged" <<EOF
+#!/bin/sh
+printf 'AWS_PAGER=[%s] %s\n' "\${AWS_PAGER-unset}" "\$*" >>"$T/aws-calls"
+exec aws "\$@"
+EOF
+chmod +x "$T/aws-logged"
+sync --aws "$T/aws-logged"
 check "first sync exits 0" 0 $?
-grep -q "new configuration .*3 subnets, 2 network ACLs, 4 security groups, 3 interfaces, 0 prefix lists, 1 flow logs" "$T/sync.out" &&
-	pass "first sync: a new configuration (the VPC's 3 subnets, 2 ACLs, 3 groups + default, 3 interfaces, 1 flow log)" ||
+grep -q "new configuration .*3 subnets, 2 network ACLs, 4 security groups, 3 interfaces, 1 prefix lists, 1 flow logs" "$T/sync.out" &&
+	pass "first sync: a new configuration (the VPC's 3 subnets, 2 ACLs, 3 groups + default, 3 interfaces, the referenced prefix list, 1 flow log)" ||
 	{ cat "$T/sync.out"; fail "first sync's summary"; }
+calls=$(grep -c . "$T/aws-calls")
+check "the CLI calls: 6 describe-*, the prefix list and its entries" 8 "$calls"
+for op in describe-vpcs describe-subnets describe-network-acls describe-security-groups \
+	describe-network-interfaces describe-managed-prefix-lists get-managed-prefix-list-entries describe-flow-logs; do
+	grep -q " ec2 $op" "$T/aws-calls" || fail "no call of $op"
+done
+check "the 5 VPC-scoped calls filtered by vpc-id" 5 "$(grep -c -- "--filters Name=vpc-id,Values=$VPC\$" "$T/aws-calls")"
+! grep -q -- "--no-paginate\|--max-items\|--page-size\|--starting-token" "$T/aws-calls" &&
+	pass "pagination left to the CLI (no --no-paginate, --max-items, --page-size, --starting-token)" ||
+	fail "a call limits pagination: $(grep -- '--no-paginate\|--max-items\|--page-size\|--starting-token' "$T/aws-calls")"
+[ "$(grep -c -- '--output json' "$T/aws-calls")" = "$calls" ] && [ "$(grep -c '^AWS_PAGER=\[\]' "$T/aws-calls")" = "$calls" ] &&
+	pass "every call: --output json, AWS_PAGER empty" || { cat "$T/aws-calls"; fail "--output json / AWS_PAGER"; }
 grep -q "not running" "$T/sync.out" && pass "no daemon yet: said so" || fail "no daemon: not reported"
 [ "$(md5sum <"$CONF/90-vpcfw.json")" = "$settings" ] && [ -f "$CONF/90-vpcfw.json" ] && [ ! -L "$CONF/90-vpcfw.json" ] &&
 	pass "the user's settings file is untouched" || fail "the settings file changed"
@@ -138,6 +163,7 @@ check "explain -c: internet -> web:80 (0.0.0.0/0)" "ACCEPT RULES_ALLOW" "$(expla
 check "explain -c: web -> app:8000 (group reference)" "ACCEPT RULES_ALLOW" "$(explain tcp $WEB4 $APP4 8000)"
 check "explain -c: internet -> app:8000" "REJECT ENI_SG_RULES_MISMATCH" "$(explain tcp 203.0.113.7 $APP4 8000)"
 check "explain -c: web -> db:22 (the ACL)" "REJECT SUBNET_ACL_RESTRICTION" "$(explain tcp $WEB4 $DB4 22)"
+check "explain -c: corp -> web:22 (the prefix list)" "ACCEPT RULES_ALLOW" "$(explain tcp $CORP4 $WEB4 22)"
 check "state: last sync ok" 1 "$(state sync_ok)"
 check "metrics: vpcfw_sync_success 1" 1 "$(metric vpcfw_sync_success)"
 
@@ -151,6 +177,7 @@ check "vpcfwd runs the synced configuration (generation 1)" 1 "$(generation)"
 lab_matrix "$LOG" <<PATHS
 inet web $WEB4 tcp 80 ACCEPT
 inet web $WEB4 tcp 22 REJECT ENI_SG_RULES_MISMATCH
+corp web $WEB4 tcp 22 ACCEPT
 web app $APP4 tcp 8000 ACCEPT
 inet app $APP4 tcp 8000 REJECT ENI_SG_RULES_MISMATCH
 app db $DB4 tcp 3306 ACCEPT
