@@ -459,6 +459,19 @@ static void receive(struct ha *h, uint64_t now)
 				ask_bulk(h, now);
 			}
 		}
+		/* heard again after a silence (the link, or the peer, was down):
+		 * the changes sent meanwhile are lost; its whole table again */
+		uint64_t heard = counter_get(&h->cnt.peer_heard_ns);
+		if (heard && now - heard > HA_PEER_DEAD_MS * MS &&
+		    counter_get(&h->cnt.bulk_state) != HA_BULK_WAITING &&
+		    counter_get(&h->cnt.bulk_state) != HA_BULK_RECEIVING) {
+			log_info("sync: node %" PRIu32 " heard again after %" PRIu64 " ms: asking for "
+				 "its table", m->sender, (uint64_t)((now - heard) / MS));
+			h->bulk_start_ns = now;
+			counter_set(&h->cnt.bulk_received, 0);
+			counter_set(&h->cnt.bulk_state, HA_BULK_WAITING);
+			ask_bulk(h, now);
+		}
 		counter_set(&h->cnt.peer_node, m->sender);
 		counter_set(&h->cnt.peer_heard_ns, now);
 		counter_set(&h->cnt.peer_ready, (m->flags & SYNC_F_READY) != 0);

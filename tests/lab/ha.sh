@@ -9,6 +9,8 @@
 #     made through A (one learnt by the bulk sync, one by an update) keeps
 #     going through B; the interruption is measured;
 #   - active/active, asymmetric: requests through A, replies through B;
+#   - the sync link down: a connection made meanwhile reaches B by the bulk
+#     sync B asks for when it hears A again;
 #   - a forged sync message (another key) and a replayed one (captured on
 #     the link, sent again) are dropped and counted by reason;
 #   - the control: B without Sync cuts the same kind of connection;
@@ -65,6 +67,9 @@ link gwb vapp br2 10.0.2.3/24
 ip link add "${LAB}t" type veth peer name "${LAB}p"
 ip link set "${LAB}t" netns "$(lab_ns gwa)" name sync
 ip link set "${LAB}p" netns "$(lab_ns gwb)" name sync
+# (addresses kept when the link goes down: the outage below)
+in_ns gwa sysctl -qw net.ipv6.conf.sync.keep_addr_on_down=1
+in_ns gwb sysctl -qw net.ipv6.conf.sync.keep_addr_on_down=1
 in_ns gwa ip -6 addr add fd00:5ec::1/64 dev sync nodad
 in_ns gwb ip -6 addr add fd00:5ec::2/64 dev sync nodad
 in_ns gwa ip link set sync up
@@ -231,6 +236,26 @@ route 10.0.1.3 10.0.2.2     # and the other way round
 c3=$(count "$T/s3")
 wait_more "$T/s3" "$c3" 5 10 && pass "asymmetric, reversed: the stream keeps going" ||
 	fail "asymmetric, reversed: the stream stopped at $(count "$T/s3") lines"
+
+# ------------------------------------------------------------ the sync link down
+# A connection made through A while the link is down: its changes are lost
+# on the way; when B hears A again it asks for A's whole table.
+route 10.0.1.2 10.0.2.2
+in_ns gwa ip link set sync down
+sleep 4
+client s6 || fail "link down: a stream does not flow through A"
+in_ns gwa ip link set sync up
+if lab_wait_log "$T/b.log" "sync: node 1 heard again after" 10 &&
+	lab_wait_log "$T/b.log" "bulk sync from node 1 done.*flows" 10; then
+	pass "link back: B heard A again and took its table"
+else
+	fail "link back: no new bulk sync ($(grep 'sync:' "$T/b.log" | tail -3))"
+fi
+sleep 0.5
+c6=$(count "$T/s6")
+route 10.0.1.3 10.0.2.3
+wait_more "$T/s6" "$c6" 5 10 && pass "link back: the stream made during the outage goes on through B" ||
+	fail "link back: the stream made during the outage stopped at $(count "$T/s6") lines"
 
 # ------------------------------------------------------------ forged, replayed
 drops() { status b '"%d %d" % (s["sync"]["received"]["dropped"]["auth"], s["sync"]["received"]["dropped"]["replay"])'; }
