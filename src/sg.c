@@ -7,40 +7,6 @@
 
 #include "vpcfw/xmalloc.h"
 
-/* The last block whose network is <= a, if it holds a (blocks are disjoint). */
-static bool in_blocks(const struct addr_set *s, const struct ip_addr *a)
-{
-	int lo = 0, hi = s->n_blocks - 1, at = -1;
-	while (lo <= hi) {
-		int mid = lo + (hi - lo) / 2;
-		if (addr_cmp(&s->blocks[mid].net, a) <= 0) {
-			at = mid;
-			lo = mid + 1;
-		} else {
-			hi = mid - 1;
-		}
-	}
-	return at >= 0 && cidr_contains(&s->blocks[at], a);
-}
-
-bool addr_set_contains(const struct addr_set *s, const struct ip_addr *a)
-{
-	if (s->n_blocks && in_blocks(s, a))
-		return true;
-	int lo = 0, hi = s->n - 1;
-	while (lo <= hi) {
-		int mid = lo + (hi - lo) / 2;
-		int c = addr_cmp(&s->addrs[mid], a);
-		if (c == 0)
-			return true;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid - 1;
-	}
-	return false;
-}
-
 static int proto_class(int proto)
 {
 	switch (proto) {

@@ -113,6 +113,32 @@ START_TEST(test_last_and_add)
 }
 END_TEST
 
+/* a group's members: sorted hosts and sorted disjoint delegated blocks */
+START_TEST(test_addr_set)
+{
+	struct ip_addr hosts[3], a;
+	struct cidr blocks[2];
+	ck_assert(addr_parse("10.0.1.5", &hosts[0], NULL));
+	ck_assert(addr_parse("10.0.1.9", &hosts[1], NULL));
+	ck_assert(addr_parse("10.0.2.1", &hosts[2], NULL));
+	ck_assert(cidr_parse("10.0.8.0/28", &blocks[0], NULL));
+	ck_assert(cidr_parse("10.0.9.0/28", &blocks[1], NULL));
+	struct addr_set s = { hosts, 3, blocks, 2 };
+	static const struct { const char *a; bool in; } cases[] = {
+		{ "10.0.1.5", true }, { "10.0.1.9", true }, { "10.0.2.1", true },
+		{ "10.0.1.6", false }, { "10.0.0.1", false }, { "10.0.3.1", false },
+		{ "10.0.8.0", true }, { "10.0.8.15", true }, { "10.0.8.16", false },
+		{ "10.0.9.7", true }, { "10.0.9.16", false }, { "10.0.7.255", false },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert(addr_parse(cases[i].a, &a, NULL));
+		ck_assert_msg(addr_set_contains(&s, &a) == cases[i].in, "%s", cases[i].a);
+	}
+	struct addr_set empty = { 0 };
+	ck_assert(!addr_set_contains(&empty, &a));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("addr");
@@ -122,6 +148,7 @@ int main(void)
 			    sizeof(contain_cases) / sizeof(contain_cases[0]));
 	tcase_add_test(tc, test_addr_roundtrip);
 	tcase_add_test(tc, test_last_and_add);
+	tcase_add_test(tc, test_addr_set);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

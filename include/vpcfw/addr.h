@@ -102,4 +102,14 @@ static inline uint64_t addr_hash(const struct ip_addr *a)
 	return h;
 }
 
+/* A sorted set of host addresses (the members of a group), and sorted
+ * disjoint blocks (the prefixes delegated to members). */
+struct addr_set {
+	struct ip_addr *addrs;
+	int n;
+	struct cidr *blocks;
+	int n_blocks;
+};
+bool addr_set_contains(const struct addr_set *s, const struct ip_addr *a);
+
 #endif

@@ -15,16 +15,6 @@
 struct sg;
 struct iface;
 
-/* A sorted set of host addresses (the members of a group), and sorted
- * disjoint blocks (the prefixes delegated to members). */
-struct addr_set {
-	struct ip_addr *addrs;
-	int n;
-	struct cidr *blocks;
-	int n_blocks;
-};
-bool addr_set_contains(const struct addr_set *s, const struct ip_addr *a);
-
 enum sg_peer { SGP_CIDR, SGP_SET, SGP_NONE /* unresolved reference: matches nothing */ };
 
 /* One compiled rule: a (protocol, ports, peer) triple.  An IpPermission
