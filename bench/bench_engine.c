@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "vpcfw/config.h"
+#include "vpcfw/conf.h"
 #include "vpcfw/lane.h"
 #include "vpcfw/pipeline.h"
 

@@ -3,7 +3,7 @@
  * loading goes on so that one run reports every mistake.  Cross-object
  * references are left to policy.c; config_check() looks at what only makes
  * sense once every file is in (duplicates, NACL numbering). */
-#include "vpcfw/config.h"
+#include "vpcfw/conf.h"
 #include "vpcfw/sync.h"
 #include "vpcfw/xmalloc.h"
 

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "vpcfw/config.h"
+#include "vpcfw/conf.h"
 #include "vpcfw/diag.h"
 #include "vpcfw/explain.h"
 #include "vpcfw/flowlog.h"

@@ -30,7 +30,7 @@
 
 #include <cap-ng.h>
 
-#include "vpcfw/config.h"
+#include "vpcfw/conf.h"
 #include "vpcfw/conntrack.h"
 #include "vpcfw/ctl.h"
 #include "vpcfw/daemon.h"

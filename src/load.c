@@ -3,7 +3,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 
-#include "vpcfw/config.h"
+#include "vpcfw/conf.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/mirror.h"
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "vpcfw/config.h"
+#include "vpcfw/conf.h"
 #include "vpcfw/daemon.h"
 #include "vpcfw/diag.h"
 #include "vpcfw/load.h"

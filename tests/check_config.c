@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "checkmain.h"
-#include "vpcfw/config.h"
+#include "vpcfw/conf.h"
 
 static struct model m;
 static struct diag d;

@@ -17,7 +17,7 @@
 
 #include "checkmain.h"
 #include "testutil.h"
-#include "vpcfw/config.h"
+#include "vpcfw/conf.h"
 #include "vpcfw/conntrack.h"
 #include "vpcfw/ctl.h"
 #include "vpcfw/mirror.h"

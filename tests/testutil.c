@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vpcfw/config.h"
+#include "vpcfw/conf.h"
 #include "vpcfw/load.h"
 #include "vpcfw/flowlog.h"
 

@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #include "vpcfw/packet.h"
-#include "vpcfw/config.h"
+#include "vpcfw/conf.h"
 #include "vpcfw/policy.h"
 
 /* Loads a JSON configuration text, checks and compiles it; fails the test

@@ -1,9 +1,11 @@
-/* JSON (the EC2 API's describe-* output plus our `Vpcfw` section) -> model.
+/* The configuration loader, config.c (named conf.h so that it is never
+ * taken for autoconf's config.h).
+ * JSON (the EC2 API's describe-* output plus our `Vpcfw` section) -> model.
  * Every malformed value is an error naming file, JSON path and value; all
  * errors are collected.  Unknown fields are ignored; an unknown top-level key
  * is warned about once. */
-#ifndef VPCFW_CONFIG_H
-#define VPCFW_CONFIG_H
+#ifndef VPCFW_CONF_H
+#define VPCFW_CONF_H
 
 #include <stddef.h>
 
