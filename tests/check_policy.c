@@ -6,6 +6,8 @@
 
 #include "checkmain.h"
 #include "testutil.h"
+#include "vpcfw/conntrack.h"
+#include "vpcfw/pipeline.h"
 
 static struct ip_addr A(const char *s)
 {
@@ -73,6 +75,80 @@ START_TEST(test_group_members)
 	ck_assert_str_eq(policy_iface_by_id(p, "eni-3")->id, "eni-3");
 	ck_assert_ptr_null(policy_iface_by_id(p, "eni-9"));
 	policy_free(p);
+}
+END_TEST
+
+/* Interfaces carrying the same groups in the same order share one compiled
+ * set per direction (issue #9: a configuration of any size compiles each
+ * distinct list once); another order is another list (it decides which rule
+ * is reported).  Each interface keeps counter slots of its own, so a packet
+ * counts for the rule of the interface it crossed and no other. */
+START_TEST(test_shared_sets)
+{
+#define ENI(n, groups) "{\"NetworkInterfaceId\":\"eni-" n "\",\"SubnetId\":\"subnet-a\"," \
+	"\"PrivateIpAddress\":\"10.0.1.1" n "\",\"Groups\":[" groups "]}"
+#define G(id) "{\"GroupId\":\"" id "\"}"
+	struct policy *p = tu_policy(
+		"{\"Vpcs\":[" VPC "],\"Subnets\":[" SUBNET("subnet-a", "10.0.1.0/24") "],"
+		"\"SecurityGroups\":["
+		"{\"GroupId\":\"sg-a\",\"IpPermissions\":[{\"IpProtocol\":\"tcp\",\"FromPort\":80,"
+		" \"ToPort\":80,\"IpRanges\":[{\"CidrIp\":\"198.51.100.0/24\"}]}],"
+		" \"IpPermissionsEgress\":[{\"IpProtocol\":\"-1\",\"IpRanges\":[{\"CidrIp\":\"0.0.0.0/0\"}]}]},"
+		"{\"GroupId\":\"sg-b\",\"IpPermissions\":[{\"IpProtocol\":\"tcp\",\"FromPort\":80,"
+		" \"ToPort\":80,\"IpRanges\":[{\"CidrIp\":\"198.51.0.0/16\"}]}]}],"
+		"\"NetworkInterfaces\":["
+		ENI("1", G("sg-a") "," G("sg-b")) "," ENI("2", G("sg-a") "," G("sg-b")) ","
+		ENI("3", G("sg-b") "," G("sg-a")) "," ENI("4", G("sg-a") "," G("sg-gone") "," G("sg-b")) ","
+		ENI("5", G("sg-gone")) "," ENI("6", "") "]}");
+#undef ENI
+#undef G
+	ck_assert_ptr_nonnull(p);
+	const struct iface *f[7] = { NULL };
+	for (int i = 1; i <= 6; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "eni-%d", i);
+		f[i] = policy_iface_by_id(p, id);
+		ck_assert_ptr_nonnull(f[i]);
+	}
+	ck_assert_ptr_eq(f[1]->in, f[2]->in);
+	ck_assert_ptr_eq(f[1]->out, f[2]->out);
+	ck_assert_ptr_eq(f[1]->in, f[4]->in); /* the unknown group drops out */
+	ck_assert_ptr_ne(f[1]->in, f[3]->in);
+	ck_assert_ptr_eq(f[5]->in, f[6]->in); /* no group left: the empty set */
+	ck_assert_int_eq(f[5]->in->n, 0);
+	ck_assert_int_eq(f[1]->in->n, 2);
+	ck_assert_str_eq(f[1]->in->rules[0].group->id, "sg-a");
+	ck_assert_str_eq(f[3]->in->rules[0].group->id, "sg-b");
+
+	/* counter slots: every interface's own, disjoint, below the
+	 * interface counters */
+	uint32_t next = f[1]->sg_hit_in;
+	for (int i = 1; i <= 6; i++) {
+		ck_assert_uint_eq(f[i]->sg_hit_in, next);
+		ck_assert_uint_eq(f[i]->sg_hit_out, f[i]->sg_hit_in + (uint32_t)f[i]->in->n);
+		next = f[i]->sg_hit_out + (uint32_t)f[i]->out->n;
+	}
+	ck_assert_uint_le(next, p->iface_hit_base);
+
+	/* a packet to eni-2 counts in eni-2's slot of the shared rule */
+	struct pipeline pl;
+	pipeline_init(&pl, ct_create(64));
+	counter_t *hits = calloc(p->n_hits, sizeof(*hits));
+	ck_assert_ptr_nonnull(hits);
+	pl.hits = hits;
+	pl.n_hits = p->n_hits;
+	struct packet pk = tu_pkt("198.51.100.7", "10.0.1.12", 6, 40000, 80, TCP_SYN);
+	struct verdict v;
+	pipeline_eval(&pl, p, &pk, NULL, tu_sec(0), &v);
+	ck_assert(v.accept && v.stage == STAGE_SG_INGRESS);
+	ck_assert_ptr_eq(v.sg_rule, &f[2]->in->rules[0]);
+	ck_assert_uint_eq(counter_get(&hits[f[2]->sg_hit_in + v.sg_rule->hit]), 1);
+	ck_assert_uint_eq(counter_get(&hits[f[1]->sg_hit_in + v.sg_rule->hit]), 0);
+	ck_assert_uint_eq(counter_get(&hits[f[4]->sg_hit_in + v.sg_rule->hit]), 0);
+	free(hits);
+	ct_destroy(pl.ct);
+	policy_free(p);
+	policy_intern_reset();
 }
 END_TEST
 
@@ -359,6 +435,7 @@ int main(void)
 	Suite *s = suite_create("policy");
 	TCase *tc = tcase_create("build");
 	tcase_add_test(tc, test_group_members);
+	tcase_add_test(tc, test_shared_sets);
 	tcase_add_test(tc, test_default_nacl);
 	tcase_add_test(tc, test_references_warned);
 	tcase_add_test(tc, test_address_outside_subnet);
