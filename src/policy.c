@@ -856,6 +856,8 @@ static void label_sg_rules(struct model *m)
 	}
 }
 
+static void build_iface_maps(struct builder *b);
+
 struct policy *policy_build(struct model *m, struct diag *d)
 {
 	static uint64_t generation;
@@ -884,6 +886,7 @@ struct policy *policy_build(struct model *m, struct diag *d)
 	label_sg_rules(m);
 	build_groups(&b);
 	build_ifaces(&b);
+	build_iface_maps(&b);
 	build_ranges(&b);
 	if (d->errors > errors_before || diag_failed(d)) {
 		policy_free(p);
@@ -951,20 +954,56 @@ const struct subnet *policy_subnet_by_addr(const struct policy *p, const struct 
 	return NULL;
 }
 
+static const char *iface_key(const struct iface *f, bool device)
+{
+	return device ? f->device : f->id;
+}
+
+static const struct iface *iface_map_get(const struct iface_map *m, const char *key, bool device)
+{
+	if (!m->slots || !key)
+		return NULL;
+	for (uint32_t i = (uint32_t)str_hash(key) & m->mask; m->slots[i]; i = (i + 1) & m->mask)
+		if (strcmp(iface_key(m->slots[i], device), key) == 0)
+			return m->slots[i];
+	return NULL;
+}
+
+/* Both maps, once the bindings have given the devices; the first interface
+ * in order keeps a string given twice, as the linear search it replaces. */
+static void build_iface_maps(struct builder *b)
+{
+	struct policy *p = b->p;
+	struct iface_map *maps[2] = { &p->by_id, &p->by_device };
+	uint32_t size = 16;
+
+	while (size < (uint32_t)p->n_ifaces * 2 + 1)
+		size <<= 1;
+	for (int d = 0; d < 2; d++) {
+		struct iface_map *m = maps[d];
+		m->slots = arena_calloc(b->a, size, sizeof(*m->slots));
+		m->mask = size - 1;
+		for (int e = 0; e < p->n_ifaces; e++) {
+			const struct iface *f = &p->ifaces[e];
+			const char *key = iface_key(f, d);
+			if (!key || iface_map_get(m, key, d))
+				continue;
+			uint32_t i = (uint32_t)str_hash(key) & m->mask;
+			while (m->slots[i])
+				i = (i + 1) & m->mask;
+			m->slots[i] = f;
+		}
+	}
+}
+
 const struct iface *policy_iface_by_id(const struct policy *p, const char *id)
 {
-	for (int i = 0; i < p->n_ifaces; i++)
-		if (strcmp(p->ifaces[i].id, id) == 0)
-			return &p->ifaces[i];
-	return NULL;
+	return iface_map_get(&p->by_id, id, false);
 }
 
 const struct iface *policy_iface_by_device(const struct policy *p, const char *device)
 {
-	for (int i = 0; i < p->n_ifaces; i++)
-		if (p->ifaces[i].device && strcmp(p->ifaces[i].device, device) == 0)
-			return &p->ifaces[i];
-	return NULL;
+	return iface_map_get(&p->by_device, device, true);
 }
 
 bool policy_is_exempt(const struct policy *p, const struct ip_addr *a, const struct subnet *s)

@@ -110,6 +110,8 @@ START_TEST(test_shared_sets)
 		f[i] = policy_iface_by_id(p, id);
 		ck_assert_ptr_nonnull(f[i]);
 	}
+	ck_assert_ptr_null(policy_iface_by_id(p, "eni-7"));
+	ck_assert_ptr_null(policy_iface_by_device(p, "eth0")); /* no binding */
 	ck_assert_ptr_eq(f[1]->in, f[2]->in);
 	ck_assert_ptr_eq(f[1]->out, f[2]->out);
 	ck_assert_ptr_eq(f[1]->in, f[4]->in); /* the unknown group drops out */

@@ -88,6 +88,13 @@ struct subnet_range {
 	bool v6;
 };
 
+/* Interfaces by a string of theirs (id, bound device): open addressing,
+ * the first interface in configuration order for a string. */
+struct iface_map {
+	const struct iface **slots;
+	uint32_t mask;
+};
+
 struct policy {
 	struct model *model;            /* owned */
 	uint64_t generation;
@@ -98,6 +105,7 @@ struct policy {
 	struct sg *sgs;                 int n_sgs;
 	struct iface *ifaces;           int n_ifaces;
 
+	struct iface_map by_id, by_device;
 	struct host_slot *hosts;        /* open addressing, power-of-two size */
 	uint32_t host_mask;
 	struct prefix_slot *prefixes;   /* sorted by network, disjoint */
@@ -132,6 +140,8 @@ const struct iface *policy_iface_by_addr(const struct policy *p, const struct ip
  * source/destination check. */
 bool policy_iface_owns(const struct policy *p, const struct iface *f, const struct ip_addr *a);
 const struct subnet *policy_subnet_by_addr(const struct policy *p, const struct ip_addr *a);
+/* By id or InterfaceBindings device: a hash lookup (callers loop over
+ * bindings, mirror sessions and saved flows). */
 const struct iface *policy_iface_by_id(const struct policy *p, const char *id);
 const struct iface *policy_iface_by_device(const struct policy *p, const char *device);
 /* SPEC §5: link-local, AWS service range, subnet reserved, VPC DNS.  `s` is
