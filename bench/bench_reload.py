@@ -19,7 +19,8 @@ added anywhere), and once it serves:
     while the reload runs, against the same figure before it;
   * the reload is asked for once (the "reload" verb, or SIGHUP with
     --sighup) and timed until the new configuration is in force (the verb's
-    answer; with SIGHUP, until "status" reports the next generation).
+    answer; with SIGHUP, until "status" reports the next generation), with
+    the CPU time vpcfwd spent meanwhile (all threads).
 
 Needs root (unshare -n, vpcfwd's own checks) and only the Python standard
 library.  Peak RSS of vpcfwd is read from /proc at the end (VmHWM: the old
@@ -92,6 +93,16 @@ def hwm_kib(pid):
     return 0
 
 
+def cpu_s(pid):
+    """User + system CPU seconds of every thread of pid so far."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     sighup = "--sighup" in sys.argv
@@ -130,6 +141,7 @@ def main():
         poller = Poller(sock)
         poller.start()
         time.sleep(1.0)                      # the idle figure
+        c0 = cpu_s(proc.pid)
         t0 = time.monotonic()
         _, st = ask(sock, "status")
         gen0 = st.get("generation")
@@ -145,17 +157,18 @@ def main():
             _, r = ask(sock, "reload", timeout=600)
             ok = bool(r.get("ok"))
         t1 = time.monotonic()
+        c1 = cpu_s(proc.pid)
         time.sleep(0.5)
         poller.stop.set()
         poller.join()
         idle, n_idle = poller.worst(t0 - 1.0, t0 - 0.001)
         busy, n_busy = poller.worst(t0, t1)
         peak = hwm_kib(proc.pid)
-        print("%8s %8s %9s %9s %12s %12s %9s %8s" % (
-            "rules", "ifaces", "start s", "reload s", "idle max ms", "reload max ms",
+        print("%8s %8s %8s %9s %9s %12s %13s %8s %8s" % (
+            "rules", "ifaces", "start s", "reload s", "cpu s", "idle max ms", "reload max ms",
             "answers", "peak MB"))
-        print("%8d %8d %9.2f %9.2f %12.1f %12.1f %9d %8.0f%s" % (
-            n_rules, n_ifaces, started, t1 - t0, idle * 1e3, busy * 1e3, n_busy,
+        print("%8d %8d %8.2f %9.2f %9.2f %12.1f %13.1f %8d %8.0f%s" % (
+            n_rules, n_ifaces, started, t1 - t0, c1 - c0, idle * 1e3, busy * 1e3, n_busy,
             peak / 1024, "" if ok else "  (reload refused)"), flush=True)
         print("(%s; %d status answers before the reload; the worst during the reload is the "
               "stall)" % ("SIGHUP" if sighup else "reload verb", n_idle))
