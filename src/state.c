@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vpcfw/le.h"
 #include "vpcfw/model.h"
 #include "vpcfw/safefile.h"
 
@@ -37,47 +38,6 @@ uint32_t state_crc32(uint32_t crc, const uint8_t *p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
 	return ~crc;
-}
-
-/* ------------------------------------------------------------ bytes */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> 8 * i);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> 8 * i);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
 }
 
 /* ------------------------------------------------------------ collecting */
@@ -134,18 +94,18 @@ static void put_flow(uint8_t *r, const struct state_flow *f)
 	const struct ct_saved *s = &f->s;
 
 	memset(r, 0, STATE_FLOW_BYTES);
-	put32(r, f->iface_ref);
-	put16(r + 4, f->queue);
+	le_put32(r, f->iface_ref);
+	le_put16(r + 4, f->queue);
 	r[6] = s->orig.proto;
 	r[7] = s->tcp_state;
 	r[8] = s->flags;
-	put16(r + 12, s->orig.sport);
-	put16(r + 14, s->orig.dport);
-	put64(r + 16, s->orig.src.hi);
-	put64(r + 24, s->orig.src.lo);
-	put64(r + 32, s->orig.dst.hi);
-	put64(r + 40, s->orig.dst.lo);
-	put64(r + 48, s->deadline_ns);
+	le_put16(r + 12, s->orig.sport);
+	le_put16(r + 14, s->orig.dport);
+	le_put64(r + 16, s->orig.src.hi);
+	le_put64(r + 24, s->orig.src.lo);
+	le_put64(r + 32, s->orig.dst.hi);
+	le_put64(r + 40, s->orig.dst.lo);
+	le_put64(r + 48, s->deadline_ns);
 	memcpy(r + 56, s->tcp, CT_SAVED_TCP_BYTES);
 }
 
@@ -173,7 +133,7 @@ uint8_t *state_encode(uint64_t written_ns, const char *const *ifaces, uint32_t n
 		size_t l = strlen(ifaces[i]);
 		if (l > STATE_IFACE_ID_MAX)
 			l = STATE_IFACE_ID_MAX;
-		put16(p, (uint16_t)l);
+		le_put16(p, (uint16_t)l);
 		memcpy(p + 2, ifaces[i], l);
 		p += 2 + l;
 	}
@@ -182,13 +142,13 @@ uint8_t *state_encode(uint64_t written_ns, const char *const *ifaces, uint32_t n
 			put_flow(p, &parts[k].flows[i]);
 	memset(buf, 0, STATE_HEADER_BYTES);
 	memcpy(buf, STATE_MAGIC, 8);
-	put32(buf + 8, STATE_VERSION);
-	put32(buf + 12, STATE_HEADER_BYTES);
-	put64(buf + 16, written_ns);
-	put32(buf + 24, n_ifaces);
-	put64(buf + 32, n_flows);
-	put32(buf + 40, state_crc32(0, buf + STATE_HEADER_BYTES, body));
-	put32(buf + 44, state_crc32(0, buf, 44));
+	le_put32(buf + 8, STATE_VERSION);
+	le_put32(buf + 12, STATE_HEADER_BYTES);
+	le_put64(buf + 16, written_ns);
+	le_put32(buf + 24, n_ifaces);
+	le_put64(buf + 32, n_flows);
+	le_put32(buf + 40, state_crc32(0, buf + STATE_HEADER_BYTES, body));
+	le_put32(buf + 44, state_crc32(0, buf, 44));
 	*len = STATE_HEADER_BYTES + body;
 	return buf;
 }
@@ -241,20 +201,20 @@ int state_decode(const uint8_t *buf, size_t len, uint64_t now_wall_ns, struct st
 			      len, STATE_HEADER_BYTES);
 	if (memcmp(buf, STATE_MAGIC, 8) != 0)
 		return refuse(err, errlen, "not a vpcfwd state file (bad magic)");
-	uint32_t version = get32(buf + 8);
+	uint32_t version = le_get32(buf + 8);
 	if (version != STATE_VERSION)
 		return refuse(err, errlen, "version %" PRIu32 ", this vpcfwd reads version %d",
 			      version, STATE_VERSION);
-	if (get32(buf + 44) != state_crc32(0, buf, 44))
+	if (le_get32(buf + 44) != state_crc32(0, buf, 44))
 		return refuse(err, errlen, "corrupt header (checksum mismatch)");
-	if (get32(buf + 12) != STATE_HEADER_BYTES || get32(buf + 28) != 0)
+	if (le_get32(buf + 12) != STATE_HEADER_BYTES || le_get32(buf + 28) != 0)
 		return refuse(err, errlen, "corrupt header (size or reserved field)");
-	uint64_t written = get64(buf + 16);
-	uint32_t n_ifaces = get32(buf + 24);
-	uint64_t n_flows = get64(buf + 32);
+	uint64_t written = le_get64(buf + 16);
+	uint32_t n_ifaces = le_get32(buf + 24);
+	uint64_t n_flows = le_get64(buf + 32);
 	const uint8_t *body = buf + STATE_HEADER_BYTES;
 	size_t body_len = len - STATE_HEADER_BYTES;
-	if (get32(buf + 40) != state_crc32(0, body, body_len))
+	if (le_get32(buf + 40) != state_crc32(0, body, body_len))
 		return refuse(err, errlen, "corrupt or truncated: the body's checksum does not match "
 			      "(%zu bytes)", len);
 	const uint64_t skew = (uint64_t)STATE_MAX_SKEW_S * NS_PER_S;
@@ -272,7 +232,7 @@ int state_decode(const uint8_t *buf, size_t len, uint64_t now_wall_ns, struct st
 	for (uint32_t i = 0; i < n_ifaces; i++) {
 		if (body_len - off < 2)
 			goto truncated;
-		uint16_t l = get16(body + off);
+		uint16_t l = le_get16(body + off);
 		off += 2;
 		if (l == 0 || l > STATE_IFACE_ID_MAX) {
 			state_image_free(out);
@@ -311,18 +271,18 @@ int state_decode(const uint8_t *buf, size_t len, uint64_t now_wall_ns, struct st
 	for (uint64_t i = 0; i < n_flows; i++, off += STATE_FLOW_BYTES) {
 		const uint8_t *r = body + off;
 		struct state_flow *f = &out->flows[i];
-		f->iface_ref = get32(r);
-		f->queue = get16(r + 4);
+		f->iface_ref = le_get32(r);
+		f->queue = le_get16(r + 4);
 		f->s.orig.proto = r[6];
 		f->s.tcp_state = r[7];
 		f->s.flags = r[8];
-		f->s.orig.sport = get16(r + 12);
-		f->s.orig.dport = get16(r + 14);
-		f->s.orig.src.hi = get64(r + 16);
-		f->s.orig.src.lo = get64(r + 24);
-		f->s.orig.dst.hi = get64(r + 32);
-		f->s.orig.dst.lo = get64(r + 40);
-		f->s.deadline_ns = get64(r + 48);
+		f->s.orig.sport = le_get16(r + 12);
+		f->s.orig.dport = le_get16(r + 14);
+		f->s.orig.src.hi = le_get64(r + 16);
+		f->s.orig.src.lo = le_get64(r + 24);
+		f->s.orig.dst.hi = le_get64(r + 32);
+		f->s.orig.dst.lo = le_get64(r + 40);
+		f->s.deadline_ns = le_get64(r + 48);
 		memcpy(f->s.tcp, r + 56, CT_SAVED_TCP_BYTES);
 		const char *why = NULL;
 		if (f->iface_ref >= n_ifaces)

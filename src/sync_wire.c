@@ -12,48 +12,8 @@
 
 #include <nettle/memops.h>
 
+#include "vpcfw/le.h"
 #include "vpcfw/state.h"
-
-/* ------------------------------------------------------------ bytes */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> 8 * i);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> 8 * i);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
 
 const char *sync_drop_name(enum sync_drop r)
 {
@@ -255,16 +215,16 @@ static void put_record(uint8_t *p, size_t idx, const struct sync_record *r)
 	p[1] = s->orig.proto;
 	p[2] = s->tcp_state;
 	p[3] = s->flags;
-	put16(p + 4, (uint16_t)idx);
-	put16(p + 6, r->queue);
-	put16(p + 8, s->orig.sport);
-	put16(p + 10, s->orig.dport);
+	le_put16(p + 4, (uint16_t)idx);
+	le_put16(p + 6, r->queue);
+	le_put16(p + 8, s->orig.sport);
+	le_put16(p + 10, s->orig.dport);
 	if (r->op == SYNC_OP_UPSERT)
-		put32(p + 12, (uint32_t)(s->deadline_ns / 1000000u));
-	put64(p + 16, s->orig.src.hi);
-	put64(p + 24, s->orig.src.lo);
-	put64(p + 32, s->orig.dst.hi);
-	put64(p + 40, s->orig.dst.lo);
+		le_put32(p + 12, (uint32_t)(s->deadline_ns / 1000000u));
+	le_put64(p + 16, s->orig.src.hi);
+	le_put64(p + 24, s->orig.src.lo);
+	le_put64(p + 32, s->orig.dst.hi);
+	le_put64(p + 40, s->orig.dst.lo);
 	if (r->op == SYNC_OP_UPSERT)
 		memcpy(p + 48, s->tcp, CT_SAVED_TCP_BYTES);
 }
@@ -277,18 +237,18 @@ size_t sync_finish(struct sync_builder *b, const struct sync_key *k, uint8_t typ
 
 	memset(h, 0, SYNC_HEADER_BYTES);
 	memcpy(h, SYNC_MAGIC, 8);
-	put16(h + 8, SYNC_VERSION);
+	le_put16(h + 8, SYNC_VERSION);
 	h[10] = type;
 	h[11] = flags;
-	put32(h + 12, sender);
-	put64(h + 16, epoch);
-	put64(h + 24, seq);
-	put64(h + 32, sent_ns);
-	put16(h + 40, (uint16_t)b->n_records);
-	put16(h + 42, (uint16_t)b->n_ids);
-	put32(h + 44, bulk_id);
-	put32(h + 48, bulk_total);
-	put32(h + 52, lag_us);
+	le_put32(h + 12, sender);
+	le_put64(h + 16, epoch);
+	le_put64(h + 24, seq);
+	le_put64(h + 32, sent_ns);
+	le_put16(h + 40, (uint16_t)b->n_records);
+	le_put16(h + 42, (uint16_t)b->n_ids);
+	le_put32(h + 44, bulk_id);
+	le_put32(h + 48, bulk_total);
+	le_put32(h + 52, lag_us);
 	uint8_t *p = h + SYNC_HEADER_BYTES + b->n_records * SYNC_RECORD_BYTES;
 	for (size_t i = 0; i < b->n_ids; i++) {
 		*p++ = b->id_len[i];
@@ -319,19 +279,19 @@ static enum sync_drop parse(const uint8_t *buf, size_t len, struct sync_msg *out
 		return SYNC_DROP_SHORT;
 	if (memcmp(buf, SYNC_MAGIC, 8) != 0)
 		return SYNC_DROP_MAGIC;
-	if (get16(buf + 8) != SYNC_VERSION)
+	if (le_get16(buf + 8) != SYNC_VERSION)
 		return SYNC_DROP_VERSION;
 	out->type = buf[10];
 	out->flags = buf[11];
-	out->sender = get32(buf + 12);
-	out->epoch = get64(buf + 16);
-	out->seq = get64(buf + 24);
-	out->sent_ns = get64(buf + 32);
-	size_t n_rec = get16(buf + 40);
-	out->n_ifaces = get16(buf + 42);
-	out->bulk_id = get32(buf + 44);
-	out->bulk_total = get32(buf + 48);
-	out->lag_us = get32(buf + 52);
+	out->sender = le_get32(buf + 12);
+	out->epoch = le_get64(buf + 16);
+	out->seq = le_get64(buf + 24);
+	out->sent_ns = le_get64(buf + 32);
+	size_t n_rec = le_get16(buf + 40);
+	out->n_ifaces = le_get16(buf + 42);
+	out->bulk_id = le_get32(buf + 44);
+	out->bulk_total = le_get32(buf + 48);
+	out->lag_us = le_get32(buf + 52);
 	if (out->type < SYNC_T_UPDATE || out->type > SYNC_T_HELLO || (out->flags & ~SYNC_F_ALL) ||
 	    !out->sender || !out->epoch || !out->seq)
 		return SYNC_DROP_MALFORMED;
@@ -381,16 +341,16 @@ static enum sync_drop parse(const uint8_t *buf, size_t len, struct sync_msg *out
 		r->s.orig.proto = p[1];
 		r->s.tcp_state = p[2];
 		r->s.flags = p[3];
-		uint16_t idx = get16(p + 4);
-		r->queue = get16(p + 6);
-		r->s.orig.sport = get16(p + 8);
-		r->s.orig.dport = get16(p + 10);
-		uint32_t ms = get32(p + 12);
+		uint16_t idx = le_get16(p + 4);
+		r->queue = le_get16(p + 6);
+		r->s.orig.sport = le_get16(p + 8);
+		r->s.orig.dport = le_get16(p + 10);
+		uint32_t ms = le_get32(p + 12);
 		r->s.deadline_ns = (uint64_t)ms * 1000000u;
-		r->s.orig.src.hi = get64(p + 16);
-		r->s.orig.src.lo = get64(p + 24);
-		r->s.orig.dst.hi = get64(p + 32);
-		r->s.orig.dst.lo = get64(p + 40);
+		r->s.orig.src.hi = le_get64(p + 16);
+		r->s.orig.src.lo = le_get64(p + 24);
+		r->s.orig.dst.hi = le_get64(p + 32);
+		r->s.orig.dst.lo = le_get64(p + 40);
 		memcpy(r->s.tcp, p + 48, CT_SAVED_TCP_BYTES);
 		if (idx >= out->n_ifaces || !valid_record(r->op, &r->s))
 			return SYNC_DROP_MALFORMED;
