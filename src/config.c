@@ -4,6 +4,7 @@
  * references are left to policy.c; config_check() looks at what only makes
  * sense once every file is in (duplicates, NACL numbering). */
 #include "vpcfw/conf.h"
+#include "vpcfw/idmap.h"
 #include "vpcfw/sync.h"
 #include "vpcfw/xmalloc.h"
 
@@ -26,64 +27,6 @@
 
 /* Far above any real export; keeps int counts and sizes from overflowing. */
 enum { MAX_OBJECTS = 1 << 24, MAX_FILE = 256 << 20 };
-
-/* ------------------------------------------------------------ id maps */
-
-/* Open addressing from an id to an index; malloc'd, lives for one call. */
-struct idmap {
-	const char **keys;
-	int *vals;
-	size_t mask, n;
-};
-
-static uint64_t str_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	return h;
-}
-
-static void idmap_free(struct idmap *m)
-{
-	free(m->keys);
-	free(m->vals);
-	memset(m, 0, sizeof(*m));
-}
-
-static int idmap_get(const struct idmap *m, const char *key)
-{
-	if (!m->keys || !key)
-		return -1;
-	for (size_t i = str_hash(key) & m->mask; m->keys[i]; i = (i + 1) & m->mask)
-		if (strcmp(m->keys[i], key) == 0)
-			return m->vals[i];
-	return -1;
-}
-
-/* Keeps the first value stored for a key. */
-static void idmap_put(struct idmap *m, const char *key, int val)
-{
-	if (!m->keys || (m->n + 1) * 2 > m->mask + 1) {
-		struct idmap big = { 0 };
-		size_t size = m->keys ? (m->mask + 1) * 2 : 64;
-		big.keys = xcalloc(size, sizeof(*big.keys));
-		big.vals = xcalloc(size, sizeof(*big.vals));
-		big.mask = size - 1;
-		for (size_t i = 0; m->keys && i <= m->mask; i++)
-			if (m->keys[i])
-				idmap_put(&big, m->keys[i], m->vals[i]);
-		idmap_free(m);
-		*m = big;
-	}
-	size_t i = str_hash(key) & m->mask;
-	for (; m->keys[i]; i = (i + 1) & m->mask)
-		if (strcmp(m->keys[i], key) == 0)
-			return;
-	m->keys[i] = key;
-	m->vals[i] = val;
-	m->n++;
-}
 
 /* ------------------------------------------------------------ load context */
 

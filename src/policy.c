@@ -9,61 +9,8 @@
 #include <string.h>
 
 #include "vpcfw/conntrack.h"
+#include "vpcfw/idmap.h"
 #include "vpcfw/xmalloc.h"
-
-/* ------------------------------------------------------------ id maps */
-
-/* Open-addressing map from id string to an index; built once per policy. */
-struct idmap {
-	const char **keys;
-	int *vals;
-	uint32_t mask;
-};
-
-static uint64_t str_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	return h;
-}
-
-static void idmap_init(struct arena *a, struct idmap *m, int n)
-{
-	uint32_t size = 16;
-	while (size < (uint32_t)n * 2 + 1)
-		size <<= 1;
-	m->keys = arena_calloc(a, size, sizeof(*m->keys));
-	m->vals = arena_calloc(a, size, sizeof(*m->vals));
-	m->mask = size - 1;
-}
-
-/* Returns the existing value for key, or stores val and returns -1. */
-static int idmap_put(struct idmap *m, const char *key, int val)
-{
-	uint32_t i = (uint32_t)str_hash(key) & m->mask;
-	while (m->keys[i]) {
-		if (strcmp(m->keys[i], key) == 0)
-			return m->vals[i];
-		i = (i + 1) & m->mask;
-	}
-	m->keys[i] = key;
-	m->vals[i] = val;
-	return -1;
-}
-
-static int idmap_get(const struct idmap *m, const char *key)
-{
-	if (!key || !m->keys)
-		return -1;
-	uint32_t i = (uint32_t)str_hash(key) & m->mask;
-	while (m->keys[i]) {
-		if (strcmp(m->keys[i], key) == 0)
-			return m->vals[i];
-		i = (i + 1) & m->mask;
-	}
-	return -1;
-}
 
 /* The delegated prefix holding a (p->prefixes is sorted and disjoint). */
 static const struct prefix_slot *prefix_of(const struct policy *p, const struct ip_addr *a)
@@ -93,7 +40,7 @@ static uint32_t intern_mask;
 
 static void intern_place(uint32_t num)
 {
-	uint32_t i = (uint32_t)str_hash(intern_ids[num - 1]) & intern_mask;
+	uint32_t i = (uint32_t)idmap_hash(intern_ids[num - 1]) & intern_mask;
 	while (intern_tab[i])
 		i = (i + 1) & intern_mask;
 	intern_tab[i] = num;
@@ -105,7 +52,7 @@ uint32_t policy_intern_iface(const char *id)
 
 	pthread_mutex_lock(&intern_lock);
 	if (intern_tab) {
-		uint32_t i = (uint32_t)str_hash(id) & intern_mask;
+		uint32_t i = (uint32_t)idmap_hash(id) & intern_mask;
 		while ((r = intern_tab[i]) != 0) {
 			if (strcmp(intern_ids[r - 1], id) == 0)
 				goto out;
@@ -205,7 +152,6 @@ static void build_vpcs(struct builder *b)
 	p->n_vpcs = b->m->n_vpcs;
 	p->vpcs = arena_calloc(b->a, (size_t)p->n_vpcs + 1, sizeof(*p->vpcs));
 	p->vpc_dns = arena_calloc(b->a, (size_t)p->n_vpcs + 1, sizeof(*p->vpc_dns));
-	idmap_init(b->a, &b->vpcs, p->n_vpcs);
 	for (int i = 0; i < p->n_vpcs; i++) {
 		const struct m_vpc *mv = &b->m->vpcs[i];
 		struct vpc *v = &p->vpcs[i];
@@ -236,7 +182,6 @@ static void build_subnets(struct builder *b)
 	struct policy *p = b->p;
 	p->n_subnets = b->m->n_subnets;
 	p->subnets = arena_calloc(b->a, (size_t)p->n_subnets + 1, sizeof(*p->subnets));
-	idmap_init(b->a, &b->subnets, p->n_subnets);
 	for (int i = 0; i < p->n_subnets; i++) {
 		const struct m_subnet *ms = &b->m->subnets[i];
 		struct subnet *s = &p->subnets[i];
@@ -258,7 +203,6 @@ static void build_nacls(struct builder *b)
 	struct policy *p = b->p;
 	p->n_nacls = b->m->n_nacls;
 	p->nacls = arena_calloc(b->a, (size_t)p->n_nacls + 1, sizeof(*p->nacls));
-	idmap_init(b->a, &b->nacls, p->n_nacls);
 	for (int i = 0; i < p->n_nacls; i++) {
 		const struct m_nacl *mn = &b->m->nacls[i];
 		nacl_compile(b->a, mn, &p->nacls[i]);
@@ -279,9 +223,7 @@ static void build_nacls(struct builder *b)
 	}
 	/* Unassociated subnets take their VPC's default NACL (vpc-network-acls):
 	 * the first default NACL of each VPC, and whether it has any, by map. */
-	struct idmap any_nacl, default_nacl;
-	idmap_init(b->a, &any_nacl, p->n_nacls);
-	idmap_init(b->a, &default_nacl, p->n_nacls);
+	struct idmap any_nacl = { 0 }, default_nacl = { 0 };
 	for (int i = 0; i < p->n_nacls; i++) {
 		if (!p->nacls[i].vpc_id)
 			continue;
@@ -304,7 +246,9 @@ static void build_nacls(struct builder *b)
 				  "network ACL is not in the configuration; its traffic is allowed "
 				  "as by a default network ACL",
 				  sn->id);
-	}
+		}
+	idmap_free(&any_nacl);
+	idmap_free(&default_nacl);
 }
 
 static void build_groups(struct builder *b)
@@ -314,14 +258,12 @@ static void build_groups(struct builder *b)
 
 	p->n_sgs = m->n_sgs;
 	p->sgs = arena_calloc(b->a, (size_t)p->n_sgs + 1, sizeof(*p->sgs));
-	idmap_init(b->a, &b->sgs, p->n_sgs);
 	for (int i = 0; i < p->n_sgs; i++) {
 		p->sgs[i].id = m->sgs[i].id;
 		p->sgs[i].m = &m->sgs[i];
 		p->sgs[i].index = i;
 		idmap_put(&b->sgs, m->sgs[i].id, i);
 	}
-	idmap_init(b->a, &b->pls, m->n_pls);
 	for (int i = 0; i < m->n_pls; i++)
 		idmap_put(&b->pls, m->pls[i].id, i);
 
@@ -574,7 +516,6 @@ static void build_ifaces(struct builder *b)
 
 	p->n_ifaces = m->n_enis;
 	p->ifaces = arena_calloc(b->a, (size_t)p->n_ifaces + 1, sizeof(*p->ifaces));
-	idmap_init(b->a, &b->enis, p->n_ifaces);
 	for (int e = 0; e < m->n_enis; e++)
 		total_addrs += m->enis[e].n_addrs;
 	uint32_t size = 16;
@@ -888,6 +829,9 @@ struct policy *policy_build(struct model *m, struct diag *d)
 	build_ifaces(&b);
 	build_iface_maps(&b);
 	build_ranges(&b);
+	struct idmap *maps[] = { &b.vpcs, &b.subnets, &b.nacls, &b.sgs, &b.enis, &b.pls };
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
+		idmap_free(maps[i]);
 	if (d->errors > errors_before || diag_failed(d)) {
 		policy_free(p);
 		return NULL;
@@ -963,7 +907,7 @@ static const struct iface *iface_map_get(const struct iface_map *m, const char *
 {
 	if (!m->slots || !key)
 		return NULL;
-	for (uint32_t i = (uint32_t)str_hash(key) & m->mask; m->slots[i]; i = (i + 1) & m->mask)
+	for (uint32_t i = (uint32_t)idmap_hash(key) & m->mask; m->slots[i]; i = (i + 1) & m->mask)
 		if (strcmp(iface_key(m->slots[i], device), key) == 0)
 			return m->slots[i];
 	return NULL;
@@ -988,7 +932,7 @@ static void build_iface_maps(struct builder *b)
 			const char *key = iface_key(f, d);
 			if (!key || iface_map_get(m, key, d))
 				continue;
-			uint32_t i = (uint32_t)str_hash(key) & m->mask;
+			uint32_t i = (uint32_t)idmap_hash(key) & m->mask;
 			while (m->slots[i])
 				i = (i + 1) & m->mask;
 			m->slots[i] = f;
