@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "vpcfw/le.h"
 #include "vpcfw/model.h"
@@ -20,24 +21,9 @@
 
 /* ------------------------------------------------------------ CRC-32 */
 
-static uint32_t crc_table[256];
-
-__attribute__((constructor)) static void crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
 uint32_t state_crc32(uint32_t crc, const uint8_t *p, size_t n)
 {
-	crc = ~crc;
-	for (size_t i = 0; i < n; i++)
-		crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-	return ~crc;
+	return (uint32_t)crc32_z(crc, p, n);   /* zlib's: IEEE 802.3 */
 }
 
 /* ------------------------------------------------------------ collecting */

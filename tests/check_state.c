@@ -151,6 +151,17 @@ static struct ct_flow_info info(struct ct_entry *e)
 	return i;
 }
 
+/* The format says CRC-32 as zlib's (IEEE 802.3): the standard check value
+ * and incremental use agree with it. */
+START_TEST(crc32_is_ieee)
+{
+	const uint8_t *nine = (const uint8_t *)"123456789";
+	ck_assert_uint_eq(state_crc32(0, nine, 9), 0xCBF43926u);
+	ck_assert_uint_eq(state_crc32(state_crc32(0, nine, 4), nine + 4, 5), 0xCBF43926u);
+	ck_assert_uint_eq(state_crc32(0, nine, 0), 0);
+}
+END_TEST
+
 START_TEST(round_trip)
 {
 	size_t len;
@@ -475,6 +486,7 @@ static Suite *suite(void)
 	Suite *s = suite_create("state");
 	TCase *t = tcase_create("state");
 	tcase_set_timeout(t, 60);
+	tcase_add_test(t, crc32_is_ieee);
 	tcase_add_test(t, round_trip);
 	tcase_add_test(t, expired_during_downtime);
 	tcase_add_test(t, unknown_interface_dropped);

@@ -132,7 +132,7 @@ int state_read_file(const char *path, uint8_t **buf, size_t *len, char *err, siz
  * with a message in err.  A PATH.tmp left by a crash is removed first. */
 int state_write_file(const char *path, const uint8_t *buf, size_t len, char *err, size_t errlen);
 
-/* CRC-32 (IEEE 802.3, as zlib's crc32). */
+/* CRC-32 (IEEE 802.3): zlib's crc32_z. */
 uint32_t state_crc32(uint32_t crc, const uint8_t *p, size_t n);
 
 /* What status and metrics show (written by the main thread). */
