@@ -87,20 +87,7 @@ done
 head -c 32 /dev/urandom | base64 >"$T/sync.key"
 chmod 0600 "$T/sync.key"
 conf() { # conf DIR NAME [SYNC-JSON]
-	mkdir -p "$1"
-	for f in "$top_srcdir"/conf/three-tier/*.json; do
-		case $(basename "$f") in *vpcfw*) continue;; esac
-		cp "$f" "$1/"
-	done
-	"$PY" - "$1/40-security-groups.json" <<'PYEOF'
-import json, sys
-p = sys.argv[1]
-d = json.load(open(p))
-for g in d["SecurityGroups"]:
-    if g["GroupId"] == "sg-0000000000000app":
-        g["IpPermissionsEgress"] = []
-json.dump(d, open(p, "w"), indent=1)
-PYEOF
+	lab_conf_tracked_only "$1"
 	cat >"$1/90-vpcfw.json" <<JSON
 {"Vpcfw": {"Queues": [0], "ControlSocket": "$T/$2.sock", ${3:-}
   "InterfaceBindings": [
@@ -139,25 +126,9 @@ status() { # status NAME PYTHON-EXPRESSION-OF-s: prints it
 
 lab_bg app "$PY" "$here/stream.py" serve 10.0.2.10 8000 "$T/ready"
 lab_wait_file "$T/ready" 10 || { echo "lab: stream server did not start"; exit 99; }
-count() { # lines the client has received (-1: closed)
-	local s
-	s=$(cat "$1" 2>/dev/null)
-	case $s in closed*) echo -1;; "") echo 0;; *) echo "${s%% *}";; esac
-}
-wait_more() { # wait_more STATUS FROM N SECONDS
-	local i=0 c
-	while :; do
-		c=$(count "$1")
-		[ "$c" -ge $(($2 + $3)) ] && return 0
-		[ "$c" -lt 0 ] && return 1
-		i=$((i + 1))
-		[ $i -gt $(($4 * 20)) ] && return 1
-		sleep 0.05
-	done
-}
 client() { # client NAME [SECONDS]: a new connection web -> app:8000
 	lab_bg web "$PY" "$here/stream.py" client 10.0.2.10 8000 "$T/$1" 300
-	wait_more "$T/$1" 0 5 "${2:-10}"
+	stream_wait_more "$T/$1" 0 5 "${2:-10}"
 }
 ms() { date +%s%3N; }
 
@@ -200,17 +171,17 @@ echo "figure: 50 short connections through A: $(( (r1 - r0) )) records, $(( (m1 
 # ------------------------------------------------------------ failover
 client s2 || fail "a second stream does not flow through A"
 sleep 0.5
-c1=$(count "$T/s1") c2=$(count "$T/s2")
+c1=$(stream_count "$T/s1") c2=$(stream_count "$T/s2")
 t0=$(ms)
 route 10.0.1.3 10.0.2.3
-if wait_more "$T/s1" "$c1" 5 10; then
+if stream_wait_more "$T/s1" "$c1" 5 10; then
 	pass "failover to B: the stream B learnt by bulk sync keeps going"
 	echo "figure: failover (routes moved by hand): $(( $(ms) - t0 )) ms to 5 more lines (0.5 s of which the stream's pace)"
 else
-	fail "failover to B: the bulk-synced stream stopped at $(count "$T/s1") lines"
+	fail "failover to B: the bulk-synced stream stopped at $(stream_count "$T/s1") lines"
 fi
-wait_more "$T/s2" "$c2" 5 10 && pass "failover to B: the stream B learnt by an update keeps going" ||
-	fail "failover to B: the update-synced stream stopped at $(count "$T/s2") lines"
+stream_wait_more "$T/s2" "$c2" 5 10 && pass "failover to B: the stream B learnt by an update keeps going" ||
+	fail "failover to B: the update-synced stream stopped at $(stream_count "$T/s2") lines"
 grep -q 'ENI_SG_RULES_MISMATCH' "$T/b.log" && fail "B refused something: $(grep -m3 REJECT "$T/b.log")" ||
 	pass "B refused none of the streams' segments"
 
@@ -227,15 +198,15 @@ route 10.0.1.2 10.0.2.3     # requests through A, replies through B
 if client s3 15; then
 	pass "asymmetric: a new connection through A with its replies through B"
 else
-	fail "asymmetric: the new connection does not flow ($(count "$T/s3") lines)"
+	fail "asymmetric: the new connection does not flow ($(stream_count "$T/s3") lines)"
 fi
-c1=$(count "$T/s1")
-wait_more "$T/s1" "$c1" 5 10 && pass "asymmetric: the older stream keeps going" ||
+c1=$(stream_count "$T/s1")
+stream_wait_more "$T/s1" "$c1" 5 10 && pass "asymmetric: the older stream keeps going" ||
 	fail "asymmetric: the older stream stopped"
 route 10.0.1.3 10.0.2.2     # and the other way round
-c3=$(count "$T/s3")
-wait_more "$T/s3" "$c3" 5 10 && pass "asymmetric, reversed: the stream keeps going" ||
-	fail "asymmetric, reversed: the stream stopped at $(count "$T/s3") lines"
+c3=$(stream_count "$T/s3")
+stream_wait_more "$T/s3" "$c3" 5 10 && pass "asymmetric, reversed: the stream keeps going" ||
+	fail "asymmetric, reversed: the stream stopped at $(stream_count "$T/s3") lines"
 
 # ------------------------------------------------------------ the sync link down
 # A connection made through A while the link is down: its changes are lost
@@ -252,10 +223,10 @@ else
 	fail "link back: no new bulk sync ($(grep 'sync:' "$T/b.log" | tail -3))"
 fi
 sleep 0.5
-c6=$(count "$T/s6")
+c6=$(stream_count "$T/s6")
 route 10.0.1.3 10.0.2.3
-wait_more "$T/s6" "$c6" 5 10 && pass "link back: the stream made during the outage goes on through B" ||
-	fail "link back: the stream made during the outage stopped at $(count "$T/s6") lines"
+stream_wait_more "$T/s6" "$c6" 5 10 && pass "link back: the stream made during the outage goes on through B" ||
+	fail "link back: the stream made during the outage stopped at $(stream_count "$T/s6") lines"
 
 # ------------------------------------------------------------ forged, replayed
 drops() { status b '"%d %d" % (s["sync"]["received"]["dropped"]["auth"], s["sync"]["received"]["dropped"]["replay"])'; }
@@ -285,9 +256,9 @@ route 10.0.1.2 10.0.2.2
 start gwb "$T/b2.log" "$T/b-alone" || { echo "lab: vpcfwd B did not restart"; exit 99; }
 PB=$PID
 client s4 || fail "control: the stream does not flow through A"
-c4=$(count "$T/s4")
+c4=$(stream_count "$T/s4")
 route 10.0.1.3 10.0.2.3
-if wait_more "$T/s4" "$c4" 5 5; then
+if stream_wait_more "$T/s4" "$c4" 5 5; then
 	fail "control: without Sync the stream survived the move to B (the lab tests nothing)"
 else
 	pass "control: without Sync the move to B cuts the stream"
@@ -340,16 +311,16 @@ if command -v keepalived >/dev/null; then
 		pass "keepalived: B is the backup"
 	route 10.0.1.1 10.0.2.1
 	client s5 || fail "keepalived: the stream does not flow through the addresses"
-	c5=$(count "$T/s5")
+	c5=$(stream_count "$T/s5")
 	t0=$(ms)
 	kill -9 "$PA"
 	wait "$PA" 2>/dev/null
 	LAB_PIDS=$(echo "$LAB_PIDS" | tr ' ' '\n' | grep -vx "$PA" | tr '\n' ' ')
-	if wait_more "$T/s5" "$c5" 5 30; then
+	if stream_wait_more "$T/s5" "$c5" 5 30; then
 		pass "keepalived: vpcfwd killed on A, the stream goes on through B"
 		echo "figure: failover by keepalived after kill -9 of A's vpcfwd: $(( $(ms) - t0 )) ms to 5 more lines (track script: 1 s interval, fall 2)"
 	else
-		fail "keepalived: the stream stopped at $(count "$T/s5") lines"
+		fail "keepalived: the stream stopped at $(stream_count "$T/s5") lines"
 	fi
 	vip gwb && pass "keepalived: B holds the addresses" || fail "keepalived: B did not take the addresses"
 	grep -q 'MASTER' "$T/run-b/vrrp-state" 2>/dev/null &&

@@ -315,3 +315,46 @@ probe() { # probe FROM ARGS... -> ok / timeout / ...
 	shift
 	in_ns "$from" "$PY" "$LAB_DIR/probe.py" "$@"
 }
+
+# ---- shared by the tracked-stream tests (restart.sh, rst.sh, ha.sh)
+
+# lab_conf_tracked_only DIR: the three-tier example (without its Vpcfw
+# file) with app's security group allowing no egress at all, so app's
+# segments pass only as a tracked flow's
+lab_conf_tracked_only() {
+	mkdir -p "$1"
+	for f in "$top_srcdir"/conf/three-tier/*.json; do
+		case $(basename "$f") in *vpcfw*) continue;; esac
+		cp "$f" "$1/"
+	done
+	"$PY" - "$1/40-security-groups.json" <<'PYEOF'
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+for g in d["SecurityGroups"]:
+    if g["GroupId"] == "sg-0000000000000app":
+        g["IpPermissionsEgress"] = []
+json.dump(d, open(p, "w"), indent=1)
+PYEOF
+}
+
+# stream_count STATUS: lines a stream.py client has received (-1: closed)
+stream_count() {
+	local s
+	s=$(cat "$1" 2>/dev/null)
+	case $s in closed*) echo -1;; "") echo 0;; *) echo "${s%% *}";; esac
+}
+
+# stream_wait_more STATUS FROM N SECONDS: until the client has N lines
+# more than FROM (1: closed or timed out)
+stream_wait_more() {
+	local i=0 c
+	while :; do
+		c=$(stream_count "$1")
+		[ "$c" -ge $(($2 + $3)) ] && return 0
+		[ "$c" -lt 0 ] && return 1
+		i=$((i + 1))
+		[ $i -gt $(($4 * 20)) ] && return 1
+		sleep 0.05
+	done
+}

@@ -31,20 +31,7 @@ lab_queue_rules --queue-num 0
 
 # the example, with app's security group allowing no egress at all
 conf() { # conf DIR STATEFILE-JSON
-	mkdir -p "$1"
-	for f in "$top_srcdir"/conf/three-tier/*.json; do
-		case $(basename "$f") in *vpcfw*) continue;; esac
-		cp "$f" "$1/"
-	done
-	"$PY" - "$1/40-security-groups.json" <<'PYEOF'
-import json, sys
-p = sys.argv[1]
-d = json.load(open(p))
-for g in d["SecurityGroups"]:
-    if g["GroupId"] == "sg-0000000000000app":
-        g["IpPermissionsEgress"] = []
-json.dump(d, open(p, "w"), indent=1)
-PYEOF
+	lab_conf_tracked_only "$1"
 	cat >"$1/90-vpcfw.json" <<JSON
 {"Vpcfw": {"Queues": [0], "ControlSocket": "$T/ctl.sock", $2
   "InterfaceBindings": [
@@ -60,26 +47,9 @@ conf "$T/kept" "\"StateFile\": \"$STATE\", \"StateSyncInterval\": 1,"
 lab_bg app "$PY" "$here/stream.py" serve $APP4 8000 "$T/ready"
 lab_wait_file "$T/ready" 10 || { echo "lab: stream server did not start"; exit 99; }
 
-count() { # lines the client has received (-1: closed)
-	local s
-	s=$(cat "$1" 2>/dev/null)
-	case $s in closed*) echo -1;; "") echo 0;; *) echo "${s%% *}";; esac
-}
-# wait_more STATUS FROM N SECONDS: until the client has N lines more than FROM
-wait_more() {
-	local i=0 c
-	while :; do
-		c=$(count "$1")
-		[ "$c" -ge $(($2 + $3)) ] && return 0
-		[ "$c" -lt 0 ] && return 1
-		i=$((i + 1))
-		[ $i -gt $(($4 * 20)) ] && return 1
-		sleep 0.05
-	done
-}
 client() { # client NAME: a new connection web -> app:8000
 	lab_bg web "$PY" "$here/stream.py" client $APP4 8000 "$T/$1" 120
-	wait_more "$T/$1" 0 5 10
+	stream_wait_more "$T/$1" 0 5 10
 }
 ms() { date +%s%3N; }
 
@@ -90,9 +60,9 @@ LOG=$T/vpcfwd.log
 lab_start_vpcfwd "$LOG" -c "$T/plain" || { echo "lab: vpcfwd did not start"; exit 99; }
 client c0 || fail "control: the stream does not flow through vpcfwd"
 lab_stop_vpcfwd
-c=$(count "$T/c0")
+c=$(stream_count "$T/c0")
 lab_start_vpcfwd "$LOG.2" -c "$T/plain" || { echo "lab: vpcfwd did not restart"; exit 99; }
-if wait_more "$T/c0" "$c" 5 6; then
+if stream_wait_more "$T/c0" "$c" 5 6; then
 	fail "control: without a state file the tracked-only stream survived the restart (the lab tests nothing)"
 else
 	pass "control: without a state file a restart cuts the tracked-only stream"
@@ -110,16 +80,16 @@ check "SIGTERM: vpcfwd exits 0" 0 "$VPCFWD_STATUS"
 grep -q "StateFile $STATE: [1-9][0-9]* flows saved" "$LOG.3" &&
 	pass "SIGTERM: the flow table saved" || fail "SIGTERM: no 'flows saved' in the log"
 [ -e "$STATE.tmp" ] && fail "SIGTERM: $STATE.tmp left behind" || pass "SIGTERM: no temporary left"
-c=$(count "$T/c1")
+c=$(stream_count "$T/c1")
 t0=$(ms)
 lab_start_vpcfwd "$LOG.4" -c "$T/kept" || { echo "lab: vpcfwd did not restart"; exit 99; }
 grep -q "flows restored" "$LOG.4" && ! grep -q " 0 flows restored" "$LOG.4" &&
 	pass "SIGTERM: flows restored at start" || fail "SIGTERM: nothing restored ($(grep StateFile "$LOG.4"))"
-if wait_more "$T/c1" "$c" 5 20; then
+if stream_wait_more "$T/c1" "$c" 5 20; then
 	pass "SIGTERM + start: the tracked-only stream keeps going"
 	echo "figure: SIGTERM + start: $(( $(ms) - t0 )) ms from the new start to 5 more lines"
 else
-	fail "SIGTERM + start: the stream stopped at $(count "$T/c1") lines"
+	fail "SIGTERM + start: the stream stopped at $(stream_count "$T/c1") lines"
 fi
 st=$("$CTL" -s "$T/ctl.sock" -j status 2>&1)
 echo "$st" | "$PY" -c '
@@ -136,17 +106,17 @@ sleep 2.5
 kill -9 "$VPCFWD_PID"
 wait "$VPCFWD_PID" 2>/dev/null
 LAB_PIDS=$(echo "$LAB_PIDS" | tr ' ' '\n' | grep -vx "$VPCFWD_PID" | tr '\n' ' ')
-c=$(count "$T/c1")
+c=$(stream_count "$T/c1")
 t0=$(ms)
 lab_start_vpcfwd "$LOG.5" -c "$T/kept" || { echo "lab: vpcfwd did not restart"; exit 99; }
 grep -q "flows restored" "$LOG.5" && ! grep -q " 0 flows restored" "$LOG.5" &&
 	pass "kill -9: flows restored from the last snapshot" ||
 	fail "kill -9: nothing restored ($(grep StateFile "$LOG.5"))"
-if wait_more "$T/c1" "$c" 5 20; then
+if stream_wait_more "$T/c1" "$c" 5 20; then
 	pass "kill -9 + start: the tracked-only stream keeps going"
 	echo "figure: kill -9 + start: $(( $(ms) - t0 )) ms from the new start to 5 more lines"
 else
-	fail "kill -9 + start: the stream stopped at $(count "$T/c1") lines"
+	fail "kill -9 + start: the stream stopped at $(stream_count "$T/c1") lines"
 fi
 lab_stop_vpcfwd
 

@@ -35,20 +35,7 @@ lab_host app vapp 10.0.2.1 $APP4/24 2001:db8:1234:2::1 $APP6/64
 lab_queue_rules --queue-num 0
 
 # the example, with app's security group allowing no egress at all
-mkdir -p "$T/conf"
-for f in "$top_srcdir"/conf/three-tier/*.json; do
-	case $(basename "$f") in *vpcfw*) continue;; esac
-	cp "$f" "$T/conf/"
-done
-"$PY" - "$T/conf/40-security-groups.json" <<'PYEOF'
-import json, sys
-p = sys.argv[1]
-d = json.load(open(p))
-for g in d["SecurityGroups"]:
-    if g["GroupId"] == "sg-0000000000000app":
-        g["IpPermissionsEgress"] = []
-json.dump(d, open(p, "w"), indent=1)
-PYEOF
+lab_conf_tracked_only "$T/conf"
 cat >"$T/conf/90-vpcfw.json" <<JSON
 {"Vpcfw": {"Queues": [0], "ControlSocket": "$T/ctl.sock",
   "InterfaceBindings": [
@@ -59,23 +46,6 @@ JSON
 lab_bg app "$PY" "$here/stream.py" serve $APP4 8000 "$T/ready"
 lab_wait_file "$T/ready" 10 || { echo "lab: stream server did not start"; exit 99; }
 
-count() { # lines the client has received (-1: closed)
-	local s
-	s=$(cat "$1" 2>/dev/null)
-	case $s in closed*) echo -1;; "") echo 0;; *) echo "${s%% *}";; esac
-}
-# wait_more STATUS FROM N SECONDS: until the client has N lines more than FROM
-wait_more() {
-	local i=0 c
-	while :; do
-		c=$(count "$1")
-		[ "$c" -ge $(($2 + $3)) ] && return 0
-		[ "$c" -lt 0 ] && return 1
-		i=$((i + 1))
-		[ $i -gt $(($4 * 20)) ] && return 1
-		sleep 0.05
-	done
-}
 ctl() { "$CTL" -s "$T/ctl.sock" "$@"; }
 # conntrack COUNTER: a counter of the stats' conntrack section
 conntrack() {
@@ -93,7 +63,7 @@ both() { echo "eni-0000000000app01=$1 eni-0000000000web01=$1"; }
 LOG=$T/vpcfwd.log
 lab_start_vpcfwd "$LOG" -c "$T/conf" || { echo "lab: vpcfwd did not start"; exit 99; }
 lab_bg web "$PY" "$here/stream.py" client $APP4 8000 "$T/c" 120
-wait_more "$T/c" 0 5 10 || { fail "the stream does not flow through vpcfwd"; exit 1; }
+stream_wait_more "$T/c" 0 5 10 || { fail "the stream does not flow through vpcfwd"; exit 1; }
 PORT=$(in_ns web ss -Htn state established "( dport = :8000 )" | awk '{split($3, a, ":"); print a[2]; exit}')
 [ -n "$PORT" ] || { fail "no established connection to app:8000 seen in web"; exit 1; }
 check "the connection is tracked at web and at app" "$(both ESTABLISHED)" "$(states)"
@@ -109,12 +79,12 @@ inv1=$(conntrack tcp_invalid)
 [ "$inv1" -gt "$inv0" ] && pass "blind RST: tcp_invalid $inv0 -> $inv1" ||
 	fail "blind RST: tcp_invalid did not go up ($inv0 -> $inv1)"
 check "blind RST: the flow stays ESTABLISHED" "$(both ESTABLISHED)" "$(states)"
-c=$(count "$T/c")
+c=$(stream_count "$T/c")
 # (this alone would not tell: a flow in CLOSE is refreshed by every
 # segment and keeps admitting them, as nf_conntrack's does; the state above
 # is what a blind RST must not change)
-wait_more "$T/c" "$c" 10 10 && pass "blind RST: the tracked-only stream keeps going" ||
-	fail "blind RST: the stream stopped at $(count "$T/c") lines"
+stream_wait_more "$T/c" "$c" 10 10 && pass "blind RST: the tracked-only stream keeps going" ||
+	fail "blind RST: the stream stopped at $(stream_count "$T/c") lines"
 
 # ------------------------------------------------------------ 2. in the window, not exact
 ign0=$(conntrack tcp_rst_ignored)
@@ -129,9 +99,9 @@ ign1=$(conntrack tcp_rst_ignored)
 [ "$ign1" -gt "$ign0" ] && pass "in-window RST: passed on, tcp_rst_ignored $ign0 -> $ign1" ||
 	fail "in-window RST: tcp_rst_ignored did not go up ($ign0 -> $ign1)"
 check "in-window RST: the flow stays ESTABLISHED" "$(both ESTABLISHED)" "$(states)"
-c=$(count "$T/c")
-wait_more "$T/c" "$c" 10 10 && pass "in-window RST: the stream keeps going (the host's challenge ACK)" ||
-	fail "in-window RST: the stream stopped at $(count "$T/c") lines"
+c=$(stream_count "$T/c")
+stream_wait_more "$T/c" "$c" 10 10 && pass "in-window RST: the stream keeps going (the host's challenge ACK)" ||
+	fail "in-window RST: the stream stopped at $(stream_count "$T/c") lines"
 
 # ------------------------------------------------------------ 3. the exact RST
 inv2=$(conntrack tcp_invalid)
@@ -148,9 +118,9 @@ check "exact RST: not refused (tcp_invalid unchanged)" "$inv2" "$(conntrack tcp_
 check "exact RST: passed (the blind RST is the one refusal web -> app)" 1 \
 	"$(grep -c "REJECT tcp $WEB4:$PORT -> $APP4:8000:" "$LOG")"
 sleep 1
-c=$(count "$T/c")
-if wait_more "$T/c" "$c" 3 3; then
-	fail "exact RST: the stream goes on ($(count "$T/c") lines)"
+c=$(stream_count "$T/c")
+if stream_wait_more "$T/c" "$c" 3 3; then
+	fail "exact RST: the stream goes on ($(stream_count "$T/c") lines)"
 else
 	pass "exact RST: the connection is reset, the stream stops"
 fi
