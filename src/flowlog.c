@@ -670,7 +670,8 @@ static uint64_t logs_for(const struct flowlog *fl, int c, const struct iface *f,
 }
 
 static void add(struct flowlog_worker *w, const struct iface *f, const struct packet *p,
-		const struct verdict *v, bool egress, uint64_t now_ns, bool decision)
+		const struct verdict *v, bool egress, uint64_t now_ns, bool decision,
+		uint64_t packets, uint64_t bytes)
 {
 	struct flowlog *fl = w->fl;
 	bool l4 = (p->flags & PKT_F_L4) && (p->proto == PROTO_TCP || p->proto == PROTO_UDP);
@@ -726,8 +727,8 @@ static void add(struct flowlog_worker *w, const struct iface *f, const struct pa
 				verdict_rule_format(v, t->rules[i], sizeof(t->rules[i]));
 			t->used[t->n++] = i;
 		}
-		e->packets++;
-		e->bytes += p->ip_len;
+		e->packets += packets;
+		e->bytes += bytes;
 		e->tcp_flags |= flags;
 		if (now > e->last_s)
 			e->last_s = now;
@@ -736,6 +737,13 @@ static void add(struct flowlog_worker *w, const struct iface *f, const struct pa
 
 void flowlog_observe(struct flowlog_worker *w, const struct packet *p, const struct verdict *v,
 		     uint64_t wall_ns)
+{
+	if (p)
+		flowlog_observe_n(w, p, v, 1, p->ip_len, wall_ns);
+}
+
+void flowlog_observe_n(struct flowlog_worker *w, const struct packet *p, const struct verdict *v,
+		       uint64_t packets, uint64_t bytes, uint64_t wall_ns)
 {
 	if (!w || !p || !v)
 		return;
@@ -752,9 +760,9 @@ void flowlog_observe(struct flowlog_worker *w, const struct packet *p, const str
 			  (v->stage == STAGE_CONNTRACK && v->stage_iface == b));
 	bool decision = w->fl->decisions && !v->accept;
 	if (a && a->subnet)
-		add(w, a, p, v, true, wall_ns, decision);
+		add(w, a, p, v, true, wall_ns, decision, packets, bytes);
 	if (at_b && b->subnet)
-		add(w, b, p, v, false, wall_ns, decision && !(a && a->subnet));
+		add(w, b, p, v, false, wall_ns, decision && !(a && a->subnet), packets, bytes);
 }
 
 void flowlog_get_stats(const struct flowlog *fl, struct flowlog_stats *out)

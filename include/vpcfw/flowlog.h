@@ -51,6 +51,11 @@ struct flowlog_worker *flowlog_worker(struct flowlog *fl, int index);
  * time (the packet's timestamp in replay). */
 void flowlog_observe(struct flowlog_worker *w, const struct packet *p, const struct verdict *v,
 		     uint64_t wall_ns);
+/* The same for `packets` packets of `bytes` bytes in all, alike in what the
+ * records key on (addresses, ports, protocol, flags, verdict): the packets
+ * of an offloaded flow, counted by the kernel (offacct.h). */
+void flowlog_observe_n(struct flowlog_worker *w, const struct packet *p, const struct verdict *v,
+		       uint64_t packets, uint64_t bytes, uint64_t wall_ns);
 /* Closes windows whose time has come (call between batches). */
 void flowlog_tick(struct flowlog_worker *w, uint64_t wall_ns);
 
