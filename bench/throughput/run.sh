@@ -4,9 +4,13 @@
 # Modes, run in alternating order over ROUNDS rounds (the best of each is
 # kept): no filter; equivalent kernel rules (iptables + conntrack); a minimal
 # accept-all NFQUEUE reader with vpcfwd's own queue code and tuning (the
-# ceiling); vpcfwd; each NFQUEUE mode with 1 and 2 queues.
+# ceiling); vpcfwd; vpcfwd with Vpcfw.Offload and the shipped connmark
+# accept rule (vpcfwd+off); each NFQUEUE mode with 1 and 2 queues.
 # Measures: bulk TCP (iperf3, two streams, one per client address), 64-byte
-# UDP packet rate (iperf3 -u -l 64 -b 0), ICMP echo RTT p50/p99.
+# UDP packet rate (iperf3 -u -l 64 -b 0), ICMP echo RTT p50/p99, and the
+# new-flow rate (connrate.c: short TCP connections, connect + one byte each
+# way + close, CONN_THREADS per client address).  Every figure is also given
+# as a ratio to the kernel path (iptables + conntrack) of the same run.
 # usage: bench/throughput/run.sh [path/to/vpcfwd]   (root; DURATION, ROUNDS)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +32,8 @@ trap 'exit 130' INT TERM HUP
 ${CC:-cc} -std=c11 -O2 -D_GNU_SOURCE -I"$top_srcdir/include" -o "$T/accept-all" \
 	"$here/accept-all.c" "$top_srcdir/src/nfq.c" \
 	$(pkg-config --cflags --libs libnetfilter_queue libmnl) -pthread || exit 1
+${CC:-cc} -std=c11 -O2 -D_GNU_SOURCE -o "$T/connrate" "$here/connrate.c" -pthread || exit 1
+CONN_THREADS=${CONN_THREADS:-4}
 
 lab_gateway
 lab_host cli vcli 203.0.113.1 203.0.113.7/24 2001:db8:ffff::1 2001:db8:ffff::7/64
@@ -36,6 +42,7 @@ in_ns cli ip addr add 203.0.113.8/24 dev eth0
 for p in 5201 5202; do
 	lab_bg srv iperf3 -s -p $p >/dev/null 2>&1
 done
+lab_bg srv "$T/connrate" server 5203
 sleep 0.3
 
 # The server's security group admits iperf3 and ping from the client's /24
@@ -53,7 +60,7 @@ cat >"$T/conf/bench.json" <<'JSON'
       {"RuleNumber": 100, "Egress": true, "Protocol": "-1", "RuleAction": "allow", "CidrBlock": "0.0.0.0/0"}]}],
   "SecurityGroups": [{"GroupId": "sg-0000000000bench", "GroupName": "bench", "VpcId": "vpc-0000000000bench",
     "IpPermissions": [
-      {"IpProtocol": "tcp", "FromPort": 5201, "ToPort": 5202, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]},
+      {"IpProtocol": "tcp", "FromPort": 5201, "ToPort": 5203, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]},
       {"IpProtocol": "udp", "FromPort": 5201, "ToPort": 5202, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]},
       {"IpProtocol": "icmp", "FromPort": 8, "ToPort": -1, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]}],
     "IpPermissionsEgress": [
@@ -71,6 +78,12 @@ mkdir -p "$T/conf-fl"
 cp "$T/conf/bench.json" "$T/conf-fl/"
 echo "{\"Vpcfw\": {\"FlowLogDirectory\": \"$T/flowlogs\"}}" >"$T/conf-fl/90-flow-logs.json"
 "$VPCFWD" --check-config -c "$T/conf-fl" || exit 1
+# off: the same with the offload of established flows (README, "Offload")
+mkdir -p "$T/conf-off"
+cp "$T/conf/bench.json" "$T/conf-off/"
+echo '{"Vpcfw": {"Offload": true}}' >"$T/conf-off/90-offload.json"
+"$VPCFWD" --check-config -c "$T/conf-off" 2>/dev/null ||
+	{ echo "bench: this vpcfwd has no Vpcfw.Offload: no vpcfwd+off mode" >&2; NO_OFFLOAD=1; }
 # mirror: one session mirroring everything of the server's interface, VXLAN to a monitor
 lab_host mon vmon 10.0.9.1 10.0.9.9/24 2001:db8:9::1 2001:db8:9::9/64
 in_ns mon iptables -A INPUT -p udp --dport 4789 -j DROP
@@ -94,7 +107,7 @@ rules_none() {
 rules_kernel() {
 	rules_none
 	in_ns gw iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-	in_ns gw iptables -A FORWARD -s 203.0.113.0/24 -d 10.0.1.10 -p tcp --dport 5201:5202 \
+	in_ns gw iptables -A FORWARD -s 203.0.113.0/24 -d 10.0.1.10 -p tcp --dport 5201:5203 \
 		-m conntrack --ctstate NEW -j ACCEPT
 	in_ns gw iptables -A FORWARD -s 203.0.113.0/24 -d 10.0.1.10 -p udp --dport 5201:5202 \
 		-m conntrack --ctstate NEW -j ACCEPT
@@ -105,8 +118,11 @@ rules_kernel() {
 }
 # Two queues: each client address and its replies to one queue, so that
 # both directions of a flow meet the same worker.
-rules_queue() {
+rules_queue() { # rules_queue QUEUES [offload]
 	rules_none
+	# the offload's accept rule (contrib/): offloaded flows skip the queue
+	[ "${2:-}" = offload ] &&
+		in_ns gw iptables -A FORWARD -m connmark --mark 0x40000000/0x40000000 -j ACCEPT
 	if [ "$1" = 1 ]; then
 		in_ns gw iptables -A FORWARD -j NFQUEUE --queue-num 0
 	else
@@ -122,6 +138,8 @@ start_reader() { # start_reader accept-all|vpcfwd|vpcfwd+fl QUEUES
 		ip netns exec "$(lab_ns gw)" "$T/accept-all" "$2" 2>>"$T/reader.log" &
 	elif [ "$1" = vpcfwd+mir ]; then
 		ip netns exec "$(lab_ns gw)" "$VPCFWD" -f -c "$T/conf-mir" -q "$2" 2>>"$T/reader.log" &
+	elif [ "$1" = vpcfwd+off ]; then
+		ip netns exec "$(lab_ns gw)" "$VPCFWD" -f -c "$T/conf-off" -q "$2" 2>>"$T/reader.log" &
 	elif [ "$1" = vpcfwd+fl ]; then
 		ip netns exec "$(lab_ns gw)" "$VPCFWD" -f -c "$T/conf-fl" -q "$2" 2>>"$T/reader.log" &
 	else
@@ -141,7 +159,7 @@ stop_reader() {
 	: >"$T/reader.log"
 }
 
-# Returns "tcp_gbps udp_kpps p50_us p99_us" for the current setup.
+# Returns "tcp_gbps udp_kpps p50_us p99_us conn_per_s" for the current setup.
 measure() {
 	local tcp udp lat pids
 	pids=
@@ -175,14 +193,27 @@ for f in sys.argv[1:]:
     except Exception: pass
 print("%.0f" % (s / 1e3))' "$T/udp0.json" "$T/udp1.json")
 	lat=$(in_ns cli "$PY" "$top_srcdir/tests/lab/probe.py" rtt 10.0.1.10 "$PINGS" --interval 0.002)
-	echo "$tcp $udp ${lat% *}"
+	pids=
+	for i in 0 1; do
+		in_ns cli "$T/connrate" client 10.0.1.10 5203 "$DURATION" "$CONN_THREADS" \
+			203.0.113.$((7 + i)) >"$T/conn$i.txt" 2>/dev/null &
+		pids="$pids $!"
+	done
+	wait $pids
+	cps=$(cat "$T/conn0.txt" "$T/conn1.txt" | awk '{ s += $1 } END { printf "%.0f", s }')
+	echo "$tcp $udp ${lat% *} $cps"
 }
 
-MODES=${MODES:-"none kernel accept-all:1 vpcfwd:1 vpcfwd+fl:1 vpcfwd+mir:1 accept-all:2 vpcfwd:2 vpcfwd+fl:2"}
+MODES=${MODES:-"none kernel accept-all:1 vpcfwd:1 vpcfwd+off:1 vpcfwd+fl:1 vpcfwd+mir:1 accept-all:2 vpcfwd:2 vpcfwd+off:2 vpcfwd+fl:2"}
+[ -n "${NO_OFFLOAD:-}" ] && MODES=$(echo $MODES | tr ' ' '\n' | grep -v '+off' | tr '\n' ' ')
 run_mode() {
 	case $1 in
 	none) rules_none;;
 	kernel) rules_kernel;;
+	vpcfwd+off:*) rules_queue "${1#*:}" offload
+	     local q=0
+	     [ "${1#*:}" = 2 ] && q=0-1
+	     start_reader "${1%:*}" $q;;
 	*:*) rules_queue "${1#*:}"
 	     local q=0
 	     [ "${1#*:}" = 2 ] && q=0-1
@@ -205,20 +236,40 @@ for r in $(seq "$ROUNDS"); do
 			best[$m]=$res
 		else
 			best[$m]=$(echo "$prev $res" | awk '{
-				printf "%s %s %s %s", ($1 > $5 ? $1 : $5), ($2 > $6 ? $2 : $6),
-					($3 < $7 ? $3 : $7), ($4 < $8 ? $4 : $8) }')
+				printf "%s %s %s %s %s", ($1 > $6 ? $1 : $6), ($2 > $7 ? $2 : $7),
+					($3 < $8 ? $3 : $8), ($4 < $9 ? $4 : $9), ($5 > $10 ? $5 : $10) }')
 		fi
 	done
 done
 
 echo
 echo "vpcfw throughput, $(nproc) CPU(s), $(uname -r), ${DURATION}s per test, best of $ROUNDS round(s)"
-printf '%-14s %10s %12s %9s %9s\n' mode "TCP Gbit/s" "UDP64 kpps" "p50 us" "p99 us"
+printf '%-14s %10s %12s %9s %9s %10s\n' mode "TCP Gbit/s" "UDP64 kpps" "p50 us" "p99 us" "conn/s"
 for m in $MODES; do
 	set -- ${best[$m]:-}
-	printf '%-14s %10s %12s %9s %9s\n' "$m" "$1" "$2" "$3" "$4"
+	printf '%-14s %10s %12s %9s %9s %10s\n' "$m" "$1" "$2" "$3" "$4" "${5:-}"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# every mode against the kernel path of the same run: throughput and rates
+# as ratios, latency as the difference in us
+echo
+echo "as a ratio to the kernel path (iptables + conntrack), latency as a difference"
+printf '%-14s %10s %12s %9s %9s %10s\n' mode "TCP" "UDP64" "p50 +us" "p99 +us" "conn/s"
+set -- ${best[kernel]:-0 0 0 0 0}
+k_tcp=$1 k_udp=$2 k_p50=$3 k_p99=$4 k_cps=${5:-0}
+for m in $MODES; do
+	set -- ${best[$m]:-0 0 0 0 0}
+	printf '%-14s %10s %12s %9s %9s %10s\n' "$m" "$(ratio "$1" "$k_tcp")" "$(ratio "$2" "$k_udp")" \
+		"$(awk -v a="$3" -v b="$k_p50" 'BEGIN { printf "%+.0f", a - b }')" \
+		"$(awk -v a="$4" -v b="$k_p99" 'BEGIN { printf "%+.0f", a - b }')" "$(ratio "${5:-0}" "$k_cps")"
+done
+for q in 1 2; do
+	[ -n "${best[vpcfwd+off:$q]:-}" ] || continue
+	set -- ${best[vpcfwd+off:$q]}
+	o_tcp=$1 o_udp=$2 o_p99=$4 o_cps=${5:-0}
+	set -- ${best[vpcfwd:$q]:-0 0 0 0 0}
+	echo "offload, $q queue(s): TCP $(ratio "$o_tcp" "$k_tcp"), UDP64 $(ratio "$o_udp" "$k_udp") of the kernel (target >= 0.95); new flows $(ratio "$o_cps" "${5:-0}") of vpcfwd without offload (target >= 1); p99 $(awk -v a="$o_p99" -v b="$k_p99" 'BEGIN { printf "%+.0f", a - b }') us from the kernel (target <= 10)"
+done
 for q in 1 2; do
 	set -- ${best[vpcfwd:$q]:-0 0}
 	v_tcp=$1 v_udp=$2
