@@ -5,6 +5,7 @@
  * sense once every file is in (duplicates, NACL numbering). */
 #include "vpcfw/conf.h"
 #include "vpcfw/idmap.h"
+#include "vpcfw/proto.h"
 #include "vpcfw/sync.h"
 #include "vpcfw/xmalloc.h"
 
@@ -390,7 +391,7 @@ static bool proto_value(const json_t *v, int *out)
 {
 	static const struct { const char *name; int proto; } names[] = {
 		{ "tcp", PROTO_TCP }, { "udp", PROTO_UDP }, { "icmp", PROTO_ICMP },
-		{ "icmpv6", PROTO_ICMPV6 }, { "all", PROTO_ALL },
+		{ "icmpv6", PROTO_ICMPV6 }, { "all", RULE_PROTO_ALL },
 	};
 	long long n;
 
@@ -610,7 +611,7 @@ static void load_nacl_entry(struct ctx *c, const json_t *o, struct m_nacl_entry 
 	int family = 0;
 
 	e->where = here(c);
-	e->proto = PROTO_ALL;
+	e->proto = RULE_PROTO_ALL;
 	if (get_bool(c, o, "Egress", &e->egress) == ABSENT)
 		missing(c, "Egress");
 	switch (get_text(c, o, "RuleAction", &action)) {
@@ -782,7 +783,7 @@ static void load_sg_rule(struct ctx *c, const json_t *o, struct m_sg_rule *r, in
 
 	r->index = index;
 	r->where = here(c);
-	r->proto = PROTO_ALL;
+	r->proto = RULE_PROTO_ALL;
 	bool alive = get_proto(c, o, "IpProtocol", &r->proto) == GOOD &&
 		     sg_ports(c, o, r->proto, &r->from, &r->to);
 	r->peers = arena_calloc(c->a, room, sizeof(*r->peers));
@@ -1182,7 +1183,7 @@ static void load_mirror_rule(struct ctx *c, const json_t *o, struct m_mirror_rul
 	json_t *v;
 
 	r->where = here(c);
-	r->proto = PROTO_ALL;
+	r->proto = RULE_PROTO_ALL;
 	if (get_int(c, o, "RuleNumber", 1, 32766, "is not a rule number (1-32766)", &num) == GOOD)
 		r->number = (uint32_t)num;
 	else if (!field(o, "RuleNumber"))
@@ -1432,7 +1433,7 @@ static void sg_rules(struct ctx *c, json_t *l)
 			missing(c, "IsEgress");
 		get_id(c, o, "SecurityGroupRuleId", &r->rule_id, false);
 		r->where = here(c);
-		r->proto = PROTO_ALL;
+		r->proto = RULE_PROTO_ALL;
 		bool alive = get_proto(c, o, "IpProtocol", &r->proto) == GOOD &&
 			     sg_ports(c, o, r->proto, &r->from, &r->to);
 		r->peers = arena_calloc(c->a, 1, sizeof(*r->peers));

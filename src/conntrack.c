@@ -13,7 +13,6 @@
 #include <time.h>
 
 #include "vpcfw/counter.h"
-#include "vpcfw/model.h"
 #include "vpcfw/packet.h"
 
 #define NIL UINT32_MAX

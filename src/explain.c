@@ -129,7 +129,7 @@ static void range_text(int proto, int from, int to, char *buf, size_t len)
 static void proto_text(int proto, char *buf, size_t len)
 {
 	switch (proto) {
-	case PROTO_ALL: textf(buf, len, "all traffic"); break;
+	case RULE_PROTO_ALL: textf(buf, len, "all traffic"); break;
 	case PROTO_TCP: textf(buf, len, "tcp"); break;
 	case PROTO_UDP: textf(buf, len, "udp"); break;
 	case PROTO_ICMP: textf(buf, len, "icmp"); break;

@@ -16,7 +16,7 @@
 #include <zlib.h>
 
 #include "vpcfw/conntrack.h"
-#include "vpcfw/model.h"
+#include "vpcfw/proto.h"
 #include "vpcfw/log.h"
 #include "vpcfw/safefile.h"
 

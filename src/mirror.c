@@ -240,7 +240,7 @@ static bool in_range(uint16_t v, uint16_t lo, uint16_t hi)
 
 static bool rule_matches(const struct mirror_rule *r, const struct packet *p)
 {
-	if (r->src.family != p->family || (r->proto != PROTO_ALL && r->proto != p->proto))
+	if (r->src.family != p->family || (r->proto != RULE_PROTO_ALL && r->proto != p->proto))
 		return false;
 	if (!cidr_contains(&r->src, &p->src) || !cidr_contains(&r->dst, &p->dst))
 		return false;

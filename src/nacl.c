@@ -60,7 +60,7 @@ static bool rule_matches(const struct nacl_rule *r, const struct packet *p,
 {
 	if ((peer->hi & r->mask.hi) != r->net.hi || (peer->lo & r->mask.lo) != r->net.lo)
 		return false;
-	if (r->proto != PROTO_ALL && r->proto != p->proto)
+	if (r->proto != RULE_PROTO_ALL && r->proto != p->proto)
 		return false;
 	/* A non-first fragment carries no ports or ICMP type.  As routers do
 	 * (RFC 1858 and Cisco's ACL fragment rules): an allow rule whose other

@@ -5,7 +5,6 @@
 
 #include <string.h>
 
-#include "vpcfw/model.h"
 
 #define V6_MAX_EXT_HEADERS 16
 

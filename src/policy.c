@@ -992,7 +992,7 @@ bool policy_is_exempt(const struct policy *p, const struct ip_addr *a, const str
 static const char *proto_text(int proto, char *buf)
 {
 	switch (proto) {
-	case PROTO_ALL: return "all";
+	case RULE_PROTO_ALL: return "all";
 	case PROTO_TCP: return "tcp";
 	case PROTO_UDP: return "udp";
 	case PROTO_ICMP: return "icmp";

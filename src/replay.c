@@ -17,7 +17,6 @@
 #include "vpcfw/flowlog.h" /* flow logs */
 #include "vpcfw/lane.h"
 #include "vpcfw/mirror.h"  /* mirroring, drop capture */
-#include "vpcfw/model.h"
 #include "vpcfw/packet.h"
 #include "vpcfw/pipeline.h"
 #include "vpcfw/log.h"

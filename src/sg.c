@@ -25,7 +25,7 @@ static bool is_port_proto(int proto)
 
 static bool all_ports(const struct sg_rule *r)
 {
-	return r->proto == PROTO_ALL || !is_port_proto(r->proto) ||
+	return r->proto == RULE_PROTO_ALL || !is_port_proto(r->proto) ||
 	       (r->from <= 0 && r->to >= 65535);
 }
 
@@ -67,7 +67,7 @@ enum { SG_INDEX_MAX_SLOTS = 1 << 20 };
 /* A ranged rule of class cls: in the port index rather than the plain list. */
 static bool ranged_in(const struct sg_rule *r, int cls)
 {
-	return r->proto != PROTO_ALL && proto_class(r->proto) == cls && cls <= SGC_UDP &&
+	return r->proto != RULE_PROTO_ALL && proto_class(r->proto) == cls && cls <= SGC_UDP &&
 	       !all_ports(r);
 }
 
@@ -98,7 +98,7 @@ static void build_index(struct arena *a, struct sg_set *s, int cls)
 
 	for (int i = 0; i < s->n; i++) {
 		const struct sg_rule *r = &s->rules[i];
-		if (r->proto != PROTO_ALL && proto_class(r->proto) != cls)
+		if (r->proto != RULE_PROTO_ALL && proto_class(r->proto) != cls)
 			continue;
 		if (cls <= SGC_UDP && !all_ports(r))
 			n_ranged++;
@@ -112,7 +112,7 @@ static void build_index(struct arena *a, struct sg_set *s, int cls)
 		pts[np++] = 0;
 		for (int i = 0; i < s->n; i++) {
 			const struct sg_rule *r = &s->rules[i];
-			if (r->proto == PROTO_ALL || proto_class(r->proto) != cls || all_ports(r))
+			if (r->proto == RULE_PROTO_ALL || proto_class(r->proto) != cls || all_ports(r))
 				continue;
 			pts[np++] = (uint32_t)r->from;
 			pts[np++] = (uint32_t)r->to + 1;
@@ -164,7 +164,7 @@ static void build_index(struct arena *a, struct sg_set *s, int cls)
 	}
 	for (int i = 0; i < s->n; i++) {
 		const struct sg_rule *r = &s->rules[i];
-		if (r->proto != PROTO_ALL && proto_class(r->proto) != cls)
+		if (r->proto != RULE_PROTO_ALL && proto_class(r->proto) != cls)
 			continue;
 		if (cls <= SGC_UDP && !all_ports(r) && n_ranged)
 			continue;
@@ -238,12 +238,12 @@ void sg_set_build(struct arena *a, const struct sg *const *groups, const struct 
 		out->rules[i].hit = (uint32_t)i;
 	for (int i = 0; i < out->n; i++) {
 		const struct sg_rule *r = &out->rules[i];
-		if (!r->world || !(r->proto == PROTO_ALL || is_port_proto(r->proto)) || !all_ports(r))
+		if (!r->world || !(r->proto == RULE_PROTO_ALL || is_port_proto(r->proto)) || !all_ports(r))
 			continue;
 		int fam = r->family == FAMILY_V6;
-		if (r->proto == PROTO_ALL || r->proto == PROTO_TCP)
+		if (r->proto == RULE_PROTO_ALL || r->proto == PROTO_TCP)
 			out->all_ports_world[fam][0] = true;
-		if (r->proto == PROTO_ALL || r->proto == PROTO_UDP)
+		if (r->proto == RULE_PROTO_ALL || r->proto == PROTO_UDP)
 			out->all_ports_world[fam][1] = true;
 	}
 	for (int cls = 0; cls < SGC_COUNT; cls++)
@@ -265,7 +265,7 @@ static inline bool peer_matches(const struct sg_rule *r, const struct packet *p,
 
 static inline bool l4_matches(const struct sg_rule *r, const struct packet *p)
 {
-	if (r->proto == PROTO_ALL)
+	if (r->proto == RULE_PROTO_ALL)
 		return true;
 	if (r->proto != p->proto)
 		return false;

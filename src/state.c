@@ -14,7 +14,7 @@
 #include <zlib.h>
 
 #include "vpcfw/le.h"
-#include "vpcfw/model.h"
+#include "vpcfw/proto.h"
 #include "vpcfw/safefile.h"
 
 #define NS_PER_S 1000000000ULL

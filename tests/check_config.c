@@ -10,6 +10,7 @@
 
 #include "checkmain.h"
 #include "vpcfw/conf.h"
+#include "vpcfw/proto.h"
 
 static struct model m;
 static struct diag d;
@@ -573,9 +574,9 @@ START_TEST(test_nacl)
 	ck_assert_int_eq(e[2].proto, PROTO_UDP);
 	ck_assert_int_eq(e[2].cidr.family, FAMILY_V6);
 	ck_assert_uint_eq(e[3].number, 32767);
-	ck_assert_int_eq(e[3].proto, PROTO_ALL);
+	ck_assert_int_eq(e[3].proto, RULE_PROTO_ALL);
 	ck_assert_uint_eq(e[4].number, 32768);
-	ck_assert_int_eq(e[4].proto, PROTO_ALL);
+	ck_assert_int_eq(e[4].proto, RULE_PROTO_ALL);
 	ck_assert_int_eq(e[6].proto, PROTO_ICMPV6);
 	ck_assert_int_eq(n->n_subnets, 2);
 	ck_assert_str_eq(n->subnets[1], "subnet-2");
@@ -609,7 +610,7 @@ static const struct proto_case {
 	{ "'tcp'", PROTO_TCP }, { "'TCP'", PROTO_TCP }, { "'6'", PROTO_TCP }, { "6", PROTO_TCP },
 	{ "'udp'", PROTO_UDP }, { "'17'", PROTO_UDP }, { "'icmp'", PROTO_ICMP }, { "'1'", PROTO_ICMP },
 	{ "'icmpv6'", PROTO_ICMPV6 }, { "'ICMPv6'", PROTO_ICMPV6 }, { "'58'", PROTO_ICMPV6 },
-	{ "'-1'", PROTO_ALL }, { "-1", PROTO_ALL }, { "'all'", PROTO_ALL }, { "'47'", 47 },
+	{ "'-1'", RULE_PROTO_ALL }, { "-1", RULE_PROTO_ALL }, { "'all'", RULE_PROTO_ALL }, { "'47'", 47 },
 	{ "'0'", 0 }, { "'255'", 255 },
 };
 
@@ -681,7 +682,7 @@ START_TEST(test_sg)
 	for (int i = 0; i < 5; i++)
 		ck_assert_int_eq(g->in[i].index, i);
 	ck_assert_str_eq(g->in[3].where.path, "SecurityGroups[0].IpPermissions[3]");
-	ck_assert_int_eq(g->out[0].proto, PROTO_ALL);
+	ck_assert_int_eq(g->out[0].proto, RULE_PROTO_ALL);
 	ck_assert_str_eq(g->out[0].where.path, "SecurityGroups[0].IpPermissionsEgress[0]");
 }
 END_TEST
@@ -859,7 +860,7 @@ START_TEST(test_traffic_mirroring)
 	ck_assert_uint_eq(f->in[0].sport_to, 65535);
 	ck_assert_int_eq(cidr_user_len(&f->in[0].dst), 24);
 	ck_assert(!f->out[0].accept);
-	ck_assert_int_eq(f->out[0].proto, PROTO_ALL);
+	ck_assert_int_eq(f->out[0].proto, RULE_PROTO_ALL);
 	ck_assert(!f->out[0].has_dports);
 	ck_assert_int_eq(f->out[0].src.family, FAMILY_V6);
 	ck_assert_int_eq(m.n_mirror_targets, 3);

@@ -6,7 +6,6 @@
 
 #include "checkmain.h"
 #include "vpcfw/conntrack.h"
-#include "vpcfw/model.h"
 #include "vpcfw/packet.h"
 
 #define NS 1000000000ULL

@@ -112,7 +112,7 @@ START_TEST(filter_first_match_decides)
 	struct mirror_rule r[3] = {
 		ports(rule(10, false, PROTO_TCP, "0.0.0.0/0", "0.0.0.0/0"), -1, 0, 22, 22),
 		rule(20, true, PROTO_TCP, "10.0.0.0/8", "0.0.0.0/0"),
-		rule(30, false, PROTO_ALL, "0.0.0.0/0", "0.0.0.0/0"),
+		rule(30, false, RULE_PROTO_ALL, "0.0.0.0/0", "0.0.0.0/0"),
 	};
 	struct packet ssh = tu_pkt("10.0.1.10", "10.0.2.20", PROTO_TCP, 1000, 22, TCP_SYN);
 	struct packet web = tu_pkt("10.0.1.10", "10.0.2.20", PROTO_TCP, 1000, 80, TCP_SYN);
@@ -133,17 +133,17 @@ static const struct {
 	struct { const char *src, *dst; int proto, sport, dport; bool fragment; } p;
 	bool match;
 } matches[] = {
-	{ "all protocols", { PROTO_ALL, "0.0.0.0/0", "0.0.0.0/0", -1, 0, -1, 0 },
+	{ "all protocols", { RULE_PROTO_ALL, "0.0.0.0/0", "0.0.0.0/0", -1, 0, -1, 0 },
 	  { "10.0.1.10", "10.0.2.20", PROTO_UDP, 1, 2, false }, true },
 	{ "protocol differs", { PROTO_UDP, "0.0.0.0/0", "0.0.0.0/0", -1, 0, -1, 0 },
 	  { "10.0.1.10", "10.0.2.20", PROTO_TCP, 1, 2, false }, false },
-	{ "source outside", { PROTO_ALL, "10.0.2.0/24", "0.0.0.0/0", -1, 0, -1, 0 },
+	{ "source outside", { RULE_PROTO_ALL, "10.0.2.0/24", "0.0.0.0/0", -1, 0, -1, 0 },
 	  { "10.0.1.10", "10.0.2.20", PROTO_TCP, 1, 2, false }, false },
-	{ "destination inside", { PROTO_ALL, "0.0.0.0/0", "10.0.2.16/28", -1, 0, -1, 0 },
+	{ "destination inside", { RULE_PROTO_ALL, "0.0.0.0/0", "10.0.2.16/28", -1, 0, -1, 0 },
 	  { "10.0.1.10", "10.0.2.20", PROTO_TCP, 1, 2, false }, true },
-	{ "IPv4 rule, IPv6 packet", { PROTO_ALL, "0.0.0.0/0", "0.0.0.0/0", -1, 0, -1, 0 },
+	{ "IPv4 rule, IPv6 packet", { RULE_PROTO_ALL, "0.0.0.0/0", "0.0.0.0/0", -1, 0, -1, 0 },
 	  { "2001:db8::1", "2001:db8::2", PROTO_TCP, 1, 2, false }, false },
-	{ "IPv6 rule, IPv6 packet", { PROTO_ALL, "::/0", "2001:db8::/64", -1, 0, -1, 0 },
+	{ "IPv6 rule, IPv6 packet", { RULE_PROTO_ALL, "::/0", "2001:db8::/64", -1, 0, -1, 0 },
 	  { "2001:db8::1", "2001:db8::2", PROTO_TCP, 1, 2, false }, true },
 	{ "source port in range", { PROTO_TCP, "0.0.0.0/0", "0.0.0.0/0", 1000, 2000, -1, 0 },
 	  { "10.0.1.10", "10.0.2.20", PROTO_TCP, 1500, 80, false }, true },
@@ -151,7 +151,7 @@ static const struct {
 	  { "10.0.1.10", "10.0.2.20", PROTO_TCP, 999, 80, false }, false },
 	{ "destination port edge", { PROTO_UDP, "0.0.0.0/0", "0.0.0.0/0", -1, 0, 53, 53 },
 	  { "10.0.1.10", "10.0.2.20", PROTO_UDP, 999, 53, false }, true },
-	{ "ports do not apply to ICMP", { PROTO_ALL, "0.0.0.0/0", "0.0.0.0/0", -1, 0, 80, 80 },
+	{ "ports do not apply to ICMP", { RULE_PROTO_ALL, "0.0.0.0/0", "0.0.0.0/0", -1, 0, 80, 80 },
 	  { "10.0.1.10", "10.0.2.20", PROTO_ICMP, 0, 0, false }, true },
 	{ "fragment without ports", { PROTO_TCP, "0.0.0.0/0", "0.0.0.0/0", -1, 0, 80, 80 },
 	  { "10.0.1.10", "10.0.2.20", PROTO_TCP, 0, 0, true }, false },

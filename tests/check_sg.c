@@ -277,7 +277,7 @@ END_TEST
  * port-ranged ones (what sg_match has always reported). */
 static bool naive_l4(const struct sg_rule *r, const struct packet *p)
 {
-	if (r->proto == PROTO_ALL)
+	if (r->proto == RULE_PROTO_ALL)
 		return true;
 	if (r->proto != p->proto)
 		return false;

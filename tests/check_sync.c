@@ -14,7 +14,6 @@
 
 #include "checkmain.h"
 #include "vpcfw/conntrack.h"
-#include "vpcfw/model.h"
 #include "vpcfw/packet.h"
 #include "vpcfw/sync.h"
 

@@ -19,8 +19,9 @@ struct where {
 	const char *path;
 };
 
-/* Protocol numbers used throughout; PROTO_ALL is AWS's "-1". */
-enum { PROTO_ALL = -1, PROTO_ICMP = 1, PROTO_TCP = 6, PROTO_UDP = 17, PROTO_ICMPV6 = 58 };
+/* A rule's protocol is an IP protocol number 0..255 (proto.h names those
+ * the engine treats apart) or RULE_PROTO_ALL, AWS's "-1": every protocol. */
+enum { RULE_PROTO_ALL = -1 };
 
 struct m_vpc {
 	const char *id;
@@ -50,7 +51,7 @@ struct m_nacl_entry {
 	uint32_t number;                /* 1..32766, or 32767/32768 for the '*' rules */
 	bool egress;
 	bool allow;
-	int proto;                      /* PROTO_ALL or 0..255 */
+	int proto;                      /* RULE_PROTO_ALL or 0..255 */
 	bool has_ports;                 /* PortRange given (used for 6 and 17 only) */
 	uint16_t port_from, port_to;
 	bool has_icmp;                  /* IcmpTypeCode given (used for 1 and 58 only) */
@@ -83,7 +84,7 @@ struct m_peer {
 /* One IpPermission.  from/to are ports for tcp/udp, type/code for
  * icmp/icmpv6; -1 means all.  For other protocols they are ignored. */
 struct m_sg_rule {
-	int proto;                      /* PROTO_ALL or 0..255 */
+	int proto;                      /* RULE_PROTO_ALL or 0..255 */
 	int from, to;
 	struct m_peer *peers;
 	int n_peers;
@@ -175,7 +176,7 @@ struct m_flowlog {
 struct m_mirror_rule {
 	uint32_t number;                /* RuleNumber 1..32766 */
 	bool accept;                    /* RuleAction accept | reject */
-	int proto;                      /* Protocol; PROTO_ALL when absent */
+	int proto;                      /* Protocol; RULE_PROTO_ALL when absent */
 	bool has_sports, has_dports;    /* SourcePortRange / DestinationPortRange */
 	uint16_t sport_from, sport_to, dport_from, dport_to;
 	struct cidr src, dst;           /* SourceCidrBlock, DestinationCidrBlock */

@@ -16,7 +16,7 @@ struct nacl_rule {
 	struct ip_addr net, mask;       /* the CIDR, with its mask precomputed */
 	uint32_t number;
 	bool allow;
-	int16_t proto;                  /* PROTO_ALL or 0..255 */
+	int16_t proto;                  /* RULE_PROTO_ALL or 0..255 */
 	bool match_ports;               /* tcp/udp with a PortRange */
 	uint16_t port_from, port_to;
 	int16_t icmp_type, icmp_code;   /* -1 = all; meaningful for icmp/icmpv6 */

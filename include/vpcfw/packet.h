@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "vpcfw/addr.h"
+#include "vpcfw/proto.h"
 
 enum packet_status {
 	PACKET_OK = 0,

@@ -20,7 +20,7 @@ enum sg_peer { SGP_CIDR, SGP_SET, SGP_NONE /* unresolved reference: matches noth
 /* One compiled rule: a (protocol, ports, peer) triple.  An IpPermission
  * with several peers becomes several rules that share `m`. */
 struct sg_rule {
-	int16_t proto;                  /* PROTO_ALL or 0..255 */
+	int16_t proto;                  /* RULE_PROTO_ALL or 0..255 */
 	int32_t from, to;               /* ports, or icmp type/code; -1 = all */
 	enum sg_peer peer;
 	uint8_t family;                 /* FAMILY_V4 / FAMILY_V6 for SGP_CIDR; 0 = both */
