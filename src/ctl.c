@@ -489,23 +489,6 @@ static void queue_reply(struct client *k, json_t *reply)
 	free(s);
 }
 
-static json_t *fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static json_t *fail(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	return json_pack("{s:b, s:s}", "ok", 0, "error", buf);
-}
-
-static const char *str_of(const json_t *req, const char *key)
-{
-	return json_string_value(json_object_get(req, key));
-}
-
 static json_t *handle(struct ctl *c, const struct ctl_peer *peer, const json_t *req,
 		      struct job **job);
 static void submit(struct ctl *c, struct job *j);
@@ -547,7 +530,7 @@ static void read_client(struct ctl *c, struct client *k)
 			c->n.dropped_too_long++;
 			log_refusal(c, "control: %s dropped: request longer than %zu bytes",
 				    k->peer.name, limit);
-			queue_reply(k, fail("request longer than %zu bytes", limit));
+			queue_reply(k, ctl_error("request longer than %zu bytes", limit));
 			k->closing = true;
 			k->in_len = 0;
 			return;
@@ -566,7 +549,7 @@ static void process_lines(struct ctl *c, struct client *k)
 		char err[200];
 		struct job *j = NULL;
 		json_t *req = ctl_parse_request(k->in, len, err, sizeof(err));
-		json_t *reply = req ? handle(c, &k->peer, req, &j) : fail("%s", err);
+		json_t *reply = req ? handle(c, &k->peer, req, &j) : ctl_error("%s", err);
 		json_decref(req);
 		memmove(k->in, nl + 1, k->in_len - len - 1);
 		k->in_len -= len + 1;
@@ -1677,7 +1660,7 @@ static json_t *v_metrics(struct ctl *c, const struct ctl_peer *peer, const json_
 	(void)req;
 	char *s = ctl_metrics(c->d, c);
 	if (!s)
-		return fail("out of memory");
+		return ctl_error("out of memory");
 	json_t *r = json_pack("{s:b, s:s}", "ok", 1, "text", s);
 	free(s);
 	return r;
@@ -1744,22 +1727,22 @@ static json_t *v_flows(struct ctl *c, const struct ctl_peer *peer, const json_t 
 	(void)peer;
 
 	q.pol = d->policy(d->ctx, &gen);
-	if ((s = str_of(req, "interface")) != NULL) {
+	if ((s = ctl_str(req, "interface")) != NULL) {
 		const struct iface *f = explain_iface(q.pol, s);
 		if (!f)
-			return fail("no interface or bound device '%s'", s);
+			return ctl_error("no interface or bound device '%s'", s);
 		q.has_iface = true;
 		q.iface = f->ct_id;
 	}
-	if ((s = str_of(req, "address")) != NULL) {
+	if ((s = ctl_str(req, "address")) != NULL) {
 		if (!addr_parse(s, &q.addr, &fam))
-			return fail("'%s' is not an IPv4 or IPv6 address", s);
+			return ctl_error("'%s' is not an IPv4 or IPv6 address", s);
 		q.has_addr = true;
 	}
 	json_t *p = json_object_get(req, "port");
 	if (p) {
 		if (!json_is_integer(p) || json_integer_value(p) < 0 || json_integer_value(p) > 65535)
-			return fail("port is 0-65535");
+			return ctl_error("port is 0-65535");
 		q.has_port = true;
 		q.port = (uint16_t)json_integer_value(p);
 	}
@@ -1767,7 +1750,7 @@ static json_t *v_flows(struct ctl *c, const struct ctl_peer *peer, const json_t 
 	if (l) {
 		if (!json_is_integer(l) || json_integer_value(l) < 0 ||
 		    json_integer_value(l) > CTL_FLOWS_MAX)
-			return fail("limit is 0-%d", CTL_FLOWS_MAX);
+			return ctl_error("limit is 0-%d", CTL_FLOWS_MAX);
 		q.limit = json_integer_value(l);
 	}
 	struct timespec ts;
@@ -1776,7 +1759,7 @@ static json_t *v_flows(struct ctl *c, const struct ctl_peer *peer, const json_t 
 	q.out = json_array();
 	if (d->flows(d->ctx, flow_one, &q) < 0) {
 		json_decref(q.out);
-		return fail("the workers did not answer in time");
+		return ctl_error("the workers did not answer in time");
 	}
 	return json_pack("{s:b, s:I, s:o}", "ok", 1, "matched", (json_int_t)q.matched, "flows", q.out);
 }
@@ -1808,10 +1791,10 @@ static json_t *p_check(struct ctl *c, const struct ctl_peer *peer, const json_t 
 {
 	(void)c;
 	if (json_object_get(req, "files") || json_object_get(req, "path"))
-		return fail("check-config checks the daemon's own files; to check others, "
+		return ctl_error("check-config checks the daemon's own files; to check others, "
 			    "vpcfwctl check-config -c PATH compiles them without the daemon");
 	*j = new_job(JOB_CHECK, peer);
-	return *j ? NULL : fail("out of memory");
+	return *j ? NULL : ctl_error("out of memory");
 }
 
 static json_t *p_reload(struct ctl *c, const struct ctl_peer *peer, const json_t *req,
@@ -1820,7 +1803,7 @@ static json_t *p_reload(struct ctl *c, const struct ctl_peer *peer, const json_t
 	(void)c;
 	(void)req;
 	*j = new_job(JOB_RELOAD, peer);
-	return *j ? NULL : fail("out of memory");
+	return *j ? NULL : ctl_error("out of memory");
 }
 
 /* The candidate's files come in the request, read by vpcfwctl with its
@@ -1828,23 +1811,23 @@ static json_t *p_reload(struct ctl *c, const struct ctl_peer *peer, const json_t
 static json_t *p_shadow_load(struct ctl *c, const struct ctl_peer *peer, const json_t *req,
 			     struct job **j)
 {
-	const char *label = str_of(req, "path");
+	const char *label = ctl_str(req, "path");
 	const json_t *files = json_object_get(req, "files");
 	size_t i;
 	const json_t *f;
 
 	if (!c->d->set_shadow)
-		return fail("shadow policies are not available");
+		return ctl_error("shadow policies are not available");
 	if (!json_is_array(files) || json_array_size(files) == 0)
-		return fail("shadow-load carries the configuration: \"files\": [{\"name\", "
+		return ctl_error("shadow-load carries the configuration: \"files\": [{\"name\", "
 			    "\"text\"}, ...] (the daemon opens no path for a client)");
 	json_array_foreach(files, i, f)
 		if (!json_is_string(json_object_get(f, "name")) ||
 		    !json_is_string(json_object_get(f, "text")))
-			return fail("shadow-load: files[%zu] needs a \"name\" and a \"text\"", i);
+			return ctl_error("shadow-load: files[%zu] needs a \"name\" and a \"text\"", i);
 	*j = new_job(JOB_SHADOW, peer);
 	if (!*j)
-		return fail("out of memory");
+		return ctl_error("out of memory");
 	(*j)->files = json_incref((json_t *)files);
 	(*j)->label = strdup(label ? label : "(sent)");
 	return NULL;
@@ -1853,7 +1836,7 @@ static json_t *p_shadow_load(struct ctl *c, const struct ctl_peer *peer, const j
 static json_t *finish_shadow(struct ctl *c, struct job *j)
 {
 	if (!j->pol) {
-		json_t *r = fail("candidate %s refused; the shadow in place (if any) stays", j->label);
+		json_t *r = ctl_error("candidate %s refused; the shadow in place (if any) stays", j->label);
 		json_object_set(r, "messages", j->msgs);
 		return r;
 	}
@@ -1865,7 +1848,7 @@ static json_t *finish_shadow(struct ctl *c, struct job *j)
 	int n_ifaces = pol->n_ifaces;
 	struct shadow *s = shadow_create(pol, j->label, c->d->n_workers, flows);
 	if (!s)
-		return fail("out of memory for the shadow policy");
+		return ctl_error("out of memory for the shadow policy");
 	shadow_free(c->d->set_shadow(c->d->ctx, s));
 	c->shadow = s;
 	ctl_log_msg(c, LOG_NOTICE, "control: %s loaded shadow policy %s", j->peer.name, j->label);
@@ -1888,7 +1871,7 @@ static json_t *finish_reload(struct ctl *c, struct job *j)
 	}
 	const struct policy *pol = c->d->policy(c->d->ctx, &gen);
 	if (!ok)
-		return fail("reload refused, the running configuration stays: %s", msg);
+		return ctl_error("reload refused, the running configuration stays: %s", msg);
 	ctl_set_groups(c, pol->model->vpcfw.admin_group, pol->model->vpcfw.reader_group);
 	ctl_set_read_only_public(c, pol->model->vpcfw.read_only_socket_public);
 	return json_pack("{s:b, s:I}", "ok", 1, "generation", (json_int_t)gen);
@@ -1907,7 +1890,7 @@ static json_t *finish_job(struct ctl *c, struct job *j)
 	case JOB_RELOAD:
 		return finish_reload(c, j);
 	}
-	return fail("unknown job");
+	return ctl_error("unknown job");
 }
 
 static json_t *v_audit(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
@@ -1915,10 +1898,10 @@ static json_t *v_audit(struct ctl *c, const struct ctl_peer *peer, const json_t 
 	json_t *on = json_object_get(req, "on");
 
 	if (!c->d->set_audit)
-		return fail("audit is not available");
+		return ctl_error("audit is not available");
 	if (on) {
 		if (!json_is_boolean(on))
-			return fail("audit takes on or off");
+			return ctl_error("audit takes on or off");
 		c->d->set_audit(c->d->ctx, json_is_true(on));
 		ctl_log_msg(c, LOG_NOTICE, "control: %s turned audit mode %s", peer->name,
 		     json_is_true(on) ? "on: every packet is accepted" : "off");
@@ -1932,19 +1915,19 @@ static json_t *v_shadow_report(struct ctl *c, const struct ctl_peer *peer, const
 	(void)peer;
 
 	if (!c->shadow)
-		return fail("no shadow policy is loaded");
+		return ctl_error("no shadow policy is loaded");
 	if (l && (!json_is_integer(l) || json_integer_value(l) < 0 ||
 		  json_integer_value(l) > CTL_FLOWS_MAX))
-		return fail("limit is 0-%d", CTL_FLOWS_MAX);
+		return ctl_error("limit is 0-%d", CTL_FLOWS_MAX);
 	json_t *r = shadow_report(c->shadow, l ? json_integer_value(l) : CTL_FLOWS_MAX);
-	return r ? r : fail("out of memory");
+	return r ? r : ctl_error("out of memory");
 }
 
 static json_t *v_shadow_clear(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
 {
 	(void)req;
 	if (!c->shadow)
-		return fail("no shadow policy is loaded");
+		return ctl_error("no shadow policy is loaded");
 	shadow_free(c->d->set_shadow(c->d->ctx, NULL));
 	c->shadow = NULL;
 	ctl_log_msg(c, LOG_NOTICE, "control: %s cleared the shadow policy", peer->name);
@@ -1977,11 +1960,11 @@ static const struct verb {
 static json_t *handle(struct ctl *c, const struct ctl_peer *peer, const json_t *req,
 		      struct job **job)
 {
-	const char *verb = str_of(req, "verb");
+	const char *verb = ctl_str(req, "verb");
 
 	*job = NULL;
 	if (!json_is_object(req) || !verb)
-		return fail("a request is an object with a \"verb\"");
+		return ctl_error("a request is an object with a \"verb\"");
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
 		if (strcmp(verbs[i].name, verb))
 			continue;
@@ -1993,7 +1976,7 @@ static json_t *handle(struct ctl *c, const struct ctl_peer *peer, const json_t *
 			log_refusal(c, "control: %s refused: %s needs %s", peer->name, verb,
 				    peer->read_only_socket ? "the full control socket" :
 				    "root or Access.AdminGroup");
-			return fail("permission denied: %s needs %s", verb,
+			return ctl_error("permission denied: %s needs %s", verb,
 				    peer->read_only_socket ? "the full control socket (this one is "
 				    "read-only)" : "root or membership of Access.AdminGroup");
 		}
@@ -2001,7 +1984,7 @@ static json_t *handle(struct ctl *c, const struct ctl_peer *peer, const json_t *
 			c->n.requests_busy++;
 			log_refusal(c, "control: %s refused: %s: %d configurations being compiled",
 				    peer->name, verb, c->n_jobs);
-			return fail("busy: %d configurations are being compiled; try again",
+			return ctl_error("busy: %d configurations are being compiled; try again",
 				    c->n_jobs);
 		}
 		if (change)
@@ -2012,7 +1995,7 @@ static json_t *handle(struct ctl *c, const struct ctl_peer *peer, const json_t *
 	}
 	char v[64];
 	snprintf(v, sizeof(v), "%s", verb);
-	return fail("unknown verb '%s'", v);
+	return ctl_error("unknown verb '%s'", v);
 }
 
 json_t *ctl_handle(struct ctl *c, const struct ctl_peer *peer, const json_t *req)

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "vpcfw/conntrack.h"
+#include "vpcfw/ctlproto.h"
 #include "vpcfw/nacl.h"
 #include "vpcfw/sg.h"
 
@@ -338,23 +339,6 @@ int explain_run(const struct policy *pol, const struct packet *p, const struct i
 
 /* ------------------------------------------------------------ the control protocol's answer */
 
-static json_t *fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static json_t *fail(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	return json_pack("{s:b, s:s}", "ok", 0, "error", buf);
-}
-
-static const char *str_of(const json_t *req, const char *key)
-{
-	return json_string_value(json_object_get(req, key));
-}
-
 static json_t *iface_json(const struct iface *f)
 {
 	return f ? json_string(f->id) : json_null();
@@ -362,8 +346,9 @@ static json_t *iface_json(const struct iface *f)
 
 json_t *explain_json(const struct policy *pol, const json_t *req)
 {
-	const char *proto = str_of(req, "proto"), *src = str_of(req, "src"), *dst = str_of(req, "dst");
-	const char *in = str_of(req, "in"), *out = str_of(req, "out");
+	const char *proto = ctl_str(req, "proto");
+	const char *src = ctl_str(req, "src"), *dst = ctl_str(req, "dst");
+	const char *in = ctl_str(req, "in"), *out = ctl_str(req, "out");
 	json_int_t sport = json_integer_value(json_object_get(req, "sport"));
 	json_int_t dport = json_integer_value(json_object_get(req, "dport"));
 	const struct iface *fi = NULL, *fo = NULL;
@@ -372,17 +357,17 @@ json_t *explain_json(const struct policy *pol, const json_t *req)
 	char err[200];
 
 	if (!proto || !src || !dst)
-		return fail("explain needs proto, src and dst");
+		return ctl_error("explain needs proto, src and dst");
 	if (sport < 0 || dport < 0 || sport > 65535 || dport > 65535)
-		return fail("a port is 0-65535");
+		return ctl_error("a port is 0-65535");
 	if (!explain_packet(proto, src, (unsigned)sport, dst, (unsigned)dport, &p, err, sizeof(err)))
-		return fail("%s", err);
+		return ctl_error("%s", err);
 	if (in && !(fi = explain_iface(pol, in)))
-		return fail("no interface or bound device '%s'", in);
+		return ctl_error("no interface or bound device '%s'", in);
 	if (out && !(fo = explain_iface(pol, out)))
-		return fail("no interface or bound device '%s'", out);
+		return ctl_error("no interface or bound device '%s'", out);
 	if (explain_run(pol, &p, fi, fo, &ex) < 0)
-		return fail("out of memory");
+		return ctl_error("out of memory");
 
 	json_t *steps = json_array();
 	for (int i = 0; i < ex.n_steps; i++)

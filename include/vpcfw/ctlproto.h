@@ -5,7 +5,9 @@
 #ifndef VPCFW_CTLPROTO_H
 #define VPCFW_CTLPROTO_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -25,5 +27,27 @@ json_t *ctl_parse_request(const char *line, size_t len, char *err, size_t errlen
  * rights: [{"name": path, "text": content}, ...].  Only regular files, at
  * most CTL_MAX_CONFIG_TEXT bytes in all.  NULL with a message in err. */
 json_t *ctl_read_config_files(const char *path, char *err, size_t errlen);
+
+/* The protocol's refusal, {"ok": false, "error": MESSAGE}, as the server's
+ * verbs and the engine's answers (explain_json) give it; NULL on ENOMEM.
+ * Here in the header so that an answer can be built without linking the
+ * protocol's I/O. */
+static inline json_t *ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline json_t *ctl_error(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:b, s:s}", "ok", 0, "error", buf);
+}
+
+/* A request's string member, or NULL (absent or not a string). */
+static inline const char *ctl_str(const json_t *req, const char *key)
+{
+	return json_string_value(json_object_get(req, key));
+}
 
 #endif
