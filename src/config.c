@@ -420,16 +420,21 @@ static bool proto_value(const json_t *v, int *out)
 	return true;
 }
 
-static enum got get_proto(struct ctx *c, const json_t *o, const char *key, int *out)
+/* A protocol; missing is an error when `need` (then BAD, else ABSENT).
+ * `what` is the message for a value that is none, NULL for the usual one. */
+static enum got get_proto(struct ctx *c, const json_t *o, const char *key, bool need,
+			  const char *what, int *out)
 {
 	json_t *v = field(o, key);
 	if (!v) {
+		if (!need)
+			return ABSENT;
 		missing(c, key);
 		return BAD;
 	}
 	if (!proto_value(v, out)) {
 		size_t p = push_key(c, key);
-		bad(c, v, "is not a protocol (tcp, udp, icmp, icmpv6, -1 or 0-255)");
+		bad(c, v, what ? what : "is not a protocol (tcp, udp, icmp, icmpv6, -1 or 0-255)");
 		pop(c, p);
 		return BAD;
 	}
@@ -601,44 +606,101 @@ static bool load_subnet(struct ctx *c, const json_t *o, void *obj, bool flag)
 	return ok;
 }
 
-/* ------------------------------------------------------------ network ACLs */
+/* ------------------------------------------------------------ numbered filter rules */
 
-static void load_nacl_entry(struct ctx *c, const json_t *o, struct m_nacl_entry *e)
+/* A network ACL entry (NetworkAclEntry) and a traffic-mirror filter rule
+ * (TrafficMirrorFilterRule) have one shape: a rule number, an action, a
+ * direction, a protocol, port ranges, CIDR blocks and, for an ACL entry, an
+ * ICMP type and code.  load_rule reads either; a rule_shape gives one kind's
+ * keys, values and limits, and its steps in the order they are read, which
+ * is the order of their messages. */
+enum rule_step {
+	RS_END,
+	RS_NUMBER,              /* RuleNumber, required */
+	RS_ACTION,              /* RuleAction, required: allow/deny, accept/reject */
+	RS_EGRESS,              /* Egress, required: the direction */
+	RS_TRAFFIC_DIRECTION,   /* TrafficDirection, optional: the list's direction */
+	RS_PROTOCOL,            /* Protocol */
+	RS_CIDR_EITHER,         /* CidrBlock or Ipv6CidrBlock, exactly one */
+	RS_CIDR_PAIR,           /* SourceCidrBlock and DestinationCidrBlock, one family */
+	RS_PORTS,               /* the port ranges, each optional */
+	RS_ICMP,                /* IcmpTypeCode, optional */
+};
+
+struct rule_shape {
+	enum rule_step steps[8];        /* up to RS_END */
+	long long number_max;           /* 32766, or 32768: the API's '*' rules
+	                                   (32767 IPv4, 32768 IPv6) */
+	const char *allow, *deny;       /* RuleAction's two values */
+	const char *action_bad;         /* the message for another value */
+	bool proto_needed;
+	const char *proto_bad;          /* the message for a bad Protocol; NULL: get_proto's */
+	const char *ports[2];           /* the port ranges' keys; NULL: none */
+	const char *port_from, *port_to; /* a range's members */
+};
+
+/* What load_rule read; the caller copies it into the model's object. */
+struct rule {
+	struct where where;
+	uint32_t number;                /* 0 when RuleNumber is bad */
+	bool allow;                     /* RuleAction's first value */
+	bool egress;                    /* RS_EGRESS sets it; RS_TRAFFIC_DIRECTION checks it */
+	int proto;                      /* RULE_PROTO_ALL when absent or bad */
+	bool has_ports[2];
+	uint16_t port_from[2], port_to[2];
+	bool has_icmp;
+	int icmp_type, icmp_code;       /* -1 = all */
+	struct cidr cidr[2];            /* the block, or source and destination */
+};
+
+static const struct rule_shape nacl_entry_shape = {
+	.steps = { RS_EGRESS, RS_ACTION, RS_PROTOCOL, RS_CIDR_EITHER, RS_NUMBER, RS_PORTS, RS_ICMP },
+	.number_max = 32768,
+	.allow = "allow", .deny = "deny", .action_bad = "is not allow or deny",
+	.proto_needed = true,
+	.ports = { "PortRange" }, .port_from = "From", .port_to = "To",
+};
+
+static const struct rule_shape mirror_rule_shape = {
+	.steps = { RS_NUMBER, RS_ACTION, RS_TRAFFIC_DIRECTION, RS_PROTOCOL, RS_PORTS, RS_CIDR_PAIR },
+	.number_max = 32766,
+	.allow = "accept", .deny = "reject", .action_bad = "is not accept or reject",
+	.proto_bad = "is not a protocol (0-255)",
+	.ports = { "SourcePortRange", "DestinationPortRange" },
+	.port_from = "FromPort", .port_to = "ToPort",
+};
+
+/* A port range {FROM, TO} under key: false when absent. */
+static bool port_range(struct ctx *c, const json_t *o, const char *key, const char *from_key,
+		       const char *to_key, uint16_t *from, uint16_t *to)
 {
-	const char *action;
-	long long num = 1, x;
-	bool has4 = field(o, "CidrBlock") != NULL, has6 = field(o, "Ipv6CidrBlock") != NULL;
-	int family = 0;
+	json_t *pr = get_object(c, o, key);
+	long long f = 0, t = 65535;
 
-	e->where = here(c);
-	e->proto = RULE_PROTO_ALL;
-	if (get_bool(c, o, "Egress", &e->egress) == ABSENT)
-		missing(c, "Egress");
-	switch (get_text(c, o, "RuleAction", &action)) {
-	case ABSENT: missing(c, "RuleAction"); break;
-	case BAD: break;
-	case GOOD:
-		if (strcasecmp(action, "allow") == 0) {
-			e->allow = true;
-		} else if (strcasecmp(action, "deny") != 0) {
-			size_t p = push_key(c, "RuleAction");
-			bad(c, field(o, "RuleAction"), "is not allow or deny");
-			pop(c, p);
-		}
-		break;
+	if (!pr)
+		return false;
+	size_t p = push_key(c, key);
+	if (get_int(c, pr, from_key, 0, 65535, "is not a port", &f) == ABSENT)
+		missing(c, from_key);
+	if (get_int(c, pr, to_key, 0, 65535, "is not a port", &t) == ABSENT)
+		missing(c, to_key);
+	if (f > t) {
+		err(c, "%s %lld is greater than %s %lld", from_key, f, to_key, t);
+		t = f;
 	}
-	get_proto(c, o, "Protocol", &e->proto);
+	pop(c, p);
+	*from = (uint16_t)f;
+	*to = (uint16_t)t;
+	return true;
+}
 
-	if (has4 && has6)
-		err(c, "both CidrBlock and Ipv6CidrBlock are given");
-	else if (!has4 && !has6)
-		err(c, "neither CidrBlock nor Ipv6CidrBlock is given");
-	else if (get_cidr(c, o, has4 ? "CidrBlock" : "Ipv6CidrBlock", has4 ? FAMILY_V4 : FAMILY_V6,
-			  &e->cidr) == GOOD)
-		family = e->cidr.family;
+static void rule_number(struct ctx *c, const json_t *o, const struct rule_shape *s, int family,
+			struct rule *r)
+{
+	long long num;
 
-	/* 32767 (IPv4) and 32768 (IPv6) are how the API lists the '*' rules. */
-	switch (get_int(c, o, "RuleNumber", 1, 32768, "is not a rule number (1-32766)", &num)) {
+	switch (get_int(c, o, "RuleNumber", 1, s->number_max, "is not a rule number (1-32766)",
+			&num)) {
 	case ABSENT: missing(c, "RuleNumber"); break;
 	case BAD: break;
 	case GOOD:
@@ -647,40 +709,149 @@ static void load_nacl_entry(struct ctx *c, const json_t *o, struct m_nacl_entry 
 			err(c, "%lld is not a rule number of an %s entry", num, family_name(family));
 			pop(c, p);
 		}
-		e->number = (uint32_t)num;
+		r->number = (uint32_t)num;
 		break;
-	}
-
-	json_t *pr = get_object(c, o, "PortRange");
-	if (pr) {
-		long long from = 0, to = 65535;
-		size_t p = push_key(c, "PortRange");
-		if (get_int(c, pr, "From", 0, 65535, "is not a port", &from) == ABSENT)
-			missing(c, "From");
-		if (get_int(c, pr, "To", 0, 65535, "is not a port", &to) == ABSENT)
-			missing(c, "To");
-		if (from > to) {
-			err(c, "From %lld is greater than To %lld", from, to);
-			to = from;
-		}
-		pop(c, p);
-		e->has_ports = true;
-		e->port_from = (uint16_t)from;
-		e->port_to = (uint16_t)to;
-	}
-	json_t *ic = get_object(c, o, "IcmpTypeCode");
-	e->icmp_type = e->icmp_code = -1;
-	if (ic) {
-		size_t p = push_key(c, "IcmpTypeCode");
-		if (get_int(c, ic, "Type", -1, 255, "is not an ICMP type (-1 to 255)", &x) == GOOD)
-			e->icmp_type = (int)x;
-		if (get_int(c, ic, "Code", -1, 255, "is not an ICMP code (-1 to 255)", &x) == GOOD)
-			e->icmp_code = (int)x;
-		pop(c, p);
-		e->has_icmp = true;
 	}
 }
 
+static void rule_action(struct ctx *c, const json_t *o, const struct rule_shape *s,
+			struct rule *r)
+{
+	const char *action;
+
+	switch (get_text(c, o, "RuleAction", &action)) {
+	case ABSENT: missing(c, "RuleAction"); break;
+	case BAD: break;
+	case GOOD:
+		if (strcasecmp(action, s->allow) == 0) {
+			r->allow = true;
+		} else if (strcasecmp(action, s->deny) != 0) {
+			size_t p = push_key(c, "RuleAction");
+			bad(c, field(o, "RuleAction"), s->action_bad);
+			pop(c, p);
+		}
+		break;
+	}
+}
+
+/* CidrBlock or Ipv6CidrBlock: the block's family, 0 if there is none. */
+static int rule_cidr_either(struct ctx *c, const json_t *o, struct rule *r)
+{
+	bool has4 = field(o, "CidrBlock") != NULL, has6 = field(o, "Ipv6CidrBlock") != NULL;
+
+	if (has4 && has6)
+		err(c, "both CidrBlock and Ipv6CidrBlock are given");
+	else if (!has4 && !has6)
+		err(c, "neither CidrBlock nor Ipv6CidrBlock is given");
+	else if (get_cidr(c, o, has4 ? "CidrBlock" : "Ipv6CidrBlock", has4 ? FAMILY_V4 : FAMILY_V6,
+			  &r->cidr[0]) == GOOD)
+		return r->cidr[0].family;
+	return 0;
+}
+
+static void rule_cidr_pair(struct ctx *c, const json_t *o, struct rule *r)
+{
+	enum got gs = get_cidr(c, o, "SourceCidrBlock", 0, &r->cidr[0]);
+	enum got gd = get_cidr(c, o, "DestinationCidrBlock", 0, &r->cidr[1]);
+
+	if (gs == ABSENT)
+		missing(c, "SourceCidrBlock");
+	if (gd == ABSENT)
+		missing(c, "DestinationCidrBlock");
+	if (gs == GOOD && gd == GOOD && r->cidr[0].family != r->cidr[1].family)
+		err(c, "SourceCidrBlock and DestinationCidrBlock are of different families");
+}
+
+static void rule_icmp(struct ctx *c, const json_t *o, struct rule *r)
+{
+	json_t *ic = get_object(c, o, "IcmpTypeCode");
+	long long x;
+
+	if (!ic)
+		return;
+	size_t p = push_key(c, "IcmpTypeCode");
+	if (get_int(c, ic, "Type", -1, 255, "is not an ICMP type (-1 to 255)", &x) == GOOD)
+		r->icmp_type = (int)x;
+	if (get_int(c, ic, "Code", -1, 255, "is not an ICMP code (-1 to 255)", &x) == GOOD)
+		r->icmp_code = (int)x;
+	pop(c, p);
+	r->has_icmp = true;
+}
+
+/* Reads one rule of the kind s describes into r; r->egress is the list's
+ * direction when the rule has no Egress of its own. */
+static void load_rule(struct ctx *c, const json_t *o, const struct rule_shape *s, struct rule *r)
+{
+	const char *dir;
+	int family = 0;
+
+	r->where = here(c);
+	r->proto = RULE_PROTO_ALL;
+	r->icmp_type = r->icmp_code = -1;
+	for (const enum rule_step *st = s->steps; *st != RS_END; st++)
+		switch (*st) {
+		case RS_END:
+			break;
+		case RS_NUMBER:
+			rule_number(c, o, s, family, r);
+			break;
+		case RS_ACTION:
+			rule_action(c, o, s, r);
+			break;
+		case RS_EGRESS:
+			if (get_bool(c, o, "Egress", &r->egress) == ABSENT)
+				missing(c, "Egress");
+			break;
+		case RS_TRAFFIC_DIRECTION:
+			if (get_text(c, o, "TrafficDirection", &dir) == GOOD &&
+			    strcasecmp(dir, r->egress ? "egress" : "ingress") != 0) {
+				size_t p = push_key(c, "TrafficDirection");
+				bad(c, field(o, "TrafficDirection"),
+				    r->egress ? "is not egress, in EgressFilterRules"
+					      : "is not ingress, in IngressFilterRules");
+				pop(c, p);
+			}
+			break;
+		case RS_PROTOCOL:
+			get_proto(c, o, "Protocol", s->proto_needed, s->proto_bad, &r->proto);
+			break;
+		case RS_CIDR_EITHER:
+			family = rule_cidr_either(c, o, r);
+			break;
+		case RS_CIDR_PAIR:
+			rule_cidr_pair(c, o, r);
+			break;
+		case RS_PORTS:
+			for (int i = 0; i < 2 && s->ports[i]; i++)
+				r->has_ports[i] = port_range(c, o, s->ports[i], s->port_from, s->port_to,
+							     &r->port_from[i], &r->port_to[i]);
+			break;
+		case RS_ICMP:
+			rule_icmp(c, o, r);
+			break;
+		}
+}
+
+/* ------------------------------------------------------------ network ACLs */
+
+static void load_nacl_entry(struct ctx *c, const json_t *o, struct m_nacl_entry *e)
+{
+	struct rule r = { 0 };
+
+	load_rule(c, o, &nacl_entry_shape, &r);
+	e->where = r.where;
+	e->number = r.number;
+	e->egress = r.egress;
+	e->allow = r.allow;
+	e->proto = r.proto;
+	e->has_ports = r.has_ports[0];
+	e->port_from = r.port_from[0];
+	e->port_to = r.port_to[0];
+	e->has_icmp = r.has_icmp;
+	e->icmp_type = r.icmp_type;
+	e->icmp_code = r.icmp_code;
+	e->cidr = r.cidr[0];
+}
 
 /* A list of objects each naming an id (Associations[].SubnetId,
  * Groups[].GroupId): the ids, each with where it stands. */
@@ -784,7 +955,7 @@ static void load_sg_rule(struct ctx *c, const json_t *o, struct m_sg_rule *r, in
 	r->index = index;
 	r->where = here(c);
 	r->proto = RULE_PROTO_ALL;
-	bool alive = get_proto(c, o, "IpProtocol", &r->proto) == GOOD &&
+	bool alive = get_proto(c, o, "IpProtocol", true, NULL, &r->proto) == GOOD &&
 		     sg_ports(c, o, r->proto, &r->from, &r->to);
 	r->peers = arena_calloc(c->a, room, sizeof(*r->peers));
 	perm_peers(c, o, "IpRanges", "CidrIp", PEER_CIDR, FAMILY_V4, r);
@@ -1152,78 +1323,23 @@ static void flowlogs(struct ctx *c, json_t *l)
 
 /* ------------------------------------------------------------ traffic mirroring */
 
-/* SourcePortRange / DestinationPortRange: {FromPort, ToPort}. */
-static bool mirror_ports(struct ctx *c, const json_t *o, const char *key, uint16_t *from,
-			 uint16_t *to)
+static void load_mirror_rule(struct ctx *c, const json_t *o, struct m_mirror_rule *m, bool egress)
 {
-	json_t *pr = get_object(c, o, key);
-	long long f = 0, t = 65535;
+	struct rule r = { .egress = egress };
 
-	if (!pr)
-		return false;
-	size_t p = push_key(c, key);
-	if (get_int(c, pr, "FromPort", 0, 65535, "is not a port", &f) == ABSENT)
-		missing(c, "FromPort");
-	if (get_int(c, pr, "ToPort", 0, 65535, "is not a port", &t) == ABSENT)
-		missing(c, "ToPort");
-	if (f > t) {
-		err(c, "FromPort %lld is greater than ToPort %lld", f, t);
-		t = f;
-	}
-	pop(c, p);
-	*from = (uint16_t)f;
-	*to = (uint16_t)t;
-	return true;
-}
-
-static void load_mirror_rule(struct ctx *c, const json_t *o, struct m_mirror_rule *r, bool egress)
-{
-	const char *s;
-	long long num;
-	json_t *v;
-
-	r->where = here(c);
-	r->proto = RULE_PROTO_ALL;
-	if (get_int(c, o, "RuleNumber", 1, 32766, "is not a rule number (1-32766)", &num) == GOOD)
-		r->number = (uint32_t)num;
-	else if (!field(o, "RuleNumber"))
-		missing(c, "RuleNumber");
-	switch (get_text(c, o, "RuleAction", &s)) {
-	case ABSENT: missing(c, "RuleAction"); break;
-	case BAD: break;
-	case GOOD:
-		if (strcasecmp(s, "accept") == 0) {
-			r->accept = true;
-		} else if (strcasecmp(s, "reject") != 0) {
-			size_t p = push_key(c, "RuleAction");
-			bad(c, field(o, "RuleAction"), "is not accept or reject");
-			pop(c, p);
-		}
-		break;
-	}
-	if (get_text(c, o, "TrafficDirection", &s) == GOOD &&
-	    strcasecmp(s, egress ? "egress" : "ingress") != 0) {
-		size_t p = push_key(c, "TrafficDirection");
-		bad(c, field(o, "TrafficDirection"), egress ? "is not egress, in EgressFilterRules"
-							    : "is not ingress, in IngressFilterRules");
-		pop(c, p);
-	}
-	v = field(o, "Protocol");
-	if (v && !proto_value(v, &r->proto)) {
-		size_t p = push_key(c, "Protocol");
-		bad(c, v, "is not a protocol (0-255)");
-		pop(c, p);
-	}
-	r->has_sports = mirror_ports(c, o, "SourcePortRange", &r->sport_from, &r->sport_to);
-	r->has_dports = mirror_ports(c, o, "DestinationPortRange", &r->dport_from, &r->dport_to);
-	enum got gs = get_cidr(c, o, "SourceCidrBlock", 0, &r->src);
-	enum got gd = get_cidr(c, o, "DestinationCidrBlock", 0, &r->dst);
-	if (gs == ABSENT)
-		missing(c, "SourceCidrBlock");
-	if (gd == ABSENT)
-		missing(c, "DestinationCidrBlock");
-	if (gs == GOOD && gd == GOOD && r->src.family != r->dst.family)
-		err(c, "SourceCidrBlock and DestinationCidrBlock are of different families");
+	load_rule(c, o, &mirror_rule_shape, &r);
+	m->where = r.where;
+	m->number = r.number;
+	m->accept = r.allow;
+	m->proto = r.proto;
+	m->has_sports = r.has_ports[0];
+	m->sport_from = r.port_from[0];
+	m->sport_to = r.port_to[0];
+	m->has_dports = r.has_ports[1];
+	m->dport_from = r.port_from[1];
+	m->dport_to = r.port_to[1];
+	m->src = r.cidr[0];
+	m->dst = r.cidr[1];
 }
 
 static struct m_mirror_rule *load_mirror_rules(struct ctx *c, const json_t *o, const char *key,
@@ -1434,7 +1550,7 @@ static void sg_rules(struct ctx *c, json_t *l)
 		get_id(c, o, "SecurityGroupRuleId", &r->rule_id, false);
 		r->where = here(c);
 		r->proto = RULE_PROTO_ALL;
-		bool alive = get_proto(c, o, "IpProtocol", &r->proto) == GOOD &&
+		bool alive = get_proto(c, o, "IpProtocol", true, NULL, &r->proto) == GOOD &&
 			     sg_ports(c, o, r->proto, &r->from, &r->to);
 		r->peers = arena_calloc(c->a, 1, sizeof(*r->peers));
 		struct cidr x;
