@@ -59,7 +59,7 @@ deb=$(ls "$T"/vpcfw_*.deb 2>/dev/null | grep -v dbgsym | head -1)
 changes=$(ls "$T"/vpcfw_*.changes 2>/dev/null | head -1)
 [ -f "$deb" ] && [ -f "$changes" ] || { ls -l "$T"; echo "FAIL: no .deb or .changes"; exit 1; }
 
-# -Werror is for git checkouts only; the package's build (no .git) never has it.
+# -Werror only with --enable-werror (CI); the package's build never has it.
 w=$(sed -n 's/^WARN_CFLAGS = //p' "$S/Makefile")
 case " $w " in
 "  ") fail "no WARN_CFLAGS in the package build's Makefile" ;;
