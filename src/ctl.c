@@ -1188,6 +1188,15 @@ static void state_metrics(struct ctl_text *t, const struct state_counters *sc)
 		     counter_get(&sc->dropped_unknown_iface));
 	ctl_text_put(t, "vpcfw_state_flows_dropped{reason=\"other\"} %" PRIu64 "\n",
 		     counter_get(&sc->dropped_other));
+	head(t, "vpcfw_state_flowlog_entries", "gauge",
+	     "flow-log entries of open capture windows: in the last file written, restored and "
+	     "dropped at start");
+	ctl_text_put(t, "vpcfw_state_flowlog_entries{what=\"written\"} %" PRIu64 "\n",
+		     counter_get(&sc->last_fl_entries));
+	ctl_text_put(t, "vpcfw_state_flowlog_entries{what=\"restored\"} %" PRIu64 "\n",
+		     counter_get(&sc->fl_restored));
+	ctl_text_put(t, "vpcfw_state_flowlog_entries{what=\"dropped\"} %" PRIu64 "\n",
+		     counter_get(&sc->fl_dropped));
 	head(t, "vpcfw_state_file_refused", "gauge", "1: the state file found at start was refused");
 	ctl_text_put(t, "vpcfw_state_file_refused %" PRIu64 "\n", counter_get(&sc->refused));
 }
@@ -1294,9 +1303,12 @@ static json_t *state_json(const struct state_counters *sc)
 {
 	if (!sc || !counter_get(&sc->enabled))
 		return json_null();
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
 		"age_seconds", (json_int_t)state_age(sc),
 		"flows_written", (json_int_t)counter_get(&sc->last_flows),
+		"flowlog_entries_written", (json_int_t)counter_get(&sc->last_fl_entries),
+		"flowlog_entries_restored", (json_int_t)counter_get(&sc->fl_restored),
+		"flowlog_entries_dropped", (json_int_t)counter_get(&sc->fl_dropped),
 		"writes", (json_int_t)counter_get(&sc->writes),
 		"write_errors", (json_int_t)counter_get(&sc->write_errors),
 		"restored", (json_int_t)counter_get(&sc->restored),

@@ -725,7 +725,10 @@ static bool reload(const struct daemon_options *opt, const char *who)
  * worker copies its flows between two batches (as for `vpcfwctl flows`);
  * this thread encodes and writes them, so the packet path never waits on
  * the disk.  At the stop the workers are gone and this thread reads the
- * tables itself. */
+ * tables itself.  The flow logs' open capture windows go the same way
+ * (each worker copies its own aggregation tables, flowlog_foreach_saved);
+ * at a clean stop those saved are not also written as records
+ * (flowlog_forget_saved): the next start goes on with them. */
 
 static struct state_counters state_cnt;
 static struct {
@@ -734,7 +737,13 @@ static struct {
 	uint64_t generation, next_ns;
 	const char **ids;               /* of the generation asked for */
 	uint32_t n_ids, *ref_of, n_ref_of;
+	uint64_t fl_written;            /* flowlog_windows_written when asked */
+	bool file_has_fl;               /* the file holds open flow-log windows */
 } snap;
+
+/* the file found at start, kept until the flow logs start */
+static struct state_image state_img;
+static bool state_img_loaded;
 
 static void serve_state_snapshot(struct worker *w)
 {
@@ -743,6 +752,7 @@ static void serve_state_snapshot(struct worker *w)
 	w->state_part.mono_ns = monotonic_ns();
 	w->state_part.wall_ns = clock_ns(CLOCK_REALTIME);
 	ct_foreach_saved(w->ct, w->state_part.mono_ns, state_part_add, &w->state_part);
+	flowlog_foreach_saved(w->lane.flw, state_part_add_flowlog, &w->state_part);
 	atomic_store(&w->state_req, 2);
 }
 
@@ -784,7 +794,7 @@ static bool snap_prepare(const struct generation *g)
 static void snap_write(const char *path)
 {
 	struct state_part *parts = calloc((size_t)n_workers, sizeof(*parts));
-	uint64_t wall = clock_ns(CLOCK_REALTIME), flows = 0;
+	uint64_t wall = clock_ns(CLOCK_REALTIME), flows = 0, fl_entries = 0, fl_windows = 0;
 	char err[256] = "out of memory";
 	size_t len = 0;
 	uint8_t *buf = NULL;
@@ -794,6 +804,8 @@ static void snap_write(const char *path)
 		parts[i] = workers[i].state_part;
 		oom |= parts[i].oom;
 		flows += parts[i].n;
+		fl_entries += parts[i].n_flents;
+		fl_windows += parts[i].n_flwins;
 	}
 	if (parts && !oom)
 		buf = state_encode(wall, snap.ids, snap.n_ids, parts, (size_t)n_workers, &len);
@@ -802,6 +814,8 @@ static void snap_write(const char *path)
 		counter_inc(&state_cnt.writes);
 		counter_set(&state_cnt.written_ns, wall);
 		counter_set(&state_cnt.last_flows, flows);
+		counter_set(&state_cnt.last_fl_entries, fl_entries);
+		snap.file_has_fl = fl_windows > 0;
 		if (snap.failing)
 			logit(LOG_INFO, "StateFile %s: written again (%" PRIu64 " flows)", path, flows);
 		snap.failing = false;
@@ -817,7 +831,10 @@ static void snap_write(const char *path)
 }
 
 /* Every StateSyncInterval seconds, from the main loop: ask, then (a later
- * call, once every worker has answered) write. */
+ * call, once every worker has answered) write.  And, while the file holds
+ * open flow-log windows, as soon as the flow-log writer has written a closed
+ * one (whatever the interval, 0 included): a file that still held that
+ * window open would, after a crash, have it written a second time. */
 static void state_tick(void)
 {
 	const struct generation *g = atomic_load(&current);
@@ -826,8 +843,12 @@ static void state_tick(void)
 
 	counter_set(&state_cnt.enabled, vc->state_file && *vc->state_file);
 	if (!snap.pending) {
-		if (!vc->state_file || !*vc->state_file || !vc->state_sync_interval || now < snap.next_ns)
+		uint64_t flw = flowlog_windows_written(flowlog);
+		bool due = vc->state_sync_interval && now >= snap.next_ns;
+		bool fl_moved = flw != snap.fl_written && snap.file_has_fl;
+		if (!vc->state_file || !*vc->state_file || (!due && !fl_moved))
 			return;
+		snap.fl_written = flw;
 		if (!snap_prepare(g)) {
 			counter_inc(&state_cnt.write_errors);
 			return;
@@ -835,6 +856,8 @@ static void state_tick(void)
 		for (int i = 0; i < n_workers; i++)
 			atomic_store(&workers[i].state_req, 1);
 		snap.pending = true;
+		/* the interval from copy to copy, not from the end of a write */
+		snap.next_ns = now + (uint64_t)vc->state_sync_interval * 1000000000u;
 		return;
 	}
 	for (int i = 0; i < n_workers; i++)
@@ -846,7 +869,13 @@ static void state_tick(void)
 	for (int i = 0; i < n_workers; i++)
 		atomic_store(&workers[i].state_req, 0);
 	snap.pending = false;
-	snap.next_ns = now + (uint64_t)vc->state_sync_interval * 1000000000u;
+}
+
+/* Whether the file written names the interface of this conntrack id. */
+static bool iface_listed(void *arg, uint32_t ct_id)
+{
+	(void)arg;
+	return ct_id < snap.n_ref_of && snap.ref_of[ct_id] != UINT32_MAX;
 }
 
 /* At the stop, the workers joined: the whole table, read here. */
@@ -867,12 +896,17 @@ static void state_save_final(void)
 		p->wall_ns = clock_ns(CLOCK_REALTIME);
 		if (workers[i].ct)
 			ct_foreach_saved(workers[i].ct, p->mono_ns, state_part_add, p);
+		flowlog_foreach_saved(workers[i].lane.flw, state_part_add_flowlog, p);
 	}
 	snap.failing = false;
 	snap_write(path);
-	if (!snap.failing)
-		logit(LOG_INFO, "StateFile %s: %" PRIu64 " flows saved", path,
-		       counter_get(&state_cnt.last_flows));
+	if (snap.failing)
+		return;         /* the open windows are written as records instead */
+	/* saved: the next start writes them, once */
+	flowlog_forget_saved(flowlog, iface_listed, NULL);
+	logit(LOG_INFO, "StateFile %s: %" PRIu64 " flows saved, and %" PRIu64 " flow-log entries "
+	       "of open capture windows (written as records by the next start)", path,
+	       counter_get(&state_cnt.last_flows), counter_get(&state_cnt.last_fl_entries));
 }
 
 static void state_free(void)
@@ -882,6 +916,8 @@ static void state_free(void)
 	free(snap.ids);
 	free(snap.ref_of);
 	memset(&snap, 0, sizeof(snap));
+	state_image_free(&state_img);
+	state_img_loaded = false;
 }
 
 static bool restore_iface(void *arg, const char *id, uint32_t *ct_id)
@@ -935,12 +971,52 @@ static void state_load(const struct policy *pol)
 		       (uint64_t)(wall > img.written_ns ? (wall - img.written_ns) / 1000000000u : 0),
 		       st.restored, st.expired, st.unknown_iface, st.no_queue, st.duplicate,
 		       st.table_full);
-		state_image_free(&img);
+		/* the flow-log windows once the flow logs have started */
+		state_img = img;
+		state_img_loaded = true;
 	} else {
 		counter_set(&state_cnt.refused, 1);
 		logit(LOG_ERR, "StateFile %s refused: %s; starting with an empty flow table", path, err);
 	}
 	free(buf);
+}
+
+static struct flowlog_worker *restore_flowlog_worker(void *arg, uint16_t queue)
+{
+	(void)arg;
+	for (int i = 0; i < n_workers; i++)
+		if (nfqueue_queue_num(workers[i].q) == queue)
+			return workers[i].lane.flw;
+	return NULL;
+}
+
+/* Once the flow logs have started, before the workers: the open capture
+ * windows of the file found at start. */
+static void state_load_flowlog(const struct policy *pol)
+{
+	if (!state_img_loaded)
+		return;
+	const char *path = pol->model->vpcfw.state_file;
+	if (state_img.n_flwins) {
+		struct state_fl_restore_stats st;
+		state_restore_flowlog(&state_img, clock_ns(CLOCK_REALTIME), flowlog != NULL,
+				      restore_iface, restore_flowlog_worker, (void *)pol, &st);
+		uint64_t dropped = st.unknown_iface + st.no_queue + st.off + st.fl.not_logged +
+				   st.fl.duplicate + st.fl.table_full;
+		counter_set(&state_cnt.fl_restored, st.fl.entries);
+		/* until a snapshot replaces it, the file holds these windows */
+		snap.file_has_fl = true;
+		counter_set(&state_cnt.fl_dropped, dropped);
+		logit(LOG_INFO, "StateFile %s: flow logs: %" PRIu64 " entries of open capture windows "
+		       "restored (%" PRIu64 " windows go on, %" PRIu64 " ended meanwhile: written now); "
+		       "dropped: %" PRIu64 " of interfaces no longer configured, %" PRIu64 " of queues "
+		       "not served, %" PRIu64 " no flow log records now, %" PRIu64 " duplicates; %" PRIu64
+		       " beyond the aggregation table (SKIPDATA)", path, st.fl.entries,
+		       st.fl.windows_open, st.fl.windows_ended, st.unknown_iface, st.no_queue,
+		       st.off + st.fl.not_logged, st.fl.duplicate, st.fl.table_full);
+	}
+	state_image_free(&state_img);
+	state_img_loaded = false;
 }
 
 /* ------------------------------------------------------------ HA sync */
@@ -1437,6 +1513,7 @@ static int daemon_start(struct run *r, const struct daemon_options *user_opt)
 	}
 	for (int i = 0; i < n_workers; i++)
 		workers[i].lane.flw = flowlog_worker(flowlog, i);
+	state_load_flowlog(cur->pol);
 	struct mirror_options mo = { .n_workers = n_workers, .threaded = true, .send_vxlan = true };
 	mirror = mirror_create(cur->pol, &mo);
 	if (!mirror && mirror_enabled(cur->pol)) {

@@ -616,8 +616,9 @@ static void advance(struct flowlog_worker *w, uint64_t now)
 			uint64_t s = align(now, fl_class_interval[c]);
 			wc->tab[wc->cur].start = s;
 			wc->win_end = s + fl_class_interval[c];
-			atomic_store_explicit(&wc->closed_upto, s, memory_order_release);
+			/* first_start first: the writer reads closed_upto, then it */
 			atomic_store_explicit(&wc->first_start, s, memory_order_release);
+			atomic_store_explicit(&wc->closed_upto, s, memory_order_release);
 		} else if (now >= wc->win_end) {
 			close_window(w, c, now, false);
 		}
@@ -630,12 +631,12 @@ void flowlog_tick(struct flowlog_worker *w, uint64_t wall_ns)
 		advance(w, wall_ns / NS_PER_SEC);
 }
 
-static uint32_t entry_hash(uint32_t ct_id, const struct packet *p, uint16_t sport, uint16_t dport,
-			   uint8_t bits)
+static uint32_t entry_hash(uint32_t ct_id, const struct ip_addr *src, const struct ip_addr *dst,
+			   uint8_t proto, uint16_t sport, uint16_t dport, uint8_t bits)
 {
-	uint64_t h = addr_hash(&p->src) * 31 + addr_hash(&p->dst);
+	uint64_t h = addr_hash(src) * 31 + addr_hash(dst);
 	h ^= ((uint64_t)ct_id << 32) | ((uint64_t)sport << 16) | dport;
-	h ^= (uint64_t)p->proto << 40 | (uint64_t)bits << 48;
+	h ^= (uint64_t)proto << 40 | (uint64_t)bits << 48;
 	h *= 0x9E3779B97F4A7C15ULL;
 	return (uint32_t)(h >> 32);
 }
@@ -677,7 +678,7 @@ static void add(struct flowlog_worker *w, const struct iface *f, const struct pa
 	bool l4 = (p->flags & PKT_F_L4) && (p->proto == PROTO_TCP || p->proto == PROTO_UDP);
 	uint16_t sport = l4 ? p->sport : 0, dport = l4 ? p->dport : 0;
 	uint8_t bits = (uint8_t)((egress ? FLE_EGRESS : 0) | (v->accept ? FLE_ACCEPT : 0));
-	uint32_t h = entry_hash(f->ct_id, p, sport, dport, bits);
+	uint32_t h = entry_hash(f->ct_id, &p->src, &p->dst, p->proto, sport, dport, bits);
 	uint8_t flags = p->proto == PROTO_TCP && (p->flags & PKT_F_L4) ? fl_tcp_flags(p->tcp_flags)
 									 : 0;
 	uint32_t now = (uint32_t)(now_ns / NS_PER_SEC);
@@ -799,6 +800,20 @@ void flowlog_finish(struct flowlog *fl)
 				struct timespec ts = { 0, 1000000 };
 				nanosleep(&ts, NULL);
 			}
+			if (wc->saved) {
+				/* in the state file: what is left (interfaces it
+				 * could not name) is written, and closed_upto stays,
+				 * so no NODATA for a window the next start goes on */
+				struct fl_table *t = &wc->tab[wc->cur];
+				if (t->n || t->lost_total) {
+					t->end = wc->win_end;
+					atomic_store_explicit(&wc->handed, t, memory_order_release);
+					wc->cur ^= 1;
+					if (!fl->threaded)
+						fl_writer_collect(fl, wc->win_end);
+				}
+				continue;
+			}
 			close_window(&fl->workers[w], c, wc->win_end, true);
 		}
 	if (fl->thread_started) {
@@ -818,6 +833,264 @@ void flowlog_finish(struct flowlog *fl)
 		pthread_mutex_unlock(&fl->mu);
 	}
 	fl->decisions = NULL;
+}
+
+/* ------------------------------------------------------------ across a restart */
+
+_Static_assert(FLOWLOG_RULE_LEN == FL_RULE_LEN, "the saved rule is the table's");
+_Static_assert(FLOWLOG_LOST_SLOTS == FL_LOST_SLOTS, "the saved lost slots are the table's");
+_Static_assert(FL_CLASSES == 2, "the state file knows two intervals");
+
+uint32_t flowlog_interval(unsigned cls)
+{
+	return cls < FL_CLASSES ? fl_class_interval[cls] : 0;
+}
+
+static void entry_save(const struct fl_table *t, uint32_t slot, struct flowlog_saved_entry *s)
+{
+	const struct fl_entry *e = &t->slots[slot];
+
+	memset(s, 0, sizeof(*s));
+	s->src = e->src;
+	s->dst = e->dst;
+	s->packets = e->packets;
+	s->bytes = e->bytes;
+	s->iface = e->ct_id;
+	s->first_s = e->first_s;
+	s->last_s = e->last_s;
+	s->sport = e->sport;
+	s->dport = e->dport;
+	s->proto = e->proto;
+	s->family = e->family;
+	s->tcp_flags = e->tcp_flags;
+	s->bits = (uint8_t)((e->bits & FLE_EGRESS ? FLS_EGRESS : 0) |
+			    (e->bits & FLE_ACCEPT ? FLS_ACCEPT : 0) |
+			    (e->decision ? FLS_DECISION : 0) | (e->same_vpc ? FLS_SAME_VPC : 0));
+	s->stage = e->stage;
+	s->reason = e->reason;
+	if (e->decision && t->rules) {
+		memcpy(s->rule, t->rules[slot], FL_RULE_LEN);
+		s->rule[FL_RULE_LEN - 1] = '\0';
+	}
+}
+
+int flowlog_foreach_saved(struct flowlog_worker *w,
+			  int (*fn)(void *arg, const struct flowlog_saved_window *win,
+				    const struct flowlog_saved_entry *e),
+			  void *arg)
+{
+	if (!w)
+		return 0;
+	for (int c = 0; c < FL_CLASSES; c++) {
+		const struct fl_wclass *wc = &w->cls[c];
+		if (!w->fl->cls_used[c] || !wc->win_end)
+			continue;
+		/* the open table: the writer holds only the other one */
+		const struct fl_table *t = &wc->tab[wc->cur];
+		struct flowlog_saved_window win;
+		memset(&win, 0, sizeof(win));
+		win.cls = (uint8_t)c;
+		win.start = t->start;
+		win.n_lost = t->n_lost;
+		for (uint32_t k = 0; k < t->n_lost; k++) {
+			win.lost[k].iface = t->lost[k].ct_id;
+			win.lost[k].n = t->lost[k].n;
+		}
+		win.lost_other = t->lost_other;
+		int r = fn(arg, &win, NULL);
+		if (r)
+			return r;
+		for (uint32_t i = 0; i < t->n; i++) {
+			struct flowlog_saved_entry s;
+			entry_save(t, t->used[i], &s);
+			if ((r = fn(arg, &win, &s)))
+				return r;
+		}
+	}
+	return 0;
+}
+
+static void count_lost_n(struct fl_table *t, uint32_t ct_id, uint64_t n)
+{
+	t->lost_total += n;
+	for (uint32_t i = 0; i < t->n_lost; i++)
+		if (t->lost[i].ct_id == ct_id) {
+			t->lost[i].n = n > UINT32_MAX - t->lost[i].n ? UINT32_MAX : t->lost[i].n + (uint32_t)n;
+			return;
+		}
+	if (t->n_lost < FL_LOST_SLOTS && n <= UINT32_MAX) {
+		t->lost[t->n_lost].ct_id = ct_id;
+		t->lost[t->n_lost++].n = (uint32_t)n;
+		return;
+	}
+	t->lost_other += n;
+}
+
+/* Which flow logs of class c record an entry of interface ct_id now;
+ * under fl->mu (covered: the writer's, by load_interfaces). */
+static uint64_t logs_for_saved(const struct flowlog *fl, int c, uint32_t ct_id, bool accept)
+{
+	uint64_t mask = 0;
+	if (ct_id == 0 || ct_id >= fl->meta_cap || !fl->meta[ct_id].present)
+		return 0;
+	for (int i = 0; i < fl->n_logs; i++) {
+		const struct fl_log *l = &fl->logs[i];
+		if (l->cls == c && l->dest != FL_DEST_NONE &&
+		    (accept ? l->log_accept : l->log_reject) && l->covered[ct_id])
+			mask |= 1ULL << i;
+	}
+	return mask;
+}
+
+static void restore_entry(struct flowlog *fl, int c, struct fl_table *t,
+			  const struct flowlog_saved_entry *x, struct flowlog_restore_stats *st)
+{
+	bool accept = x->bits & FLS_ACCEPT;
+	uint64_t logs = logs_for_saved(fl, c, x->iface, accept);
+	bool dec = (x->bits & FLS_DECISION) && fl->decisions && c == fl->decision_cls &&
+		   x->iface && x->iface < fl->meta_cap && fl->meta[x->iface].present;
+	uint8_t bits = (uint8_t)((x->bits & FLS_EGRESS ? FLE_EGRESS : 0) | (accept ? FLE_ACCEPT : 0));
+
+	if (!logs && !dec) {
+		st->not_logged++;
+		return;
+	}
+	uint32_t i = entry_hash(x->iface, &x->src, &x->dst, x->proto, x->sport, x->dport, bits) &
+		     t->mask;
+	struct fl_entry *e;
+	for (;; i = (i + 1) & t->mask) {
+		e = &t->slots[i];
+		if (!e->ct_id)
+			break;
+		if (e->ct_id == x->iface && e->bits == bits && e->proto == x->proto &&
+		    e->sport == x->sport && e->dport == x->dport && addr_eq(&e->src, &x->src) &&
+		    addr_eq(&e->dst, &x->dst)) {
+			st->duplicate++;
+			return;
+		}
+	}
+	if (t->n >= t->max) {
+		st->table_full++;
+		count_lost_n(t, x->iface, x->packets);
+		return;
+	}
+	memset(e, 0, sizeof(*e));
+	e->ct_id = x->iface;
+	e->src = x->src;
+	e->dst = x->dst;
+	e->sport = x->sport;
+	e->dport = x->dport;
+	e->proto = x->proto;
+	e->family = x->family;
+	e->bits = bits;
+	e->logs = logs;
+	e->decision = dec;
+	e->first_s = x->first_s;
+	e->last_s = x->last_s;
+	e->same_vpc = x->bits & FLS_SAME_VPC;
+	e->stage = x->stage;
+	e->reason = x->reason;
+	e->packets = x->packets;
+	e->bytes = x->bytes;
+	e->tcp_flags = x->tcp_flags;
+	if (dec && t->rules) {
+		memcpy(t->rules[i], x->rule, FL_RULE_LEN);
+		t->rules[i][FL_RULE_LEN - 1] = '\0';
+	}
+	t->used[t->n++] = i;
+	st->entries++;
+}
+
+void flowlog_restore(struct flowlog_worker *w, const struct flowlog_saved_window *win,
+		     const struct flowlog_saved_entry *e, size_t n, uint64_t now_s,
+		     struct flowlog_restore_stats *st)
+{
+	if (!w || !win)
+		return;
+	struct flowlog *fl = w->fl;
+	int c = win->cls;
+	if (c >= FL_CLASSES || !fl->cls_used[c] || win->start % fl_class_interval[c]) {
+		st->not_logged += n;    /* no flow log of that interval now */
+		return;
+	}
+	struct fl_wclass *wc = &w->cls[c];
+	uint32_t iv = fl_class_interval[c];
+	if (wc->win_end) {
+		st->duplicate += n;     /* the worker's window of that class is set */
+		return;
+	}
+	struct fl_table *t = &wc->tab[wc->cur];
+	pthread_mutex_lock(&fl->mu);    /* meta and covered */
+	for (size_t i = 0; i < n; i++)
+		restore_entry(fl, c, t, &e[i], st);
+	for (uint32_t k = 0; k < win->n_lost && k < FL_LOST_SLOTS; k++)
+		if (win->lost[k].n && (logs_for_saved(fl, c, win->lost[k].iface, true) ||
+				       logs_for_saved(fl, c, win->lost[k].iface, false)))
+			count_lost_n(t, win->lost[k].iface, win->lost[k].n);
+	if (win->lost_other) {
+		t->lost_other += win->lost_other;
+		t->lost_total += win->lost_other;
+	}
+	pthread_mutex_unlock(&fl->mu);
+	t->start = win->start;
+	uint64_t s = win->start;
+	if (now_s >= win->start + iv) {
+		/* ended meanwhile: its records, with its own start and end */
+		if (t->n || t->lost_total) {
+			t->end = win->start + iv;
+			atomic_store_explicit(&wc->handed, t, memory_order_release);
+			wc->cur ^= 1;
+		}
+		s = align(now_s, iv);
+		wc->tab[wc->cur].start = s;
+		st->windows_ended++;
+	} else {
+		st->windows_open++;
+	}
+	wc->win_end = s + iv;
+	atomic_store_explicit(&wc->first_start, s, memory_order_release);
+	atomic_store_explicit(&wc->closed_upto, s, memory_order_release);
+	if (!fl->threaded && atomic_load_explicit(&wc->handed, memory_order_acquire))
+		fl_writer_collect(fl, s);
+}
+
+void flowlog_forget_saved(struct flowlog *fl, bool (*saved)(void *arg, uint32_t iface), void *arg)
+{
+	if (!fl)
+		return;
+	for (int w = 0; w < fl->n_workers; w++)
+		for (int c = 0; c < FL_CLASSES; c++) {
+			struct fl_wclass *wc = &fl->workers[w].cls[c];
+			if (!fl->cls_used[c] || !wc->win_end)
+				continue;
+			struct fl_table *t = &wc->tab[wc->cur];
+			uint32_t kept = 0;
+			/* the workers have stopped: no lookup follows, so a
+			 * slot freed here breaks no probe sequence that matters */
+			for (uint32_t i = 0; i < t->n; i++) {
+				struct fl_entry *e = &t->slots[t->used[i]];
+				if (saved(arg, e->ct_id))
+					e->ct_id = 0;
+				else
+					t->used[kept++] = t->used[i];
+			}
+			t->n = kept;
+			uint32_t nl = 0;
+			t->lost_total = 0;
+			for (uint32_t k = 0; k < t->n_lost; k++)
+				if (!saved(arg, t->lost[k].ct_id)) {
+					t->lost[nl] = t->lost[k];
+					t->lost_total += t->lost[nl++].n;
+				}
+			t->n_lost = nl;
+			t->lost_other = 0;
+			wc->saved = true;
+		}
+}
+
+uint64_t flowlog_windows_written(const struct flowlog *fl)
+{
+	return fl ? counter_get(&fl->stats.tables_taken) : 0;
 }
 
 void flowlog_reopen(struct flowlog *fl)

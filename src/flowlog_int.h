@@ -71,6 +71,7 @@ struct fl_wclass {
 	_Atomic(struct fl_table *) handed;
 	_Atomic uint64_t closed_upto;   /* every window before it is handed */
 	_Atomic uint64_t first_start;   /* of its first window; 0: not started */
+	bool saved;                     /* stopping: its open window is in the state file */
 };
 
 struct flowlog_worker {
@@ -147,6 +148,7 @@ struct flowlog {
 	struct {
 		counter_t records_written, records_lost, files_written, skipdata_records,
 			nodata_records, decisions_written, write_errors;
+		counter_t tables_taken; /* closed windows' tables written */
 	} stats;
 
 	pthread_t thread;

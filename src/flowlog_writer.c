@@ -387,6 +387,7 @@ static void take_table(struct flowlog *fl, int c, struct fl_table *t)
 	if (t->lost_total)
 		write_lost(fl, c, t);
 	fl_table_clear(t);
+	counter_inc(&fl->stats.tables_taken);
 }
 
 /* NODATA for every logged interface and capture window of [from, to)

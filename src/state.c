@@ -59,11 +59,78 @@ int state_part_add(const struct ct_saved *s, void *arg)
 	return 0;
 }
 
+static bool grow(void **a, size_t *cap, size_t n, size_t size, size_t first)
+{
+	if (n < *cap)
+		return true;
+	size_t c = *cap ? *cap * 2 : first;
+	void *b = c > SIZE_MAX / size ? NULL : realloc(*a, c * size);
+	if (!b)
+		return false;
+	*a = b;
+	*cap = c;
+	return true;
+}
+
+static uint32_t ref_of(const struct state_part *p, uint32_t iface)
+{
+	return iface < p->n_ref_of ? p->ref_of[iface] : UINT32_MAX;
+}
+
+int state_part_add_flowlog(void *arg, const struct flowlog_saved_window *win,
+			   const struct flowlog_saved_entry *e)
+{
+	struct state_part *p = arg;
+
+	if (!e) {
+		if (!grow((void **)&p->flwins, &p->cap_flwins, p->n_flwins, sizeof(*p->flwins), 8)) {
+			p->oom = true;
+			return 1;
+		}
+		struct state_flwin *w = &p->flwins[p->n_flwins++];
+		memset(w, 0, sizeof(*w));
+		w->queue = p->queue;
+		w->w = *win;
+		w->w.n_lost = 0;
+		w->first = p->n_flents;
+		/* interfaces of the table only (one removed by a reload is gone
+		 * at restart too) */
+		for (uint32_t k = 0; k < win->n_lost && k < FLOWLOG_LOST_SLOTS; k++) {
+			uint32_t r = ref_of(p, win->lost[k].iface);
+			if (r == UINT32_MAX || !win->lost[k].n)
+				continue;
+			w->w.lost[w->w.n_lost].iface = r;
+			w->w.lost[w->w.n_lost++].n = win->lost[k].n;
+		}
+		return 0;
+	}
+	if (!p->n_flwins)
+		return 0;
+	uint32_t r = ref_of(p, e->iface);
+	if (r == UINT32_MAX) {
+		p->fl_unlisted++;
+		return 0;
+	}
+	if (!grow((void **)&p->flents, &p->cap_flents, p->n_flents, sizeof(*p->flents), 1024)) {
+		p->oom = true;
+		return 1;
+	}
+	struct flowlog_saved_entry *x = &p->flents[p->n_flents++];
+	*x = *e;
+	x->iface = r;
+	x->rule[FLOWLOG_RULE_LEN - 1] = '\0';
+	p->flwins[p->n_flwins - 1].n++;
+	return 0;
+}
+
 void state_part_reset(struct state_part *p)
 {
 	p->n = 0;
 	p->oom = false;
 	p->unlisted = 0;
+	p->n_flwins = 0;
+	p->n_flents = 0;
+	p->fl_unlisted = 0;
 }
 
 void state_part_free(struct state_part *p)
@@ -71,6 +138,12 @@ void state_part_free(struct state_part *p)
 	free(p->flows);
 	p->flows = NULL;
 	p->n = p->cap = 0;
+	free(p->flwins);
+	p->flwins = NULL;
+	p->n_flwins = p->cap_flwins = 0;
+	free(p->flents);
+	p->flents = NULL;
+	p->n_flents = p->cap_flents = 0;
 }
 
 /* ------------------------------------------------------------ encoding */
@@ -95,10 +168,65 @@ static void put_flow(uint8_t *r, const struct state_flow *f)
 	memcpy(r + 56, s->tcp, CT_SAVED_TCP_BYTES);
 }
 
+static size_t rule_len(const struct flowlog_saved_entry *e)
+{
+	return strnlen(e->rule, FLOWLOG_RULE_LEN - 1);
+}
+
+static uint8_t *put_flwin(uint8_t *r, const struct state_flwin *w,
+			  const struct flowlog_saved_entry *ents)
+{
+	le_put16(r, w->queue);
+	r[2] = w->w.cls;
+	r[3] = (uint8_t)w->w.n_lost;
+	le_put32(r + 4, (uint32_t)w->n);
+	le_put64(r + 8, w->w.start);
+	le_put64(r + 16, w->w.lost_other);
+	r += STATE_FLWIN_BYTES;
+	for (uint32_t k = 0; k < w->w.n_lost; k++, r += STATE_FLLOST_BYTES) {
+		le_put32(r, w->w.lost[k].iface);
+		le_put32(r + 4, w->w.lost[k].n);
+	}
+	for (size_t i = 0; i < w->n; i++) {
+		const struct flowlog_saved_entry *e = &ents[w->first + i];
+		size_t rl = rule_len(e);
+		memset(r, 0, STATE_FLENT_BYTES);
+		le_put32(r, e->iface);
+		r[4] = e->proto;
+		r[5] = e->family;
+		r[6] = e->bits;
+		r[7] = e->tcp_flags;
+		le_put16(r + 8, e->sport);
+		le_put16(r + 10, e->dport);
+		r[12] = e->stage;
+		r[13] = e->reason;
+		r[14] = (uint8_t)rl;
+		le_put64(r + 16, e->src.hi);
+		le_put64(r + 24, e->src.lo);
+		le_put64(r + 32, e->dst.hi);
+		le_put64(r + 40, e->dst.lo);
+		le_put64(r + 48, e->packets);
+		le_put64(r + 56, e->bytes);
+		le_put32(r + 64, e->first_s);
+		le_put32(r + 68, e->last_s);
+		memcpy(r + STATE_FLENT_BYTES, e->rule, rl);
+		r += STATE_FLENT_BYTES + rl;
+	}
+	return r;
+}
+
+static size_t flwin_bytes(const struct state_flwin *w, const struct flowlog_saved_entry *ents)
+{
+	size_t b = STATE_FLWIN_BYTES + (size_t)w->w.n_lost * STATE_FLLOST_BYTES;
+	for (size_t i = 0; i < w->n; i++)
+		b += STATE_FLENT_BYTES + rule_len(&ents[w->first + i]);
+	return b;
+}
+
 uint8_t *state_encode(uint64_t written_ns, const char *const *ifaces, uint32_t n_ifaces,
 		      const struct state_part *parts, size_t n_parts, size_t *len)
 {
-	size_t body = 0, n_flows = 0;
+	size_t body = 0, n_flows = 0, fl_bytes = 4, n_flwins = 0;
 
 	if (n_ifaces > STATE_MAX_IFACES)
 		return NULL;
@@ -108,9 +236,17 @@ uint8_t *state_encode(uint64_t written_ns, const char *const *ifaces, uint32_t n
 	}
 	for (size_t k = 0; k < n_parts; k++)
 		n_flows += parts[k].n;
-	if (n_flows > (SIZE_MAX - body - STATE_HEADER_BYTES) / STATE_FLOW_BYTES)
+	for (size_t k = 0; k < n_parts; k++) {
+		n_flwins += parts[k].n_flwins;
+		for (size_t i = 0; i < parts[k].n_flwins; i++)
+			fl_bytes += flwin_bytes(&parts[k].flwins[i], parts[k].flents);
+	}
+	if (n_flwins > UINT32_MAX)
 		return NULL;
-	body += n_flows * STATE_FLOW_BYTES;
+	if (n_flows > (SIZE_MAX / 2 - body - STATE_HEADER_BYTES) / STATE_FLOW_BYTES ||
+	    fl_bytes > SIZE_MAX / 2)
+		return NULL;
+	body += n_flows * STATE_FLOW_BYTES + fl_bytes;
 	uint8_t *buf = malloc(STATE_HEADER_BYTES + body);
 	if (!buf)
 		return NULL;
@@ -126,6 +262,11 @@ uint8_t *state_encode(uint64_t written_ns, const char *const *ifaces, uint32_t n
 	for (size_t k = 0; k < n_parts; k++)
 		for (size_t i = 0; i < parts[k].n; i++, p += STATE_FLOW_BYTES)
 			put_flow(p, &parts[k].flows[i]);
+	le_put32(p, (uint32_t)n_flwins);
+	p += 4;
+	for (size_t k = 0; k < n_parts; k++)
+		for (size_t i = 0; i < parts[k].n_flwins; i++)
+			p = put_flwin(p, &parts[k].flwins[i], parts[k].flents);
 	memset(buf, 0, STATE_HEADER_BYTES);
 	memcpy(buf, STATE_MAGIC, 8);
 	le_put32(buf + 8, STATE_VERSION);
@@ -149,6 +290,8 @@ void state_image_free(struct state_image *img)
 		free(img->ifaces[i]);
 	free(img->ifaces);
 	free(img->flows);
+	free(img->flwins);
+	free(img->flents);
 	memset(img, 0, sizeof(*img));
 }
 
@@ -178,6 +321,178 @@ bool state_flow_valid(const struct ct_saved *s)
 	return true;
 }
 
+static int cmp_flwin(const void *a, const void *b)
+{
+	const struct state_flwin *x = a, *y = b;
+	uint32_t kx = (uint32_t)x->queue << 8 | x->w.cls, ky = (uint32_t)y->queue << 8 | y->w.cls;
+	return kx < ky ? -1 : kx > ky;
+}
+
+/* Whether an address is what family says (IPv4: mapped, ::ffff:0:0/96). */
+static bool fl_addr_ok(uint8_t family, const struct ip_addr *a)
+{
+	if (family == FAMILY_V4)
+		return addr_family(a) == FAMILY_V4;
+	return family == FAMILY_V6;
+}
+
+/* The version-2 flow-log section, from body + off to the end. */
+static int decode_flowlog(const uint8_t *body, size_t body_len, size_t off, uint64_t written_ns,
+			  struct state_image *out, char *err, size_t errlen)
+{
+	const uint64_t written_s = written_ns / NS_PER_S, skew_s = STATE_MAX_SKEW_S;
+	size_t left = body_len - off;
+
+	if (left < 4)
+		return refuse(err, errlen, "truncated: no flow-log section");
+	uint32_t n_win = le_get32(body + off);
+	off += 4;
+	left -= 4;
+	if (n_win > left / STATE_FLWIN_BYTES)
+		return refuse(err, errlen, "corrupt: %" PRIu32 " flow-log windows cannot fit in %zu bytes",
+			      n_win, left);
+	/* entries: at most what the bytes left can hold */
+	size_t max_ents = (left - (size_t)n_win * STATE_FLWIN_BYTES) / STATE_FLENT_BYTES;
+	out->flwins = calloc((size_t)n_win + 1, sizeof(*out->flwins));
+	if (!out->flwins)
+		return refuse(err, errlen, "out of memory for %" PRIu32 " flow-log windows", n_win);
+	size_t cap = 0, n_ents = 0;
+	for (uint32_t k = 0; k < n_win; k++) {
+		if (body_len - off < STATE_FLWIN_BYTES)
+			return refuse(err, errlen, "truncated in flow-log window %" PRIu32, k);
+		const uint8_t *r = body + off;
+		struct state_flwin *w = &out->flwins[k];
+		w->queue = le_get16(r);
+		w->w.cls = r[2];
+		w->w.n_lost = r[3];
+		uint32_t n = le_get32(r + 4);
+		w->w.start = le_get64(r + 8);
+		w->w.lost_other = le_get64(r + 16);
+		w->first = n_ents;
+		off += STATE_FLWIN_BYTES;
+		uint32_t iv = flowlog_interval(w->w.cls);
+		if (!iv)
+			return refuse(err, errlen, "corrupt: flow-log window %" PRIu32 " has class %u "
+				      "(0: 60 s, 1: 600 s)", k, w->w.cls);
+		if (w->w.start % iv || w->w.start > written_s + skew_s)
+			return refuse(err, errlen, "corrupt: flow-log window %" PRIu32 " starts at %" PRIu64
+				      " (not a multiple of %" PRIu32 " s, or after the file was written)",
+				      k, w->w.start, iv);
+		if (w->w.n_lost > FLOWLOG_LOST_SLOTS)
+			return refuse(err, errlen, "corrupt: flow-log window %" PRIu32 " has %" PRIu32
+				      " lost slots (at most %d)", k, w->w.n_lost, FLOWLOG_LOST_SLOTS);
+		if (n > max_ents - n_ents)
+			return refuse(err, errlen, "corrupt: flow-log window %" PRIu32 "'s %" PRIu32
+				      " entries cannot fit", k, n);
+		if (body_len - off < (size_t)w->w.n_lost * STATE_FLLOST_BYTES)
+			return refuse(err, errlen, "truncated in flow-log window %" PRIu32 "'s lost slots", k);
+		for (uint32_t j = 0; j < w->w.n_lost; j++, off += STATE_FLLOST_BYTES) {
+			w->w.lost[j].iface = le_get32(body + off);
+			w->w.lost[j].n = le_get32(body + off + 4);
+			bool dup = false;
+			for (uint32_t i = 0; i < j; i++)
+				dup |= w->w.lost[i].iface == w->w.lost[j].iface;
+			if (w->w.lost[j].iface >= out->n_ifaces || !w->w.lost[j].n || dup)
+				return refuse(err, errlen, "corrupt: flow-log window %" PRIu32 "'s lost slot %"
+					      PRIu32 " (an interface outside the table, twice, or no "
+					      "packet)", k, j);
+		}
+		if (n_ents + n > cap) {
+			size_t c = cap ? cap : 64;
+			while (c < n_ents + n)
+				c *= 2;
+			struct flowlog_saved_entry *e = realloc(out->flents, c * sizeof(*e));
+			if (!e)
+				return refuse(err, errlen, "out of memory for flow-log entries");
+			out->flents = e;
+			cap = c;
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			if (body_len - off < STATE_FLENT_BYTES)
+				return refuse(err, errlen, "truncated in flow-log window %" PRIu32
+					      "'s entry %" PRIu32, k, i);
+			r = body + off;
+			struct flowlog_saved_entry *e = &out->flents[n_ents + i];
+			memset(e, 0, sizeof(*e));
+			e->iface = le_get32(r);
+			e->proto = r[4];
+			e->family = r[5];
+			e->bits = r[6];
+			e->tcp_flags = r[7];
+			e->sport = le_get16(r + 8);
+			e->dport = le_get16(r + 10);
+			e->stage = r[12];
+			e->reason = r[13];
+			uint8_t rl = r[14];
+			e->src.hi = le_get64(r + 16);
+			e->src.lo = le_get64(r + 24);
+			e->dst.hi = le_get64(r + 32);
+			e->dst.lo = le_get64(r + 40);
+			e->packets = le_get64(r + 48);
+			e->bytes = le_get64(r + 56);
+			e->first_s = le_get32(r + 64);
+			e->last_s = le_get32(r + 68);
+			off += STATE_FLENT_BYTES;
+			bool l4 = e->proto == PROTO_TCP || e->proto == PROTO_UDP;
+			const char *why = NULL;
+			if (e->iface >= out->n_ifaces)
+				why = "names no interface of the table";
+			else if (r[15] || rl >= FLOWLOG_RULE_LEN || (rl && !(e->bits & FLS_DECISION)))
+				why = "has a bad rule length or reserved byte";
+			else if ((e->family != FAMILY_V4 && e->family != FAMILY_V6) ||
+				 !fl_addr_ok(e->family, &e->src) || !fl_addr_ok(e->family, &e->dst))
+				why = "has an impossible address family";
+			else if (e->bits & ~FLS_BITS || e->stage >= STAGE_COUNT || e->reason >= REASON_COUNT)
+				why = "has unknown bits, stage or reason";
+			else if ((!l4 && (e->sport || e->dport)) ||
+				 (e->proto != PROTO_TCP && e->tcp_flags) ||
+				 (e->tcp_flags & ~(TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK)))
+				why = "has ports or TCP flags its protocol cannot have";
+			else if (!e->packets || e->bytes / STATE_FL_MAX_BYTES_PER_PACKET > e->packets ||
+				 (e->bytes / STATE_FL_MAX_BYTES_PER_PACKET == e->packets &&
+				  e->bytes % STATE_FL_MAX_BYTES_PER_PACKET))
+				why = "has no packet, or more bytes than its packets can carry";
+			else if (e->first_s > e->last_s || e->last_s > written_s + skew_s ||
+				 (uint64_t)e->first_s + skew_s < w->w.start)
+				why = "has a first or last time outside its window (or from the future)";
+			else if (body_len - off < rl)
+				return refuse(err, errlen, "truncated in flow-log window %" PRIu32
+					      "'s entry %" PRIu32 "'s rule", k, i);
+			for (uint8_t j = 0; !why && j < rl; j++)
+				if (body[off + j] < 0x20 || body[off + j] > 0x7e)
+					why = "has a rule that is not printable";
+			if (why)
+				return refuse(err, errlen, "corrupt: flow-log window %" PRIu32 "'s entry %"
+					      PRIu32 " %s", k, i, why);
+			memcpy(e->rule, body + off, rl);
+			off += rl;
+		}
+		w->n = n;
+		n_ents += n;
+		out->n_flwins = k + 1;
+	}
+	out->n_flents = n_ents;
+	if (off != body_len)
+		return refuse(err, errlen, "corrupt: %zu bytes after the flow-log windows",
+			      body_len - off);
+	/* one window per queue and class: a worker has one open at a time */
+	struct state_flwin *sorted = malloc(((size_t)n_win + 1) * sizeof(*sorted));
+	if (!sorted)
+		return refuse(err, errlen, "out of memory");
+	memcpy(sorted, out->flwins, (size_t)n_win * sizeof(*sorted));
+	qsort(sorted, n_win, sizeof(*sorted), cmp_flwin);
+	for (uint32_t k = 1; k < n_win; k++)
+		if (cmp_flwin(&sorted[k - 1], &sorted[k]) == 0) {
+			uint16_t q = sorted[k].queue;
+			unsigned c = sorted[k].w.cls;
+			free(sorted);
+			return refuse(err, errlen, "corrupt: two flow-log windows of queue %u, class %u",
+				      q, c);
+		}
+	free(sorted);
+	return 0;
+}
+
 int state_decode(const uint8_t *buf, size_t len, uint64_t now_wall_ns, struct state_image *out,
 		 char *err, size_t errlen)
 {
@@ -188,9 +503,9 @@ int state_decode(const uint8_t *buf, size_t len, uint64_t now_wall_ns, struct st
 	if (memcmp(buf, STATE_MAGIC, 8) != 0)
 		return refuse(err, errlen, "not a vpcfwd state file (bad magic)");
 	uint32_t version = le_get32(buf + 8);
-	if (version != STATE_VERSION)
-		return refuse(err, errlen, "version %" PRIu32 ", this vpcfwd reads version %d",
-			      version, STATE_VERSION);
+	if (version != STATE_VERSION && version != STATE_VERSION_NO_FLOWLOG)
+		return refuse(err, errlen, "version %" PRIu32 ", this vpcfwd reads versions %d and %d",
+			      version, STATE_VERSION_NO_FLOWLOG, STATE_VERSION);
 	if (le_get32(buf + 44) != state_crc32(0, buf, 44))
 		return refuse(err, errlen, "corrupt header (checksum mismatch)");
 	if (le_get32(buf + 12) != STATE_HEADER_BYTES || le_get32(buf + 28) != 0)
@@ -241,8 +556,10 @@ int state_decode(const uint8_t *buf, size_t len, uint64_t now_wall_ns, struct st
 		}
 		off += l;
 	}
-	if ((body_len - off) / STATE_FLOW_BYTES != n_flows ||
-	    (body_len - off) % STATE_FLOW_BYTES != 0) {
+	bool fl = version >= STATE_VERSION;
+	if ((body_len - off) / STATE_FLOW_BYTES < n_flows ||
+	    (!fl && ((body_len - off) / STATE_FLOW_BYTES != n_flows ||
+		     (body_len - off) % STATE_FLOW_BYTES != 0))) {
 		state_image_free(out);
 		return refuse(err, errlen, "corrupt or truncated: %zu bytes for %" PRIu64 " flows of %d",
 			      body_len - off, n_flows, STATE_FLOW_BYTES);
@@ -286,6 +603,11 @@ int state_decode(const uint8_t *buf, size_t len, uint64_t now_wall_ns, struct st
 	}
 	out->n_flows = (size_t)n_flows;
 	out->written_ns = written;
+	out->version = version;
+	if (fl && decode_flowlog(body, body_len, off, written, out, err, errlen) < 0) {
+		state_image_free(out);
+		return -1;
+	}
 	return 0;
 truncated:
 	state_image_free(out);
@@ -336,6 +658,65 @@ void state_restore(const struct state_image *img, uint64_t now_wall_ns, uint64_t
 		default: st->table_full++; break;
 		}
 	}
+	free(ct_ids);
+	free(known);
+}
+
+void state_restore_flowlog(const struct state_image *img, uint64_t now_wall_ns, bool flow_logs_on,
+			   bool (*iface_of)(void *arg, const char *id, uint32_t *ct_id),
+			   struct flowlog_worker *(*worker_of)(void *arg, uint16_t queue), void *arg,
+			   struct state_fl_restore_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!img->n_flwins)
+		return;
+	if (!flow_logs_on) {
+		st->off = img->n_flents;
+		return;
+	}
+	uint32_t *ct_ids = calloc((size_t)img->n_ifaces + 1, sizeof(*ct_ids));
+	bool *known = calloc((size_t)img->n_ifaces + 1, sizeof(*known));
+	size_t most = 0;
+	for (size_t k = 0; k < img->n_flwins; k++)
+		if (img->flwins[k].n > most)
+			most = img->flwins[k].n;
+	struct flowlog_saved_entry *tmp = malloc((most + 1) * sizeof(*tmp));
+	if (!ct_ids || !known || !tmp) {
+		st->fl.table_full = img->n_flents;
+		goto out;
+	}
+	for (uint32_t i = 0; i < img->n_ifaces; i++)
+		known[i] = iface_of(arg, img->ifaces[i], &ct_ids[i]);
+	for (size_t k = 0; k < img->n_flwins; k++) {
+		const struct state_flwin *w = &img->flwins[k];
+		struct flowlog_worker *fw = worker_of(arg, w->queue);
+		if (!fw) {
+			st->no_queue += w->n;
+			continue;
+		}
+		struct flowlog_saved_window win = w->w;
+		win.n_lost = 0;
+		for (uint32_t j = 0; j < w->w.n_lost && j < FLOWLOG_LOST_SLOTS; j++) {
+			uint32_t r = w->w.lost[j].iface;
+			if (r < img->n_ifaces && known[r]) {
+				win.lost[win.n_lost].iface = ct_ids[r];
+				win.lost[win.n_lost++].n = w->w.lost[j].n;
+			}
+		}
+		size_t n = 0;
+		for (size_t i = 0; i < w->n; i++) {
+			const struct flowlog_saved_entry *e = &img->flents[w->first + i];
+			if (e->iface >= img->n_ifaces || !known[e->iface]) {
+				st->unknown_iface++;
+				continue;
+			}
+			tmp[n] = *e;
+			tmp[n++].iface = ct_ids[e->iface];
+		}
+		flowlog_restore(fw, &win, tmp, n, now_wall_ns / NS_PER_S, &st->fl);
+	}
+out:
+	free(tmp);
 	free(ct_ids);
 	free(known);
 }

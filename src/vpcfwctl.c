@@ -265,6 +265,9 @@ static int c_status(int argc, char **argv)
 		       json_is_true(json_object_get(sf, "refused")) ? " (file refused)" : "",
 		       num(sf, "dropped_expired"), num(sf, "dropped_interface_gone"),
 		       num(sf, "dropped_other"));
+		printf("flow logs in the state file     %lld entries of open windows written; "
+		       "%lld restored, %lld dropped at start\n", num(sf, "flowlog_entries_written"),
+		       num(sf, "flowlog_entries_restored"), num(sf, "flowlog_entries_dropped"));
 	}
 	json_t *sy = json_object_get(r, "sync");
 	if (json_is_object(sy)) {

@@ -17,6 +17,7 @@
 #include "vpcfw/ctl.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/pipeline.h"
+#include "vpcfw/state.h"
 
 /* ------------------------------------------------------------ formats */
 
@@ -804,6 +805,212 @@ START_TEST(off_without_directory)
 }
 END_TEST
 
+/* ------------------------------------------------------------ across a restart */
+
+/* Worker 0's open windows as vpcfwd saves them at time t: through the
+ * state file's encoder and decoder. */
+static void save_windows(struct lab *l, double t, struct state_image *img)
+{
+	const struct policy *pol = l->pol;
+	uint32_t max = 0;
+	for (int i = 0; i < pol->n_ifaces; i++)
+		if (pol->ifaces[i].ct_id > max)
+			max = pol->ifaces[i].ct_id;
+	const char **ids = calloc((size_t)pol->n_ifaces + 1, sizeof(*ids));
+	uint32_t *ref = malloc(((size_t)max + 1) * sizeof(*ref));
+	ck_assert(ids && ref);
+	memset(ref, 0xff, ((size_t)max + 1) * sizeof(*ref));
+	for (int i = 0; i < pol->n_ifaces; i++) {
+		ids[i] = pol->ifaces[i].id;
+		ref[pol->ifaces[i].ct_id] = (uint32_t)i;
+	}
+	struct state_part p = { .queue = 0, .ref_of = ref, .n_ref_of = max + 1 };
+	ck_assert_int_eq(flowlog_foreach_saved(l->w, state_part_add_flowlog, &p), 0);
+	size_t len;
+	uint8_t *buf = state_encode(at(t), ids, (uint32_t)pol->n_ifaces, &p, 1, &len);
+	char err[256] = "";
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_msg(state_decode(buf, len, at(t), img, err, sizeof(err)) == 0, "%s", err);
+	free(buf);
+	state_part_free(&p);
+	free(ids);
+	free(ref);
+}
+
+static bool all_saved(void *arg, uint32_t ct_id)
+{
+	(void)arg;
+	(void)ct_id;
+	return true;
+}
+
+static bool by_id(void *arg, const char *id, uint32_t *ct_id)
+{
+	const struct lab *l = arg;
+	const struct iface *f = policy_iface_by_id(l->pol, id);
+	if (f)
+		*ct_id = f->ct_id;
+	return f != NULL;
+}
+
+static struct flowlog_worker *queue0(void *arg, uint16_t queue)
+{
+	const struct lab *l = arg;
+	return queue == 0 ? l->w : NULL;
+}
+
+static void restore_windows(struct lab *l, const struct state_image *img, double t,
+			    struct state_fl_restore_stats *st)
+{
+	state_restore_flowlog(img, at(t), true, by_id, queue0, l, st);
+}
+
+static void read_decisions(const char *path)
+{
+	free_lines();
+	FILE *f = fopen(path, "r");
+	char buf[1024];
+	ck_assert_ptr_nonnull(f);
+	while (fgets(buf, sizeof(buf), f))
+		add_line(buf);
+	fclose(f);
+	unlink(path);
+}
+
+/* A clean stop saves the open window rather than writing it; the next
+ * start puts it back and the packets after the restart add to the same
+ * records: one record per flow, direction and window, with every packet,
+ * and one decision-log line with its rule. */
+START_TEST(window_goes_on_after_restart)
+{
+	struct lab l;
+	struct state_image img;
+	struct state_fl_restore_stats st;
+	char extra[256], path[128];
+	snprintf(path, sizeof(path), "/tmp/check_flowlog_restart.%d", (int)getpid());
+	snprintf(extra, sizeof(extra), ",\"Vpcfw\":{\"DecisionLog\":\"%s\"}", path);
+
+	lab_open(&l, extra);
+	ck_assert(send(&l, tu_pkt("10.0.1.10", "10.0.2.20", 6, 40000, 80, TCP_SYN), 1).accept);
+	ck_assert(send(&l, tu_pkt("10.0.1.10", "10.0.2.20", 6, 40000, 80, TCP_ACK), 2).accept);
+	ck_assert(!send(&l, tu_pkt("10.0.1.10", "10.0.2.20", 6, 40001, 81, TCP_SYN), 3).accept);
+	save_windows(&l, 10, &img);
+	ck_assert_uint_eq(img.n_flwins, 1);     /* the default flow log: 600 s */
+	ck_assert_uint_eq(img.n_flents, 4);     /* two flows, each at both interfaces */
+	flowlog_forget_saved(l.fl, all_saved, NULL);
+	lab_close(&l);
+	ck_assert_int_eq(g_n, 0);               /* no record, no NODATA: saved instead */
+	read_decisions(path);
+	ck_assert_int_eq(g_n, 0);
+	free_lines();
+
+	lab_open(&l, extra);                    /* the next start */
+	restore_windows(&l, &img, 20, &st);
+	ck_assert_uint_eq(st.fl.entries, 4);
+	ck_assert_uint_eq(st.fl.windows_open, 1);
+	ck_assert_uint_eq(st.fl.windows_ended + st.unknown_iface + st.no_queue + st.fl.not_logged +
+			  st.fl.duplicate + st.fl.table_full, 0);
+	state_image_free(&img);
+	ck_assert(send(&l, tu_pkt("10.0.1.10", "10.0.2.20", 6, 40000, 80, TCP_ACK), 30).accept);
+	ck_assert(!send(&l, tu_pkt("10.0.1.10", "10.0.2.20", 6, 40001, 81, TCP_SYN), 40).accept);
+	lab_close(&l);
+	ck_count("2 123456789010 eni-a 10.0.1.10 10.0.2.20 40000 80 6 3 180 1699999801 1699999830 "
+		 "ACCEPT OK", 1);
+	ck_count("2 123456789010 eni-b 10.0.1.10 10.0.2.20 40000 80 6 3 180 1699999801 1699999830 "
+		 "ACCEPT OK", 1);
+	ck_count("eni-a 10.0.1.10 10.0.2.20 40001 81 6 2 120 1699999803 1699999840 REJECT OK", 1);
+	ck_count("eni-b 10.0.1.10 10.0.2.20 40001 81 6 2 120 1699999803 1699999840 REJECT OK", 1);
+	ck_count(" OK", 4);
+	ck_count("NODATA", 0);
+	read_decisions(path);
+	ck_assert_int_eq(g_n, 1);
+	ck_count("\"start\": 1699999803, \"end\": 1699999840, \"interface-id\": \"eni-a\"", 1);
+	ck_count("\"dstport\": 81, \"protocol\": 6, \"packets\": 2, \"bytes\": 120, \"action\": "
+		 "\"REJECT\", \"stage\": \"sg-ingress\", \"reason\": \"ENI_SG_RULES_MISMATCH\", "
+		 "\"rule\": \"no security-group rule of eni-b admits it (ingress)\"", 1);
+	free_lines();
+}
+END_TEST
+
+/* Down past the end of the window: its records are written at the start,
+ * with their own times, apart from the packets after the restart. */
+START_TEST(window_ended_meanwhile)
+{
+	struct lab l;
+	struct state_image img;
+	struct state_fl_restore_stats st;
+	const char *fl60 = ",\"FlowLogs\":[{\"FlowLogId\":\"fl-1\",\"ResourceId\":\"eni-a\","
+			   "\"TrafficType\":\"ALL\",\"MaxAggregationInterval\":60}]";
+
+	lab_open(&l, fl60);
+	send(&l, tu_pkt("198.51.100.1", "10.0.1.10", 6, 50000, 22, TCP_SYN), 1);
+	send(&l, tu_pkt("198.51.100.1", "10.0.1.10", 6, 50000, 22, TCP_ACK), 2);
+	save_windows(&l, 5, &img);
+	flowlog_forget_saved(l.fl, all_saved, NULL);
+	lab_close(&l);
+	ck_assert_int_eq(g_n, 0);
+	free_lines();
+
+	lab_open(&l, fl60);
+	restore_windows(&l, &img, 130, &st);
+	ck_assert_uint_eq(st.fl.entries, 1);
+	ck_assert_uint_eq(st.fl.windows_ended, 1);
+	ck_assert_uint_eq(st.fl.windows_open, 0);
+	state_image_free(&img);
+	send(&l, tu_pkt("198.51.100.1", "10.0.1.10", 6, 50000, 22, TCP_ACK), 131);
+	lab_close(&l);
+	ck_count("eni-a 198.51.100.1 10.0.1.10 50000 22 6 2 120 1699999801 1699999802 ACCEPT OK", 1);
+	ck_count("eni-a 198.51.100.1 10.0.1.10 50000 22 6 1 60 1699999931 1699999931 ACCEPT OK", 1);
+	ck_count(" OK", 2);
+	ck_count("NODATA", 0);  /* no claim about the windows it was down */
+	ck_assert_int_eq(g_gz_files, 1);
+	free_lines();
+}
+END_TEST
+
+/* Which flow logs record a restored entry follows the configuration in
+ * force: eni-a's entries, no longer logged, are dropped and counted; an
+ * interface gone from the configuration likewise. */
+START_TEST(restore_follows_configuration)
+{
+	struct lab l;
+	struct state_image img;
+	struct state_fl_restore_stats st;
+
+	lab_open(&l, NULL);
+	send(&l, tu_pkt("10.0.1.10", "10.0.2.20", 6, 40000, 80, TCP_SYN), 1);
+	save_windows(&l, 5, &img);
+	flowlog_forget_saved(l.fl, all_saved, NULL);
+	lab_close(&l);
+	free_lines();
+	lab_open(&l, ",\"FlowLogs\":[{\"FlowLogId\":\"fl-b\",\"ResourceId\":\"eni-b\","
+		     "\"TrafficType\":\"ALL\"}]");
+	free(img.ifaces[0]);                    /* eni-a renamed: gone */
+	img.ifaces[0] = strdup("eni-gone");
+	restore_windows(&l, &img, 6, &st);
+	ck_assert_uint_eq(st.fl.entries, 1);
+	ck_assert_uint_eq(st.unknown_iface + st.fl.not_logged, 1);
+	state_image_free(&img);
+	lab_close(&l);
+	ck_count("eni-b 10.0.1.10 10.0.2.20 40000 80 6 1 60", 1);
+	ck_count(" OK", 1);
+	free_lines();
+}
+END_TEST
+
+/* Without a state file (or when it cannot be written) nothing is
+ * forgotten: the stop writes the open windows, as before. */
+START_TEST(stop_without_saving_writes)
+{
+	struct lab l;
+	lab_open(&l, NULL);
+	send(&l, tu_pkt("10.0.1.10", "10.0.2.20", 6, 40000, 80, TCP_SYN), 1);
+	lab_close(&l);
+	ck_count(" OK", 2);
+	free_lines();
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("flowlog");
@@ -835,6 +1042,14 @@ static Suite *suite(void)
 	tcase_add_test(t, threaded_writer);
 	tcase_add_test(t, config_names_unknown_field);
 	tcase_add_test(t, off_without_directory);
+	suite_add_tcase(s, t);
+
+	t = tcase_create("restart");
+	tcase_set_timeout(t, 30);
+	tcase_add_test(t, window_goes_on_after_restart);
+	tcase_add_test(t, window_ended_meanwhile);
+	tcase_add_test(t, restore_follows_configuration);
+	tcase_add_test(t, stop_without_saving_writes);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -85,6 +85,92 @@ void flowlog_reopen(struct flowlog *fl);
 /* flowlog_finish if not done, then frees. */
 void flowlog_destroy(struct flowlog *fl);
 
+/* ---- open capture windows across a restart (the state file, state.h)
+ *
+ * A worker's open window of each aggregation interval, and its entries, as
+ * plain values: what the state file keeps of flow logs "in flight", so that
+ * the record of a window covers the packets before and after a restart. */
+#define FLOWLOG_RULE_LEN 96     /* a refusing rule's text, NUL included */
+#define FLOWLOG_LOST_SLOTS 32   /* interfaces a window can say it lost packets of */
+enum {
+	FLS_EGRESS = 1,         /* flow-direction egress (else ingress) */
+	FLS_ACCEPT = 2,         /* action ACCEPT (else REJECT) */
+	FLS_DECISION = 4,       /* goes to the decision log */
+	FLS_SAME_VPC = 8,       /* egress to the interface's own VPC (traffic-path 1) */
+	FLS_BITS = 15,
+};
+
+struct flowlog_saved_entry {
+	struct ip_addr src, dst;        /* the packet's */
+	uint64_t packets, bytes;
+	uint32_t iface;                 /* the interface's conntrack id (state file:
+					   an index in its interface table) */
+	uint32_t first_s, last_s;       /* Unix seconds */
+	uint16_t sport, dport;          /* TCP and UDP only, else 0 */
+	uint8_t proto, family;          /* family: FAMILY_V4 or FAMILY_V6 */
+	uint8_t tcp_flags;              /* OR of fl_tcp_flags(); TCP only */
+	uint8_t bits;                   /* FLS_* */
+	uint8_t stage, reason;          /* the decision's (enum stage, enum reason) */
+	char rule[FLOWLOG_RULE_LEN];    /* decision log: the refusing rule; "" */
+};
+
+struct flowlog_saved_window {
+	uint8_t cls;                    /* 0: the 60 s interval, 1: the 600 s one */
+	uint64_t start;                 /* Unix seconds, a multiple of the interval */
+	/* packets that found no room (SKIPDATA): by interface, and the rest */
+	uint32_t n_lost;
+	struct {
+		uint32_t iface, n;
+	} lost[FLOWLOG_LOST_SLOTS];
+	uint64_t lost_other;
+};
+
+/* The length of a capture window of class cls (60 or 600 s; 0 for no class). */
+uint32_t flowlog_interval(unsigned cls);
+
+/* Calls fn(arg, win, NULL) for each open capture window of worker w that
+ * has started, then fn(arg, win, e) for each of its entries.  Windows
+ * already handed to the writer are not listed: their records are being
+ * written.  Between batches on the worker's own thread, or once the workers
+ * have stopped (the writer may run).  Returns fn's first nonzero value. */
+int flowlog_foreach_saved(struct flowlog_worker *w,
+			  int (*fn)(void *arg, const struct flowlog_saved_window *win,
+				    const struct flowlog_saved_entry *e),
+			  void *arg);
+
+/* What flowlog_restore did. */
+struct flowlog_restore_stats {
+	uint64_t windows_open;          /* put back as the worker's open window */
+	uint64_t windows_ended;         /* ended meanwhile: handed to the writer */
+	uint64_t entries;               /* entries put back (either way) */
+	uint64_t not_logged;            /* entries no flow log records now */
+	uint64_t duplicate;             /* a window or entry already there */
+	uint64_t table_full;            /* no room: counted as lost (SKIPDATA) */
+};
+
+/* At the start, before worker w takes a packet (the writer may run): puts a
+ * saved window back, entries with conntrack ids of the configuration in
+ * force.  A window still open at now_s (Unix seconds) becomes the worker's
+ * open window, and the packets that follow add to its entries; one that
+ * ended meanwhile is handed to the writer, and written as records with
+ * its own start and end.  Which flow logs record an entry follows the
+ * configuration in force. */
+void flowlog_restore(struct flowlog_worker *w, const struct flowlog_saved_window *win,
+		     const struct flowlog_saved_entry *e, size_t n, uint64_t now_s,
+		     struct flowlog_restore_stats *st);
+
+/* At a clean stop, the workers stopped, once a state file holding their
+ * open windows is written: removes from those windows the entries (and lost
+ * counts) of interfaces saved(arg, conntrack id) says were saved, and
+ * flowlog_finish then neither writes them nor NODATA for those windows: the
+ * next start writes them, once. */
+void flowlog_forget_saved(struct flowlog *fl, bool (*saved)(void *arg, uint32_t iface), void *arg);
+
+/* Closed windows written so far (any thread): the state file is written
+ * again soon after it moves, so that a crash does not find in it a window
+ * whose records are already out. */
+uint64_t flowlog_windows_written(const struct flowlog *fl);
+
 /* ---- the record format (flowlog_format.c); exposed for the unit tests */
 
 /* Every field of flow-log-records, in the documentation's table order. */
