@@ -1,6 +1,7 @@
 /* vpcfwctl diff: recorded traffic decided under two configurations; see
- * diff.h.  Each side has its own pipeline and flow table, so a flow that a
- * side admitted earlier admits its replies on that side only, as AWS would
+ * diff.h.  Each side has its own lane (lane_decide: the decision of the
+ * daemon's workers, without hooks) and flow table, so a flow that a side
+ * admitted earlier admits its replies on that side only, as AWS would
  * after the change. */
 #include "vpcfw/diff.h"
 
@@ -10,10 +11,11 @@
 #include <string.h>
 
 #include "vpcfw/addr.h"
+#include "vpcfw/capture.h"
 #include "vpcfw/conntrack.h"
 #include "vpcfw/flowlog_read.h"
+#include "vpcfw/lane.h"
 #include "vpcfw/pipeline.h"
-#include "vpcfw/replay.h"
 
 /* A set of 64-bit keys (flows, sources), open addressing; grows by
  * doubling, so its cost per record is amortised constant. */
@@ -78,7 +80,7 @@ struct group {
 };
 
 struct diff {
-	struct pipeline cur, cand;
+	struct lane *cur, *cand;
 	const struct policy *pol_cur, *pol_cand;
 	uint64_t clock_cur, clock_cand; /* flow logs: each side's clock */
 	struct group *groups;
@@ -181,30 +183,71 @@ static int on_record(const struct flr_record *r, const struct flr_pos *pos, void
 {
 	struct diff *df = arg;
 	struct packet p1, p2;
-	struct verdict a, b;
 
 	(void)pos;
-	flr_decide(&df->cur, df->pol_cur, r, &df->clock_cur, &p1, &a);
-	flr_decide(&df->cand, df->pol_cand, r, &df->clock_cand, &p2, &b);
-	if (a.stage == STAGE_PARSE) {
+	const struct verdict *a = flr_decide(df->cur, df->pol_cur, r, &df->clock_cur, &p1);
+	const struct verdict *b = flr_decide(df->cand, df->pol_cand, r, &df->clock_cand, &p2);
+	if (a->stage == STAGE_PARSE) {
 		df->records_skipped++;
 		return 0;
 	}
-	compare(df, &p1, &a, &b, r->packets, r->bytes, r->interface_id);
+	compare(df, &p1, a, b, r->packets, r->bytes, r->interface_id);
 	return 0;
 }
 
-static int on_packet(const struct packet *p, uint64_t now, uint64_t wirelen, void *arg)
+/* Every IP packet of a capture decided both ways, with its time as the
+ * clock (never running backwards); packets that are not IP or do not parse
+ * are skipped and counted.  False with a message in err when the file
+ * cannot be read (a truncated file: the packets before the damage count). */
+static bool read_capture(struct diff *df, const char *path, char *err, size_t errlen)
 {
-	struct diff *df = arg;
-	struct verdict a, b;
+	char why[512];
+	struct capture *c = capture_open(path, why, sizeof(why));
+	uint64_t now = 0, n = 0;
 
-	ct_expire(df->cur.ct, now, 2);
-	ct_expire(df->cand.ct, now, 2);
-	pipeline_eval(&df->cur, df->pol_cur, p, NULL, now, &a);
-	pipeline_eval(&df->cand, df->pol_cand, p, NULL, now, &b);
-	compare(df, p, &a, &b, 1, wirelen, NULL);
-	return 0;
+	if (!c) {
+		snprintf(err, errlen, "%s: %s", path, why);
+		return false;
+	}
+	if (!capture_link_supported(c)) {
+		snprintf(err, errlen, "%s: unsupported link type %d", path, capture_link(c));
+		capture_close(c);
+		return false;
+	}
+	for (;;) {
+		struct lane_packet in;
+		struct packet p;
+		struct lane_out a, b;
+		int r = capture_next(c, &in);
+
+		if (r == 0)
+			break;
+		if (r < 0) {
+			snprintf(err, errlen, "%s: record %" PRIu64 ": %s", path, n + 1,
+				 capture_error(c));
+			capture_close(c);
+			return false;
+		}
+		n++;
+		if (in.ts_ns > now)
+			now = in.ts_ns;
+		/* parsed once, decided by each side's lane */
+		if (lane_parse(&in, &p) != PACKET_OK) {
+			df->records_skipped++;
+			continue;
+		}
+		size_t wire = in.wirelen > in.caplen ? in.wirelen : in.caplen;
+		struct lane_packet one = { .parsed = &p };
+		ct_expire(df->cur->pl.ct, now, 2);
+		ct_expire(df->cand->pl.ct, now, 2);
+		lane_decide(df->cur, &(struct lane_batch){ .pol = df->pol_cur, .now_ns = now,
+							   .wall_ns = now }, &one, 1, &a);
+		lane_decide(df->cand, &(struct lane_batch){ .pol = df->pol_cand, .now_ns = now,
+							    .wall_ns = now }, &one, 1, &b);
+		compare(df, &p, a.v, b.v, 1, wire - in.ip_off, NULL);
+	}
+	capture_close(c);
+	return true;
 }
 
 static int by_significance(const void *x, const void *y)
@@ -300,31 +343,33 @@ int diff_run(const struct policy *current, const struct policy *candidate,
 	df.pol_cand = candidate;
 	struct conntrack *ca = ct_create(current->conntrack_max ? current->conntrack_max : 1);
 	struct conntrack *cb = ct_create(candidate->conntrack_max ? candidate->conntrack_max : 1);
-	if (!ca || !cb) {
+	df.cur = malloc(sizeof(*df.cur));
+	df.cand = malloc(sizeof(*df.cand));
+	if (!ca || !cb || !df.cur || !df.cand) {
 		fprintf(o->err, "vpcfwctl: diff: cannot allocate the flow tables\n");
+		free(df.cur);
+		free(df.cand);
 		ct_destroy(ca);
 		ct_destroy(cb);
 		return 2;
 	}
-	pipeline_init(&df.cur, ca);
-	pipeline_init(&df.cand, cb);
+	lane_init(df.cur, ca, 0);
+	lane_init(df.cand, cb, 0);
 
 	/* captures by their magic number, the rest as flow logs (files or
 	 * directories), in the order given */
 	const char **logs = calloc((size_t)o->n_traffic + 1, sizeof(*logs));
 	int n_logs = 0;
 	for (int i = 0; i < o->n_traffic && logs; i++) {
-		if (!replay_is_capture(o->traffic[i])) {
+		if (!capture_is_capture(o->traffic[i])) {
 			logs[n_logs++] = o->traffic[i];
 			continue;
 		}
-		char err[512];
-		uint64_t skipped = 0;
-		if (!replay_foreach(o->traffic[i], on_packet, &df, &skipped, err, sizeof(err))) {
+		char err[1024];
+		if (!read_capture(&df, o->traffic[i], err, sizeof(err))) {
 			fprintf(o->err, "vpcfwctl: %s\n", err);
 			complete = false;
 		}
-		df.records_skipped += skipped;
 	}
 	if (!logs) {
 		df.oom = true;
@@ -361,6 +406,8 @@ int diff_run(const struct policy *current, const struct policy *candidate,
 	}
 	free(df.groups);
 	free(df.all_flows.slot);
+	free(df.cur);
+	free(df.cand);
 	ct_destroy(ca);
 	ct_destroy(cb);
 	return rc;

@@ -389,8 +389,8 @@ bool flr_to_packet(const struct flr_record *r, struct packet *p)
 	return true;
 }
 
-void flr_decide(struct pipeline *pl, const struct policy *pol, const struct flr_record *r,
-		uint64_t *clock, struct packet *p, struct verdict *v)
+const struct verdict *flr_decide(struct lane *l, const struct policy *pol,
+				 const struct flr_record *r, uint64_t *clock, struct packet *p)
 {
 	/* the records' start times are the clock; it never runs backwards
 	 * (conntrack deadlines) */
@@ -398,12 +398,13 @@ void flr_decide(struct pipeline *pl, const struct policy *pol, const struct flr_
 							   : r->start * 1000000000ULL;
 	if (t > *clock)
 		*clock = t;
-	ct_expire(pl->ct, *clock, 2);
-	if (!flr_to_packet(r, p)) {
-		pipeline_verdict_unparsed(pl, PACKET_MALFORMED, v);
-		return;
-	}
-	pipeline_eval(pl, pol, p, NULL, *clock, v);
+	ct_expire(l->pl.ct, *clock, 2);
+	/* no packet (no addresses): malformed, as a packet without bytes */
+	struct lane_packet in = { .parsed = flr_to_packet(r, p) ? p : NULL };
+	struct lane_batch b = { .pol = pol, .now_ns = *clock, .wall_ns = *clock };
+	struct lane_out o;
+	lane_decide(l, &b, &in, 1, &o);
+	return o.v;
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -706,7 +707,7 @@ struct fid_row {
 
 struct replay_state {
 	const struct policy *pol;
-	struct pipeline pl;
+	struct lane ln;
 	uint64_t clock;
 	FILE *out;
 	uint64_t by_reason[2][REASON_COUNT];
@@ -786,9 +787,8 @@ static int replay_one(const struct flr_record *r, const struct flr_pos *pos, voi
 {
 	struct replay_state *s = arg;
 	struct packet p;
-	struct verdict v;
+	struct verdict v = *flr_decide(&s->ln, s->pol, r, &s->clock, &p);
 
-	flr_decide(&s->pl, s->pol, r, &s->clock, &p, &v);
 	s->by_reason[v.accept][v.reason < REASON_COUNT ? v.reason : 0]++;
 	bool judged = r->action >= 0 && v.reason != REASON_NOT_MODELLED;
 	if (r->action < 0) {
@@ -824,7 +824,7 @@ static void write_summary(FILE *out, const struct replay_state *s, const struct 
 	fprintf(out, "replay-flow-logs: %" PRIu64 " files, %" PRIu64 " records: %" PRIu64
 		" ACCEPT, %" PRIu64 " REJECT; %" PRIu64 " NODATA, %" PRIu64 " SKIPDATA skipped; %"
 		PRIu64 " malformed lines, %" PRIu64 " file errors\n", st->files, st->records,
-		counter_get(&s->pl.counters.accepted), counter_get(&s->pl.counters.rejected), st->nodata, st->skipdata,
+		counter_get(&s->ln.pl.counters.accepted), counter_get(&s->ln.pl.counters.rejected), st->nodata, st->skipdata,
 		st->malformed, st->file_errors);
 	for (int a = 1; a >= 0; a--)
 		for (int r = 0; r < REASON_COUNT; r++)
@@ -903,7 +903,7 @@ int flr_replay_run(const struct policy *pol, const struct flr_replay_options *op
 		return 1;
 	}
 	s->pol = pol;
-	pipeline_init(&s->pl, ct);
+	lane_init(&s->ln, ct, 0);
 	s->out = open_out(opt->verdicts_path);
 	if (opt->verdicts_path && !s->out) {
 		log_warn("%s", opt->verdicts_path);

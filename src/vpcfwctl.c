@@ -17,10 +17,7 @@
 
 #include "config.h"
 #include "vpcfw/ctlproto.h"
-#include "vpcfw/diff.h"
-#include "vpcfw/explain.h"
-#include "vpcfw/load.h"
-#include "vpcfw/policy.h"
+#include "vpcfw/offline.h"
 
 #define DEFAULT_SOCKET "/run/vpcfw/vpcfwd.sock"
 
@@ -482,8 +479,8 @@ static int c_explain(int argc, char **argv)
 	json_t *r;
 	if (n_paths) {
 		json_t *msgs;
-		struct policy *pol = policy_load_report(paths, n_paths, false, &msgs);
-		if (!pol) {
+		r = offline_explain(paths, n_paths, req, &msgs);
+		if (!r) {
 			size_t i;
 			json_t *m;
 			json_array_foreach(msgs, i, m)
@@ -493,10 +490,7 @@ static int c_explain(int argc, char **argv)
 			die("the configuration is refused");
 		}
 		json_decref(msgs);
-		r = explain_json(pol, req);
 		json_decref(req);
-		policy_free(pol);
-		policy_intern_reset();
 	} else {
 		r = call(req);
 	}
@@ -533,11 +527,7 @@ static int c_check(int argc, char **argv)
 		usage_error("check-config: unexpected '%s'", argv[optind]);
 	json_t *r;
 	if (n_paths) {
-		json_t *msgs;
-		struct policy *pol = policy_load_report(paths, n_paths, false, &msgs);
-		r = json_pack("{s:b, s:b, s:o}", "ok", 1, "valid", pol != NULL, "messages", msgs);
-		policy_free(pol);
-		policy_intern_reset();
+		r = offline_check_config(paths, n_paths);
 	} else {
 		r = call(json_pack("{s:s}", "verb", "check-config"));
 	}
@@ -689,24 +679,6 @@ static int c_help(int argc, char **argv)
 	return 0;
 }
 
-/* A configuration for diff, or exit 2 with its messages. */
-static struct policy *diff_policy(const char *const *paths, int n, const char *which)
-{
-	json_t *msgs, *m;
-	size_t i;
-	struct policy *pol = policy_load_report(paths, n, false, &msgs);
-
-	json_array_foreach(msgs, i, m)
-		if (!pol || strcmp(str(m, "level"), "warning") != 0)
-			fprintf(stderr, "%s: %s\n", str(m, "level"), str(m, "text"));
-	json_decref(msgs);
-	if (!pol) {
-		fprintf(stderr, "vpcfwctl: diff: the %s configuration is refused\n", which);
-		exit(2);
-	}
-	return pol;
-}
-
 /* -c2 is one option (not -c with "2"), so the arguments are read here. */
 static int c_diff(int argc, char **argv)
 {
@@ -748,14 +720,10 @@ static int c_diff(int argc, char **argv)
 		usage_error("diff needs -c CURRENT, -c2 CANDIDATE and --traffic FILES, e.g. diff -c "
 			    "/etc/vpcfw -c2 next.json --traffic flowlogs/");
 	}
-	struct policy *a = diff_policy(cur, n_cur, "current");
-	struct policy *b = diff_policy(cand, n_cand, "candidate");
-	struct diff_options o = { .traffic = traffic, .n_traffic = n_traffic, .json = as_json,
-				  .limit = limit, .out = stdout, .err = stderr };
-	int rc = diff_run(a, b, &o);
-	policy_free(a);
-	policy_free(b);
-	policy_intern_reset();
+	struct offline_diff o = { .current = cur, .n_current = n_cur, .candidate = cand,
+				  .n_candidate = n_cand, .traffic = traffic, .n_traffic = n_traffic,
+				  .json = as_json, .limit = limit, .out = stdout, .err = stderr };
+	int rc = offline_diff(&o);
 	free(traffic);
 	if (fflush(stdout) != 0)
 		rc = 2;

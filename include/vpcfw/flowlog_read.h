@@ -11,6 +11,7 @@
 
 #include "vpcfw/addr.h"
 #include "vpcfw/flowlog.h"
+#include "vpcfw/lane.h"
 #include "vpcfw/packet.h"
 #include "vpcfw/pipeline.h"
 #include "vpcfw/policy.h"
@@ -55,12 +56,14 @@ bool flr_cloudwatch_message(const char *line, size_t len, char *out, size_t outl
  * False when the record cannot make a packet (no addresses). */
 bool flr_to_packet(const struct flr_record *r, struct packet *p);
 
-/* Decides the record's flow as its first packet, on the pipeline's
- * connection tracking: a record whose reverse flow an earlier record
- * admitted is that flow's reply (stateful security groups), as AWS decides
- * it.  *clock: the latest start time seen (ns), kept by the caller. */
-void flr_decide(struct pipeline *pl, const struct policy *pol, const struct flr_record *r,
-		uint64_t *clock, struct packet *p, struct verdict *v);
+/* Decides the record's flow as its first packet (flr_to_packet into *p)
+ * through the lane (lane_decide), on its connection tracking: a record
+ * whose reverse flow an earlier record admitted is that flow's reply
+ * (stateful security groups), as AWS decides it.  *clock: the latest start
+ * time seen (ns), kept by the caller.  The verdict is the lane's, valid
+ * until its next decision; a record without addresses is malformed. */
+const struct verdict *flr_decide(struct lane *l, const struct policy *pol,
+				 const struct flr_record *r, uint64_t *clock, struct packet *p);
 
 /* Where a record came from. */
 struct flr_pos {

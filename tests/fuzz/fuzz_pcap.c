@@ -1,7 +1,7 @@
 /* libFuzzer target: a capture file as vpcfwd --replay reads it (issue #9,
  * "fuzzing where input enters"): the bytes become a file (memfd) that
  * replay_run opens by its /proc path, so libpcap reads the pcap/pcapng
- * framing and replay.c's link decoding (Ethernet with VLAN tags, Linux
+ * framing and capture.c's link decoding (Ethernet with VLAN tags, Linux
  * SLL/SLL2, BSD loopback, raw IP) hands each record to the packet parser
  * and the pipeline of a small compiled policy, writing verdicts to
  * /dev/null. */
