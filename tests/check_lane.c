@@ -2,13 +2,20 @@
  * packet, unparsed packets and link-layer refusals in place, the refusal
  * capture hook called for refusals only, in the batch's order, and audit
  * mode accepting what the policy refuses, counting it, while the verdict
- * the hooks saw stays the policy's. */
+ * the hooks saw stays the policy's; the hooks in lane.h's order with the
+ * real mirror and flow-log modules; lane_decide (offline: flow-log replay,
+ * diff) deciding as lane_run does, a packet given parsed as its bytes. */
 #include <check.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "checkmain.h"
 #include "testutil.h"
+#include "vpcfw/capture.h"
+#include "vpcfw/flowlog_read.h"
 #include "vpcfw/lane.h"
 
 /* one subnet, one interface 10.0.1.10 admitting TCP 80 from anywhere */
@@ -161,6 +168,231 @@ START_TEST(test_audit)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- hook order
+ * The lane's calls into the mirror and the flow log go through these
+ * wrappers (the test is linked with -Wl,--wrap=mirror_observe,
+ * --wrap=flowlog_observe), which note each call and then call the real
+ * module: the order is seen from outside, the work is the modules' own. */
+enum hook { H_REFUSED, H_MIRROR, H_FLOWLOG };
+struct event {
+	enum hook hook;
+	int dport;              /* which packet */
+	bool accept;            /* the verdict the hook was given */
+	uint64_t would_refuse;  /* the lane's counter when it ran */
+};
+static struct event events[32];
+static int n_events;
+static struct lane *hooked;     /* the lane under test, for its counter */
+
+static void note(enum hook h, const struct packet *p, const struct verdict *v)
+{
+	ck_assert_int_lt(n_events, 32);
+	events[n_events++] = (struct event){ h, p ? p->dport : -1, v->accept,
+					     counter_get(&hooked->would_refuse) };
+}
+
+void __real_mirror_observe(struct mirror_worker *w, const struct packet *p,
+			   const struct verdict *v, const uint8_t *ip, size_t caplen,
+			   size_t wirelen, uint64_t wall_ns);
+void __wrap_mirror_observe(struct mirror_worker *w, const struct packet *p,
+			   const struct verdict *v, const uint8_t *ip, size_t caplen,
+			   size_t wirelen, uint64_t wall_ns);
+void __wrap_mirror_observe(struct mirror_worker *w, const struct packet *p,
+			   const struct verdict *v, const uint8_t *ip, size_t caplen,
+			   size_t wirelen, uint64_t wall_ns)
+{
+	note(H_MIRROR, p, v);
+	__real_mirror_observe(w, p, v, ip, caplen, wirelen, wall_ns);
+}
+
+void __real_flowlog_observe(struct flowlog_worker *w, const struct packet *p,
+			    const struct verdict *v, uint64_t wall_ns);
+void __wrap_flowlog_observe(struct flowlog_worker *w, const struct packet *p,
+			    const struct verdict *v, uint64_t wall_ns);
+void __wrap_flowlog_observe(struct flowlog_worker *w, const struct packet *p,
+			    const struct verdict *v, uint64_t wall_ns)
+{
+	note(H_FLOWLOG, p, v);
+	__real_flowlog_observe(w, p, v, wall_ns);
+}
+
+static void refused_note(void *arg, int i, const struct packet *p, const struct verdict *v)
+{
+	(void)arg;
+	(void)i;
+	note(H_REFUSED, p, v);
+}
+
+/* the flow-log records read back with the project's reader */
+static int fl_ports[8], fl_accepts, fl_records;
+
+static int on_flow_record(const struct flr_record *r, const struct flr_pos *pos, void *arg)
+{
+	(void)pos;
+	(void)arg;
+	ck_assert_int_lt(fl_records, 8);
+	fl_ports[fl_records++] = r->dport;
+	fl_accepts += r->action == 1;
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* Audit mode, a flow log on eni-1 and a drop capture: an accepted SYN (port
+ * 80), then two refused ones (22, 23) in one batch. */
+START_TEST(test_hook_order)
+{
+	char dir[] = "/tmp/check_lane.XXXXXX", drops[64], fldir[64], *json;
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(drops, sizeof(drops), "%s/drops.pcap", dir);
+	snprintf(fldir, sizeof(fldir), "%s/fl", dir);
+	ck_assert_int_eq(mkdir(fldir, 0700), 0);
+	ck_assert_int_gt(asprintf(&json, "%.*s,\"FlowLogs\":[{\"FlowLogId\":\"fl-1\","
+				  "\"ResourceId\":\"eni-1\",\"TrafficType\":\"ALL\"}],"
+				  "\"Vpcfw\":{\"Region\":\"us-east-1\",\"DropCapture\":{\"Path\":\"%s\"}}}",
+				  (int)strlen(CONF) - 1, CONF, drops), 0);
+	struct policy *hp = tu_policy(json);
+	free(json);
+	struct flowlog_options fo = { .dir = fldir, .n_workers = 1, .threaded = false };
+	struct flowlog *fl = flowlog_create(hp, &fo);
+	ck_assert_ptr_nonnull(fl);
+	struct mirror_options mo = { .n_workers = 1, .threaded = false };
+	struct mirror *mr = mirror_create(hp, &mo);
+	ck_assert_ptr_nonnull(mr);
+	hooked = ln;
+	ln->refused = refused_note;
+	ln->flw = flowlog_worker(fl, 0);
+	ln->mw = mirror_worker(mr, 0);
+
+	uint8_t b[3][40];
+	struct lane_packet in[3];
+	struct lane_out out[3];
+	const int ports[3] = { 80, 22, 23 };
+	for (int i = 0; i < 3; i++) {
+		syn(b[i], (uint16_t)ports[i]);
+		in[i] = ip(b[i], 40);
+		in[i].ts_ns = tu_sec(1);
+	}
+	struct lane_batch bt = { .pol = hp, .audit = true, .now_ns = tu_sec(1),
+				 .wall_ns = tu_sec(1) };
+	lane_run(ln, &bt, in, 3, out);
+
+	/* per packet: refusal capture (refused only), mirror, flow log, then
+	 * the counter, before the next packet's hooks; the capture and the
+	 * mirror see the policy's verdict, the flow log what was done */
+	static const struct event want[] = {
+		{ H_MIRROR, 80, true, 0 },  { H_FLOWLOG, 80, true, 0 },
+		{ H_REFUSED, 22, false, 0 }, { H_MIRROR, 22, false, 0 }, { H_FLOWLOG, 22, true, 0 },
+		{ H_REFUSED, 23, false, 1 }, { H_MIRROR, 23, false, 1 }, { H_FLOWLOG, 23, true, 1 },
+	};
+	ck_assert_int_eq(n_events, 8);
+	for (int i = 0; i < 8; i++) {
+		ck_assert_msg(events[i].hook == want[i].hook && events[i].dport == want[i].dport &&
+			      events[i].accept == want[i].accept &&
+			      events[i].would_refuse == want[i].would_refuse,
+			      "event %d: hook %d port %d accept %d counter %llu", i, events[i].hook,
+			      events[i].dport, events[i].accept,
+			      (unsigned long long)events[i].would_refuse);
+	}
+	ck_assert_uint_eq(counter_get(&ln->would_refuse), 2);
+	for (int i = 0; i < 3; i++)
+		ck_assert(out[i].accept);
+
+	/* the modules did their work: the drop capture holds the two refused
+	 * packets, the flow log three accepted records (audit: what was done) */
+	struct mirror_stats ms;
+	mirror_get_stats(mr, &ms);
+	ck_assert_uint_eq(ms.captured, 2);
+	ck_assert(mirror_destroy(mr));
+	char err[256];
+	struct capture *c = capture_open(drops, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	int records = 0;
+	struct lane_packet rec;
+	while (capture_next(c, &rec) == 1)
+		records++;
+	capture_close(c);
+	ck_assert_int_eq(records, 2);
+
+	flowlog_finish(fl);
+	flowlog_destroy(fl);
+	const char *paths[] = { fldir };
+	struct flr_stats st;
+	ck_assert(flr_read_paths(paths, 1, stderr, on_flow_record, NULL, &st));
+	ck_assert_int_eq(fl_records, 3);
+	ck_assert_int_eq(fl_accepts, 3);
+	bool seen[3] = { false };
+	for (int i = 0; i < fl_records; i++)
+		for (int k = 0; k < 3; k++)
+			seen[k] = seen[k] || fl_ports[i] == ports[k];
+	ck_assert(seen[0] && seen[1] && seen[2]);
+
+	ln->flw = NULL;
+	ln->mw = NULL;
+	policy_free(hp);
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+/* lane_decide: the decision of lane_run without the hooks; a packet given
+ * parsed is decided as its bytes are, alone or in a batch. */
+START_TEST(test_decide_parsed)
+{
+	uint8_t a[40], b[40];
+	struct packet pa, pb;
+	struct lane_packet raw[2], parsed[2];
+	struct lane_out o1[2], o2[2];
+	struct seen s = { 0 };
+	struct lane *l2 = malloc(sizeof(*l2));
+
+	ck_assert_ptr_nonnull(l2);
+	syn(a, 80);
+	syn(b, 22);
+	raw[0] = ip(a, 40);
+	raw[1] = ip(b, 40);
+	ck_assert_int_eq(lane_parse(&raw[0], &pa), PACKET_OK);
+	ck_assert_int_eq(lane_parse(&raw[1], &pb), PACKET_OK);
+	parsed[0] = (struct lane_packet){ .parsed = &pa };
+	parsed[1] = (struct lane_packet){ .parsed = &pb };
+	ln->refused = refused;
+	ln->refused_arg = &s;
+	struct lane_batch bt = { .pol = pol, .now_ns = tu_sec(1), .wall_ns = tu_sec(1) };
+	lane_run(ln, &bt, raw, 2, o1);
+	lane_init(l2, ct2, 0);
+	lane_decide(l2, &bt, parsed, 2, o2);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(o1[i].v->accept, o2[i].v->accept);
+		ck_assert_int_eq(o1[i].v->reason, o2[i].v->reason);
+		ck_assert_int_eq(o1[i].v->stage, o2[i].v->stage);
+		ck_assert(o1[i].p && o2[i].p);
+	}
+	ck_assert(o2[0].v->accept && !o2[1].v->accept);
+	/* one alone: the caller's packet as it is */
+	struct lane_packet one = { .parsed = &pa };
+	lane_decide(l2, &bt, &one, 1, o2);
+	ck_assert_ptr_eq(o2[0].p, &pa);
+	ck_assert_int_eq(o2[0].v->reason, REASON_TRACKED_FLOW); /* the flow admitted above */
+	/* none: malformed, as a packet without bytes */
+	struct lane_packet none = { .data = NULL };
+	lane_decide(l2, &bt, &none, 1, o2);
+	ck_assert_ptr_null(o2[0].p);
+	ck_assert_int_eq(o2[0].v->reason, REASON_MALFORMED_PACKET);
+	/* lane_decide ran no hook: the capture saw lane_run's refusal only */
+	ck_assert_int_eq(s.n, 1);
+	struct pipeline_stats st;
+	pipeline_get_stats(&l2->pl, &st);
+	ck_assert_uint_eq(st.accepted, 2);
+	ck_assert_uint_eq(st.rejected, 2);
+	free(l2);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("lane");
@@ -169,6 +401,8 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_batch_as_pipeline);
 	tcase_add_test(tc, test_audit);
+	tcase_add_test(tc, test_hook_order);
+	tcase_add_test(tc, test_decide_parsed);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
