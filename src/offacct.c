@@ -23,18 +23,23 @@
 enum msg_type {
 	M_SAMPLE = 1,   /* down: an entry's counters */
 	M_ROUND,        /* down: the end of a dump */
-	M_REG,          /* up: a flow registered (accounting starts) */
+	M_BASE,         /* down: the answer to M_GET */
+	M_GET,          /* up: read the baseline of a flow */
+	M_REG,          /* up: a flow marked (the dumps should find it) */
 	M_FORGET,       /* up: a flow no longer accounted */
 	M_DELETE,       /* up: delete the kernel entry, then forget */
 };
 
 struct msg {
 	uint8_t type;
-	uint32_t id;
-	uint64_t seq;                   /* M_ROUND: registrations taken before the dump */
+	bool ok;                        /* M_BASE: the entry was found */
 	bool marked;                    /* M_SAMPLE: the entry has the offload mark */
+	uint32_t handle;                /* the worker's flow */
+	uint32_t id;                    /* the kernel entry */
+	uint32_t qseq;                  /* M_BASE: the queue's last packet id */
+	uint64_t seq;                   /* M_ROUND: registrations taken before the dump */
 	uint64_t packets[2], bytes[2];
-	struct offacct_tuple t;         /* M_DELETE */
+	struct offacct_tuple t;         /* M_GET: the packet's; M_BASE, M_DELETE: original */
 };
 
 /* One producer, one consumer. */
@@ -90,7 +95,8 @@ static bool ring_pop(struct ring *r, struct msg *m)
 /* Linear probing on a u32 key with backward-shift deletion; slot value 0:
  * empty, else 1 + the value. */
 struct idtab {
-	uint32_t *key, *val;
+	uint32_t *key;
+	uint64_t *val;
 	uint32_t mask, n;
 };
 
@@ -128,7 +134,7 @@ static uint32_t idtab_slot(const struct idtab *t, uint32_t id)
 	return i;
 }
 
-static bool idtab_get(const struct idtab *t, uint32_t id, uint32_t *v)
+static bool idtab_get(const struct idtab *t, uint32_t id, uint64_t *v)
 {
 	uint32_t i = idtab_slot(t, id);
 	if (!t->val[i])
@@ -138,7 +144,7 @@ static bool idtab_get(const struct idtab *t, uint32_t id, uint32_t *v)
 }
 
 /* The caller keeps n below half the slots. */
-static void idtab_put(struct idtab *t, uint32_t id, uint32_t v)
+static void idtab_put(struct idtab *t, uint32_t id, uint64_t v)
 {
 	uint32_t i = idtab_slot(t, id);
 	if (!t->val[i])
@@ -170,22 +176,33 @@ static void idtab_del(struct idtab *t, uint32_t id)
 /* ------------------------------------------------------------ the worker's flows */
 
 enum {
-	ST_MARKED = 0,          /* the kernel bypasses it: dumps account for it */
+	ST_FREE = 0,
+	ST_PENDING,             /* the baseline asked for */
+	ST_FAILED,              /* no baseline (no kernel entry?): ask again later */
+	ST_READY,               /* baseline known: mark on the next offloadable packet */
+	ST_MARKED,              /* marked: the dumps account for it */
 	ST_UNMARKED,            /* the last dump did not find it marked */
-	ST_DONE,                /* back on the queue for good: due_* to apply, then forget */
+	ST_DONE,                /* back on the queue for good: forget it */
 };
 
+#define RECENT 16               /* packets noted while the baseline is read */
+#define HANDLE_BITS 20
+#define HANDLE_MASK ((1u << HANDLE_BITS) - 1)
+
 struct oa_flow {
-	uint32_t id;
 	uint8_t state;
 	uint8_t tdir;                   /* the template's kernel direction: 0 original */
-	uint8_t stage, reason;          /* of the marking verdict */
-	/* the template: the marking packet */
-	struct ip_addr src, dst;
-	uint16_t sport, dport;          /* the packet's (flow logs: TCP/UDP only) */
-	uint16_t icmp_id;
+	uint8_t stage, reason;          /* of the offloadable verdict */
+	uint8_t n_recent;
 	uint8_t family, proto, icmp_type, pflags;
-	/* where vpcfwd tracks it */
+	uint16_t nonce;
+	uint32_t kid;                   /* the kernel entry */
+	uint32_t base_seq;              /* the queue's last packet id at the baseline */
+	uint32_t upos;                  /* in used[] */
+	uint64_t hash;                  /* ct_hash of the tuple */
+	/* the template: the first offloadable packet */
+	struct ip_addr src, dst;
+	uint16_t sport, dport, icmp_id;
 	struct offacct_track track[2];
 	/* the records' interfaces, of generation gen */
 	const struct iface *a, *b;
@@ -193,28 +210,35 @@ struct oa_flow {
 	uint64_t gen;
 	/* by kernel direction: what the flow logs have of the kernel's count,
 	 * and what they counted from the queue since (to be subtracted) */
-	uint64_t base_sum;              /* packets, both directions, at the mark */
 	uint64_t acct_pk[2], acct_by[2];
 	uint64_t q_pk[2], q_by[2];
-	uint64_t due_pk[2], due_by[2];  /* caught up, not yet in the flow logs */
-	uint64_t reg_seq;               /* its registration's number */
-	uint64_t sampled_round;
+	uint64_t retry_ns;
+	uint64_t reg_seq, sampled_round;
+	struct {
+		uint32_t id, bytes;
+		bool same;              /* in the template's direction */
+	} recent[RECENT];
 };
 
 struct offacct_worker {
 	struct offacct *a;
 	int index;
-	struct oa_flow *flows;          /* dense: [0, n) */
-	uint32_t n, cap;
-	struct idtab by_id;             /* id -> index in flows */
+	struct oa_flow *flows;          /* [cap] */
+	uint32_t *free_list;            /* [cap] */
+	uint32_t *used;                 /* [n]: the flows in use */
+	uint32_t n_free;
+	uint32_t cap;
+	uint32_t *slots;                /* by tuple: 1 + index; 0: empty */
+	uint32_t smask;
+	uint32_t n;
 	struct ring down, up;
-	uint32_t pending_reg[64];       /* this batch's registrations (ids) */
+	uint32_t pending_reg[64];       /* this batch's marks (handles) */
 	uint32_t n_pending;
-	uint64_t reg_seq;               /* registrations pushed */
+	uint64_t reg_seq;               /* marks announced */
 	uint64_t round;
 	struct {
-		counter_t flows, registered, refused_full, samples, packets, bytes, requeued,
-			kernel_deleted, unmarked, delete_errors;
+		counter_t flows, registered, refused_full, baselines, baseline_failures, samples,
+			packets, bytes, requeued, kernel_deleted, unmarked, delete_errors;
 	} cnt;
 };
 
@@ -222,19 +246,96 @@ struct offacct {
 	struct offacct_options o;
 	struct offacct_worker *w;
 	/* the thread's */
-	struct idtab owner;             /* id -> worker */
-	uint64_t *reg_taken;            /* per worker: registrations taken */
+	struct idtab owner;             /* kernel id -> worker << 32 | handle */
+	uint64_t *reg_taken;            /* per worker: marks taken */
 	pthread_t thread;
 	bool started;
 	atomic_bool stop;
 	atomic_bool full_next;
 	struct nfct_handle *h;          /* dumps */
-	struct nfct_handle *hdel;       /* deletes */
+	struct nfct_handle *hq;         /* gets, deletes */
 	bool sample_blocked;            /* a ring stayed full: the round is cut short */
 	bool wait;                      /* wait on full rings (not in offacct_finish) */
 	const struct offacct_apply *finish; /* offacct_finish: serve full rings here */
+	struct msg got;                 /* a get's answer */
+	bool got_one;
 	counter_t dumps, dump_errors;
 };
+
+static uint32_t handle_of(const struct offacct_worker *w, const struct oa_flow *f)
+{
+	return (uint32_t)f->nonce << HANDLE_BITS | (uint32_t)(f - w->flows);
+}
+
+static struct oa_flow *by_handle(struct offacct_worker *w, uint32_t h)
+{
+	uint32_t i = h & HANDLE_MASK;
+	if (i >= w->cap)
+		return NULL;
+	struct oa_flow *f = &w->flows[i];
+	return f->state != ST_FREE && f->nonce == (uint16_t)(h >> HANDLE_BITS) ? f : NULL;
+}
+
+static bool same_flow(const struct oa_flow *f, const struct ct_tuple *t)
+{
+	if (f->proto != t->proto)
+		return false;
+	return (addr_eq(&f->src, &t->src) && addr_eq(&f->dst, &t->dst) && f->sport == t->sport &&
+		f->dport == t->dport) ||
+	       (addr_eq(&f->src, &t->dst) && addr_eq(&f->dst, &t->src) && f->sport == t->dport &&
+		f->dport == t->sport);
+}
+
+/* the flow's tuple as the records and the table see it: ports of TCP and
+ * UDP, the identifier of an ICMP query in both, else none */
+static void tuple_of(const struct packet *p, struct ct_tuple *t)
+{
+	t->src = p->src;
+	t->dst = p->dst;
+	t->proto = p->proto;
+	bool icmp = p->proto == PROTO_ICMP || p->proto == PROTO_ICMPV6;
+	t->sport = icmp ? p->icmp_id : p->sport;
+	t->dport = icmp ? p->icmp_id : p->dport;
+}
+
+static uint32_t find_slot(const struct offacct_worker *w, const struct ct_tuple *t, uint64_t h)
+{
+	uint32_t i = (uint32_t)h & w->smask;
+	while (w->slots[i] && !same_flow(&w->flows[w->slots[i] - 1], t))
+		i = (i + 1) & w->smask;
+	return i;
+}
+
+
+static void unlink_slot(struct offacct_worker *w, struct oa_flow *f)
+{
+	struct ct_tuple t = { .src = f->src, .dst = f->dst, .sport = f->sport, .dport = f->dport,
+			      .proto = f->proto };
+	uint32_t i = find_slot(w, &t, f->hash);
+	if (!w->slots[i])
+		return;
+	w->slots[i] = 0;
+	for (uint32_t j = (i + 1) & w->smask; w->slots[j]; j = (j + 1) & w->smask) {
+		uint32_t home = (uint32_t)w->flows[w->slots[j] - 1].hash & w->smask;
+		if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
+			continue;
+		w->slots[i] = w->slots[j];
+		w->slots[j] = 0;
+		i = j;
+	}
+}
+
+static void drop(struct offacct_worker *w, struct oa_flow *f)
+{
+	unlink_slot(w, f);
+	f->state = ST_FREE;
+	f->nonce++;
+	w->free_list[w->n_free++] = (uint32_t)(f - w->flows);
+	w->n--;
+	w->used[f->upos] = w->used[w->n];
+	w->flows[w->used[f->upos]].upos = f->upos;
+	counter_set(&w->cnt.flows, w->n);
+}
 
 struct offacct *offacct_create(const struct offacct_options *o)
 {
@@ -244,6 +345,8 @@ struct offacct *offacct_create(const struct offacct_options *o)
 	a->o = *o;
 	if (!a->o.flows_per_worker)
 		a->o.flows_per_worker = DEFAULT_FLOWS;
+	if (a->o.flows_per_worker > HANDLE_MASK)
+		a->o.flows_per_worker = HANDLE_MASK;
 	if (!a->o.interval_ms)
 		a->o.interval_ms = DEFAULT_INTERVAL_MS;
 	if (!a->o.ring || (a->o.ring & (a->o.ring - 1)) || a->o.ring < 2 * UP_RESERVE)
@@ -259,12 +362,22 @@ struct offacct *offacct_create(const struct offacct_options *o)
 		w->a = a;
 		w->index = i;
 		w->cap = a->o.flows_per_worker;
+		uint32_t ns = 16;
+		while (ns < w->cap * 2)
+			ns <<= 1;
+		w->smask = ns - 1;
 		w->flows = calloc(w->cap, sizeof(*w->flows));
-		if (!w->flows || !idtab_init(&w->by_id, w->cap) || !ring_init(&w->down, a->o.ring) ||
+		w->free_list = calloc(w->cap, sizeof(*w->free_list));
+		w->slots = calloc(ns, sizeof(*w->slots));
+		w->used = calloc(w->cap, sizeof(*w->used));
+		if (!w->flows || !w->free_list || !w->slots || !w->used || !ring_init(&w->down, a->o.ring) ||
 		    !ring_init(&w->up, a->o.ring)) {
 			offacct_destroy(a);
 			return NULL;
 		}
+		for (uint32_t k = 0; k < w->cap; k++)
+			w->free_list[k] = w->cap - 1 - k;
+		w->n_free = w->cap;
 	}
 	return a;
 }
@@ -283,7 +396,9 @@ void offacct_destroy(struct offacct *a)
 	offacct_stop(a);
 	for (int i = 0; a->w && i < a->o.n_workers; i++) {
 		free(a->w[i].flows);
-		idtab_free(&a->w[i].by_id);
+		free(a->w[i].free_list);
+		free(a->w[i].used);
+		free(a->w[i].slots);
 		free(a->w[i].down.m);
 		free(a->w[i].up.m);
 	}
@@ -293,57 +408,8 @@ void offacct_destroy(struct offacct *a)
 	free(a);
 }
 
-bool offacct_room(const struct offacct_worker *w)
-{
-	return w && w->n + w->n_pending < w->cap &&
-	       w->n_pending < sizeof(w->pending_reg) / sizeof(w->pending_reg[0]) &&
-	       ring_free(&w->up) > w->n_pending + UP_RESERVE;
-}
-
-static struct oa_flow *find(struct offacct_worker *w, uint32_t id)
-{
-	uint32_t i;
-	return idtab_get(&w->by_id, id, &i) ? &w->flows[i] : NULL;
-}
-
-static void drop(struct offacct_worker *w, struct oa_flow *f)
-{
-	uint32_t i = (uint32_t)(f - w->flows);
-	idtab_del(&w->by_id, f->id);
-	if (i != w->n - 1) {
-		w->flows[i] = w->flows[w->n - 1];
-		idtab_put(&w->by_id, w->flows[i].id, i);
-	}
-	w->n--;
-	counter_set(&w->cnt.flows, w->n);
-}
-
-static void set_template(struct oa_flow *f, const struct packet *p, const struct verdict *v)
-{
-	f->src = p->src;
-	f->dst = p->dst;
-	f->sport = p->sport;
-	f->dport = p->dport;
-	f->icmp_id = p->icmp_id;
-	f->icmp_type = p->icmp_type;
-	f->family = p->family;
-	f->proto = p->proto;
-	f->pflags = p->flags & PKT_F_L4;
-	f->stage = (uint8_t)v->stage;
-	f->reason = (uint8_t)v->reason;
-	f->a = v->src_iface;
-	f->b = v->dst_iface;
-	f->ssub = v->src_subnet;
-	f->dsub = v->dst_subnet;
-}
-
-static int pkt_dir(const struct offacct_counters *c)
-{
-	return c->reply ? 1 : 0;
-}
-
-/* Growth g of a counter beyond what is accounted, less what the queue
- * counted meanwhile (kept for later when it exceeds the growth). */
+/* Growth of a counter beyond what is accounted, less what the queue counted
+ * meanwhile (kept for later when it exceeds the growth). */
 static uint64_t take(uint64_t now, uint64_t *acct, uint64_t *q)
 {
 	if (now <= *acct)
@@ -359,83 +425,125 @@ static uint64_t take(uint64_t now, uint64_t *acct, uint64_t *q)
 	return g;
 }
 
-/* What the kernel counted of direction k before packet c (of direction d,
- * ip_len bytes), if k == d; else all of it. */
-static void before(const struct offacct_counters *c, int k, int d, uint32_t ip_len, uint64_t *pk,
-		   uint64_t *by)
+static bool is_same(const struct oa_flow *f, const struct packet *p)
 {
-	*pk = c->packets[k];
-	*by = c->bytes[k];
-	if (k == d) {
-		*pk -= *pk ? 1 : 0;
-		*by -= *by >= ip_len ? ip_len : *by;
-	}
+	bool icmp = p->proto == PROTO_ICMP || p->proto == PROTO_ICMPV6;
+	return addr_eq(&p->src, &f->src) && (icmp || p->sport == f->sport);
 }
 
-void offacct_note(struct offacct_worker *w, const struct offacct_counters *c,
-		  const struct packet *p, const struct verdict *v, bool marked,
-		  const struct offacct_track track[2])
+static void set_template(struct oa_flow *f, const struct packet *p, const struct verdict *v,
+			 const struct offacct_track track[2])
 {
-	if (!w || !c || !p || !v)
-		return;
-	struct oa_flow *f = find(w, c->id);
-	uint64_t sum = c->packets[0] + c->packets[1];
-	int d = pkt_dir(c);
-
-	if (f && f->state != ST_DONE && sum > f->base_sum) {
-		/* counted by the kernel after the mark, and by the flow logs
-		 * here */
-		counter_inc(&w->cnt.requeued);
-		if (f->state == ST_UNMARKED) {
-			/* the mark is gone (a reload cleared it): what the kernel
-			 * counted before this packet went round us; from now on
-			 * the queue sees every packet */
-			for (int k = 0; k < 2; k++) {
-				uint64_t pk, by;
-				before(c, k, d, p->ip_len, &pk, &by);
-				f->due_pk[k] += take(pk, &f->acct_pk[k], &f->q_pk[k]);
-				f->due_by[k] += take(by, &f->acct_by[k], &f->q_by[k]);
-			}
-			f->state = ST_DONE;
-		} else {
-			/* the kernel's next growth has it: subtracted there */
-			f->q_pk[d]++;
-			f->q_by[d] += p->ip_len;
-		}
-	}
-	if (!marked || (f && f->state == ST_MARKED))
-		return; /* a registered flow marked again: nothing new */
-	if (w->n_pending >= sizeof(w->pending_reg) / sizeof(w->pending_reg[0]) ||
-	    (!f && w->n >= w->cap)) {
-		counter_inc(&w->cnt.refused_full);
-		return;
-	}
-	if (!f) {
-		f = &w->flows[w->n];
-		memset(f, 0, sizeof(*f));
-		f->id = c->id;
-		idtab_put(&w->by_id, c->id, w->n);
-		w->n++;
-		counter_set(&w->cnt.flows, w->n);
-		counter_inc(&w->cnt.registered);
-	}
-	/* the baseline: every packet the kernel counted up to this one came
-	 * through the queue (or is caught up in due_*) */
-	w->pending_reg[w->n_pending++] = c->id;
-	f->reg_seq = w->reg_seq + w->n_pending;
-	f->state = ST_MARKED;
-	for (int k = 0; k < 2; k++) {
-		f->acct_pk[k] = c->packets[k];
-		f->acct_by[k] = c->bytes[k];
-		f->q_pk[k] = f->q_by[k] = 0;
-	}
-	f->base_sum = sum;
-	f->tdir = (uint8_t)d;
-	f->sampled_round = 0;
-	set_template(f, p, v);
-	f->gen = 0;
+	f->src = p->src;
+	f->dst = p->dst;
+	bool icmp = p->proto == PROTO_ICMP || p->proto == PROTO_ICMPV6;
+	f->sport = icmp ? p->icmp_id : p->sport;
+	f->dport = icmp ? p->icmp_id : p->dport;
+	f->icmp_id = p->icmp_id;
+	f->icmp_type = p->icmp_type;
+	f->family = p->family;
+	f->proto = p->proto;
+	f->pflags = p->flags & PKT_F_L4;
+	f->stage = (uint8_t)v->stage;
+	f->reason = (uint8_t)v->reason;
+	f->a = v->src_iface;
+	f->b = v->dst_iface;
+	f->ssub = v->src_subnet;
+	f->dsub = v->dst_subnet;
 	f->track[0] = track[0];
 	f->track[1] = track[1];
+}
+
+bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct verdict *v,
+		  uint32_t pkt_id, bool offloadable, const struct offacct_track track[2],
+		  uint64_t generation, uint64_t now_ns)
+{
+	if (!w || !p || !v)
+		return false;
+	struct ct_tuple t;
+	tuple_of(p, &t);
+	uint64_t h = ct_hash(&t);
+	uint32_t slot = find_slot(w, &t, h);
+	struct oa_flow *f = w->slots[slot] ? &w->flows[w->slots[slot] - 1] : NULL;
+
+	if (f) {
+		bool same = is_same(f, p);
+		switch (f->state) {
+		case ST_PENDING:
+			/* counted in the baseline or not: its answer says */
+			if (f->n_recent < RECENT) {
+				f->recent[f->n_recent].id = pkt_id;
+				f->recent[f->n_recent].bytes = p->ip_len;
+				f->recent[f->n_recent].same = same;
+			}
+			if (f->n_recent < 255)
+				f->n_recent++;
+			break;
+		case ST_READY:
+		case ST_MARKED:
+		case ST_UNMARKED:
+			/* after the baseline (ids rise, modulo 2^32): the kernel
+			 * counted it and so do the flow logs here */
+			if ((int32_t)(pkt_id - f->base_seq) > 0) {
+				int d = same ? f->tdir : 1 - f->tdir;
+				f->q_pk[d]++;
+				f->q_by[d] += p->ip_len;
+				counter_inc(&w->cnt.requeued);
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	if (!offloadable)
+		return false;
+	if (f && (f->state == ST_READY || f->state == ST_UNMARKED)) {
+		if (w->n_pending >= sizeof(w->pending_reg) / sizeof(w->pending_reg[0]) ||
+		    ring_free(&w->up) <= w->n_pending + UP_RESERVE / 2)
+			return false;
+		w->pending_reg[w->n_pending++] = handle_of(w, f);
+		f->reg_seq = w->reg_seq + w->n_pending;
+		f->state = ST_MARKED;
+		f->sampled_round = 0;
+		counter_inc(&w->cnt.registered);
+		return true;
+	}
+	if (f && f->state == ST_MARKED)
+		return true;    /* marked again (the kernel's entry may be new): accounted */
+	if (f && !(f->state == ST_FAILED && now_ns >= f->retry_ns) && f->state != ST_DONE)
+		return false;   /* the baseline is on its way */
+	/* ask for the baseline: the flow stays on the queue until it is known */
+	if (ring_free(&w->up) <= UP_RESERVE || (!f && !w->n_free)) {
+		counter_inc(&w->cnt.refused_full);
+		return false;
+	}
+	if (!f) {
+		f = &w->flows[w->free_list[--w->n_free]];
+		uint16_t nonce = f->nonce;
+		memset(f, 0, sizeof(*f));
+		f->nonce = nonce;
+		f->hash = h;
+		set_template(f, p, v, track);
+		w->slots[find_slot(w, &t, h)] = (uint32_t)(f - w->flows) + 1;
+		f->upos = w->n;
+		w->used[w->n] = (uint32_t)(f - w->flows);
+		w->n++;
+		counter_set(&w->cnt.flows, w->n);
+	} else {
+		set_template(f, p, v, track);
+	}
+	f->gen = generation;
+	f->state = ST_PENDING;
+	f->n_recent = 0;
+	struct msg m = { .type = M_GET, .handle = handle_of(w, f) };
+	m.t.src = p->src;
+	m.t.dst = p->dst;
+	m.t.sport = t.sport;
+	m.t.dport = t.dport;
+	m.t.family = p->family;
+	m.t.proto = p->proto;
+	(void)ring_push(&w->up, &m);
+	return false;
 }
 
 void offacct_flush(struct offacct_worker *w)
@@ -443,8 +551,9 @@ void offacct_flush(struct offacct_worker *w)
 	if (!w)
 		return;
 	for (uint32_t i = 0; i < w->n_pending; i++) {
-		struct msg m = { .type = M_REG, .id = w->pending_reg[i] };
-		/* offacct_room kept the room */
+		struct msg m = { .type = M_REG, .handle = w->pending_reg[i] };
+		struct oa_flow *f = by_handle(w, m.handle);
+		m.id = f ? f->kid : 0;
 		if (ring_push(&w->up, &m))
 			w->reg_seq++;
 	}
@@ -459,6 +568,8 @@ static void make_tuple(const struct oa_flow *f, int kdir, struct ct_tuple *t)
 	uint16_t sport = f->sport, dport = f->dport;
 
 	if (f->proto == PROTO_ICMP || f->proto == PROTO_ICMPV6) {
+		/* as pipeline.c keys them: a request's identifier as its
+		 * source port, a reply's as its destination port */
 		bool request = icmp_query_reply_type(f->family, f->icmp_type) >= 0;
 		sport = request ? f->icmp_id : 0;
 		dport = request ? 0 : f->icmp_id;
@@ -471,7 +582,7 @@ static void make_tuple(const struct oa_flow *f, int kdir, struct ct_tuple *t)
 }
 
 /* The interfaces the flow's records name, in the policy in force: the
- * marking verdict's while that policy is, else found again by address. */
+ * offloadable verdict's while that policy is, else found again by address. */
 static void place(struct oa_flow *f, const struct offacct_apply *x)
 {
 	if (f->gen == x->generation)
@@ -505,6 +616,7 @@ static void account(struct offacct_worker *w, struct oa_flow *f, int kdir, uint6
 	bool same = kdir == f->tdir;
 	struct packet p;
 	struct verdict v;
+	bool l4 = f->proto == PROTO_TCP || f->proto == PROTO_UDP;
 
 	memset(&p, 0, sizeof(p));
 	memset(&v, 0, sizeof(v));
@@ -513,8 +625,8 @@ static void account(struct offacct_worker *w, struct oa_flow *f, int kdir, uint6
 	p.flags = f->pflags;
 	p.src = same ? f->src : f->dst;
 	p.dst = same ? f->dst : f->src;
-	p.sport = same ? f->sport : f->dport;
-	p.dport = same ? f->dport : f->sport;
+	p.sport = l4 ? (same ? f->sport : f->dport) : 0;
+	p.dport = l4 ? (same ? f->dport : f->sport) : 0;
 	v.accept = true;
 	v.stage = (enum stage)f->stage;
 	v.reason = (enum reason)f->reason;
@@ -525,7 +637,8 @@ static void account(struct offacct_worker *w, struct oa_flow *f, int kdir, uint6
 	flowlog_observe_n(x->flw, &p, &v, pk, by, x->wall_ns);
 }
 
-/* Activity: vpcfwd's entries of the flow live on by their AWS timeouts. */
+/* Activity: vpcfwd's entries of the flow live on by their AWS timeouts.
+ * False when vpcfwd tracks the flow nowhere any more. */
 static bool touch(struct oa_flow *f, const struct offacct_apply *x, const bool grew[2])
 {
 	bool alive = false;
@@ -537,8 +650,7 @@ static bool touch(struct oa_flow *f, const struct offacct_apply *x, const bool g
 			continue;
 		struct ct_tuple t;
 		make_tuple(f, f->tdir, &t);
-		uint64_t h = ct_hash(&t);
-		struct ct_entry *e = ct_lookup(x->ct, f->track[i].iface, &t, h, x->now_ns);
+		struct ct_entry *e = ct_lookup(x->ct, f->track[i].iface, &t, ct_hash(&t), x->now_ns);
 		if (!e)
 			continue;
 		alive = true;
@@ -553,13 +665,48 @@ static bool touch(struct oa_flow *f, const struct offacct_apply *x, const bool g
 	return alive;
 }
 
+static void apply_base(struct offacct_worker *w, const struct msg *m, const struct offacct_apply *x)
+{
+	struct oa_flow *f = by_handle(w, m->handle);
+
+	if (!f || f->state != ST_PENDING)
+		return;
+	if (!m->ok || f->n_recent > RECENT) {
+		/* no entry (yet), or too much came meanwhile to tell what the
+		 * baseline holds: again later */
+		counter_inc(&w->cnt.baseline_failures);
+		f->state = ST_FAILED;
+		f->retry_ns = x->now_ns + 1000000000u;
+		return;
+	}
+	counter_inc(&w->cnt.baselines);
+	f->kid = m->id;
+	bool icmp = f->proto == PROTO_ICMP || f->proto == PROTO_ICMPV6;
+	f->tdir = addr_eq(&m->t.src, &f->src) && (icmp || m->t.sport == f->sport) ? 0 : 1;
+	f->base_seq = m->qseq;
+	for (int k = 0; k < 2; k++) {
+		f->acct_pk[k] = m->packets[k];
+		f->acct_by[k] = m->bytes[k];
+		f->q_pk[k] = f->q_by[k] = 0;
+	}
+	/* what came through the queue after the reading, the flow logs have */
+	for (int i = 0; i < f->n_recent; i++) {
+		if ((int32_t)(f->recent[i].id - m->qseq) <= 0)
+			continue;
+		int d = f->recent[i].same ? f->tdir : 1 - f->tdir;
+		f->q_pk[d]++;
+		f->q_by[d] += f->recent[i].bytes;
+	}
+	f->state = ST_READY;
+}
+
 static void apply_sample(struct offacct_worker *w, const struct msg *m,
 			 const struct offacct_apply *x)
 {
-	struct oa_flow *f = find(w, m->id);
+	struct oa_flow *f = by_handle(w, m->handle);
 	bool grew[2] = { false, false };
 
-	if (!f || f->state == ST_DONE)
+	if (!f || f->kid != m->id || (f->state != ST_MARKED && f->state != ST_UNMARKED))
 		return;
 	counter_inc(&w->cnt.samples);
 	f->sampled_round = w->round + 1;
@@ -580,7 +727,7 @@ static void apply_sample(struct offacct_worker *w, const struct msg *m,
 
 static bool request(struct offacct_worker *w, struct oa_flow *f, bool del)
 {
-	struct msg m = { .type = del ? M_DELETE : M_FORGET, .id = f->id };
+	struct msg m = { .type = del ? M_DELETE : M_FORGET, .id = f->kid, .handle = handle_of(w, f) };
 
 	if (del) {
 		struct ct_tuple t;
@@ -604,19 +751,12 @@ static bool request(struct offacct_worker *w, struct oa_flow *f, bool del)
 static void end_round(struct offacct_worker *w, const struct msg *m, const struct offacct_apply *x)
 {
 	w->round++;
-	for (uint32_t i = 0; i < w->n;) {
-		struct oa_flow *f = &w->flows[i];
+	/* backwards: drop() moves the last one into the place it frees */
+	for (uint32_t i = w->n; i-- > 0;) {
+		struct oa_flow *f = &w->flows[w->used[i]];
 		if (f->state == ST_DONE) {
-			place(f, x);
-			for (int k = 0; k < 2; k++) {
-				account(w, f, k, f->due_pk[k], f->due_by[k], x);
-				f->due_pk[k] = f->due_by[k] = 0;
-			}
-			if (request(w, f, false)) {
+			if (request(w, f, false))
 				drop(w, f);
-				continue;
-			}
-			i++;
 			continue;
 		}
 		if (f->state == ST_MARKED && f->reg_seq <= m->seq && f->sampled_round != w->round) {
@@ -624,12 +764,16 @@ static void end_round(struct offacct_worker *w, const struct msg *m, const struc
 			counter_inc(&w->cnt.unmarked);
 		}
 		bool none[2] = { false, false };
-		if (!touch(f, x, none) && request(w, f, true)) {
-			counter_inc(&w->cnt.kernel_deleted);
-			drop(w, f);
+		if (f->state == ST_PENDING || touch(f, x, none))
 			continue;
+		/* vpcfwd let the flow go: so does the kernel (a flow never
+		 * marked has nothing to delete) */
+		bool del = f->state == ST_MARKED || f->state == ST_UNMARKED;
+		if (request(w, f, del)) {
+			if (del)
+				counter_inc(&w->cnt.kernel_deleted);
+			drop(w, f);
 		}
-		i++;
 	}
 }
 
@@ -643,6 +787,8 @@ void offacct_serve(struct offacct_worker *w, const struct offacct_apply *x)
 	for (int i = 0; i < 4096 && ring_pop(&w->down, &m); i++) {
 		if (m.type == M_SAMPLE)
 			apply_sample(w, &m, x);
+		else if (m.type == M_BASE)
+			apply_base(w, &m, x);
 		else if (m.type == M_ROUND)
 			end_round(w, &m, x);
 	}
@@ -650,61 +796,138 @@ void offacct_serve(struct offacct_worker *w, const struct offacct_apply *x)
 
 /* ------------------------------------------------------------ the thread */
 
+static void owner_put(struct offacct *a, uint32_t id, int worker, uint32_t handle)
+{
+	if (a->owner.n * 2 + 2 > a->owner.mask) {
+		/* grow: off the packet path */
+		struct idtab bigger;
+		if (!idtab_init(&bigger, (a->owner.mask + 1) * 2)) {
+			idtab_free(&bigger);
+			return;
+		}
+		for (uint32_t s = 0; s <= a->owner.mask; s++)
+			if (a->owner.val[s])
+				idtab_put(&bigger, a->owner.key[s], a->owner.val[s] - 1);
+		idtab_free(&a->owner);
+		a->owner = bigger;
+	}
+	idtab_put(&a->owner, id, (uint64_t)worker << 32 | handle);
+}
+
+static int on_get(enum nf_conntrack_msg_type type, struct nf_conntrack *ct, void *arg)
+{
+	struct offacct *a = arg;
+	struct msg *m = &a->got;
+	(void)type;
+
+	m->id = nfct_get_attr_u32(ct, ATTR_ID);
+	m->packets[0] = nfct_get_attr_u64(ct, ATTR_ORIG_COUNTER_PACKETS);
+	m->packets[1] = nfct_get_attr_u64(ct, ATTR_REPL_COUNTER_PACKETS);
+	m->bytes[0] = nfct_get_attr_u64(ct, ATTR_ORIG_COUNTER_BYTES);
+	m->bytes[1] = nfct_get_attr_u64(ct, ATTR_REPL_COUNTER_BYTES);
+	bool v4 = nfct_get_attr_u8(ct, ATTR_L3PROTO) == AF_INET;
+	memset(&m->t, 0, sizeof(m->t));
+	if (v4) {
+		m->t.src = addr_from_v4(ntohl(nfct_get_attr_u32(ct, ATTR_IPV4_SRC)));
+		m->t.dst = addr_from_v4(ntohl(nfct_get_attr_u32(ct, ATTR_IPV4_DST)));
+	} else {
+		m->t.src = addr_from_v6(nfct_get_attr(ct, ATTR_IPV6_SRC));
+		m->t.dst = addr_from_v6(nfct_get_attr(ct, ATTR_IPV6_DST));
+	}
+	m->t.proto = nfct_get_attr_u8(ct, ATTR_L4PROTO);
+	m->t.sport = ntohs(nfct_get_attr_u16(ct, ATTR_PORT_SRC));
+	m->t.dport = ntohs(nfct_get_attr_u16(ct, ATTR_PORT_DST));
+	/* without accounting (the entry was made before it was on) there is
+	 * no baseline to take */
+	a->got_one = nfct_attr_is_set(ct, ATTR_ORIG_COUNTER_PACKETS) > 0;
+	return NFCT_CB_STOP;
+}
+
+/* A tuple into ct as its original direction (swap: the other way round). */
+static void set_tuple(struct nf_conntrack *ct, const struct offacct_tuple *t, bool swap,
+		      bool orig_icmp_request)
+{
+	const struct ip_addr *s = swap ? &t->dst : &t->src, *d = swap ? &t->src : &t->dst;
+	bool v4 = t->family == FAMILY_V4;
+
+	nfct_set_attr_u8(ct, ATTR_L3PROTO, v4 ? AF_INET : AF_INET6);
+	if (v4) {
+		nfct_set_attr_u32(ct, ATTR_IPV4_SRC, htonl(addr_to_v4(s)));
+		nfct_set_attr_u32(ct, ATTR_IPV4_DST, htonl(addr_to_v4(d)));
+	} else {
+		uint8_t b[16], c[16];
+		addr_to_v6(s, b);
+		addr_to_v6(d, c);
+		nfct_set_attr(ct, ATTR_IPV6_SRC, b);
+		nfct_set_attr(ct, ATTR_IPV6_DST, c);
+	}
+	nfct_set_attr_u8(ct, ATTR_L4PROTO, t->proto);
+	if (t->proto == PROTO_ICMP || t->proto == PROTO_ICMPV6) {
+		(void)orig_icmp_request;
+		nfct_set_attr_u8(ct, ATTR_ICMP_TYPE, t->proto == PROTO_ICMP ? 8 : 128);
+		nfct_set_attr_u8(ct, ATTR_ICMP_CODE, 0);
+		nfct_set_attr_u16(ct, ATTR_ICMP_ID, htons(t->sport));
+	} else if (t->proto == PROTO_TCP || t->proto == PROTO_UDP) {
+		nfct_set_attr_u16(ct, ATTR_PORT_SRC, htons(swap ? t->dport : t->sport));
+		nfct_set_attr_u16(ct, ATTR_PORT_DST, htons(swap ? t->sport : t->dport));
+	}
+}
+
+/* The kernel entry of tuple t (as its packets have it: either direction of
+ * the entry) into a->got.  False if none. */
+static bool get_entry(struct offacct *a, const struct offacct_tuple *t)
+{
+	for (int swap = 0; swap < 2; swap++) {
+		struct nf_conntrack *ct = nfct_new();
+		if (!ct)
+			return false;
+		set_tuple(ct, t, swap, true);
+		a->got_one = false;
+		int r = nfct_query(a->hq, NFCT_Q_GET, ct);
+		nfct_destroy(ct);
+		if (r == 0 && a->got_one)
+			return true;
+	}
+	return false;
+}
+
+static bool give(struct offacct *a, struct offacct_worker *w, const struct msg *m, bool wait);
+
 static void take_requests(struct offacct *a)
 {
 	for (int i = 0; i < a->o.n_workers; i++) {
 		struct offacct_worker *w = &a->w[i];
 		struct msg m;
 		while (ring_pop(&w->up, &m)) {
-			uint32_t owner;
+			uint64_t owner;
 			switch (m.type) {
+			case M_GET: {
+				struct msg b = { .type = M_BASE, .handle = m.handle };
+				if (a->hq && get_entry(a, &m.t)) {
+					b = a->got;
+					b.type = M_BASE;
+					b.handle = m.handle;
+					b.ok = true;
+					/* the queue's position after the reading: a packet
+					 * queued before it was counted before it */
+					if (!a->o.queue_seq || !a->o.queue_seq(a->o.queue_seq_arg, i, &b.qseq))
+						b.qseq = 0;
+				}
+				(void)give(a, w, &b, a->wait);
+				break;
+			}
 			case M_REG:
 				a->reg_taken[i]++;
-				if (a->owner.n * 2 + 2 > a->owner.mask) {
-					/* grow: off the packet path */
-					struct idtab bigger;
-					if (!idtab_init(&bigger, (a->owner.mask + 1) * 2))
-						break;
-					for (uint32_t s = 0; s <= a->owner.mask; s++)
-						if (a->owner.val[s])
-							idtab_put(&bigger, a->owner.key[s],
-								  a->owner.val[s] - 1);
-					idtab_free(&a->owner);
-					a->owner = bigger;
-				}
-				idtab_put(&a->owner, m.id, (uint32_t)i);
+				if (m.id)
+					owner_put(a, m.id, i, m.handle);
 				break;
 			case M_DELETE:
-				if (a->hdel) {
+				if (a->hq) {
 					struct nf_conntrack *ct = nfct_new();
 					if (ct) {
-						const struct offacct_tuple *t = &m.t;
-						bool v4 = t->family == FAMILY_V4;
-						nfct_set_attr_u8(ct, ATTR_L3PROTO, v4 ? AF_INET : AF_INET6);
-						if (v4) {
-							uint32_t s = htonl(addr_to_v4(&t->src)),
-								 d = htonl(addr_to_v4(&t->dst));
-							nfct_set_attr_u32(ct, ATTR_IPV4_SRC, s);
-							nfct_set_attr_u32(ct, ATTR_IPV4_DST, d);
-						} else {
-							uint8_t s[16], d[16];
-							addr_to_v6(&t->src, s);
-							addr_to_v6(&t->dst, d);
-							nfct_set_attr(ct, ATTR_IPV6_SRC, s);
-							nfct_set_attr(ct, ATTR_IPV6_DST, d);
-						}
-						nfct_set_attr_u8(ct, ATTR_L4PROTO, t->proto);
-						if (t->proto == PROTO_ICMP || t->proto == PROTO_ICMPV6) {
-							nfct_set_attr_u8(ct, ATTR_ICMP_TYPE,
-									 t->proto == PROTO_ICMP ? 8 : 128);
-							nfct_set_attr_u8(ct, ATTR_ICMP_CODE, 0);
-							nfct_set_attr_u16(ct, ATTR_ICMP_ID, htons(t->sport));
-						} else if (t->proto == PROTO_TCP || t->proto == PROTO_UDP) {
-							nfct_set_attr_u16(ct, ATTR_PORT_SRC, htons(t->sport));
-							nfct_set_attr_u16(ct, ATTR_PORT_DST, htons(t->dport));
-						}
+						set_tuple(ct, &m.t, false, true);
 						nfct_set_attr_u32(ct, ATTR_ID, m.id);
-						if (nfct_query(a->hdel, NFCT_Q_DESTROY, ct) < 0 &&
+						if (nfct_query(a->hq, NFCT_Q_DESTROY, ct) < 0 &&
 						    errno != ENOENT)
 							counter_inc(&w->cnt.delete_errors);
 						nfct_destroy(ct);
@@ -712,7 +935,8 @@ static void take_requests(struct offacct *a)
 				}
 				/* fall through */
 			case M_FORGET:
-				if (idtab_get(&a->owner, m.id, &owner) && owner == (uint32_t)i)
+				if (m.id && idtab_get(&a->owner, m.id, &owner) &&
+				    owner == ((uint64_t)i << 32 | m.handle))
 					idtab_del(&a->owner, m.id);
 				break;
 			default:
@@ -742,27 +966,26 @@ static bool give(struct offacct *a, struct offacct_worker *w, const struct msg *
 	return false;
 }
 
-
 static int on_entry(enum nf_conntrack_msg_type type, struct nf_conntrack *ct, void *arg)
 {
 	struct offacct *a = arg;
-	uint32_t owner;
+	uint64_t owner;
 	(void)type;
 
 	uint32_t id = nfct_get_attr_u32(ct, ATTR_ID);
-	if (!idtab_get(&a->owner, id, &owner) || owner >= (uint32_t)a->o.n_workers)
+	if (!idtab_get(&a->owner, id, &owner) || (owner >> 32) >= (uint64_t)a->o.n_workers)
 		return NFCT_CB_CONTINUE;
+	if (!nfct_attr_is_set(ct, ATTR_ORIG_COUNTER_PACKETS))
+		return NFCT_CB_CONTINUE;        /* accounting off: nothing to say */
 	struct msg m = {
-		.type = M_SAMPLE, .id = id,
+		.type = M_SAMPLE, .id = id, .handle = (uint32_t)owner,
 		.marked = (nfct_get_attr_u32(ct, ATTR_MARK) & a->o.mark) == a->o.mark,
 		.packets = { nfct_get_attr_u64(ct, ATTR_ORIG_COUNTER_PACKETS),
 			     nfct_get_attr_u64(ct, ATTR_REPL_COUNTER_PACKETS) },
 		.bytes = { nfct_get_attr_u64(ct, ATTR_ORIG_COUNTER_BYTES),
 			   nfct_get_attr_u64(ct, ATTR_REPL_COUNTER_BYTES) },
 	};
-	if (!nfct_attr_is_set(ct, ATTR_ORIG_COUNTER_PACKETS))
-		return NFCT_CB_CONTINUE;        /* accounting off: nothing to say */
-	if (!give(a, &a->w[owner], &m, a->wait))
+	if (!give(a, &a->w[owner >> 32], &m, a->wait))
 		a->sample_blocked = true;
 	return NFCT_CB_CONTINUE;
 }
@@ -770,13 +993,13 @@ static int on_entry(enum nf_conntrack_msg_type type, struct nf_conntrack *ct, vo
 /* One round: requests, a dump, the end of the round to every worker. */
 static void round_once(struct offacct *a, bool full, bool wait)
 {
+	a->wait = wait;
 	take_requests(a);
 	uint64_t seq[256];
 	int nw = a->o.n_workers < 256 ? a->o.n_workers : 256;
 	for (int i = 0; i < nw; i++)
 		seq[i] = a->reg_taken[i];
 	a->sample_blocked = false;
-	a->wait = wait;
 	bool ok = false;
 	if (a->h && a->owner.n) {
 		struct nfct_filter_dump *fd = nfct_filter_dump_create();
@@ -803,22 +1026,22 @@ static void round_once(struct offacct *a, bool full, bool wait)
 static void *thread_main(void *arg)
 {
 	struct offacct *a = arg;
-	uint64_t period = (uint64_t)a->o.interval_ms * 1000000u;
+	uint64_t period = (uint64_t)a->o.interval_ms * 1000000u, next = 0;
 
 	while (!atomic_load(&a->stop)) {
-		struct timespec t0, t1;
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		round_once(a, atomic_exchange(&a->full_next, false), true);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		uint64_t spent = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u +
-				 (uint64_t)t1.tv_nsec - (uint64_t)t0.tv_nsec;
-		/* sleep the rest of the period in slices, to stop quickly */
-		for (uint64_t left = spent < period ? period - spent : 0;
-		     left && !atomic_load(&a->stop) && !atomic_load(&a->full_next);) {
-			uint64_t s = left < 50000000u ? left : 50000000u;
-			struct timespec ts = { 0, (long)s };
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		uint64_t t = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+		bool full = atomic_exchange(&a->full_next, false);
+		if (full || t >= next) {
+			round_once(a, full, true);
+			next = t + period;
+		} else {
+			/* baselines asked for are read within a millisecond or two */
+			a->wait = true;
+			take_requests(a);
+			struct timespec ts = { 0, 1000000 };
 			nanosleep(&ts, NULL);
-			left -= s;
 		}
 	}
 	return NULL;
@@ -833,18 +1056,21 @@ static bool open_handles(struct offacct *a)
 			nfnl_rcvbufsiz(nfct_nfnlh(a->h), 8u << 20);
 		}
 	}
-	if (!a->hdel)
-		a->hdel = nfct_open(CONNTRACK, 0);
-	return a->h && a->hdel;
+	if (!a->hq) {
+		a->hq = nfct_open(CONNTRACK, 0);
+		if (a->hq)
+			nfct_callback_register(a->hq, NFCT_T_ALL, on_get, a);
+	}
+	return a->h && a->hq;
 }
 
 static void close_handles(struct offacct *a)
 {
 	if (a->h)
 		nfct_close(a->h);
-	if (a->hdel)
-		nfct_close(a->hdel);
-	a->h = a->hdel = NULL;
+	if (a->hq)
+		nfct_close(a->hq);
+	a->h = a->hq = NULL;
 }
 
 int offacct_start(struct offacct *a)
@@ -856,6 +1082,7 @@ int offacct_start(struct offacct *a)
 		close_handles(a);
 		return e;
 	}
+	atomic_store(&a->stop, false);
 	int e = pthread_create(&a->thread, NULL, thread_main, a);
 	if (e)
 		return e;
@@ -883,17 +1110,17 @@ void offacct_finish(struct offacct *a, const struct offacct_apply *x)
 	if (!a)
 		return;
 	offacct_stop(a);
-	if (!open_handles(a))
-		return;
-	/* the workers are gone: this thread applies, draining a full ring as
-	 * the dump goes */
-	a->finish = x;
-	for (int i = 0; i < a->o.n_workers; i++)
-		offacct_serve(&a->w[i], &x[i]);
-	round_once(a, true, false);
-	for (int i = 0; i < a->o.n_workers; i++)
-		offacct_serve(&a->w[i], &x[i]);
-	a->finish = NULL;
+	if (open_handles(a)) {
+		/* the workers are gone: this thread applies, draining a full
+		 * ring as the dump goes */
+		a->finish = x;
+		for (int i = 0; i < a->o.n_workers; i++)
+			offacct_serve(&a->w[i], &x[i]);
+		round_once(a, true, false);
+		for (int i = 0; i < a->o.n_workers; i++)
+			offacct_serve(&a->w[i], &x[i]);
+		a->finish = NULL;
+	}
 	close_handles(a);
 }
 
@@ -906,6 +1133,8 @@ void offacct_get_stats(const struct offacct *a, int worker, struct offacct_stats
 	out->flows = counter_get(&w->cnt.flows);
 	out->registered = counter_get(&w->cnt.registered);
 	out->refused_full = counter_get(&w->cnt.refused_full);
+	out->baselines = counter_get(&w->cnt.baselines);
+	out->baseline_failures = counter_get(&w->cnt.baseline_failures);
 	out->samples = counter_get(&w->cnt.samples);
 	out->packets = counter_get(&w->cnt.packets);
 	out->bytes = counter_get(&w->cnt.bytes);
@@ -921,9 +1150,55 @@ void offacct_get_stats(const struct offacct *a, int worker, struct offacct_stats
 
 /* ------------------------------------------------------------ tests */
 
-bool offacct_test_sample(struct offacct *a, int worker, const struct offacct_counters *c)
+int offacct_test_request(struct offacct *a, int worker, uint32_t *handle, uint32_t *id,
+			 struct offacct_tuple *t)
 {
-	struct msg m = { .type = M_SAMPLE, .id = c->id, .marked = true };
+	struct msg m;
+	if (!ring_pop(&a->w[worker].up, &m))
+		return 0;
+	*handle = m.handle;
+	*id = m.id;
+	*t = m.t;
+	switch (m.type) {
+	case M_GET:
+		return 'G';
+	case M_REG:
+		a->reg_taken[worker]++;
+		if (m.id)
+			owner_put(a, m.id, worker, m.handle);
+		return 'R';
+	case M_FORGET:
+		return 'F';
+	case M_DELETE:
+		return 'D';
+	default:
+		return '?';
+	}
+}
+
+bool offacct_test_baseline(struct offacct *a, int worker, uint32_t handle,
+			   const struct offacct_counters *c, const struct offacct_tuple *orig,
+			   uint32_t seq)
+{
+	struct msg m = { .type = M_BASE, .handle = handle, .ok = c != NULL, .qseq = seq };
+	if (c) {
+		m.id = c->id;
+		for (int k = 0; k < 2; k++) {
+			m.packets[k] = c->packets[k];
+			m.bytes[k] = c->bytes[k];
+		}
+		m.t = *orig;
+	}
+	return ring_push(&a->w[worker].down, &m);
+}
+
+bool offacct_test_sample(struct offacct *a, int worker, const struct offacct_counters *c,
+			 bool marked)
+{
+	uint64_t owner;
+	struct msg m = { .type = M_SAMPLE, .id = c->id, .marked = marked };
+	if (idtab_get(&a->owner, c->id, &owner))
+		m.handle = (uint32_t)owner;
 	for (int k = 0; k < 2; k++) {
 		m.packets[k] = c->packets[k];
 		m.bytes[k] = c->bytes[k];
@@ -936,25 +1211,5 @@ void offacct_test_round(struct offacct *a)
 	for (int i = 0; i < a->o.n_workers; i++) {
 		struct msg m = { .type = M_ROUND, .seq = a->reg_taken[i] };
 		(void)ring_push(&a->w[i].down, &m);
-	}
-}
-
-int offacct_test_request(struct offacct *a, int worker, uint32_t *id, struct offacct_tuple *t)
-{
-	struct msg m;
-	if (!ring_pop(&a->w[worker].up, &m))
-		return 0;
-	*id = m.id;
-	switch (m.type) {
-	case M_REG:
-		a->reg_taken[worker]++;
-		return 'R';
-	case M_FORGET:
-		return 'F';
-	case M_DELETE:
-		*t = m.t;
-		return 'D';
-	default:
-		return '?';
 	}
 }

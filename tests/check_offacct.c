@@ -55,15 +55,15 @@ static void teardown(void)
 	ct_destroy(ct);
 }
 
-static struct offacct_counters cnt(uint32_t id, bool reply, uint64_t op, uint64_t rp)
+static struct offacct_counters cnt(uint32_t id, uint64_t op, uint64_t rp)
 {
-	return (struct offacct_counters){ .id = id, .reply = reply, .packets = { op, rp },
+	return (struct offacct_counters){ .id = id, .packets = { op, rp },
 					  .bytes = { op * 100, rp * 100 } };
 }
 
 static struct offacct_apply ctx(uint64_t now)
 {
-	return (struct offacct_apply){ .ct = ct, .now_ns = now, .wall_ns = now };
+	return (struct offacct_apply){ .ct = ct, .now_ns = now, .wall_ns = now, .generation = 1 };
 }
 
 static struct offacct_stats stats(void)
@@ -73,68 +73,122 @@ static struct offacct_stats stats(void)
 	return s;
 }
 
-/* registers flow `id` with the packet's counters (op, rp) as its baseline */
-static void reg(uint32_t id, uint64_t op, uint64_t rp)
+static void serve(uint64_t now)
 {
-	struct offacct_counters c = cnt(id, false, op, rp);
-	uint32_t got;
-	struct offacct_tuple t;
+	struct offacct_apply x = ctx(now);
+	offacct_serve(w, &x);
+}
 
-	ck_assert(offacct_room(w));
-	offacct_note(w, &c, &pkt, &acc, true, track);
-	ck_assert_int_eq(offacct_test_request(a, 0, &got, &t), 0); /* not before the verdicts */
+/* a packet of the flow (reply: the other way) with NFQUEUE id `id` */
+static bool note(bool reply, uint32_t id, bool offloadable)
+{
+	struct packet q = pkt;
+	if (reply) {
+		q.src = pkt.dst;
+		q.dst = pkt.src;
+		q.sport = pkt.dport;
+		q.dport = pkt.sport;
+	}
+	return offacct_note(w, &q, &acc, id, offloadable, track, 1, 0);
+}
+
+static const struct offacct_tuple orig_fwd = {
+	.sport = 1000, .dport = 53, .family = FAMILY_V4, .proto = PROTO_UDP,
+};
+
+/* offers the flow (packet id `id`); the thread reads (op, rp) with the
+ * queue at `seq`; the next offloadable packet is marked */
+static uint32_t reg(uint32_t kid, uint64_t op, uint64_t rp, uint32_t id, uint32_t seq,
+		    bool reply_is_orig)
+{
+	uint32_t h, got;
+	struct offacct_tuple t, o = orig_fwd;
+
+	o.src = reply_is_orig ? pkt.dst : pkt.src;
+	o.dst = reply_is_orig ? pkt.src : pkt.dst;
+	if (reply_is_orig) {
+		o.sport = 53;
+		o.dport = 1000;
+	}
+	ck_assert(!note(false, id, true));      /* not before its baseline */
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 'G');
+	ck_assert(addr_eq(&t.src, &pkt.src));
+	ck_assert(!note(false, id + 1, true));  /* still not */
+	struct offacct_counters c = cnt(kid, op, rp);
+	ck_assert(offacct_test_baseline(a, 0, h, &c, &o, seq));
+	serve(0);
+	ck_assert(note(false, id + 2, true));   /* now */
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 0); /* not before the verdicts */
 	offacct_flush(w);
-	ck_assert_int_eq(offacct_test_request(a, 0, &got, &t), 'R');
-	ck_assert_uint_eq(got, id);
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 'R');
+	ck_assert_uint_eq(got, kid);
+	return h;
 }
 
 static void sample(uint32_t id, uint64_t op, uint64_t rp, uint64_t now)
 {
-	struct offacct_counters c = cnt(id, false, op, rp);
-	struct offacct_apply x = ctx(now);
-	ck_assert(offacct_test_sample(a, 0, &c));
-	offacct_serve(w, &x);
+	struct offacct_counters c = cnt(id, op, rp);
+	ck_assert(offacct_test_sample(a, 0, &c, true));
+	serve(now);
 }
 
 static void round_end(uint64_t now)
 {
-	struct offacct_apply x = ctx(now);
 	offacct_test_round(a);
-	offacct_serve(w, &x);
+	serve(now);
 }
 
+/* the kernel's count at the baseline is the flow logs' already; packets
+ * queued after it are counted by the flow logs and subtracted */
 START_TEST(growth_after_baseline)
 {
-	reg(11, 3, 2);
+	/* the baseline read with the queue at id 101: the offered packet (100)
+	 * is in it, the next one (101) too, the marked one (102) not */
+	reg(11, 3, 2, 100, 101, false);
 	sample(11, 10, 7, 1 * S);
-	ck_assert_uint_eq(stats().packets, 7 + 5);
-	ck_assert_uint_eq(stats().bytes, 1200);
+	ck_assert_uint_eq(stats().packets, 7 - 1 + 5);
+	ck_assert_uint_eq(stats().bytes, 1100);
 	/* the same reading again adds nothing; growth adds only itself */
 	sample(11, 10, 7, 2 * S);
-	ck_assert_uint_eq(stats().packets, 12);
+	ck_assert_uint_eq(stats().packets, 11);
 	sample(11, 12, 7, 3 * S);
-	ck_assert_uint_eq(stats().packets, 14);
+	ck_assert_uint_eq(stats().packets, 13);
 	ck_assert_uint_eq(stats().registered, 1);
 	ck_assert_uint_eq(stats().flows, 1);
 }
 END_TEST
 
-/* packets queued after the mark (in flight, or left to the queue) are in
- * the flow logs already: the kernel's growth is net of them */
-START_TEST(requeued_counted_once)
+/* queued while the baseline was read: after the reading, the flow logs
+ * have them and the kernel's growth owes them */
+START_TEST(queued_during_baseline)
 {
-	reg(12, 3, 2);
-	struct offacct_counters c = cnt(12, false, 4, 2);       /* the next one, queued */
-	offacct_note(w, &c, &pkt, &acc, false, track);
-	c = cnt(12, true, 4, 3);                               /* its reply, queued */
-	offacct_note(w, &c, &pkt, &acc, false, track);
-	/* an older one still in the queue: before the baseline, nothing */
-	c = cnt(12, false, 2, 2);
-	offacct_note(w, &c, &pkt, &acc, false, track);
+	reg(12, 3, 2, 100, 100, false);         /* 101 and 102 came after */
+	ck_assert(!note(true, 103, false));     /* a reply in flight */
+	ck_assert(!note(true, 99, false));      /* an older one: in the baseline */
+	sample(12, 10, 5, 1 * S);
+	ck_assert_uint_eq(stats().packets, (7 - 2) + (3 - 1));
 	ck_assert_uint_eq(stats().requeued, 2);
-	sample(12, 10, 3, 1 * S);
-	ck_assert_uint_eq(stats().packets, 6);                 /* 7 - 1 in orig, 1 - 1 in reply */
-	ck_assert_uint_eq(stats().bytes, 600);
+}
+END_TEST
+
+/* the entry's original direction is the reply's: directions follow it */
+START_TEST(reply_is_original)
+{
+	reg(13, 2, 3, 100, 102, true);
+	note(false, 103, false);                /* kernel reply direction */
+	sample(13, 4, 9, 1 * S);
+	ck_assert_uint_eq(stats().packets, 2 + 5);
+	ck_assert_uint_eq(stats().bytes, 200 + 500);
+	/* an idle flow vpcfwd does not track: deleted by its original tuple */
+	round_end(2 * S);
+	uint32_t h, id;
+	struct offacct_tuple t;
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'D');
+	ck_assert_uint_eq(id, 13);
+	ck_assert(addr_eq(&t.src, &pkt.dst));
+	ck_assert_uint_eq(t.sport, 53);
+	ck_assert_uint_eq(t.dport, 1000);
+	ck_assert_uint_eq(stats().flows, 0);
 }
 END_TEST
 
@@ -142,44 +196,38 @@ END_TEST
  * worker saw it: the packet is owed by the next growth */
 START_TEST(requeued_after_reading)
 {
-	reg(13, 3, 2);
-	sample(13, 5, 2, 1 * S);
+	reg(14, 3, 2, 100, 102, false);
+	sample(14, 5, 2, 1 * S);
 	ck_assert_uint_eq(stats().packets, 2);
-	struct offacct_counters c = cnt(13, false, 5, 2);       /* already in that reading */
-	offacct_note(w, &c, &pkt, &acc, false, track);
-	sample(13, 8, 2, 2 * S);
+	ck_assert(!note(false, 103, false));    /* already in that reading */
+	sample(14, 8, 2, 2 * S);
 	ck_assert_uint_eq(stats().packets, 2 + 3 - 1);
 }
 END_TEST
 
-/* the mark cleared behind our back (a reload): the dump no longer finds the
- * flow; the next queued packet's counters catch up what went round us */
+/* the mark cleared behind our back (a reload): a full dump catches up what
+ * went round the queue, then the flow is the queue's and forgotten */
 START_TEST(unmarked_caught_up)
 {
-	reg(14, 3, 2);
 	ct_insert(ct, 7, &tup, ct_hash(&tup), 0, &to, 0);
-	sample(14, 6, 4, 1 * S);
-	ck_assert_uint_eq(stats().packets, 5);
+	reg(15, 3, 2, 100, 102, false);
+	sample(15, 6, 4, 1 * S);
 	round_end(1 * S);
-	sample(14, 8, 4, 2 * S);
-	ck_assert_uint_eq(stats().packets, 7);
+	ck_assert_uint_eq(stats().packets, 5);
 	round_end(2 * S);                       /* not in this dump: unmarked */
-	ck_assert_uint_eq(stats().unmarked, 0);
-	round_end(3 * S);
 	ck_assert_uint_eq(stats().unmarked, 1);
-	/* 3 more went round us in orig, 1 in reply, then this one queued */
-	struct offacct_counters c = cnt(14, false, 12, 5);
-	offacct_note(w, &c, &pkt, &acc, false, track);
-	/* later queued packets are the queue's own */
-	c = cnt(14, true, 12, 6);
-	offacct_note(w, &c, &pkt, &acc, false, track);
-	round_end(4 * S);
-	ck_assert_uint_eq(stats().packets, 7 + 3 + 1);
-	ck_assert_uint_eq(stats().flows, 0);
-	uint32_t id;
+	ck_assert(!note(false, 110, false));    /* on the queue now */
+	struct offacct_counters c = cnt(15, 9, 5);
+	uint32_t h, id;
 	struct offacct_tuple t;
-	ck_assert_int_eq(offacct_test_request(a, 0, &id, &t), 'F');
-	ck_assert_uint_eq(id, 14);
+	/* the full dump finds it unmarked */
+	ck_assert(offacct_test_sample(a, 0, &c, false));
+	serve(3 * S);
+	round_end(3 * S);
+	ck_assert_uint_eq(stats().packets, 5 + (3 - 1) + 1);
+	ck_assert_uint_eq(stats().flows, 0);
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'F');
+	ck_assert_uint_eq(id, 15);
 }
 END_TEST
 
@@ -188,26 +236,26 @@ END_TEST
 START_TEST(idle_expiry)
 {
 	ct_insert(ct, 7, &tup, ct_hash(&tup), 0, &to, 0);
-	reg(15, 1, 1);
+	reg(16, 1, 1, 100, 102, false);
 	/* one direction only: not a stream (that would be 60 s) */
 	for (uint64_t t = 10; t <= 100; t += 10) {
-		sample(15, 1 + t, 1, t * S);
+		sample(16, 1 + t, 1, t * S);
 		round_end(t * S);
 	}
 	ck_assert_ptr_nonnull(ct_lookup(ct, 7, &tup, ct_hash(&tup), 125 * S));
 	ck_assert_uint_eq(stats().flows, 1);
 	/* idle from 100 s: still there at 129 s, gone at 131 s */
-	sample(15, 101, 1, 120 * S);
+	sample(16, 101, 1, 120 * S);
 	round_end(129 * S);
 	ck_assert_uint_eq(stats().flows, 1);
-	sample(15, 101, 1, 131 * S);
+	sample(16, 101, 1, 131 * S);
 	round_end(131 * S);
 	ck_assert_uint_eq(stats().flows, 0);
 	ck_assert_uint_eq(stats().kernel_deleted, 1);
-	uint32_t id;
+	uint32_t h, id;
 	struct offacct_tuple t;
-	ck_assert_int_eq(offacct_test_request(a, 0, &id, &t), 'D');
-	ck_assert_uint_eq(id, 15);
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'D');
+	ck_assert_uint_eq(id, 16);
 	ck_assert(addr_eq(&t.src, &pkt.src));
 	ck_assert(addr_eq(&t.dst, &pkt.dst));
 	ck_assert_uint_eq(t.sport, 1000);
@@ -216,34 +264,34 @@ START_TEST(idle_expiry)
 }
 END_TEST
 
-/* marked from its reply side: the kernel's original direction is the other
- * one, and the deletion names it */
-START_TEST(reply_side_template)
+/* no kernel entry: not offloaded; asked again a second later */
+START_TEST(no_baseline)
 {
-	struct offacct_counters c = cnt(16, true, 2, 1);
-	offacct_note(w, &c, &pkt, &acc, true, track);
-	offacct_flush(w);
-	uint32_t id;
+	uint32_t h, id;
 	struct offacct_tuple t;
-	ck_assert_int_eq(offacct_test_request(a, 0, &id, &t), 'R');
-	round_end(100 * S); /* vpcfwd tracks nothing of it */
-	ck_assert_int_eq(offacct_test_request(a, 0, &id, &t), 'D');
-	ck_assert(addr_eq(&t.src, &pkt.dst));
-	ck_assert_uint_eq(t.sport, 53);
-	ck_assert_uint_eq(t.dport, 1000);
+	ck_assert(!note(false, 1, true));
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'G');
+	ck_assert(offacct_test_baseline(a, 0, h, NULL, NULL, 0));
+	serve(0);
+	ck_assert_uint_eq(stats().baseline_failures, 1);
+	ck_assert(!note(false, 2, true));
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 0);
+	ck_assert(!offacct_note(w, &pkt, &acc, 3, true, track, 1, 2 * S));
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'G');
 }
 END_TEST
 
 START_TEST(full_refuses)
 {
 	for (uint32_t i = 1; i <= 16; i++) {
-		struct offacct_counters c = cnt(100 + i, false, 1, 1);
-		offacct_note(w, &c, &pkt, &acc, true, track);
-		offacct_flush(w);
+		struct packet q = pkt;
+		q.sport = (uint16_t)(2000 + i);
+		ck_assert(!offacct_note(w, &q, &acc, i, true, track, 1, 0));
 	}
-	ck_assert(!offacct_room(w));
-	struct offacct_counters c = cnt(200, false, 1, 1);
-	offacct_note(w, &c, &pkt, &acc, true, track);
+	ck_assert_uint_eq(stats().flows, 16);
+	struct packet q = pkt;
+	q.sport = 3000;
+	ck_assert(!offacct_note(w, &q, &acc, 99, true, track, 1, 0));
 	ck_assert_uint_eq(stats().refused_full, 1);
 	ck_assert_uint_eq(stats().flows, 16);
 }
@@ -255,11 +303,12 @@ int main(void)
 	TCase *tc = tcase_create("offacct");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, growth_after_baseline);
-	tcase_add_test(tc, requeued_counted_once);
+	tcase_add_test(tc, queued_during_baseline);
+	tcase_add_test(tc, reply_is_original);
 	tcase_add_test(tc, requeued_after_reading);
 	tcase_add_test(tc, unmarked_caught_up);
 	tcase_add_test(tc, idle_expiry);
-	tcase_add_test(tc, reply_side_template);
+	tcase_add_test(tc, no_baseline);
 	tcase_add_test(tc, full_refuses);
 	suite_add_tcase(s, tc);
 	return run_suite(s);

@@ -1,36 +1,38 @@
 /* Offloaded flows' accounting and idle timeouts (issue #16).
  *
- * An offloaded flow's packets after the one whose verdict set the offload
- * mark (nfqueue_set_ctmark) never reach vpcfwd: the kernel accepts them.
- * Two things still need them: the flow logs (packets, bytes per capture
- * window) and vpcfwd's own flow table (the flow's last activity, so that it
- * idles out at AWS's timeout and not before).  Both come from the kernel's
- * conntrack accounting (net.netfilter.nf_conntrack_acct=1):
+ * An offloaded flow's packets after its mark never reach vpcfwd: the kernel
+ * accepts them.  Two things still need them: the flow logs (packets, bytes
+ * per capture window) and vpcfwd's own flow table (the flow's last
+ * activity, so that it idles out at AWS's timeout and not before).  Both
+ * come from the kernel's conntrack accounting (net.netfilter.nf_conntrack_acct):
  *
- *   - the marking packet carries its kernel entry's counters (NFQA_CT): the
- *     baseline; every kernel-counted packet up to it was queued and is in
- *     the flow logs already;
- *   - a thread of this module dumps, every interval, the kernel entries
- *     that have the offload mark (a dump the kernel filters on the mark)
- *     and hands each one's counters to the worker that marked it, through
- *     a bounded single-producer ring (no lock on the packet path);
+ *   - a flow is offered for offload (it is offloadable) and this module
+ *     starts accounting for it: its thread reads the kernel entry's counters
+ *     (a ctnetlink get) — the baseline — and the NFQUEUE packet id the queue
+ *     had reached then; every packet the kernel counted up to the baseline
+ *     came through the queue and is in the flow logs already.  The flow is
+ *     marked only once the baseline is known (the next offloadable packet:
+ *     offacct_note says when);
+ *   - the thread dumps, every interval, the kernel entries that have the
+ *     offload mark (a dump the kernel filters on the mark) and hands each
+ *     one's counters to the worker accounting for it, through a bounded
+ *     single-producer ring (no lock on the packet path);
  *   - the worker, between batches, turns the growth since what it has
  *     accounted into flow-log packets and bytes (flowlog_observe_n), in
- *     each kernel direction as the records of the packets of that
- *     direction would have been, and counts the flow active in its own
- *     table (ct_update: the deadline moves on by the flow's AWS timeout);
- *   - a packet of a registered flow that still comes through the queue
- *     (one queued before the mark took effect, a segment the accept rule
- *     leaves to the queue, any packet once the mark is cleared) is counted
- *     by the flow logs as usual and, the kernel having counted it too,
- *     subtracted from the next growth;
+ *     each kernel direction as the records of that direction's packets
+ *     would have been, and counts the flow active in its own table
+ *     (ct_update: the deadline moves on by the flow's AWS timeout);
+ *   - a packet of the flow that still comes through the queue after the
+ *     baseline (one in flight when the mark was set, any packet once the
+ *     mark is cleared) is counted by the flow logs as usual and, the kernel
+ *     having counted it too, subtracted from the next growth;
  *   - once vpcfwd's table no longer has the flow (it idled out at its AWS
- *     timeout), the worker asks this module's thread to delete the kernel
- *     entry: the next packet is decided again as a new flow.
+ *     timeout), the worker asks the thread to delete the kernel entry: the
+ *     next packet is decided again as a new flow.
  *
- * A flow whose mark disappears without our doing (a reload clears every
- * mark: kct.h) is caught up from the counters the next queued packet of it
- * carries, or by a full dump that offacct_full_round asks for.
+ * A flow whose mark disappears (a reload takes every flow back: kct.h) is
+ * caught up by a dump of every entry, marked or not, that
+ * offacct_full_round asks for, and then left to the queue.
  *
  * The worker's side (offacct_note, offacct_flush, offacct_serve) allocates
  * nothing, takes no lock and makes no system call. */
@@ -57,17 +59,20 @@ struct offacct_options {
 	uint32_t flows_per_worker;      /* flows a worker can account for; 0: 65536 */
 	uint32_t interval_ms;           /* between dumps; 0: 1000 */
 	uint32_t ring;                  /* messages per ring, a power of two; 0: 8192 */
+	/* The last packet id worker i's queue has given (nfqueue_kernel_stats);
+	 * NULL or false: unknown (then every packet before the baseline's
+	 * reply is taken as counted in it). */
+	bool (*queue_seq)(void *arg, int worker, uint32_t *id);
+	void *queue_seq_arg;
 };
 
-/* What the kernel said of one entry (NFQA_CT of a queued packet, or a dump). */
+/* What the kernel said of one entry. */
 struct offacct_counters {
 	uint32_t id;                    /* CTA_ID */
-	bool reply;                     /* the packet is in the entry's reply
-					   direction (NFQA_CT_INFO); dumps: unused */
 	uint64_t packets[2], bytes[2];  /* [0] original, [1] reply direction */
 };
 
-/* A kernel entry to delete (its original-direction tuple). */
+/* A kernel entry's original-direction tuple. */
 struct offacct_tuple {
 	struct ip_addr src, dst;
 	uint16_t sport, dport;          /* ICMP echo: the identifier in both */
@@ -76,12 +81,13 @@ struct offacct_tuple {
 
 /* Snapshot of a worker's accounting (counter_t, written by the worker). */
 struct offacct_stats {
-	uint64_t flows;                 /* registered now */
-	uint64_t registered;            /* flows whose accounting started */
-	uint64_t refused_full;          /* flows not offloaded: no room to account */
+	uint64_t flows;                 /* accounted for now */
+	uint64_t registered;            /* flows marked with a baseline */
+	uint64_t refused_full;          /* offloadable, not offloaded: no room */
+	uint64_t baselines, baseline_failures;
 	uint64_t samples;               /* kernel readings applied */
 	uint64_t packets, bytes;        /* taken from the kernel into the flow logs */
-	uint64_t requeued;              /* packets of registered flows seen on the queue */
+	uint64_t requeued;              /* packets after a baseline seen on the queue */
 	uint64_t kernel_deleted;        /* idled out here: kernel entry deleted */
 	uint64_t unmarked;              /* marks gone without us (reload, kernel) */
 	uint64_t dumps, dump_errors;    /* the thread's (worker 0's snapshot only) */
@@ -91,42 +97,41 @@ struct offacct_stats {
 /* NULL on ENOMEM.  Starts no thread. */
 struct offacct *offacct_create(const struct offacct_options *o);
 struct offacct_worker *offacct_worker(struct offacct *a, int index);
-/* The dump thread; 0 or an errno. */
+/* The thread (needs CAP_NET_ADMIN); 0 or an errno. */
 int offacct_start(struct offacct *a);
-/* Asks for the next round to dump every kernel entry, marked or not (after
- * the marks were cleared: what was bypassed since the last round is caught
- * up from the entries themselves).  Any thread. */
+/* Asks for the next round to dump every kernel entry, marked or not: after
+ * the marks were cleared, what was bypassed since the last round is caught
+ * up from the entries themselves.  Any thread. */
 void offacct_full_round(struct offacct *a);
-/* Stops the thread.  Then, the workers having stopped too, a last full
- * round is dumped and applied by the caller's thread (offacct_finish), so
- * that flowlog_finish writes everything the kernel counted. */
+/* Stops the thread. */
 void offacct_stop(struct offacct *a);
-/* After offacct_stop, the workers joined: the last round (every kernel entry
- * we account for, marked or not), applied here; x: one per worker. */
+/* After the workers stopped: a last full round, applied by the caller's
+ * thread, so that flowlog_finish writes everything the kernel counted;
+ * x: one per worker. */
 struct offacct_apply;
 void offacct_finish(struct offacct *a, const struct offacct_apply *x);
 void offacct_destroy(struct offacct *a);
 
 /* ---- the worker's side */
 
-/* Room to start accounting for one more flow in this batch: false means do
- * not offload it (it stays on the queue, exactly logged). */
-bool offacct_room(const struct offacct_worker *w);
-
-/* One decided packet whose kernel entry is known (c; NULL: none or no
- * counters).  marked: its verdict sets the offload mark; the flow is then
- * registered, with this packet's counters as the baseline (p and v: the
- * packet and its verdict, the records' template; tracked_a/tracked_b: the
- * interfaces where vpcfwd tracks it, their timeouts).  Otherwise, a
- * registered flow's packet is noted as counted by the flow logs here. */
+/* Where vpcfwd tracks a flow: the interface (ct_id; 0: not there) and its
+ * timeouts. */
 struct offacct_track {
-	uint32_t iface;                 /* ct_id; 0: none */
+	uint32_t iface;
 	struct ct_timeouts to;
 };
-void offacct_note(struct offacct_worker *w, const struct offacct_counters *c,
-		  const struct packet *p, const struct verdict *v, bool marked,
-		  const struct offacct_track track[2]);
-/* After the batch's verdicts went to the kernel: the batch's new flows are
+
+/* One decided packet of a tracked flow (p, v; pkt_id: its NFQUEUE id).  A
+ * packet of a flow accounted for is noted (after the baseline: the kernel
+ * counted it too).  offloadable: the verdict would leave the flow to the
+ * kernel; returns true if it may be marked now (its baseline is known),
+ * false while the baseline is being read (the first offloadable packet
+ * asks for it) or without room.  track: where vpcfwd tracks the flow;
+ * generation: of the policy v is of. */
+bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct verdict *v,
+		  uint32_t pkt_id, bool offloadable, const struct offacct_track track[2],
+		  uint64_t generation, uint64_t now_ns);
+/* After the batch's verdicts went to the kernel: the batch's marks are
  * announced to the thread (before, a dump might not find them marked). */
 void offacct_flush(struct offacct_worker *w);
 
@@ -146,12 +151,19 @@ void offacct_get_stats(const struct offacct *a, int worker, struct offacct_stats
 
 /* ---- tests: the thread's side by hand */
 
-/* Hands worker `worker` one reading as a dump would (false: its ring is
- * full), then (offacct_test_round) the end of a round. */
-bool offacct_test_sample(struct offacct *a, int worker, const struct offacct_counters *c);
+/* The next request a worker sent the thread: 'G'et a baseline (handle, t:
+ * the packet's tuple), 'R'egistered (marked), 'F'orget, 'D'elete (t: the
+ * original tuple); 0 when none. */
+int offacct_test_request(struct offacct *a, int worker, uint32_t *handle, uint32_t *id,
+			 struct offacct_tuple *t);
+/* Answers a 'G': c NULL: no such kernel entry; orig: the entry's original
+ * tuple; seq: the queue's last packet id when it was read. */
+bool offacct_test_baseline(struct offacct *a, int worker, uint32_t handle,
+			   const struct offacct_counters *c, const struct offacct_tuple *orig,
+			   uint32_t seq);
+/* A reading of entry c->id as a dump gives it, then the end of a round. */
+bool offacct_test_sample(struct offacct *a, int worker, const struct offacct_counters *c,
+			 bool marked);
 void offacct_test_round(struct offacct *a);
-/* The next request the workers sent the thread: 'R'egister, 'F'orget,
- * 'D'elete (t set), or 0 when none. */
-int offacct_test_request(struct offacct *a, int worker, uint32_t *id, struct offacct_tuple *t);
 
 #endif

@@ -25,6 +25,8 @@ reader=$top_srcdir/tests/tools/flowlog-reader
 lab_can_run || exit 77
 [ -x "$VPCFWD" ] || { echo "lab: no vpcfwd at $VPCFWD, skipped"; exit 77; }
 command -v conntrack >/dev/null || { echo "lab: conntrack (conntrack-tools) missing, skipped"; exit 77; }
+[ -f "$top_srcdir/contrib/offload/vpcfw-offload-iptables" ] ||
+	{ echo "lab: no contrib/offload/vpcfw-offload-iptables, skipped"; exit 77; }
 export PROBE_TIMEOUT=${PROBE_TIMEOUT:-1}
 
 T=$(mktemp -d)
@@ -42,22 +44,20 @@ in_ns gw sysctl -qw net.netfilter.nf_conntrack_acct=1 ||
 in_ns gw sysctl -qw net.netfilter.nf_conntrack_udp_timeout_stream=600
 
 # The gateway's rules: counting rules first (no target: they count and go
-# on), then the offload's accept rule, then the queue.
+# on), then the offload's shipped rules (contrib/offload), then the queue.
 rules() {
 	local ipt
 	for ipt in iptables ip6tables; do
 		in_ns gw $ipt -F FORWARD
-	done
-	in_ns gw iptables -A FORWARD -s $WEB4 -d $INET4 -p udp --sport 41001 --dport 53
-	in_ns gw iptables -A FORWARD -s $INET4 -d $WEB4 -p udp --sport 53 --dport 41001
-	in_ns gw iptables -A FORWARD -s $CORP4 -d $WEB4 -p tcp --sport 41002 --dport 22
-	in_ns gw iptables -A FORWARD -s $WEB4 -d $CORP4 -p tcp --sport 22 --dport 41002
-	in_ns gw iptables -A FORWARD -s $WEB4 -d $INET4 -p icmp --icmp-type echo-request
-	in_ns gw iptables -A FORWARD -s $INET4 -d $WEB4 -p icmp --icmp-type echo-reply
-	for ipt in iptables ip6tables; do
-		in_ns gw $ipt -A FORWARD -m connmark --mark $MARK/$MARK -j ACCEPT
 		in_ns gw $ipt -A FORWARD -j NFQUEUE --queue-num 0
 	done
+	in_ns gw sh "$top_srcdir/contrib/offload/vpcfw-offload-iptables" add FORWARD $MARK
+	in_ns gw iptables -I FORWARD -s $INET4 -d $WEB4 -p icmp --icmp-type echo-reply
+	in_ns gw iptables -I FORWARD -s $WEB4 -d $INET4 -p icmp --icmp-type echo-request
+	in_ns gw iptables -I FORWARD -s $WEB4 -d $CORP4 -p tcp --sport 22 --dport 41002
+	in_ns gw iptables -I FORWARD -s $CORP4 -d $WEB4 -p tcp --sport 41002 --dport 22
+	in_ns gw iptables -I FORWARD -s $INET4 -d $WEB4 -p udp --sport 53 --dport 41001
+	in_ns gw iptables -I FORWARD -s $WEB4 -d $INET4 -p udp --sport 41001 --dport 53
 }
 
 # conf DIR OFFLOAD: the three tiers, a flow log of the VPC (ALL, 60 s),
