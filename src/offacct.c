@@ -840,7 +840,9 @@ static int on_get(enum nf_conntrack_msg_type type, struct nf_conntrack *ct, void
 	/* without accounting (the entry was made before it was on) there is
 	 * no baseline to take */
 	a->got_one = nfct_attr_is_set(ct, ATTR_ORIG_COUNTER_PACKETS) > 0;
-	return NFCT_CB_STOP;
+	/* not NFCT_CB_STOP: that leaves the kernel's acknowledgement in the
+	 * socket, and the next get reads this answer again */
+	return NFCT_CB_CONTINUE;
 }
 
 /* A tuple into ct as its original direction (swap: the other way round). */

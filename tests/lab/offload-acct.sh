@@ -10,7 +10,7 @@
 #      offload run really offloaded (the daemon's accounting took packets
 #      from the kernel, and saw few of them itself);
 #   2. AWS's idle timeout, not the kernel's: with web's UdpStreamTimeout at
-#      60 s and the kernel's own UDP stream timeout at 600 s, an idle
+#      60 s and the kernel's own UDP timeouts at 600 s, an idle
 #      offloaded UDP stream expires at 60 s (its kernel entry deleted: an
 #      unsolicited datagram of the old reply direction is refused), while
 #      one active every few seconds lives on.
@@ -41,6 +41,8 @@ lab_three_tier || { echo "lab: cannot build the topology"; exit 99; }
 lab_servers "$T" || { echo "lab: servers did not start"; exit 99; }
 in_ns gw sysctl -qw net.netfilter.nf_conntrack_acct=1 ||
 	{ echo "lab: cannot turn conntrack accounting on in the gateway, skipped"; exit 77; }
+# the kernel's own UDP timeouts far above AWS's: only vpcfwd ends the flows
+in_ns gw sysctl -qw net.netfilter.nf_conntrack_udp_timeout=600
 in_ns gw sysctl -qw net.netfilter.nf_conntrack_udp_timeout_stream=600
 
 # The gateway's rules: counting rules first (no target: they count and go
@@ -124,16 +126,18 @@ traffic() {
 
 # counts -> "SRC DST SPORT DPORT PROTO packets bytes" per counting rule
 counts() {
-	in_ns gw iptables -L FORWARD -v -x -n | awk '
-		$3 ~ /^(udp|tcp|icmp)$/ && $8 !~ /0.0.0.0/ {
-			sp = 0; dp = 0
-			for (i = 10; i <= NF; i++) {
-				if ($i ~ /^spt:/) sp = substr($i, 5)
-				if ($i ~ /^dpt:/) dp = substr($i, 5)
-			}
-			p = $3 == "udp" ? 17 : $3 == "tcp" ? 6 : 1
-			print $8, $9, sp, dp, p, $1, $2
-		}' | sort
+	in_ns gw iptables-save -c -t filter | "$PY" -c '
+import re, sys
+for line in sys.stdin:
+    m = re.match(r"\[(\d+):(\d+)\] -A FORWARD -s (\S+?)(?:/32)? -d (\S+?)(?:/32)? -p (\w+)(.*)", line)
+    if not m or "-j" in m.group(6):
+        continue
+    pk, by, src, dst, proto, rest = m.groups()
+    sp = re.search(r"--sport (\d+)", rest)
+    dp = re.search(r"--dport (\d+)", rest)
+    num = {"udp": 17, "tcp": 6, "icmp": 1}[proto]
+    print(src, dst, sp.group(1) if sp else 0, dp.group(1) if dp else 0, num, pk, by)
+' | sort
 }
 
 # records DIR -> "SRC DST SPORT DPORT PROTO packets bytes DIRECTION ACTION" on
@@ -224,8 +228,9 @@ dst, sport, active, total, out = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("", sport))
 s.settimeout(2)
-for i in range(3):                      # a stream: more than one transaction
+for i in range(10):                     # a stream: more than one transaction
     s.sendto(b"x", (dst, 53)); s.recvfrom(100)
+    time.sleep(0.05)
 open(out, "w").write("started\n")
 end = time.time() + total
 while time.time() < end:
@@ -276,6 +281,8 @@ check "active stream: the late datagram passes (its flow)" received "$(tail -1 "
 lab_wait_log "$T/idle.log" "REJECT udp $INET4:53 -> $WEB4:41011" 3 &&
 	pass "vpcfwd refused it as a new flow" || fail "vpcfwd did not refuse the late datagram"
 lab_stop_vpcfwd
+deleted=$(sed -n 's/.*at exit: offload accounting: .* \([0-9][0-9]*\) idled out.*/\1/p' "$T/idle.log")
+check "vpcfwd deleted one kernel entry (the idle stream's)" 1 "${deleted:-none}"
 
 echo "$fails failure(s)"
 [ "$fails" = 0 ]
