@@ -535,6 +535,7 @@ bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct
 	f->gen = generation;
 	f->state = ST_PENDING;
 	f->n_recent = 0;
+	f->retry_ns = now_ns + 10000000000u;    /* no answer by then: ask again */
 	struct msg m = { .type = M_GET, .handle = handle_of(w, f) };
 	m.t.src = p->src;
 	m.t.dst = p->dst;
@@ -762,6 +763,10 @@ static void end_round(struct offacct_worker *w, const struct msg *m, const struc
 		if (f->state == ST_MARKED && f->reg_seq <= m->seq && f->sampled_round != w->round) {
 			f->state = ST_UNMARKED;
 			counter_inc(&w->cnt.unmarked);
+		}
+		if (f->state == ST_PENDING && x->now_ns >= f->retry_ns) {
+			f->state = ST_FAILED;   /* the answer was lost: ask again */
+			f->retry_ns = x->now_ns;
 		}
 		bool none[2] = { false, false };
 		if (f->state == ST_PENDING || touch(f, x, none))

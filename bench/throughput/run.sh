@@ -102,6 +102,7 @@ JSON
 
 rules_none() {
 	in_ns gw iptables -F FORWARD
+	in_ns gw iptables -t mangle -F POSTROUTING
 	in_ns gw iptables -P FORWARD ACCEPT
 }
 rules_kernel() {
@@ -120,15 +121,18 @@ rules_kernel() {
 # both directions of a flow meet the same worker.
 rules_queue() { # rules_queue QUEUES [offload]
 	rules_none
-	# the offload's accept rule (contrib/): offloaded flows skip the queue
-	[ "${2:-}" = offload ] &&
-		in_ns gw iptables -A FORWARD -m connmark --mark 0x40000000/0x40000000 -j ACCEPT
 	if [ "$1" = 1 ]; then
 		in_ns gw iptables -A FORWARD -j NFQUEUE --queue-num 0
 	else
 		in_ns gw iptables -A FORWARD -s 203.0.113.8 -j NFQUEUE --queue-num 1
 		in_ns gw iptables -A FORWARD -d 203.0.113.8 -j NFQUEUE --queue-num 1
 		in_ns gw iptables -A FORWARD -j NFQUEUE --queue-num 0
+	fi
+	# the offload's shipped rules (contrib/offload): the mark vpcfwd's
+	# verdict sets goes to the flow's conntrack mark, and marked flows are
+	# accepted ahead of the queue
+	if [ "${2:-}" = offload ]; then
+		in_ns gw sh "$top_srcdir/contrib/offload/vpcfw-offload-iptables" add FORWARD >/dev/null
 	fi
 }
 
