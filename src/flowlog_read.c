@@ -34,34 +34,6 @@ static int field_by_name(const char *s, size_t len)
 
 /* ---------------------------------------------------------------- fields */
 
-static bool parse_u64(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (!*s)
-		return false;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return false;
-		unsigned d = (unsigned)(*s - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return true;
-}
-
-static bool parse_small(const char *s, uint64_t max, int *out)
-{
-	uint64_t v;
-
-	if (!parse_u64(s, &v) || v > max)
-		return false;
-	*out = (int)v;
-	return true;
-}
-
 /* Dotted quad without inet_pton's locale and copying; IPv6 through
  * addr_parse. */
 static bool parse_addr(const char *s, struct ip_addr *a, int *family)
@@ -94,11 +66,45 @@ static bool parse_addr(const char *s, struct ip_addr *a, int *family)
 	return strchr(s, ':') && addr_parse(s, a, family);
 }
 
-bool flr_parse_line(const struct fl_format *f, char *line, size_t len, struct flr_record *r,
-		    char *err, size_t errlen)
+/* Separators of a record's fields; the table makes a field's scan one load
+ * and one test per byte. */
+static const uint8_t sep_tab[256] = { [' '] = 1, ['\t'] = 1, ['\r'] = 1 };
+#define SEP(c) (sep_tab[(unsigned char)(c)])
+
+/* The digits at *pp as one number, in one pass with the field's scan: true
+ * with *pp at the token's end when the token is a number (as parse_u64
+ * takes it: digits up to the token's end or an embedded NUL).  False
+ * leaves *pp anywhere inside the token. */
+static inline bool scan_u64(char **pp, uint64_t *out)
 {
-	char *s = line, *end = line + len;
+	char *p = *pp;
+	uint64_t v = 0;
+	unsigned d;
+
+	while ((d = (unsigned)(unsigned char)*p - '0') < 10) {
+		if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, d, &v))
+			return false;
+		p++;
+	}
+	if (p == *pp)
+		return false;
+	if (!SEP(*p)) {
+		if (*p != '\0')
+			return false;
+		while (!SEP(*p)) /* parse_u64 stops at a NUL: the rest is ignored */
+			p++;
+	}
+	*pp = p;
+	*out = v;
+	return true;
+}
+
+static bool parse_line(const struct fl_format *f, char *line, char *end, struct flr_record *r,
+		       char *err, size_t errlen)
+{
+	char *s = line;
 	int i = 0;
+	int sfam = 0, dfam = 0, psfam = 0, pdfam = 0;
 
 	r->present = 0;
 	r->interface_id = NULL;
@@ -110,53 +116,81 @@ bool flr_parse_line(const struct fl_format *f, char *line, size_t len, struct fl
 	r->tcp_flags = -1;
 	r->direction = -1;
 	r->traffic_path = 0;
-	int sfam = 0, dfam = 0, psfam = 0, pdfam = 0;
 
+	*end = ' '; /* a field's scan stops here at the latest */
 	for (;;) {
-		while (s < end && (*s == ' ' || *s == '\t' || *s == '\r'))
+		while (s < end && SEP(*s))
 			s++;
 		if (s == end)
 			break;
 		char *tok = s;
-		while (s < end && *s != ' ' && *s != '\t' && *s != '\r')
-			s++;
 		if (i == f->n) {
-			int n = i + 1;
+			int n = i;
 			for (char *q = s; q < end;) {
-				while (q < end && (*q == ' ' || *q == '\t' || *q == '\r'))
+				while (q < end && SEP(*q))
 					q++;
 				if (q == end)
 					break;
 				n++;
-				while (q < end && *q != ' ' && *q != '\t' && *q != '\r')
+				while (q < end && !SEP(*q))
 					q++;
 			}
 			snprintf(err, errlen, "%d fields, the format has %d", n, f->n);
 			return false;
 		}
-		if (s < end)
-			*s++ = '\0';
-		else
-			*end = '\0'; /* the caller leaves room for it */
 		int field = f->fields[i++];
+		uint64_t v = 0, max = UINT64_MAX;
+		bool ok = true;
+		switch (field) {
+		case FLF_SRCPORT: case FLF_DSTPORT: max = 65535; goto number;
+		case FLF_PROTOCOL: case FLF_TCP_FLAGS: case FLF_TRAFFIC_PATH: max = 255; goto number;
+		case FLF_PACKETS: case FLF_BYTES: case FLF_START: case FLF_END:
+		number:
+			if (*tok != '-' && scan_u64(&s, &v)) {
+				if (v > max) {
+					ok = false; /* s is at the field's end */
+					break;
+				}
+				*s = '\0';
+				if (s < end)
+					s++;
+				switch (field) {
+				case FLF_SRCPORT: r->sport = (int)v; break;
+				case FLF_DSTPORT: r->dport = (int)v; break;
+				case FLF_PROTOCOL: r->proto = (int)v; break;
+				case FLF_TCP_FLAGS: r->tcp_flags = (int)v; break;
+				case FLF_TRAFFIC_PATH: r->traffic_path = (int)v; break;
+				case FLF_PACKETS: r->packets = v; break;
+				case FLF_BYTES: r->bytes = v; break;
+				case FLF_START: r->start = v; break;
+				default: r->end = v; break;
+				}
+				r->present |= 1ULL << field;
+				continue;
+			}
+			ok = false; /* "-", or not a number */
+			break;
+		default:
+			break;
+		}
+		while (!SEP(*s))
+			s++;
+		*s = '\0';
+		if (s < end)
+			s++;
 		if (field == FLR_FIELD_SKIP || (tok[0] == '-' && tok[1] == '\0'))
 			continue;
-		bool ok = true;
+		if (!ok) {
+			snprintf(err, errlen, "%s '%.60s' is not valid",
+				 fl_field_name((enum fl_field)field), tok);
+			return false;
+		}
 		switch (field) {
 		case FLF_INTERFACE_ID: r->interface_id = tok; break;
 		case FLF_SRCADDR: ok = parse_addr(tok, &r->srcaddr, &sfam); break;
 		case FLF_DSTADDR: ok = parse_addr(tok, &r->dstaddr, &dfam); break;
 		case FLF_PKT_SRCADDR: ok = parse_addr(tok, &r->pkt_srcaddr, &psfam); break;
 		case FLF_PKT_DSTADDR: ok = parse_addr(tok, &r->pkt_dstaddr, &pdfam); break;
-		case FLF_SRCPORT: ok = parse_small(tok, 65535, &r->sport); break;
-		case FLF_DSTPORT: ok = parse_small(tok, 65535, &r->dport); break;
-		case FLF_PROTOCOL: ok = parse_small(tok, 255, &r->proto); break;
-		case FLF_PACKETS: ok = parse_u64(tok, &r->packets); break;
-		case FLF_BYTES: ok = parse_u64(tok, &r->bytes); break;
-		case FLF_START: ok = parse_u64(tok, &r->start); break;
-		case FLF_END: ok = parse_u64(tok, &r->end); break;
-		case FLF_TCP_FLAGS: ok = parse_small(tok, 255, &r->tcp_flags); break;
-		case FLF_TRAFFIC_PATH: ok = parse_small(tok, 255, &r->traffic_path); break;
 		case FLF_ACTION:
 			if (strcmp(tok, "ACCEPT") == 0)
 				r->action = 1;
@@ -207,6 +241,17 @@ bool flr_parse_line(const struct fl_format *f, char *line, size_t len, struct fl
 	}
 	r->family = psfam && pdfam ? psfam : sfam && dfam ? sfam : 0;
 	return true;
+}
+
+/* One pass over the line: each field is scanned once, numbers converted in
+ * the same pass, nothing copied. */
+bool flr_parse_line(const struct fl_format *f, char *line, size_t len, struct flr_record *r,
+		    char *err, size_t errlen)
+{
+	char *end = line + len;
+	bool ok = parse_line(f, line, end, r, err, errlen);
+	*end = '\0'; /* the caller leaves room for it */
+	return ok;
 }
 
 bool flr_parse_header(const char *line, size_t len, struct fl_format *f, char *err,
@@ -666,33 +711,104 @@ bool flr_read_paths(const char *const *paths, int n, FILE *err, flr_record_fn fn
 
 /* ---------------------------------------------------------------- replay */
 
-static void json_str(FILE *f, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
+/* The verdict lines are built in a line buffer and written with one fwrite
+ * each (no printf per field); a piece longer than the buffer goes straight
+ * to the stream. */
+struct outbuf {
+	FILE *f;
+	size_t n;
+	char b[4096];
+};
 
-	putc('"', f);
-	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-		if (*c == '"' || *c == '\\') {
-			putc('\\', f);
-			putc(*c, f);
-		} else if (*c < 0x20 || *c == 0x7f) {
-			fputs("\\u00", f);
-			putc(hex[*c >> 4], f);
-			putc(hex[*c & 15], f);
-		} else {
-			putc(*c, f);
-		}
-	}
-	putc('"', f);
+static void ob_flush(struct outbuf *o)
+{
+	if (o->n)
+		fwrite(o->b, 1, o->n, o->f);
+	o->n = 0;
 }
 
-static void json_field(FILE *f, const char *name, const char *val)
+static inline void ob_put(struct outbuf *o, const char *s, size_t len)
 {
-	fprintf(f, ", \"%s\": ", name);
+	if (len > sizeof(o->b) - o->n) {
+		ob_flush(o);
+		if (len > sizeof(o->b)) {
+			fwrite(s, 1, len, o->f);
+			return;
+		}
+	}
+	memcpy(o->b + o->n, s, len);
+	o->n += len;
+}
+
+#define OB_LIT(o, lit) ob_put((o), (lit), sizeof(lit) - 1)
+
+static inline void ob_cstr(struct outbuf *o, const char *s)
+{
+	ob_put(o, s, strlen(s));
+}
+
+static void ob_u64(struct outbuf *o, uint64_t v)
+{
+	char d[20];
+	size_t i = sizeof(d);
+
+	do {
+		d[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	ob_put(o, d + i, sizeof(d) - i);
+}
+
+/* An address as addr_format writes it; IPv4 without inet_ntop's printf */
+static void ob_addr(struct outbuf *o, const struct ip_addr *a, int family)
+{
+	if (family != FAMILY_V4) {
+		char buf[ADDR_STRLEN];
+		ob_cstr(o, addr_format(a, family, buf));
+		return;
+	}
+	uint32_t v = addr_to_v4(a);
+	for (int k = 3; k >= 0; k--) {
+		ob_u64(o, v >> (8 * k) & 0xff);
+		if (k)
+			OB_LIT(o, ".");
+	}
+}
+
+static void json_str(struct outbuf *o, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *c = (const unsigned char *)s, *run = c;
+
+	OB_LIT(o, "\"");
+	for (;; c++) {
+		if (*c && *c != '"' && *c != '\\' && *c >= 0x20 && *c != 0x7f)
+			continue;
+		ob_put(o, (const char *)run, (size_t)(c - run));
+		if (!*c)
+			break;
+		if (*c == '"' || *c == '\\') {
+			char e[2] = { '\\', (char)*c };
+			ob_put(o, e, 2);
+		} else {
+			char e[6] = { '\\', 'u', '0', '0', hex[*c >> 4], hex[*c & 15] };
+			ob_put(o, e, 6);
+		}
+		run = c + 1;
+	}
+	OB_LIT(o, "\"");
+}
+
+/* , "name": "value" (escaped) or , "name": null */
+static void json_field(struct outbuf *o, const char *name, const char *val)
+{
+	OB_LIT(o, ", \"");
+	ob_cstr(o, name);
+	OB_LIT(o, "\": ");
 	if (val)
-		json_str(f, val);
+		json_str(o, val);
 	else
-		fputs("null", f);
+		OB_LIT(o, "null");
 }
 
 /* Disagreements between AWS's logged action and vpcfw's verdict, by
@@ -714,6 +830,7 @@ struct replay_state {
 	uint64_t agree, disagree, no_action, not_modelled, fid_other;
 	struct fid_row *fid;
 	size_t fid_used;
+	struct outbuf ob;               /* for out */
 };
 
 static void fid_count(struct replay_state *s, const struct flr_record *r)
@@ -749,38 +866,61 @@ static void fid_count(struct replay_state *s, const struct flr_record *r)
 	s->fid_other++;
 }
 
-static void write_record(FILE *f, const struct flr_record *r, const struct flr_pos *pos,
-			 const struct packet *p, const struct verdict *v, bool judged)
+static void write_record(struct outbuf *o, const struct flr_record *r,
+			 const struct flr_pos *pos, const struct packet *p, const struct verdict *v,
+			 bool judged)
 {
-	char rule[512], src[ADDR_STRLEN], dst[ADDR_STRLEN];
+	char rule[512];
 
-	fprintf(f, "{\"record\": %" PRIu64, pos->index);
-	json_field(f, "file", pos->file);
-	fprintf(f, ", \"line\": %" PRIu64 ", \"verdict\": \"%s\", \"stage\": \"%s\", "
-		"\"reason\": \"%s\"", pos->line, v->accept ? "ACCEPT" : "REJECT",
-		stage_name(v->stage), reason_name(v->reason));
+	OB_LIT(o, "{\"record\": ");
+	ob_u64(o, pos->index);
+	json_field(o, "file", pos->file);
+	OB_LIT(o, ", \"line\": ");
+	ob_u64(o, pos->line);
+	OB_LIT(o, ", \"verdict\": \"");
+	ob_cstr(o, v->accept ? "ACCEPT" : "REJECT");
+	OB_LIT(o, "\", \"stage\": \"");
+	ob_cstr(o, stage_name(v->stage));
+	OB_LIT(o, "\", \"reason\": \"");
+	ob_cstr(o, reason_name(v->reason));
+	OB_LIT(o, "\"");
 	verdict_rule_format(v, rule, sizeof(rule));
-	json_field(f, "rule", rule[0] ? rule : NULL);
-	addr_format(&p->src, p->family, src);
-	addr_format(&p->dst, p->family, dst);
-	fprintf(f, ", \"src\": \"%s\", \"dst\": \"%s\", \"proto\": %u, \"sport\": %u, "
-		"\"dport\": %u", src, dst, p->proto, p->sport, p->dport);
+	json_field(o, "rule", rule[0] ? rule : NULL);
+	OB_LIT(o, ", \"src\": \"");
+	ob_addr(o, &p->src, p->family);
+	OB_LIT(o, "\", \"dst\": \"");
+	ob_addr(o, &p->dst, p->family);
+	OB_LIT(o, "\", \"proto\": ");
+	ob_u64(o, p->proto);
+	OB_LIT(o, ", \"sport\": ");
+	ob_u64(o, p->sport);
+	OB_LIT(o, ", \"dport\": ");
+	ob_u64(o, p->dport);
 	if (v->src_iface)
-		json_field(f, "src_interface", v->src_iface->id);
+		json_field(o, "src_interface", v->src_iface->id);
 	if (v->dst_iface)
-		json_field(f, "dst_interface", v->dst_iface->id);
+		json_field(o, "dst_interface", v->dst_iface->id);
 	if (v->detail)
-		json_field(f, "detail", v->detail);
-	json_field(f, "interface_id", r->interface_id);
-	json_field(f, "flow_direction", r->direction < 0 ? NULL
+		json_field(o, "detail", v->detail);
+	json_field(o, "interface_id", r->interface_id);
+	json_field(o, "flow_direction", r->direction < 0 ? NULL
 				       : r->direction ? "egress" : "ingress");
-	fprintf(f, ", \"packets\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"start\": %" PRIu64
-		", \"end\": %" PRIu64, r->packets, r->bytes, r->start, r->end);
-	json_field(f, "action", r->action < 0 ? NULL : r->action ? "ACCEPT" : "REJECT");
+	OB_LIT(o, ", \"packets\": ");
+	ob_u64(o, r->packets);
+	OB_LIT(o, ", \"bytes\": ");
+	ob_u64(o, r->bytes);
+	OB_LIT(o, ", \"start\": ");
+	ob_u64(o, r->start);
+	OB_LIT(o, ", \"end\": ");
+	ob_u64(o, r->end);
+	json_field(o, "action", r->action < 0 ? NULL : r->action ? "ACCEPT" : "REJECT");
 	if (!judged)
-		fputs(", \"agrees\": null}\n", f);
+		OB_LIT(o, ", \"agrees\": null}\n");
+	else if ((r->action == 1) == v->accept)
+		OB_LIT(o, ", \"agrees\": true}\n");
 	else
-		fprintf(f, ", \"agrees\": %s}\n", (r->action == 1) == v->accept ? "true" : "false");
+		OB_LIT(o, ", \"agrees\": false}\n");
+	ob_flush(o);
 }
 
 static int replay_one(const struct flr_record *r, const struct flr_pos *pos, void *arg)
@@ -802,7 +942,7 @@ static int replay_one(const struct flr_record *r, const struct flr_pos *pos, voi
 		fid_count(s, r);
 	}
 	if (s->out)
-		write_record(s->out, r, pos, &p, &v, judged);
+		write_record(&s->ob, r, pos, &p, &v, judged);
 	return 0;
 }
 
@@ -881,6 +1021,8 @@ static FILE *open_out(const char *path)
 	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f && fd >= 0)
 		close(fd);
+	if (f)
+		setvbuf(f, NULL, _IOFBF, 1 << 18);
 	errno = e;
 	return f;
 }
@@ -905,6 +1047,7 @@ int flr_replay_run(const struct policy *pol, const struct flr_replay_options *op
 	s->pol = pol;
 	lane_init(&s->ln, ct, 0);
 	s->out = open_out(opt->verdicts_path);
+	s->ob.f = s->out;
 	if (opt->verdicts_path && !s->out) {
 		log_warn("%s", opt->verdicts_path);
 		ct_destroy(ct);
