@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Flow-log reading benchmark (issue #15 item 4): records per second of
-`vpcfwd --replay-flow-logs` on default-format (version 2) gzip files, against
-`zcat FILES | wc -l` on the same files as the floor (decompression alone).
+`vpcfwd --replay-flow-logs` (with --threads 1 and 2) and of `vpcfwctl diff
+--traffic` on default-format (version 2) gzip files, against `zcat FILES |
+wc -l` on the same files as the floor (decompression alone).  Per core:
+records / CPU-seconds of the process (user + system, every thread); wall:
+records / elapsed seconds.  The load average is printed beside: on a shared
+machine the wall-clock figures are the load's as much as the program's.
 Prints figures; not a test.
 
-    make bench-flowlog                  (uses the build's src/vpcfwd)
+    make bench-flowlog                  (uses the build's src/vpcfwd, src/vpcfwctl)
     bench/bench_flowlog_read.py VPCFWD [RECORDS [FILES]]
         default: 4000000 records in 4 files
 
@@ -61,11 +65,22 @@ def timed(argv, shell=False):
     return p, wall, cpu, r1.ru_maxrss
 
 
+def load():
+    return "load average %.1f %.1f %.1f" % os.getloadavg()
+
+
+def report(name, n, wall, cpu, rss=None):
+    print("%-28s %6.2f s wall, %6.2f s CPU: %5.2f M records/s per core, %5.2f M/s wall%s"
+          % (name + ":", wall, cpu, n / cpu / 1e6, n / wall / 1e6,
+             "; peak RSS %d MB" % (rss // 1024) if rss is not None else ""))
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
         return 2
     vpcfwd = sys.argv[1]
+    vpcfwctl = os.path.join(os.path.dirname(vpcfwd), "vpcfwctl")
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 4000000
     files = int(sys.argv[3]) if len(sys.argv) > 3 else 4
     tmp = tempfile.mkdtemp(prefix="vpcfw-bench-fl-")
@@ -76,24 +91,33 @@ def main():
             make(p, n // files, k)
             paths.append(p)
         size = sum(os.path.getsize(p) for p in paths)
-        print("%d records in %d gzip files (%.1f MB compressed), on %d cores"
-              % (n, files, size / 1e6, os.cpu_count()))
+        print("%d records in %d gzip files (%.1f MB compressed), on %d cores; %s"
+              % (n, files, size / 1e6, os.cpu_count(), load()))
         p, wall, cpu, _ = timed("zcat %s | wc -l" % " ".join(paths), shell=True)
         lines = int(p.stdout.strip() or 0)
-        print("zcat | wc -l:               %6.2f s wall, %6.2f s CPU: %5.2f M lines/s (the floor)"
-              % (wall, cpu, lines / wall / 1e6))
-        p, wall, cpu, rss = timed([vpcfwd, "-c", CONF, "--replay-flow-logs"] + paths)
-        if p.returncode != 0:
-            print("vpcfwd failed (%d): %s" % (p.returncode, p.stderr[-2000:]))
-            return 1
-        first = p.stderr.splitlines()[0] if p.stderr else ""
-        if " %d records" % n not in first:
-            print("vpcfwd did not read every record: %s" % first)
-            return 1
-        print("vpcfwd --replay-flow-logs:  %6.2f s wall, %6.2f s CPU: %5.2f M records/s wall, "
-              "%5.2f M/s per CPU-second; peak RSS %d MB"
-              % (wall, cpu, n / wall / 1e6, n / cpu / 1e6, rss // 1024))
+        print("%-28s %6.2f s wall, %6.2f s CPU: %5.2f M lines/s per core, %5.2f M/s wall "
+              "(the floor)" % ("zcat | wc -l:", wall, cpu, lines / cpu / 1e6, lines / wall / 1e6))
+        first = ""
+        for threads in (1, 2):
+            p, wall, cpu, rss = timed([vpcfwd, "-c", CONF, "--replay-flow-logs"] + paths +
+                                      ["--threads", str(threads)])
+            if p.returncode != 0:
+                print("vpcfwd failed (%d): %s" % (p.returncode, p.stderr[-2000:]))
+                return 1
+            first = p.stderr.splitlines()[0] if p.stderr else ""
+            if " %d records" % n not in first:
+                print("vpcfwd did not read every record: %s" % first)
+                return 1
+            report("replay-flow-logs, %d thread%s" % (threads, "s" if threads > 1 else ""),
+                   n, wall, cpu, rss)
         print("  (%s)" % first)
+        if os.access(vpcfwctl, os.X_OK):
+            p, wall, cpu, _ = timed([vpcfwctl, "diff", "-c", CONF, "-c2", CONF, "--traffic"] + paths)
+            if p.returncode != 0:
+                print("vpcfwctl diff failed (%d): %s" % (p.returncode, p.stderr[-2000:]))
+                return 1
+            report("diff --traffic (2 threads)", n, wall, cpu)
+        print("after: %s" % load())
     finally:
         shutil.rmtree(tmp)
     return 0

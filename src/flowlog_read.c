@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -81,6 +83,11 @@ static inline bool scan_u64(char **pp, uint64_t *out)
 	uint64_t v = 0;
 	unsigned d;
 
+	/* 19 digits cannot overflow; the checks only after them */
+	while ((d = (unsigned)(unsigned char)*p - '0') < 10 && p - *pp < 19) {
+		v = v * 10 + d;
+		p++;
+	}
 	while ((d = (unsigned)(unsigned char)*p - '0') < 10) {
 		if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, d, &v))
 			return false;
@@ -96,6 +103,37 @@ static inline bool scan_u64(char **pp, uint64_t *out)
 	}
 	*pp = p;
 	*out = v;
+	return true;
+}
+
+/* A dotted quad up to the field's end, in the field's scan: true with *pp
+ * at the field's end for exactly the fields parse_addr takes as IPv4 and
+ * that have no NUL in them (the rest go to parse_addr). */
+static inline bool scan_v4(char **pp, struct ip_addr *a)
+{
+	char *p = *pp;
+	uint32_t v = 0;
+
+	for (int part = 0; part < 4; part++) {
+		unsigned n = 0, d, digits = 0;
+		while ((d = (unsigned)(unsigned char)*p - '0') < 10 && digits < 3) {
+			n = n * 10 + d;
+			p++;
+			digits++;
+		}
+		if (!digits || n > 255)
+			return false;
+		v = v << 8 | n;
+		if (part < 3) {
+			if (*p != '.')
+				return false;
+			p++;
+		}
+	}
+	if (!SEP(*p))
+		return false;
+	*pp = p;
+	*a = addr_from_v4(v);
 	return true;
 }
 
@@ -170,6 +208,22 @@ static bool parse_line(const struct fl_format *f, char *line, char *end, struct 
 			}
 			ok = false; /* "-", or not a number */
 			break;
+		case FLF_SRCADDR: case FLF_DSTADDR: case FLF_PKT_SRCADDR: case FLF_PKT_DSTADDR: {
+			struct ip_addr a;
+			if (!scan_v4(&s, &a))
+				break; /* "-", IPv6 or not valid: parse_addr says */
+			*s = '\0';
+			if (s < end)
+				s++;
+			switch (field) {
+			case FLF_SRCADDR: r->srcaddr = a; sfam = FAMILY_V4; break;
+			case FLF_DSTADDR: r->dstaddr = a; dfam = FAMILY_V4; break;
+			case FLF_PKT_SRCADDR: r->pkt_srcaddr = a; psfam = FAMILY_V4; break;
+			default: r->pkt_dstaddr = a; pdfam = FAMILY_V4; break;
+			}
+			r->present |= 1ULL << field;
+			continue;
+		}
 		default:
 			break;
 		}
@@ -454,19 +508,84 @@ const struct verdict *flr_decide(struct lane *l, const struct policy *pol,
 
 /* ---------------------------------------------------------------- reading */
 
-enum { FLR_BUF = 1 << 18, FLR_MAX_LINE = 1 << 16 };
+/* The reader works in chunks: up to FLR_BUF bytes of one file's text as
+ * decompressed, the records parsed from its lines (pointing into the text)
+ * and what the other lines meant (counts, messages), in the file's order.
+ * The reading side (decompression, line splitting, parsing) fills a chunk;
+ * the deciding side takes it whole: counts, reports and calls the callback
+ * item by item.  In one thread the reading side hands each chunk straight
+ * to the deciding side; in two, the reading side runs in its own thread
+ * with a bounded queue of chunks between them.  The calls, counts and
+ * messages are the same, in the same order, either way; the memory is
+ * FLR_CHUNKS chunks whatever the input. */
+enum {
+	FLR_BUF = 1 << 18,
+	FLR_MAX_LINE = 1 << 16,
+	FLR_ITEMS = FLR_BUF / 64,       /* a chunk of shorter lines is passed on early */
+	FLR_NOTES = 1 << 14,            /* messages of a chunk */
+	FLR_NOTE_MAX = 1024,            /* one message, at most */
+	FLR_CHUNKS = 4,
+};
+
+enum item_kind {
+	IT_RECORD,                      /* a record to decide */
+	IT_NODATA, IT_SKIPDATA,
+	IT_HEADER,                      /* a format's header line (note: unknown fields) */
+	IT_MALFORMED,                   /* a line reported and skipped */
+	IT_FILE,                        /* a file opened */
+	IT_FILE_ERROR,                  /* a file or directory that could not be read (whole) */
+};
+
+#define NOTE_NONE UINT32_MAX
+
+struct item {
+	uint8_t kind;                   /* enum item_kind */
+	uint32_t note;                  /* its message's offset in notes, or NOTE_NONE */
+	uint64_t line;
+	struct flr_record r;            /* IT_RECORD */
+};
+
+struct chunk {
+	struct chunk *next;             /* in the queue or the free list */
+	char *file;                     /* the file (or directory) its items are of */
+	size_t file_cap;
+	size_t n_items, notes_used;
+	struct item *items;             /* FLR_ITEMS */
+	char *notes;                    /* FLR_NOTES */
+	char *text;                     /* FLR_BUF + 1 */
+};
 
 struct reader {
 	FILE *err;
 	flr_record_fn fn;
 	void *arg;
+	/* the deciding side's */
 	struct flr_stats *st;
-	bool ok, stop;
+	bool ok;
 	uint64_t index;
-	char *buf;                      /* FLR_BUF + 1 */
-	char *msg;                      /* a CloudWatch message, FLR_MAX_LINE */
-	char path[PATH_MAX];
+	atomic_bool stop;               /* set by the deciding side */
+	/* the reading side's */
+	struct chunk *ch;               /* being filled */
+	uint64_t passes;                /* chunks passed on so far */
+	bool oom;
+	/* two threads: chunks handed over under mu */
+	bool threaded;
+	pthread_mutex_t mu;
+	pthread_cond_t cv_full, cv_free;
+	struct chunk *full_head, *full_tail, *free_list;
+	bool done;
+	const char *const *paths;
+	int n_paths;
+	struct chunk *all[FLR_CHUNKS];
+	int n_chunks;
 };
+
+static bool stopped(struct reader *rd)
+{
+	return atomic_load_explicit(&rd->stop, memory_order_relaxed);
+}
+
+/* ---- the deciding side */
 
 static void report(struct reader *rd, const char *file, uint64_t line, const char *why)
 {
@@ -479,11 +598,165 @@ static void report(struct reader *rd, const char *file, uint64_t line, const cha
 		fprintf(rd->err, "vpcfwd: %s: %s\n", file, why);
 }
 
-static void one_line(struct reader *rd, const char *file, uint64_t lineno, char *line,
-		     size_t len, struct fl_format *fmt)
+static void consume(struct reader *rd, const struct chunk *ch)
+{
+	struct flr_stats *st = rd->st;
+
+	for (size_t i = 0; i < ch->n_items && !stopped(rd); i++) {
+		const struct item *it = &ch->items[i];
+		const char *note = it->note == NOTE_NONE ? NULL : ch->notes + it->note;
+		switch (it->kind) {
+		case IT_RECORD: {
+			st->lines++;
+			st->records++;
+			struct flr_pos pos = { .file = ch->file, .line = it->line, .index = ++rd->index };
+			if (rd->fn && rd->fn(&it->r, &pos, rd->arg))
+				atomic_store_explicit(&rd->stop, true, memory_order_relaxed);
+			break;
+		}
+		case IT_NODATA:
+			st->lines++;
+			st->nodata++;
+			break;
+		case IT_SKIPDATA:
+			st->lines++;
+			st->skipdata++;
+			break;
+		case IT_HEADER:
+			st->lines++;
+			st->headers++;
+			if (note) {
+				st->malformed++;
+				report(rd, ch->file, it->line, note);
+			}
+			break;
+		case IT_MALFORMED:
+			st->lines++;
+			st->malformed++;
+			report(rd, ch->file, it->line, note);
+			break;
+		case IT_FILE:
+			st->files++;
+			break;
+		case IT_FILE_ERROR:
+			st->file_errors++;
+			report(rd, ch->file, 0, note);
+			break;
+		}
+	}
+}
+
+/* ---- handing chunks over */
+
+static void chunk_reset(struct chunk *ch)
+{
+	ch->n_items = 0;
+	ch->notes_used = 0;
+}
+
+static bool chunk_set_file(struct reader *rd, struct chunk *ch, const char *file)
+{
+	size_t len = strlen(file) + 1;
+	if (len > ch->file_cap) {
+		char *f = realloc(ch->file, len);
+		if (!f) {
+			rd->oom = true;
+			return false;
+		}
+		ch->file = f;
+		ch->file_cap = len;
+	}
+	memcpy(ch->file, file, len);
+	return true;
+}
+
+/* Passes the chunk being filled on to the deciding side; the next one
+ * starts with rest (the text not yet split into lines).  False when
+ * reading must end (the deciding side stopped, or no memory). */
+static bool pass_on(struct reader *rd, const char *rest, size_t nrest)
+{
+	struct chunk *ch = rd->ch, *nx;
+
+	rd->passes++;
+	if (!rd->threaded) {
+		consume(rd, ch);
+		if (nrest)
+			memmove(ch->text, rest, nrest);
+		chunk_reset(ch);
+		return !stopped(rd);
+	}
+	pthread_mutex_lock(&rd->mu);
+	while (!rd->free_list)
+		pthread_cond_wait(&rd->cv_free, &rd->mu);
+	nx = rd->free_list;
+	rd->free_list = nx->next;
+	pthread_mutex_unlock(&rd->mu);
+
+	chunk_reset(nx);
+	if (nrest)
+		memcpy(nx->text, rest, nrest);
+	bool ok = chunk_set_file(rd, nx, ch->file);
+
+	pthread_mutex_lock(&rd->mu);
+	ch->next = NULL;
+	if (rd->full_tail)
+		rd->full_tail->next = ch;
+	else
+		rd->full_head = ch;
+	rd->full_tail = ch;
+	pthread_cond_signal(&rd->cv_full);
+	pthread_mutex_unlock(&rd->mu);
+	rd->ch = nx;
+	return ok && !stopped(rd);
+}
+
+/* Room in the chunk being filled for one more item and its message:
+ * otherwise it is passed on first, with rest. */
+static bool room(struct reader *rd, const char *rest, size_t nrest)
+{
+	if (rd->ch->n_items < FLR_ITEMS && rd->ch->notes_used + FLR_NOTE_MAX <= FLR_NOTES)
+		return true;
+	return pass_on(rd, rest, nrest);
+}
+
+/* An item in the chunk being filled (room() made sure of the room). */
+static struct item *add(struct reader *rd, enum item_kind kind, uint64_t line, const char *note)
+{
+	struct chunk *ch = rd->ch;
+	struct item *it = &ch->items[ch->n_items++];
+
+	it->kind = (uint8_t)kind;
+	it->line = line;
+	it->note = NOTE_NONE;
+	if (note) {
+		size_t len = strnlen(note, FLR_NOTE_MAX - 1);
+		memcpy(ch->notes + ch->notes_used, note, len);
+		ch->notes[ch->notes_used + len] = '\0';
+		it->note = (uint32_t)ch->notes_used;
+		ch->notes_used += len + 1;
+	}
+	return it;
+}
+
+/* A file-level item about path (nothing of the file's text pending). */
+static bool add_file_item(struct reader *rd, const char *path, enum item_kind kind,
+			  const char *note)
+{
+	struct chunk *ch = rd->ch;
+	if (ch->n_items && strcmp(ch->file, path) != 0 && !pass_on(rd, NULL, 0))
+		return false;
+	if (!room(rd, NULL, 0) || !chunk_set_file(rd, rd->ch, path))
+		return false;
+	add(rd, kind, 0, note);
+	return true;
+}
+
+/* ---- the reading side */
+
+static void one_line(struct reader *rd, uint64_t lineno, char *line, size_t len,
+		     struct fl_format *fmt)
 {
 	char err[512];
-	struct flr_record r;
 
 	while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
 		len--;
@@ -493,15 +766,13 @@ static void one_line(struct reader *rd, const char *file, uint64_t lineno, char 
 	}
 	if (len == 0)
 		return;
-	rd->st->lines++;
 	if (*line == '{') { /* CloudWatch Logs: one event per line */
 		size_t n;
-		if (!flr_cloudwatch_message(line, len, rd->msg, FLR_MAX_LINE, &n)) {
-			rd->st->malformed++;
-			report(rd, file, lineno, "a JSON line without a \"message\" string");
+		/* in place: the message is shorter than its JSON line */
+		if (!flr_cloudwatch_message(line, len, line, len + 1, &n)) {
+			add(rd, IT_MALFORMED, lineno, "a JSON line without a \"message\" string");
 			return;
 		}
-		line = rd->msg;
 		len = n;
 	}
 	if (line[0] < '0' || line[0] > '9') {
@@ -509,55 +780,48 @@ static void one_line(struct reader *rd, const char *file, uint64_t lineno, char 
 		struct fl_format nf;
 		if (flr_parse_header(line, len, &nf, err, sizeof(err))) {
 			*fmt = nf;
-			rd->st->headers++;
-			if (err[0]) {
-				rd->st->malformed++;
-				report(rd, file, lineno, err);
-			}
+			add(rd, IT_HEADER, lineno, err[0] ? err : NULL);
 			return;
 		}
 	}
-	if (!flr_parse_line(fmt, line, len, &r, err, sizeof(err))) {
-		rd->st->malformed++;
-		report(rd, file, lineno, err);
+	struct item *it = &rd->ch->items[rd->ch->n_items];
+	if (!flr_parse_line(fmt, line, len, &it->r, err, sizeof(err))) {
+		add(rd, IT_MALFORMED, lineno, err);
 		return;
 	}
-	if (r.status == FL_NODATA) {
-		rd->st->nodata++;
+	if (it->r.status == FL_NODATA) {
+		add(rd, IT_NODATA, lineno, NULL);
 		return;
 	}
-	if (r.status == FL_SKIPDATA) {
-		rd->st->skipdata++;
+	if (it->r.status == FL_SKIPDATA) {
+		add(rd, IT_SKIPDATA, lineno, NULL);
 		return;
 	}
-	if (!r.family) {
-		rd->st->malformed++;
-		report(rd, file, lineno, "no srcaddr and dstaddr to decide");
+	if (!it->r.family) {
+		add(rd, IT_MALFORMED, lineno, "no srcaddr and dstaddr to decide");
 		return;
 	}
-	rd->st->records++;
-	struct flr_pos pos = { .file = file, .line = lineno, .index = ++rd->index };
-	if (rd->fn && rd->fn(&r, &pos, rd->arg))
-		rd->stop = true;
+	add(rd, IT_RECORD, lineno, NULL); /* the record parsed in place */
 }
 
 static void read_file(struct reader *rd, const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
-		rd->st->file_errors++;
-		report(rd, path, 0, strerror(errno));
+		add_file_item(rd, path, IT_FILE_ERROR, strerror(errno));
 		return;
 	}
 	gzFile gz = gzdopen(fd, "rb");
 	if (!gz) {
 		close(fd);
-		rd->st->file_errors++;
-		report(rd, path, 0, "cannot read");
+		add_file_item(rd, path, IT_FILE_ERROR, "cannot read");
 		return;
 	}
 	gzbuffer(gz, 1 << 17);
-	rd->st->files++;
+	if (!add_file_item(rd, path, IT_FILE, NULL)) {
+		gzclose(gz);
+		return;
+	}
 
 	struct fl_format fmt;
 	char dummy[8];
@@ -566,60 +830,73 @@ static void read_file(struct reader *rd, const char *path)
 	uint64_t lineno = 0;
 	size_t have = 0;
 	for (;;) {
-		int got = gzread(gz, rd->buf + have, (unsigned)(FLR_BUF - have));
+		char *buf = rd->ch->text;
+		int got = gzread(gz, buf + have, (unsigned)(FLR_BUF - have));
 		if (got < 0) {
 			int zerr;
 			const char *m = gzerror(gz, &zerr);
 			char why[256];
 			snprintf(why, sizeof(why), "after line %" PRIu64 ": %s: the rest of the file "
 				 "is skipped", lineno, m && *m ? m : "corrupt gzip data");
-			rd->st->file_errors++;
-			report(rd, path, 0, why);
+			if (room(rd, NULL, 0))
+				add(rd, IT_FILE_ERROR, 0, why);
 			break;
 		}
 		size_t total = have + (size_t)got;
 		size_t off = 0;
+		bool stop = false;
 		for (;;) {
-			char *nl = memchr(rd->buf + off, '\n', total - off);
+			char *nl = memchr(buf + off, '\n', total - off);
 			if (!nl)
 				break;
-			size_t len = (size_t)(nl - (rd->buf + off));
+			uint64_t passes = rd->passes;
+			if (!room(rd, buf + off, total - off)) {
+				stop = true;
+				break;
+			}
+			if (rd->passes != passes) { /* passed on: the rest moved */
+				buf = rd->ch->text;
+				total -= off;
+				off = 0;
+				nl = memchr(buf, '\n', total);
+			}
+			size_t len = (size_t)(nl - (buf + off));
 			lineno++;
 			if (skipping) {
 				skipping = false;
 			} else if (len > FLR_MAX_LINE - 1) {
-				rd->st->lines++;
-				rd->st->malformed++;
-				report(rd, path, lineno, "line too long");
+				add(rd, IT_MALFORMED, lineno, "line too long");
 			} else {
-				one_line(rd, path, lineno, rd->buf + off, len, &fmt);
+				one_line(rd, lineno, buf + off, len, &fmt);
 			}
 			off += len + 1;
-			if (rd->stop)
-				break;
 		}
-		if (rd->stop)
+		if (stop)
 			break;
 		if (got == 0) { /* end of file: a last line without newline */
 			int zerr;
 			const char *m = gzerror(gz, &zerr);
+			uint64_t passes = rd->passes;
+			if (!room(rd, buf + off, total - off))
+				break;
+			if (rd->passes != passes) {
+				buf = rd->ch->text;
+				total -= off;
+				off = 0;
+			}
 			if (zerr != Z_OK && zerr != Z_STREAM_END) {
 				char why[256];
 				snprintf(why, sizeof(why), "after line %" PRIu64 ": %s: the rest of "
 					 "the file is skipped", lineno, m && *m ? m : "corrupt data");
-				rd->st->file_errors++;
-				report(rd, path, 0, why);
+				add(rd, IT_FILE_ERROR, 0, why);
 				break;
 			}
 			if (total > off && !skipping) {
 				lineno++;
-				if (total - off > FLR_MAX_LINE - 1) {
-					rd->st->lines++;
-					rd->st->malformed++;
-					report(rd, path, lineno, "line too long");
-				} else {
-					one_line(rd, path, lineno, rd->buf + off, total - off, &fmt);
-				}
+				if (total - off > FLR_MAX_LINE - 1)
+					add(rd, IT_MALFORMED, lineno, "line too long");
+				else
+					one_line(rd, lineno, buf + off, total - off, &fmt);
 			}
 			break;
 		}
@@ -627,14 +904,20 @@ static void read_file(struct reader *rd, const char *path)
 		if (have >= FLR_MAX_LINE) {
 			/* no newline in a whole line's room: drop up to the next */
 			if (!skipping) {
-				rd->st->lines++;
-				rd->st->malformed++;
-				report(rd, path, lineno + 1, "line too long");
+				if (!room(rd, NULL, 0))
+					break;
+				add(rd, IT_MALFORMED, lineno + 1, "line too long");
 			}
 			skipping = true;
 			have = 0;
+		}
+		if (rd->ch->n_items) {
+			/* the records point into this text: the next read goes to
+			 * the next chunk, with the line begun here */
+			if (!pass_on(rd, buf + off, have))
+				break;
 		} else if (off) {
-			memmove(rd->buf, rd->buf + off, have);
+			memmove(buf, buf + off, have);
 		}
 	}
 	gzclose(gz);
@@ -650,8 +933,7 @@ static void read_path(struct reader *rd, const char *path, int depth)
 	struct stat st;
 
 	if (stat(path, &st) != 0) {
-		rd->st->file_errors++;
-		report(rd, path, 0, strerror(errno));
+		add_file_item(rd, path, IT_FILE_ERROR, strerror(errno));
 		return;
 	}
 	if (!S_ISDIR(st.st_mode)) {
@@ -660,53 +942,185 @@ static void read_path(struct reader *rd, const char *path, int depth)
 		return;
 	}
 	if (depth > 32) {
-		rd->st->file_errors++;
-		report(rd, path, 0, "directories nested too deep");
+		add_file_item(rd, path, IT_FILE_ERROR, "directories nested too deep");
 		return;
 	}
 	struct dirent **names;
 	int n = scandir(path, &names, no_dot, alphasort);
 	if (n < 0) {
-		rd->st->file_errors++;
-		report(rd, path, 0, strerror(errno));
+		add_file_item(rd, path, IT_FILE_ERROR, strerror(errno));
 		return;
 	}
 	for (int i = 0; i < n; i++) {
-		if (!rd->stop) {
+		if (!stopped(rd) && !rd->oom) {
 			char sub[PATH_MAX];
 			int w = snprintf(sub, sizeof(sub), "%s/%s", path, names[i]->d_name);
-			if (w < 0 || (size_t)w >= sizeof(sub)) {
-				rd->st->file_errors++;
-				report(rd, path, 0, "a name too long below it");
-			} else {
+			if (w < 0 || (size_t)w >= sizeof(sub))
+				add_file_item(rd, path, IT_FILE_ERROR, "a name too long below it");
+			else
 				read_path(rd, sub, depth + 1);
-			}
 		}
 		free(names[i]);
 	}
 	free(names);
 }
 
-bool flr_read_paths(const char *const *paths, int n, FILE *err, flr_record_fn fn, void *arg,
-		    struct flr_stats *st)
+/* The reading side, whole: every path, then the last chunk passed on. */
+static void read_all(struct reader *rd)
 {
-	struct reader rd = { .err = err, .fn = fn, .arg = arg, .st = st, .ok = true };
+	for (int i = 0; i < rd->n_paths && !stopped(rd) && !rd->oom; i++)
+		read_path(rd, rd->paths[i], 0);
+	if (rd->ch->n_items && !stopped(rd))
+		pass_on(rd, NULL, 0);
+}
+
+static void *reading_thread(void *arg)
+{
+	struct reader *rd = arg;
+
+	read_all(rd);
+	pthread_mutex_lock(&rd->mu);
+	rd->done = true;
+	pthread_cond_signal(&rd->cv_full);
+	pthread_mutex_unlock(&rd->mu);
+	return NULL;
+}
+
+static void chunk_free(struct chunk *ch)
+{
+	if (!ch)
+		return;
+	free(ch->file);
+	free(ch->items);
+	free(ch->notes);
+	free(ch->text);
+	free(ch);
+}
+
+static struct chunk *chunk_new(void)
+{
+	struct chunk *ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return NULL;
+	ch->items = malloc(FLR_ITEMS * sizeof(*ch->items));
+	ch->notes = malloc(FLR_NOTES);
+	ch->text = malloc(FLR_BUF + 1);
+	ch->file = malloc(1);
+	ch->file_cap = 1;
+	if (!ch->items || !ch->notes || !ch->text || !ch->file) {
+		chunk_free(ch);
+		return NULL;
+	}
+	ch->file[0] = '\0';
+	return ch;
+}
+
+int flr_threads_default(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n >= 2 ? 2 : 1;
+}
+
+bool flr_read_paths_threads(const char *const *paths, int n, int threads, FILE *err,
+			    flr_record_fn fn, void *arg, struct flr_stats *st)
+{
+	struct reader *rd = calloc(1, sizeof(*rd));
 
 	memset(st, 0, sizeof(*st));
-	rd.buf = malloc(FLR_BUF + 1);
-	rd.msg = malloc(FLR_MAX_LINE);
-	if (!rd.buf || !rd.msg) {
-		free(rd.buf);
-		free(rd.msg);
+	if (!rd) {
 		if (err)
 			fputs("vpcfwd: out of memory\n", err);
 		return false;
 	}
-	for (int i = 0; i < n && !rd.stop; i++)
-		read_path(&rd, paths[i], 0);
-	free(rd.buf);
-	free(rd.msg);
-	return rd.ok;
+	rd->err = err;
+	rd->fn = fn;
+	rd->arg = arg;
+	rd->st = st;
+	rd->ok = true;
+	rd->paths = paths;
+	rd->n_paths = n;
+	atomic_init(&rd->stop, false);
+	if (threads <= 0)
+		threads = flr_threads_default();
+	rd->n_chunks = threads > 1 ? FLR_CHUNKS : 1;
+	for (int i = 0; i < rd->n_chunks; i++) {
+		if (!(rd->all[i] = chunk_new())) {
+			for (int k = 0; k < i; k++)
+				chunk_free(rd->all[k]);
+			free(rd);
+			if (err)
+				fputs("vpcfwd: out of memory\n", err);
+			return false;
+		}
+	}
+	rd->ch = rd->all[0];
+
+	pthread_t reading;
+	bool started = false;
+	if (rd->n_chunks > 1) {
+		for (int i = rd->n_chunks - 1; i >= 1; i--) {
+			rd->all[i]->next = rd->free_list;
+			rd->free_list = rd->all[i];
+		}
+		rd->threaded = true;
+		pthread_mutex_init(&rd->mu, NULL);
+		pthread_cond_init(&rd->cv_full, NULL);
+		pthread_cond_init(&rd->cv_free, NULL);
+		started = pthread_create(&reading, NULL, reading_thread, rd) == 0;
+		if (!started) {
+			rd->threaded = false; /* read in this thread */
+			pthread_mutex_destroy(&rd->mu);
+			pthread_cond_destroy(&rd->cv_full);
+			pthread_cond_destroy(&rd->cv_free);
+		}
+	}
+	if (!started) {
+		read_all(rd);
+	} else {
+		/* the deciding side: every chunk in the order read; after a stop
+		 * the chunks are still taken (and ignored) until the reading side
+		 * has seen it */
+		for (;;) {
+			pthread_mutex_lock(&rd->mu);
+			while (!rd->full_head && !rd->done)
+				pthread_cond_wait(&rd->cv_full, &rd->mu);
+			struct chunk *ch = rd->full_head;
+			if (ch) {
+				rd->full_head = ch->next;
+				if (!rd->full_head)
+					rd->full_tail = NULL;
+			}
+			pthread_mutex_unlock(&rd->mu);
+			if (!ch)
+				break;
+			consume(rd, ch);
+			pthread_mutex_lock(&rd->mu);
+			ch->next = rd->free_list;
+			rd->free_list = ch;
+			pthread_cond_signal(&rd->cv_free);
+			pthread_mutex_unlock(&rd->mu);
+		}
+		pthread_join(reading, NULL);
+		pthread_mutex_destroy(&rd->mu);
+		pthread_cond_destroy(&rd->cv_full);
+		pthread_cond_destroy(&rd->cv_free);
+	}
+	bool ok = rd->ok;
+	if (rd->oom) {
+		if (err)
+			fputs("vpcfwd: out of memory\n", err);
+		ok = false;
+	}
+	for (int i = 0; i < rd->n_chunks; i++)
+		chunk_free(rd->all[i]);
+	free(rd);
+	return ok;
+}
+
+bool flr_read_paths(const char *const *paths, int n, FILE *err, flr_record_fn fn, void *arg,
+		    struct flr_stats *st)
+{
+	return flr_read_paths_threads(paths, n, 1, err, fn, arg, st);
 }
 
 /* ---------------------------------------------------------------- replay */
@@ -1057,7 +1471,8 @@ int flr_replay_run(const struct policy *pol, const struct flr_replay_options *op
 	}
 
 	struct flr_stats st;
-	if (!flr_read_paths(opt->paths, opt->n_paths, stderr, replay_one, s, &st))
+	if (!flr_read_paths_threads(opt->paths, opt->n_paths, opt->threads, stderr, replay_one, s,
+				    &st))
 		rc = 1;
 	if (s->out) {
 		bool ok = !ferror(s->out);

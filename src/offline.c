@@ -67,7 +67,7 @@ int offline_diff(const struct offline_diff *o)
 		return 2;
 	}
 	struct diff_options d = { .traffic = o->traffic, .n_traffic = o->n_traffic, .json = o->json,
-				  .limit = o->limit, .out = o->out, .err = o->err };
+				  .limit = o->limit, .out = o->out, .err = o->err, .threads = o->threads };
 	int rc = diff_run(a, b, &d);
 	policy_free(a);
 	policy_free(b);

@@ -42,7 +42,7 @@ static const struct verb_help {
 	{ "shadow", "shadow load PATH | shadow report [-n LIMIT] | shadow clear",
 	  "evaluate a candidate configuration (read here, sent to the daemon) beside the "
 	  "running one; load and clear: admin" },
-	{ "diff", "diff -c CURRENT... -c2 CANDIDATE... --traffic FILE|DIR... [-n LIMIT]",
+	{ "diff", "diff -c CURRENT... -c2 CANDIDATE... --traffic FILE|DIR... [-n LIMIT] [--threads 1|2]",
 	  "flows of flow logs or captures whose verdict the candidate changes, by rule "
 	  "(exit 0: none, 1: some, 2: error)" },
 	{ "help", "help [VERB]", "this text, or one verb's" },
@@ -684,7 +684,7 @@ static int c_diff(int argc, char **argv)
 {
 	const char *cur[64], *cand[64];
 	const char **traffic = calloc((size_t)argc, sizeof(*traffic));
-	int n_cur = 0, n_cand = 0, n_traffic = 0, limit = 20;
+	int n_cur = 0, n_cand = 0, n_traffic = 0, limit = 20, threads = 0;
 	bool in_traffic = false;
 
 	if (!traffic)
@@ -707,6 +707,11 @@ static int c_diff(int argc, char **argv)
 				verb_usage("diff");
 			limit = (int)number(argv[++i], 0, 1000000, "limit");
 			in_traffic = false;
+		} else if (!strcmp(a, "--threads")) {
+			if (!has_arg)
+				verb_usage("diff");
+			threads = (int)number(argv[++i], 1, 2, "threads");
+			in_traffic = false;
 		} else if (!strcmp(a, "--traffic")) {
 			in_traffic = true;
 		} else if (in_traffic && (a[0] != '-' || !a[1])) {
@@ -722,7 +727,8 @@ static int c_diff(int argc, char **argv)
 	}
 	struct offline_diff o = { .current = cur, .n_current = n_cur, .candidate = cand,
 				  .n_candidate = n_cand, .traffic = traffic, .n_traffic = n_traffic,
-				  .json = as_json, .limit = limit, .out = stdout, .err = stderr };
+				  .json = as_json, .limit = limit, .out = stdout, .err = stderr,
+				  .threads = threads };
 	int rc = offline_diff(&o);
 	free(traffic);
 	if (fflush(stdout) != 0)

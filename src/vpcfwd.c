@@ -31,6 +31,7 @@ enum {
 	OPT_FLOW_LOG_DIR,
 	OPT_REPLAY_FLOW_LOGS,
 	OPT_ALLOW_EMPTY,
+	OPT_THREADS,
 };
 
 static void usage(FILE *out)
@@ -45,6 +46,8 @@ static void usage(FILE *out)
 	      "      --replay-flow-logs FILE|DIR...\n"
 	      "                          decide the flows of AWS VPC flow-log records offline\n"
 	      "      --verdicts OUT      with --replay*: one JSON object per packet/record to OUT ('-': stdout)\n"
+	      "      --threads 1|2       with --replay-flow-logs: 2 reads in a second thread (default\n"
+	      "                          with 2 CPUs or more), 1 in one thread\n"
 	      "      --flow-log-dir DIR  write VPC flow logs under DIR\n"
 	      "  -q, --queues LIST       NFQUEUE numbers to serve, e.g. 0 or 0-3 or 0,2\n"
 	      "  -f, --foreground        stay in the foreground and log to stderr\n"
@@ -100,6 +103,7 @@ int main(int argc, char **argv)
 		{ "verdicts", required_argument, NULL, OPT_VERDICTS },
 		{ "replay-flow-logs", required_argument, NULL, OPT_REPLAY_FLOW_LOGS },
 		{ "flow-log-dir", required_argument, NULL, OPT_FLOW_LOG_DIR },
+		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "queues", required_argument, NULL, 'q' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "user", required_argument, NULL, 'u' },
@@ -111,7 +115,7 @@ int main(int argc, char **argv)
 	int n_configs = 0;
 	bool check = false, print = false, strict = false, foreground = false, allow_empty = false;
 	const char *replay = NULL, *verdicts = NULL, *queues = NULL, *flow_log_dir = NULL;
-	const char *user = NULL, *flow_logs = NULL;
+	const char *user = NULL, *flow_logs = NULL, *threads = NULL;
 	int c, rc;
 
 	log_init("vpcfwd", LOG_TO_STDERR);
@@ -130,6 +134,7 @@ int main(int argc, char **argv)
 		case OPT_VERDICTS: verdicts = optarg; break;
 		case OPT_REPLAY_FLOW_LOGS: flow_logs = optarg; break;
 		case OPT_FLOW_LOG_DIR: flow_log_dir = optarg; break;
+		case OPT_THREADS: threads = optarg; break;
 		case 'q': queues = optarg; break;
 		case 'f': foreground = true; break;
 		case 'u': user = optarg; break;
@@ -157,6 +162,16 @@ int main(int argc, char **argv)
 	}
 	if (verdicts && !replay && !flow_logs) {
 		log_warnx("--verdicts needs --replay or --replay-flow-logs");
+		free(configs);
+		return 2;
+	}
+	if (threads && !flow_logs) {
+		log_warnx("--threads needs --replay-flow-logs");
+		free(configs);
+		return 2;
+	}
+	if (threads && strcmp(threads, "1") != 0 && strcmp(threads, "2") != 0) {
+		log_warnx("--threads '%s': 1 or 2", threads);
 		free(configs);
 		return 2;
 	}
@@ -223,6 +238,7 @@ int main(int argc, char **argv)
 			paths[n++] = argv[i];
 		struct flr_replay_options fo = {
 			.paths = paths, .n_paths = n, .verdicts_path = verdicts, .summary = stderr,
+			.threads = threads ? atoi(threads) : 0,
 		};
 		rc = flr_replay_run(p, &fo);
 	}

@@ -143,4 +143,40 @@ grep -Eq "eni-1235b8ca123456789 +6 +22 +ACCEPT +1" "$tmp/err" &&
 	ok "fidelity table: the SSH record AWS accepted, refused here, by interface and port" ||
 	bad "fidelity table: $(cat "$tmp/err")"
 
+# threads: the reading side in a second thread hands over chunks of parsed
+# records; one thread and two make the same verdicts, counts and messages
+# in the same order, over inputs that span many chunks: several gzip files,
+# lines shorter than a chunk's share (a chunk passed on before its text is
+# used up), a line longer than any, malformed and NODATA lines between the
+# records, CloudWatch JSON lines, a truncated file
+mkdir -p "$tmp/mt"
+awk 'BEGIN { for (i = 1; i <= 6000; i++) {
+	if (i % 1000 == 0) print "2 123456789010 eni-1 10.0.0.1 10.0.0.999 1 2 6 1 40 1 2 ACCEPT OK";
+	else if (i % 777 == 0) print "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1418530010 1418530070 - NODATA";
+	else printf "2 123456789010 eni-1235b8ca123456789 172.31.16.%d 172.31.16.21 %d 22 6 20 4249 %d %d %s OK\n",
+		i % 250 + 1, 20000 + i % 40000, 1418530010 + i, 1418530070 + i, i % 3 ? "ACCEPT" : "REJECT" } }' |
+	gzip -c >"$tmp/mt/a-big.log.gz"
+{ echo "srcaddr dstaddr"; awk 'BEGIN { for (i = 1; i <= 20000; i++)
+	print (i % 5000 == 0 ? "x 172.31.16.21" : "172.31.16." (i % 250 + 1) " 172.31.16.21") }'; } >"$tmp/mt/b-short.log"
+{ head -c 70000 /dev/zero | tr '\0' 7; echo; cat "$data/awsdocs_default_v2.log"; } >"$tmp/mt/c-long.log"
+cp "$tmp/cwl.json" "$tmp/mt/d-cwl.json"
+cp "$tmp/bad/c-truncated.log.gz" "$tmp/mt/e-truncated.log.gz"
+for t in 1 2; do
+	"$VPCFWD" -c "$tmp/case0.json" --replay-flow-logs "$tmp/mt" --threads $t --verdicts "$tmp/mt$t.json" \
+		2>"$tmp/mt$t.err"
+	echo $? >"$tmp/mt$t.rc"
+done
+grep -q "5 files, 25994 records" "$tmp/mt1.err" && [ "$(cat "$tmp/mt1.rc")" = 1 ] &&
+	[ "$(jq -s length "$tmp/mt1.json")" = 25994 ] &&
+	ok "one thread: every record of 5 files read and decided (exit 1: malformed lines)" ||
+	bad "one thread: exit $(cat "$tmp/mt1.rc"): $(head -c 2000 "$tmp/mt1.err")"
+cmp -s "$tmp/mt1.json" "$tmp/mt2.json" && ok "two threads: the same verdict lines, byte for byte" ||
+	bad "two threads: other verdicts: $(cmp "$tmp/mt1.json" "$tmp/mt2.json")"
+cmp -s "$tmp/mt1.err" "$tmp/mt2.err" && cmp -s "$tmp/mt1.rc" "$tmp/mt2.rc" &&
+	ok "two threads: the same messages, counts and exit status" ||
+	bad "two threads: other messages: $(diff "$tmp/mt1.err" "$tmp/mt2.err" | head -20)"
+"$VPCFWD" -c "$tmp/case0.json" --replay-flow-logs "$tmp/mt" --threads 3 >/dev/null 2>"$tmp/err"
+[ $? = 2 ] && grep -q "threads '3': 1 or 2" "$tmp/err" && ok "--threads 3 refused" ||
+	bad "--threads 3: $(cat "$tmp/err")"
+
 exit $fail

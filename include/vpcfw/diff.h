@@ -17,6 +17,7 @@ struct diff_options {
 	int limit;                      /* groups listed (0: all) */
 	FILE *out;                      /* the report */
 	FILE *err;                      /* problems with the input, FILE:LINE: why */
+	int threads;                    /* flow logs: flr_read_paths_threads (0: the default) */
 };
 
 /* 0: no flow changes verdict; 1: some do; 2: the traffic could not be

@@ -87,12 +87,23 @@ typedef int (*flr_record_fn)(const struct flr_record *r, const struct flr_pos *p
 bool flr_read_paths(const char *const *paths, int n, FILE *err, flr_record_fn fn, void *arg,
 		    struct flr_stats *st);
 
+/* The same with threads: 1 reads and calls fn in the calling thread; 2
+ * decompresses and parses in a second thread, a few chunks of records ahead
+ * (bounded memory), while fn is called in the calling thread, with the same
+ * calls, counts and messages in the same order; 0: flr_threads_default(). */
+bool flr_read_paths_threads(const char *const *paths, int n, int threads, FILE *err,
+			    flr_record_fn fn, void *arg, struct flr_stats *st);
+
+/* 2 on a machine with more than one CPU online, else 1. */
+int flr_threads_default(void);
+
 /* vpcfwd --replay-flow-logs */
 struct flr_replay_options {
 	const char *const *paths;
 	int n_paths;
 	const char *verdicts_path;      /* NULL: none; "-": stdout */
 	FILE *summary;                  /* counts and the fidelity table (stderr) */
+	int threads;                    /* flr_read_paths_threads; 0: the default */
 };
 
 /* 0: every record read and decided; 1: malformed input or unreadable files

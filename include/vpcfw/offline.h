@@ -32,6 +32,7 @@ struct offline_diff {
 	int limit;                      /* groups listed (0: all) */
 	FILE *out;                      /* the report */
 	FILE *err;                      /* the loader's messages, problems with the input */
+	int threads;                    /* flow logs: diff_options.threads */
 };
 /* The exit status: 0 no flow changes verdict, 1 some do, 2 a configuration
  * is refused or the traffic could not be read whole. */
