@@ -8,12 +8,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <endian.h>
 
 #include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_queue.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
 
 #include "vpcfw/nfq.h"
@@ -40,12 +42,15 @@ struct nfqueue {
 	struct iovec iov[NFQUEUE_BATCH_MAX];
 	struct nfqueue_packet pkts[PKTS_MAX];
 	uint32_t verdicts[PKTS_MAX];
+	uint32_t ctmarks[PKTS_MAX];     /* conntrack mark bits to set with the ACCEPT */
 	int n_pkts;
+	uint32_t cfg_flags;             /* NFQA_CFG_F_* asked for at open */
 	uint8_t vbuf[PKTS_MAX * VERDICT_MSG_SIZE];
+	size_t vlen;                    /* bytes of vbuf the last send built */
 	/* Written by the worker, read by the control thread. */
 	struct {
-		counter_t packets, accepted, dropped, batches, verdict_msgs, enobufs, truncated,
-			netlink_errors, recv_errors, send_errors;
+		counter_t packets, accepted, dropped, batches, verdict_msgs, ctmark_verdicts,
+			enobufs, truncated, netlink_errors, recv_errors, send_errors;
 	} cnt;
 };
 
@@ -127,13 +132,19 @@ static int configure(struct nfqueue *q, const struct nfqueue_options *opt, char 
 	}
 
 	/* GSO: hand us super-packets whole instead of segmenting them in
-	 * software just for us.  FAIL_OPEN: what a full queue does. */
-	flags = NFQA_CFG_F_GSO | (opt->fail_open ? NFQA_CFG_F_FAIL_OPEN : 0);
+	 * software just for us.  FAIL_OPEN: what a full queue does.
+	 * CONNTRACK: the packet's kernel conntrack entry comes with it (the
+	 * offload reads its id and mark, and marks it in the verdict). */
+	q->cfg_flags = NFQA_CFG_F_GSO | (opt->conntrack ? NFQA_CFG_F_CONNTRACK : 0);
+	flags = q->cfg_flags | (opt->fail_open ? NFQA_CFG_F_FAIL_OPEN : 0);
 	nlh = nfq_nlmsg_put((char *)buf, NFQNL_MSG_CONFIG, q->queue);
 	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
-	mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
+	mnl_attr_put_u32(nlh, NFQA_CFG_MASK,
+			 htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_CONNTRACK));
 	if (config_send(q, nlh) < 0) {
-		set_err(err, errlen, "cannot set the queue flags (GSO, fail-open)", errno);
+		set_err(err, errlen, opt->conntrack
+			? "cannot set the queue flags (GSO, fail-open, conntrack)"
+			: "cannot set the queue flags (GSO, fail-open)", errno);
 		return -1;
 	}
 	return 0;
@@ -228,6 +239,72 @@ static void drop_now(struct nfqueue *q, uint32_t id)
 	counter_inc(&q->cnt.verdict_msgs);
 }
 
+static bool get_be32(const struct nlattr *a, uint32_t *out)
+{
+	uint32_t u;
+
+	if (mnl_attr_get_payload_len(a) < 4)
+		return false;
+	memcpy(&u, mnl_attr_get_payload(a), 4);
+	*out = ntohl(u);
+	return true;
+}
+
+static bool get_be64(const struct nlattr *a, uint64_t *out)
+{
+	uint64_t u;
+
+	if (mnl_attr_get_payload_len(a) < 8)
+		return false;
+	memcpy(&u, mnl_attr_get_payload(a), 8);
+	*out = be64toh(u);
+	return true;
+}
+
+/* CTA_COUNTERS_ORIG / _REPLY: packets and bytes (64-bit, or the old 32-bit). */
+static void parse_counters(const struct nlattr *a, uint64_t *packets, uint64_t *bytes)
+{
+	const struct nlattr *c;
+
+	/* mnl_attr_for_each_nested: bounded by the nest's own length, which
+	 * the message's walk checked against the datagram */
+	mnl_attr_for_each_nested(c, a) {
+		uint32_t u;
+		switch (mnl_attr_get_type(c)) {
+		case CTA_COUNTERS_PACKETS: (void)get_be64(c, packets); break;
+		case CTA_COUNTERS_BYTES: (void)get_be64(c, bytes); break;
+		case CTA_COUNTERS32_PACKETS: if (get_be32(c, &u)) *packets = u; break;
+		case CTA_COUNTERS32_BYTES: if (get_be32(c, &u)) *bytes = u; break;
+		default: break;
+		}
+	}
+}
+
+/* NFQA_CT: the entry as ctnetlink's glue builds it (nested CTA_*). */
+static void parse_ct(const struct nlattr *a, struct nfqueue_ct *ct)
+{
+	const struct nlattr *c;
+
+	ct->present = true;
+	mnl_attr_for_each_nested(c, a) {
+		switch (mnl_attr_get_type(c)) {
+		case CTA_ID: (void)get_be32(c, &ct->id); break;
+		case CTA_STATUS: (void)get_be32(c, &ct->status); break;
+		case CTA_MARK: (void)get_be32(c, &ct->mark); break;
+		case CTA_COUNTERS_ORIG:
+			ct->has_counters = true;
+			parse_counters(c, &ct->orig_packets, &ct->orig_bytes);
+			break;
+		case CTA_COUNTERS_REPLY:
+			ct->has_counters = true;
+			parse_counters(c, &ct->reply_packets, &ct->reply_bytes);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
 /* One kernel packet message; `avail` bytes of it are in memory (fewer than
  * nlmsg_len when our buffer truncated it). */
 static void take_packet(struct nfqueue *q, const struct nlmsghdr *nlh, size_t avail)
@@ -286,6 +363,12 @@ static void take_packet(struct nfqueue *q, const struct nlmsghdr *nlh, size_t av
 				p.skb_info = ntohl(u);
 			}
 			break;
+		case NFQA_CT:
+			parse_ct(a, &p.ct);
+			break;
+		case NFQA_CT_INFO:
+			(void)get_be32(a, &p.ct.info);
+			break;
 		default:
 			break;
 		}
@@ -299,6 +382,7 @@ static void take_packet(struct nfqueue *q, const struct nlmsghdr *nlh, size_t av
 		counter_inc(&q->cnt.truncated);
 		p.payload = NULL;
 		p.caplen = 0;
+		memset(&p.ct, 0, sizeof(p.ct));
 	}
 	counter_inc(&q->cnt.packets);
 	if (q->n_pkts == PKTS_MAX) {
@@ -306,6 +390,7 @@ static void take_packet(struct nfqueue *q, const struct nlmsghdr *nlh, size_t av
 		return;
 	}
 	q->verdicts[q->n_pkts] = NF_DROP;
+	q->ctmarks[q->n_pkts] = 0;
 	q->pkts[q->n_pkts++] = p;
 }
 
@@ -407,23 +492,50 @@ void nfqueue_set_verdict(struct nfqueue *q, int i, uint32_t verdict)
 	q->verdicts[i] = verdict == NF_ACCEPT ? NF_ACCEPT : NF_DROP;
 }
 
+void nfqueue_set_ctmark(struct nfqueue *q, int i, uint32_t bits)
+{
+	q->ctmarks[i] = bits;
+}
+
+/* The mark a packet's verdict carries: ACCEPTs only. */
+static uint32_t ctmark_of(const struct nfqueue *q, int i)
+{
+	return q->verdicts[i] == NF_ACCEPT ? q->ctmarks[i] : 0;
+}
+
 /* A batch verdict applies to every packet of the queue with an id up to
  * the one given.  Ids rise in the order we receive, and the kernel queues a
  * packet only once its message is in our socket, so the pending packets up
- * to a run's last id are exactly that run. */
+ * to a run's last id are exactly that run.  A packet whose verdict marks
+ * its conntrack entry has a message of its own (a batch verdict carries no
+ * attribute per packet), between the runs before and after it: the kernel
+ * takes the messages of one datagram in order. */
 int nfqueue_send_verdicts(struct nfqueue *q)
 {
 	size_t off = 0;
 	int i = 0;
 
+	_Static_assert(VERDICT_MSG_SIZE >= NLMSG_HDRLEN + 4 + 12 + 4 + 8 + 8,
+		       "a verdict with NFQA_CT { CTA_MARK, CTA_MARK_MASK } fits its slot");
 	while (i < q->n_pkts) {
 		int j = i;
 		uint32_t v = q->verdicts[i];
-		while (j + 1 < q->n_pkts && q->verdicts[j + 1] == v)
-			j++;
-		struct nlmsghdr *nlh = nfq_nlmsg_put((char *)q->vbuf + off,
-						     NFQNL_MSG_VERDICT_BATCH, q->queue);
-		nfq_nlmsg_verdict_put(nlh, (int)q->pkts[j].id, (int)v);
+		uint32_t mark = ctmark_of(q, i);
+		struct nlmsghdr *nlh;
+		if (mark) {
+			nlh = nfq_nlmsg_put((char *)q->vbuf + off, NFQNL_MSG_VERDICT, q->queue);
+			nfq_nlmsg_verdict_put(nlh, (int)q->pkts[i].id, (int)v);
+			struct nlattr *nest = mnl_attr_nest_start(nlh, NFQA_CT);
+			mnl_attr_put_u32(nlh, CTA_MARK, htonl(mark));
+			mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(mark));
+			mnl_attr_nest_end(nlh, nest);
+			counter_inc(&q->cnt.ctmark_verdicts);
+		} else {
+			while (j + 1 < q->n_pkts && q->verdicts[j + 1] == v && !ctmark_of(q, j + 1))
+				j++;
+			nlh = nfq_nlmsg_put((char *)q->vbuf + off, NFQNL_MSG_VERDICT_BATCH, q->queue);
+			nfq_nlmsg_verdict_put(nlh, (int)q->pkts[j].id, (int)v);
+		}
 		off += MNL_ALIGN(nlh->nlmsg_len);
 		if (v == NF_ACCEPT)
 			counter_add(&q->cnt.accepted, (uint64_t)(j - i + 1));
@@ -433,7 +545,8 @@ int nfqueue_send_verdicts(struct nfqueue *q)
 		i = j + 1;
 	}
 	q->n_pkts = 0;
-	if (!off)
+	q->vlen = off;
+	if (!off || !q->nl) /* a detached queue (tests) has nobody to tell */
 		return 0;
 	for (int tries = 0; tries < 100; tries++) {
 		if (mnl_socket_sendto(q->nl, q->vbuf, off) >= 0)
@@ -449,14 +562,21 @@ int nfqueue_send_verdicts(struct nfqueue *q)
 	return -1;
 }
 
+const uint8_t *nfqueue_last_verdicts(const struct nfqueue *q, size_t *len)
+{
+	*len = q->vlen;
+	return q->vbuf;
+}
+
 void nfqueue_set_fail_open(struct nfqueue *q, bool fail_open)
 {
 	uint8_t buf[256] = { 0 };
 	struct nlmsghdr *nlh = nfq_nlmsg_put((char *)buf, NFQNL_MSG_CONFIG, q->queue);
-	uint32_t flags = NFQA_CFG_F_GSO | (fail_open ? NFQA_CFG_F_FAIL_OPEN : 0);
+	uint32_t flags = q->cfg_flags | (fail_open ? NFQA_CFG_F_FAIL_OPEN : 0);
 
+	/* only FAIL_OPEN changes: the mask leaves the other flags as they are */
 	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
-	mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
+	mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN));
 	if (mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0)
 		counter_inc(&q->cnt.send_errors);
 }
@@ -473,6 +593,7 @@ void nfqueue_get_stats(const struct nfqueue *q, struct nfqueue_stats *out)
 	out->dropped = counter_get(&q->cnt.dropped);
 	out->batches = counter_get(&q->cnt.batches);
 	out->verdict_msgs = counter_get(&q->cnt.verdict_msgs);
+	out->ctmark_verdicts = counter_get(&q->cnt.ctmark_verdicts);
 	out->enobufs = counter_get(&q->cnt.enobufs);
 	out->truncated = counter_get(&q->cnt.truncated);
 	out->netlink_errors = counter_get(&q->cnt.netlink_errors);

@@ -235,6 +235,12 @@ static const struct bad {
 	  "t.json: Vpcfw.PerSourceIpv6PrefixLength: 0 is out of range (1 to 128)" },
 	{ "PerSourceNewFlowBurst without a rate", "{'Vpcfw':{'PerSourceNewFlowBurst':10}}", false,
 	  "t.json: Vpcfw.PerSourceNewFlowBurst: 10 has no effect without PerSourceNewFlowsPerSecond" },
+	{ "OffloadMark two bits", "{'Vpcfw':{'Offload':true,'OffloadMark':3}}", true,
+	  "t.json: Vpcfw.OffloadMark: 3 (0x3) is not a single bit" },
+	{ "OffloadMark 0", "{'Vpcfw':{'OffloadMark':0}}", true,
+	  "t.json: Vpcfw.OffloadMark: 0 is out of range (1 to 4294967295)" },
+	{ "Offload text", "{'Vpcfw':{'Offload':'yes'}}", true,
+	  "t.json: Vpcfw.Offload: \"yes\" is not true or false" },
 	{ "Queues 3-1", "{'Vpcfw':{'Queues':'3-1'}}", true,
 	  "t.json: Vpcfw.Queues: \"3-1\" is not a queue list (e.g. \"0-3\" or \"0,2\")" },
 	{ "Queues [70000]", "{'Vpcfw':{'Queues':[1,70000]}}", true,
@@ -422,6 +428,18 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(m.vpcfw.per_source_burst, 0);
 	ck_assert_uint_eq(m.vpcfw.per_source_share, 0);
 	ck_assert_uint_eq(m.vpcfw.per_source_v6_prefix, 128);
+	/* the offload is off until proven (issue #16); its bit when on */
+	ck_assert(!m.vpcfw.offload);
+	ck_assert_uint_eq(m.vpcfw.offload_mark, 0x40000000);
+}
+END_TEST
+
+START_TEST(test_vpcfw_offload)
+{
+	ck_assert_uint_eq(load("t.json", "{'Vpcfw':{'Offload':true,'OffloadMark':2147483648}}"), 0);
+	assert_clean();
+	ck_assert(m.vpcfw.offload);
+	ck_assert_uint_eq(m.vpcfw.offload_mark, 0x80000000u);
 }
 END_TEST
 
@@ -1211,6 +1229,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_vpcfw_table);
 	tcase_add_test(tc, test_vpcfw_per_source);
+	tcase_add_test(tc, test_vpcfw_offload);
 	tcase_add_test(tc, test_vpc_cidrs);
 	tcase_add_test(tc, test_subnet);
 	tcase_add_test(tc, test_nacl);

@@ -9,6 +9,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <endian.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netfilter/nfnetlink_queue.h>
+
 #include "checkmain.h"
 #include "vpcfw/nfq.h"
 #include "vpcfw/notify.h"
@@ -53,6 +61,248 @@ START_TEST(test_parse_queues_null)
 {
 	uint16_t out[1];
 	ck_assert_int_eq(nfqueue_parse_queues(NULL, out, 1), -1);
+}
+END_TEST
+
+/* ---- NFQA_CT and the verdict messages (offload, issue #16) */
+
+/* A packet message as the kernel sends it with NFQA_CFG_F_CONNTRACK:
+ * packet header, the conntrack entry (id, status, mark, counters both
+ * ways), its ctinfo and 20 bytes of payload.  ct false: no NFQA_CT. */
+static size_t packet_msg(uint8_t *buf, uint32_t id, bool ct, uint32_t mark, bool counters)
+{
+	static const uint8_t payload[20] = { 0x45 };
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET;
+	struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+	g->nfgen_family = AF_INET;
+	g->res_id = htons(0);
+	struct nfqnl_msg_packet_hdr ph = { .packet_id = htonl(id), .hw_protocol = htons(0x0800),
+					   .hook = 2 };
+	mnl_attr_put(nlh, NFQA_PACKET_HDR, sizeof(ph), &ph);
+	if (ct) {
+		struct nlattr *n = mnl_attr_nest_start(nlh, NFQA_CT);
+		struct nlattr *t = mnl_attr_nest_start(nlh, CTA_TUPLE_ORIG);
+		mnl_attr_nest_end(nlh, t);
+		mnl_attr_put_u32(nlh, CTA_ID, htonl(0xdeadbeef));
+		mnl_attr_put_u32(nlh, CTA_STATUS, htonl(0x0e)); /* SEEN_REPLY|ASSURED|CONFIRMED */
+		mnl_attr_put_u32(nlh, CTA_MARK, htonl(mark));
+		if (counters) {
+			struct nlattr *c = mnl_attr_nest_start(nlh, CTA_COUNTERS_ORIG);
+			mnl_attr_put_u64(nlh, CTA_COUNTERS_PACKETS, htobe64(7));
+			mnl_attr_put_u64(nlh, CTA_COUNTERS_BYTES, htobe64(5000000000ULL));
+			mnl_attr_nest_end(nlh, c);
+			c = mnl_attr_nest_start(nlh, CTA_COUNTERS_REPLY);
+			mnl_attr_put_u64(nlh, CTA_COUNTERS_PACKETS, htobe64(3));
+			mnl_attr_put_u64(nlh, CTA_COUNTERS_BYTES, htobe64(180));
+			mnl_attr_nest_end(nlh, c);
+		}
+		mnl_attr_nest_end(nlh, n);
+		mnl_attr_put_u32(nlh, NFQA_CT_INFO, htonl(3)); /* IP_CT_ESTABLISHED_REPLY */
+	}
+	mnl_attr_put(nlh, NFQA_PAYLOAD, sizeof(payload), payload);
+	return nlh->nlmsg_len;
+}
+
+START_TEST(test_ct_parsed)
+{
+	uint8_t buf[1024];
+	struct nfqueue *q = nfqueue_detached();
+	size_t n = packet_msg(buf, 42, true, 0x40000001, true);
+
+	ck_assert_int_eq(nfqueue_parse_datagram(q, buf, n, false), 1);
+	const struct nfqueue_packet *p = nfqueue_packet(q, 0);
+	ck_assert_uint_eq(p->id, 42);
+	ck_assert_uint_eq(p->caplen, 20);
+	ck_assert(p->ct.present);
+	ck_assert_uint_eq(p->ct.id, 0xdeadbeef);
+	ck_assert_uint_eq(p->ct.status, 0x0e);
+	ck_assert_uint_eq(p->ct.mark, 0x40000001);
+	ck_assert_uint_eq(p->ct.info, 3);
+	ck_assert(p->ct.has_counters);
+	ck_assert_uint_eq(p->ct.orig_packets, 7);
+	ck_assert_uint_eq(p->ct.orig_bytes, 5000000000ULL);
+	ck_assert_uint_eq(p->ct.reply_packets, 3);
+	ck_assert_uint_eq(p->ct.reply_bytes, 180);
+	nfqueue_close(q);
+}
+END_TEST
+
+/* Without nf_conntrack_acct no counters; without NFQA_CT nothing at all. */
+START_TEST(test_ct_absent)
+{
+	uint8_t buf[2048];
+	struct nfqueue *q = nfqueue_detached();
+	size_t n = packet_msg(buf, 1, true, 0, false);
+	n += packet_msg(buf + n, 2, false, 0, false);
+
+	ck_assert_int_eq(nfqueue_parse_datagram(q, buf, n, false), 2);
+	const struct nfqueue_packet *p = nfqueue_packet(q, 0);
+	ck_assert(p->ct.present);
+	ck_assert(!p->ct.has_counters);
+	ck_assert_uint_eq(p->ct.mark, 0);
+	ck_assert_uint_eq(p->ct.orig_packets, 0);
+	p = nfqueue_packet(q, 1);
+	ck_assert_uint_eq(p->id, 2);
+	ck_assert(!p->ct.present);
+	ck_assert_uint_eq(p->ct.id, 0);
+	nfqueue_close(q);
+}
+END_TEST
+
+/* A nested attribute claiming more than its parent holds is cut at the
+ * parent's end (fuzzing covers the rest). */
+START_TEST(test_ct_bounded)
+{
+	uint8_t buf[1024];
+	struct nfqueue *q = nfqueue_detached();
+	size_t n = packet_msg(buf, 9, true, 5, true);
+	/* find NFQA_CT and make its first child claim 0xff00 bytes */
+	struct nlmsghdr *nlh = (struct nlmsghdr *)buf;
+	struct nlattr *a;
+	bool found = false;
+	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+		if (mnl_attr_get_type(a) == NFQA_CT) {
+			struct nlattr *c = mnl_attr_get_payload(a);
+			c->nla_len = 0xff00;
+			found = true;
+		}
+	}
+	ck_assert(found);
+	ck_assert_int_eq(nfqueue_parse_datagram(q, buf, n, false), 1);
+	const struct nfqueue_packet *p = nfqueue_packet(q, 0);
+	ck_assert(p->ct.present);
+	ck_assert_uint_eq(p->ct.id, 0); /* nothing read past the bad child */
+	ck_assert_uint_eq(p->ct.mark, 0);
+	nfqueue_close(q);
+}
+END_TEST
+
+struct vmsg {
+	uint16_t type;          /* NFQNL_MSG_VERDICT or _BATCH */
+	uint32_t id, verdict;
+	uint32_t mark, mask;    /* NFQA_CT's CTA_MARK / CTA_MARK_MASK; 0: none */
+};
+
+static int read_verdicts(const uint8_t *buf, size_t len, struct vmsg *out, int max)
+{
+	int n = 0, rest = (int)len;
+
+	for (const struct nlmsghdr *nlh = (const void *)buf; mnl_nlmsg_ok(nlh, rest);
+	     nlh = mnl_nlmsg_next(nlh, &rest)) {
+		ck_assert_int_lt(n, max);
+		struct vmsg *m = &out[n++];
+		memset(m, 0, sizeof(*m));
+		ck_assert_uint_eq(NFNL_SUBSYS_ID(nlh->nlmsg_type), NFNL_SUBSYS_QUEUE);
+		m->type = NFNL_MSG_TYPE(nlh->nlmsg_type);
+		const struct nlattr *a;
+		mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+			if (mnl_attr_get_type(a) == NFQA_VERDICT_HDR) {
+				const struct nfqnl_msg_verdict_hdr *vh = mnl_attr_get_payload(a);
+				m->id = ntohl(vh->id);
+				m->verdict = ntohl(vh->verdict);
+			} else if (mnl_attr_get_type(a) == NFQA_CT) {
+				const struct nlattr *c;
+				mnl_attr_for_each_nested(c, a) {
+					if (mnl_attr_get_type(c) == CTA_MARK)
+						m->mark = ntohl(mnl_attr_get_u32(c));
+					else if (mnl_attr_get_type(c) == CTA_MARK_MASK)
+						m->mask = ntohl(mnl_attr_get_u32(c));
+					else
+						ck_abort_msg("unexpected attribute %u in NFQA_CT",
+							     mnl_attr_get_type(c));
+				}
+			}
+		}
+	}
+	ck_assert_int_eq(rest, 0);
+	return n;
+}
+
+/* Runs of equal verdicts share a batch message; a marked ACCEPT has its
+ * own NFQNL_MSG_VERDICT with NFQA_CT, in id order; a mark on a DROP is not
+ * sent. */
+START_TEST(test_verdict_messages)
+{
+	uint8_t buf[8192];
+	size_t n = 0, len;
+	struct nfqueue *q = nfqueue_detached();
+	struct vmsg m[16];
+
+	for (uint32_t id = 11; id <= 18; id++)
+		n += packet_msg(buf + n, id, true, 0, false);
+	ck_assert_int_eq(nfqueue_parse_datagram(q, buf, n, false), 8);
+	const uint32_t v[8] = { NF_ACCEPT, NF_ACCEPT, NF_ACCEPT, NF_ACCEPT, NF_DROP, NF_DROP,
+				NF_ACCEPT, NF_ACCEPT };
+	for (int i = 0; i < 8; i++)
+		nfqueue_set_verdict(q, i, v[i]);
+	nfqueue_set_ctmark(q, 2, 0x40000000);   /* id 13, in a run of ACCEPTs */
+	nfqueue_set_ctmark(q, 3, 0x40000000);   /* id 14, right after it */
+	nfqueue_set_ctmark(q, 5, 0x40000000);   /* id 16, a DROP: no mark */
+	nfqueue_set_ctmark(q, 7, 0x1);          /* id 18, the last */
+	ck_assert_int_eq(nfqueue_send_verdicts(q), 0);
+	const uint8_t *out = nfqueue_last_verdicts(q, &len);
+	int k = read_verdicts(out, len, m, 16);
+	const struct vmsg want[] = {
+		{ NFQNL_MSG_VERDICT_BATCH, 12, NF_ACCEPT, 0, 0 },
+		{ NFQNL_MSG_VERDICT, 13, NF_ACCEPT, 0x40000000, 0x40000000 },
+		{ NFQNL_MSG_VERDICT, 14, NF_ACCEPT, 0x40000000, 0x40000000 },
+		{ NFQNL_MSG_VERDICT_BATCH, 16, NF_DROP, 0, 0 },
+		{ NFQNL_MSG_VERDICT_BATCH, 17, NF_ACCEPT, 0, 0 },
+		{ NFQNL_MSG_VERDICT, 18, NF_ACCEPT, 1, 1 },
+	};
+	ck_assert_int_eq(k, (int)(sizeof(want) / sizeof(want[0])));
+	for (int i = 0; i < k; i++) {
+		ck_assert_msg(m[i].type == want[i].type && m[i].id == want[i].id &&
+			      m[i].verdict == want[i].verdict && m[i].mark == want[i].mark &&
+			      m[i].mask == want[i].mask,
+			      "message %d: type %u id %u verdict %u mark %#x/%#x", i, m[i].type,
+			      m[i].id, m[i].verdict, m[i].mark, m[i].mask);
+	}
+	struct nfqueue_stats st;
+	nfqueue_get_stats(q, &st);
+	ck_assert_uint_eq(st.accepted, 6);
+	ck_assert_uint_eq(st.dropped, 2);
+	ck_assert_uint_eq(st.ctmark_verdicts, 3);
+	ck_assert_uint_eq(st.verdict_msgs, 6);
+
+	/* the next batch starts without marks */
+	n = packet_msg(buf, 19, true, 0, false);
+	ck_assert_int_eq(nfqueue_parse_datagram(q, buf, n, false), 1);
+	nfqueue_set_verdict(q, 0, NF_ACCEPT);
+	ck_assert_int_eq(nfqueue_send_verdicts(q), 0);
+	out = nfqueue_last_verdicts(q, &len);
+	ck_assert_int_eq(read_verdicts(out, len, m, 16), 1);
+	ck_assert_uint_eq(m[0].type, NFQNL_MSG_VERDICT_BATCH);
+	ck_assert_uint_eq(m[0].mark, 0);
+	nfqueue_close(q);
+}
+END_TEST
+
+/* Every packet of a full batch marked: one message each, all fitting. */
+START_TEST(test_verdict_all_marked)
+{
+	static uint8_t buf[NFQUEUE_BATCH_MAX * 256];
+	size_t n = 0, len;
+	struct nfqueue *q = nfqueue_detached();
+	struct vmsg m[NFQUEUE_BATCH_MAX];
+
+	for (uint32_t id = 1; id <= NFQUEUE_BATCH_MAX; id++)
+		n += packet_msg(buf + n, id, true, 0, false);
+	ck_assert_int_eq(nfqueue_parse_datagram(q, buf, n, false), NFQUEUE_BATCH_MAX);
+	for (int i = 0; i < NFQUEUE_BATCH_MAX; i++) {
+		nfqueue_set_verdict(q, i, NF_ACCEPT);
+		nfqueue_set_ctmark(q, i, 0x80000000u);
+	}
+	ck_assert_int_eq(nfqueue_send_verdicts(q), 0);
+	const uint8_t *out = nfqueue_last_verdicts(q, &len);
+	ck_assert_int_eq(read_verdicts(out, len, m, NFQUEUE_BATCH_MAX), NFQUEUE_BATCH_MAX);
+	for (int i = 0; i < NFQUEUE_BATCH_MAX; i++) {
+		ck_assert_uint_eq(m[i].type, NFQNL_MSG_VERDICT);
+		ck_assert_uint_eq(m[i].id, (uint32_t)i + 1);
+		ck_assert_uint_eq(m[i].mark, 0x80000000u);
+	}
+	nfqueue_close(q);
 }
 END_TEST
 
@@ -162,6 +412,11 @@ int main(void)
 	TCase *tc = tcase_create("queues");
 	tcase_add_loop_test(tc, test_parse_queues, 0, (int)(sizeof(queue_cases) / sizeof(queue_cases[0])));
 	tcase_add_test(tc, test_parse_queues_null);
+	tcase_add_test(tc, test_ct_parsed);
+	tcase_add_test(tc, test_ct_absent);
+	tcase_add_test(tc, test_ct_bounded);
+	tcase_add_test(tc, test_verdict_messages);
+	tcase_add_test(tc, test_verdict_all_marked);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("notify");
 	tcase_add_test(tc, test_notify_path);

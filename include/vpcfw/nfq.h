@@ -26,6 +26,24 @@ struct nfqueue_options {
 	uint32_t queue_maxlen;  /* packets the kernel holds for us; 0: 4096 */
 	int rcvbuf;             /* socket receive buffer, bytes; 0: 8 MiB */
 	bool fail_open;         /* a full queue accepts instead of dropping */
+	bool conntrack;         /* NFQA_CFG_F_CONNTRACK: each packet carries its
+				   kernel conntrack entry (nfqueue_packet.ct) */
+};
+
+/* The kernel conntrack entry of a queued packet (NFQA_CT, with
+ * nfqueue_options.conntrack): what the offload needs (its id and mark) and
+ * its accounting (CTA_COUNTERS_*, present when net.netfilter.nf_conntrack_acct
+ * is 1).  Values as the kernel had them when it queued the packet. */
+struct nfqueue_ct {
+	bool present;           /* the packet has a conntrack entry (none: untracked,
+				   invalid, kernel table full, or no conntrack) */
+	bool has_counters;
+	uint32_t id;            /* CTA_ID */
+	uint32_t status;        /* CTA_STATUS: IPS_* */
+	uint32_t mark;          /* CTA_MARK (0 when absent) */
+	uint32_t info;          /* NFQA_CT_INFO: IP_CT_*; 0 (IP_CT_ESTABLISHED) when absent */
+	uint64_t orig_packets, orig_bytes;      /* CTA_COUNTERS_ORIG */
+	uint64_t reply_packets, reply_bytes;    /* CTA_COUNTERS_REPLY */
 };
 
 struct nfqueue_packet {
@@ -38,6 +56,7 @@ struct nfqueue_packet {
 	size_t wirelen;         /* the packet's real length (NFQA_CAP_LEN) */
 	uint32_t indev, outdev; /* ifindex, 0 if none */
 	uint32_t skb_info;      /* NFQA_SKB_* */
+	struct nfqueue_ct ct;   /* NFQA_CT; ct.present false without it */
 };
 
 /* What this socket saw.  The kernel's own per-queue counters are read with
@@ -47,6 +66,7 @@ struct nfqueue_stats {
 	uint64_t accepted, dropped;
 	uint64_t batches;
 	uint64_t verdict_msgs;          /* verdict messages sent (runs of one verdict) */
+	uint64_t ctmark_verdicts;       /* ACCEPTs sent with a conntrack mark (their own message) */
 	uint64_t enobufs;               /* receive overruns: the kernel lost messages to us */
 	uint64_t truncated;             /* messages larger than our buffer (dropped) */
 	uint64_t netlink_errors;        /* error replies from the kernel (e.g. a verdict refused) */
@@ -76,9 +96,23 @@ int nfqueue_recv_batch(struct nfqueue *q, int timeout_ms);
 const struct nfqueue_packet *nfqueue_packet(const struct nfqueue *q, int i);
 /* verdict: NF_ACCEPT or NF_DROP. */
 void nfqueue_set_verdict(struct nfqueue *q, int i, uint32_t verdict);
-/* Sends the batch's verdicts, one message per run of equal verdicts.
+/* Packet i is to be ACCEPTed with the bits `bits` set in its kernel
+ * conntrack entry's mark (offload: kernel rules then accept the flow's
+ * further packets).  The verdict becomes a NFQNL_MSG_VERDICT of its own with
+ * NFQA_CT { CTA_MARK = bits, CTA_MARK_MASK = bits } (the kernel sets those
+ * bits and keeps the others: ctnetlink_change_mark); bits 0: none.  Ignored
+ * unless the verdict is NF_ACCEPT. */
+void nfqueue_set_ctmark(struct nfqueue *q, int i, uint32_t bits);
+/* Sends the batch's verdicts: one NFQNL_MSG_VERDICT_BATCH per run of equal
+ * verdicts without a mark, one NFQNL_MSG_VERDICT per packet with one, in
+ * the order of the packets' ids and in one datagram (the kernel takes the
+ * messages in order, so a batch verdict never covers a packet whose own
+ * message came before it, and one that comes after finds it gone).
  * Returns 0, or -1 if the kernel could not be told (counted). */
 int nfqueue_send_verdicts(struct nfqueue *q);
+/* The verdict messages the last nfqueue_send_verdicts built (tests: a
+ * detached queue builds them and sends nothing); *len their bytes. */
+const uint8_t *nfqueue_last_verdicts(const struct nfqueue *q, size_t *len);
 
 /* Changes what a full queue does; safe while a worker uses q (the kernel's
  * acknowledgement is a message the worker skips). */

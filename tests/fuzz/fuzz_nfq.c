@@ -5,10 +5,16 @@
  * nfqueue_recv_batch() takes each datagram from the socket: several
  * messages, error replies, attributes of any length, a batch overflowing
  * NFQUEUE_BATCH_MAX.  Every packet taken then goes to the packet parser as
- * the daemon hands it over (payload, caplen, wirelen). */
+ * the daemon hands it over (payload, caplen, wirelen), and the batch's
+ * verdicts are built as the daemon sends them: ACCEPT with the entry's mark
+ * bit set (NFQA_CT, the offload) for packets whose conntrack entry came
+ * with them, runs of batch verdicts for the rest (a detached queue builds
+ * and sends nothing). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <linux/netfilter.h>
 
 #include "vpcfw/nfq.h"
 #include "vpcfw/packet.h"
@@ -40,7 +46,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort(); /* the payload must lie inside what was received */
 		if (np->payload && !np->truncated)
 			packet_parse_ip(np->payload, np->caplen, np->wirelen, &p);
+		nfqueue_set_verdict(q, i, np->id & 1 ? NF_ACCEPT : NF_DROP);
+		if (np->ct.present)
+			nfqueue_set_ctmark(q, i, 0x40000000u);
 	}
+	if (nfqueue_send_verdicts(q) != 0)
+		abort();
 	free(buf);
 	return 0;
 }
