@@ -104,6 +104,8 @@ struct conntrack {
 	struct ct_tcpwin *win;          /* [max], beside pool */
 	uint32_t *charge;               /* [max]: the source hash a flow is charged
 	                                   to (0: none), beside pool */
+	uint64_t *offl;                 /* [max]: offloaded to the kernel (issue #16):
+	                                   kernel id << 32 | when (ms); 0: not */
 	struct ct_srcbucket *src;       /* [src_mask + 1] */
 	uint32_t src_mask;
 	uint8_t v6_prefix;              /* of the last ct_source_admit: new flows
@@ -215,11 +217,12 @@ struct conntrack *ct_create(uint32_t max)
 	ct->win = table_alloc((size_t)max * sizeof(struct ct_tcpwin));
 	ct->buckets = table_alloc((size_t)nb * sizeof(uint32_t));
 	ct->charge = table_alloc((size_t)max * sizeof(uint32_t));
+	ct->offl = table_alloc((size_t)max * sizeof(uint64_t));
 	uint32_t ns = SRC_BUCKETS_MIN;
 	while (ns < max / 4 && ns < SRC_BUCKETS_MAX)
 		ns <<= 1;
 	ct->src = table_alloc((size_t)ns * sizeof(struct ct_srcbucket));
-	if (!ct->pool || !ct->win || !ct->buckets || !ct->charge || !ct->src) {
+	if (!ct->pool || !ct->win || !ct->buckets || !ct->charge || !ct->offl || !ct->src) {
 		ct_destroy(ct);
 		return NULL;
 	}
@@ -228,6 +231,7 @@ struct conntrack *ct_create(uint32_t max)
 	memset(ct->pool, 0, (size_t)max * sizeof(struct ct_entry));
 	memset(ct->win, 0, (size_t)max * sizeof(struct ct_tcpwin));
 	memset(ct->charge, 0, (size_t)max * sizeof(uint32_t));
+	memset(ct->offl, 0, (size_t)max * sizeof(uint64_t));
 	memset(ct->src, 0, (size_t)ns * sizeof(struct ct_srcbucket));
 	ct->src_mask = ns - 1;
 	ct->v6_prefix = 128;
@@ -249,6 +253,7 @@ void ct_destroy(struct conntrack *ct)
 	free(ct->jr);
 	free(ct->buckets);
 	free(ct->charge);
+	free(ct->offl);
 	free(ct->src);
 	free(ct);
 }
@@ -489,6 +494,7 @@ static void release(struct conntrack *ct, uint32_t *link)
 	*link = e->next;
 	emb_unlink(ct, e);
 	uncharge(ct, i);
+	ct->offl[i] = 0;
 	e->flags = 0;
 	e->next = ct->free_head;
 	ct->free_head = i;
@@ -1104,6 +1110,55 @@ void ct_entry_info(const struct ct_entry *e, struct ct_flow_info *out)
 	out->expires_ns = e->deadline;
 }
 
+bool ct_offloadable(const struct ct_entry *e)
+{
+	if (e->proto == PROTO_TCP)
+		return e->state == CT_TCP_ESTABLISHED;
+	return (e->flags & F_SEEN_REPLY) != 0;
+}
+
+void ct_set_offloaded(struct conntrack *ct, struct ct_entry *e, uint32_t kct_id, uint32_t at_ms)
+{
+	ct->offl[idx(ct, e)] = (uint64_t)kct_id << 32 | (at_ms ? at_ms : 1);
+}
+
+void ct_clear_offloaded(struct conntrack *ct, struct ct_entry *e)
+{
+	ct->offl[idx(ct, e)] = 0;
+}
+
+bool ct_offloaded(const struct conntrack *ct, const struct ct_entry *e, uint32_t *kct_id,
+		  uint32_t *at_ms)
+{
+	uint64_t o = ct->offl[idx(ct, e)];
+	if (kct_id)
+		*kct_id = (uint32_t)(o >> 32);
+	if (at_ms)
+		*at_ms = (uint32_t)o;
+	return o != 0;
+}
+
+uint64_t ct_clear_offloaded_all(struct conntrack *ct)
+{
+	uint64_t n = 0;
+	for (uint32_t i = 0; i < ct->max; i++) {
+		if (!ct->offl[i])
+			continue;
+		n++;
+		ct->offl[i] = 0;
+		/* The kernel passed its segments unseen: the windows moved
+		 * there, and are picked up again from the next segments, as a
+		 * flow first seen mid-stream (Linux does the same for a flow
+		 * back from its flowtable: flow_offload_fixup_tcp). */
+		struct ct_entry *e = &ct->pool[i];
+		if ((e->flags & F_USED) && e->proto == PROTO_TCP) {
+			memset(&ct->win[i], 0, sizeof(ct->win[i]));
+			e->flags &= (uint8_t)~(F_MAXACK0 | F_MAXACK1);
+		}
+	}
+	return n;
+}
+
 void ct_foreach(struct conntrack *ct, uint64_t now_ns,
 		int (*fn)(const struct ct_flow_info *info, void *arg), void *arg)
 {
@@ -1281,7 +1336,7 @@ bool ct_frag_admitted(struct conntrack *ct, const struct ip_addr *src, const str
 size_t ct_bytes_per_flow(const struct conntrack *ct)
 {
 	size_t total = (size_t)ct->max * (sizeof(struct ct_entry) + sizeof(struct ct_tcpwin) +
-					  sizeof(uint32_t)) +
+					  sizeof(uint32_t) + sizeof(uint64_t)) +
 		       (size_t)(ct->mask + 1) * sizeof(uint32_t) +
 		       (size_t)(ct->src_mask + 1) * sizeof(struct ct_srcbucket);
 	return (total + ct->max - 1) / ct->max;

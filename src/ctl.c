@@ -1166,6 +1166,40 @@ static int64_t state_age(const struct state_counters *sc)
 	return now > w ? (int64_t)((now - w) / 1000000000u) : 0;
 }
 
+/* The offload (Vpcfw.Offload, issue #16). */
+static void offload_metrics(struct ctl_text *t, const struct ctl_daemon *d,
+			    const struct ctl_worker_stats *w)
+{
+	const struct ctl_offload_stats *o = d->offload;
+
+	if (!o || !counter_get(&o->enabled))
+		return;
+	head(t, "vpcfw_offload_marked_total", "counter",
+	     "ACCEPT verdicts that marked their flow for the kernel to pass (again after a take-back)");
+	for (int i = 0; i < d->n_workers; i++)
+		ctl_text_put(t, "vpcfw_offload_marked_total{queue=\"%u\"} %" PRIu64 "\n", w[i].queue,
+			     w[i].offload_marked);
+	head(t, "vpcfw_offload_missed_total", "counter",
+	     "packets of marked flows that still reached the queue: a kernel rule is missing");
+	for (int i = 0; i < d->n_workers; i++)
+		ctl_text_put(t, "vpcfw_offload_missed_total{queue=\"%u\"} %" PRIu64 "\n", w[i].queue,
+			     w[i].offload_missed);
+	head(t, "vpcfw_offload_no_conntrack_total", "counter",
+	     "offloadable packets without a kernel conntrack entry (table full?): kept on the queue");
+	for (int i = 0; i < d->n_workers; i++)
+		ctl_text_put(t, "vpcfw_offload_no_conntrack_total{queue=\"%u\"} %" PRIu64 "\n",
+			     w[i].queue, w[i].offload_no_conntrack);
+	head(t, "vpcfw_offload_takebacks_total", "counter",
+	     "times every offloaded flow was taken back from the kernel, by result");
+	ctl_text_put(t, "vpcfw_offload_takebacks_total{result=\"ok\"} %" PRIu64 "\n",
+		     counter_get(&o->takebacks) - counter_get(&o->errors));
+	ctl_text_put(t, "vpcfw_offload_takebacks_total{result=\"error\"} %" PRIu64 "\n",
+		     counter_get(&o->errors));
+	head(t, "vpcfw_offload_taken_back_total", "counter",
+	     "kernel conntrack entries whose offload mark a take-back cleared");
+	ctl_text_put(t, "vpcfw_offload_taken_back_total %" PRIu64 "\n", counter_get(&o->cleared));
+}
+
 static void state_metrics(struct ctl_text *t, const struct state_counters *sc)
 {
 	if (!sc || !counter_get(&sc->enabled))
@@ -1465,6 +1499,7 @@ char *ctl_metrics(const struct ctl_daemon *d, const struct ctl *c)
 			if (reasons[st][r])
 				ctl_text_put(&t, "vpcfw_decisions_total{stage=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
 				    stage_name((enum stage)st), reason_name((enum reason)r), reasons[st][r]);
+	offload_metrics(&t, d, w);
 	state_metrics(&t, d->state);
 	sync_metrics(&t, d->ha);
 	struct ctl_counters cn;
@@ -1613,10 +1648,35 @@ static json_t *control_json(const struct ctl *c)
 		"requests_busy", (json_int_t)n.requests_busy);
 }
 
+/* The offload in `status`: null when off; `hint` names what looks wrong. */
+static json_t *offload_json(const struct ctl_daemon *d, uint64_t marked, uint64_t missed,
+			    uint64_t no_ct)
+{
+	const struct ctl_offload_stats *o = d->offload;
+
+	if (!o || !counter_get(&o->enabled))
+		return json_null();
+	const char *hint = counter_get(&o->pending)
+		? "the last take-back failed (see the log): marked flows still bypass the policy"
+		: missed ? "packets of offloaded flows still reach the queue: are the offload's accept "
+			   "rule (ahead of the NFQUEUE rule) and mark rule (after it) installed? "
+			   "(contrib/offload)"
+		: no_ct ? "some offloadable flows had no kernel conntrack entry (nf_conntrack_max?)"
+		: "";
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:s}",
+		"marked", (json_int_t)marked, "missed", (json_int_t)missed,
+		"no_conntrack", (json_int_t)no_ct,
+		"takebacks", (json_int_t)counter_get(&o->takebacks),
+		"taken_back", (json_int_t)counter_get(&o->cleared),
+		"takeback_errors", (json_int_t)counter_get(&o->errors),
+		"takeback_pending", counter_get(&o->pending) != 0, "hint", hint);
+}
+
 static json_t *v_status(struct ctl *c, const struct ctl_peer *peer, const json_t *req)
 {
 	const struct ctl_daemon *d = c->d;
 	uint64_t gen, used = 0, max = 0, exceeded = 0, kdrop = 0, udrop = 0;
+	uint64_t offl_marked = 0, offl_missed = 0, offl_no_ct = 0;
 	const struct policy *pol = d->policy(d->ctx, &gen);
 	json_t *queues = json_array();
 	(void)peer;
@@ -1630,6 +1690,9 @@ static json_t *v_status(struct ctl *c, const struct ctl_peer *peer, const json_t
 		exceeded += w.ct.allowance_exceeded;
 		kdrop += w.kernel_queue_dropped;
 		udrop += w.kernel_user_dropped;
+		offl_marked += w.offload_marked;
+		offl_missed += w.offload_missed;
+		offl_no_ct += w.offload_no_conntrack;
 		json_array_append_new(queues, json_pack("{s:i, s:I, s:I, s:I, s:I, s:I}",
 			"queue", w.queue, "packets", (json_int_t)w.packets,
 			"flows", (json_int_t)w.ct.used,
@@ -1639,7 +1702,8 @@ static json_t *v_status(struct ctl *c, const struct ctl_peer *peer, const json_t
 	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return json_pack("{s:b, s:s, s:I, s:I, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o, s:o, s:o}",
+	return json_pack("{s:b, s:s, s:I, s:I, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, "
+			 "s:o, s:o, s:o, s:o}",
 		"ok", 1, "version", PACKAGE_VERSION,
 		"uptime", (json_int_t)((uint64_t)ts.tv_sec - d->started_s),
 		"generation", (json_int_t)gen,
@@ -1651,7 +1715,8 @@ static json_t *v_status(struct ctl *c, const struct ctl_peer *peer, const json_t
 		"audit", d->audit ? d->audit(d->ctx) : 0,
 		"shadow", c->shadow ? json_string(shadow_path(c->shadow)) : json_null(),
 		"control", control_json(c), "state_file", state_json(d->state),
-		"sync", sync_json(d->ha));
+		"sync", sync_json(d->ha),
+		"offload", offload_json(d, offl_marked, offl_missed, offl_no_ct));
 }
 
 static json_t *v_stats(struct ctl *c, const struct ctl_peer *peer, const json_t *req)

@@ -37,6 +37,7 @@
 #include "vpcfw/diag.h"
 #include "vpcfw/flowlog.h"
 #include "vpcfw/ha.h"
+#include "vpcfw/kct.h"
 #include "vpcfw/lane.h"
 #include "vpcfw/load.h"
 #include "vpcfw/log.h"
@@ -68,6 +69,14 @@ struct generation {
 	int n_bindings;
 	uint64_t number;
 	counter_t *hits;                /* n_workers rows of pol->n_hits counters */
+	/* the offload (issue #16): offload_mark is the conntrack-mark bit when
+	 * Vpcfw.Offload is on (0: off); offload says whether workers may set
+	 * it under this generation (off once a reload, audit or shadow mode
+	 * starts taking the flows back); mirrored[iface index]: a mirroring
+	 * session's source, whose packets stay on the queue */
+	uint32_t offload_mark;
+	atomic_bool offload;
+	bool *mirrored;
 };
 
 struct refusal {
@@ -100,6 +109,10 @@ struct worker {
 	_Atomic int state_req;          /* 1: copy the flows into state_part, then 2 */
 	struct state_part state_part;
 	struct ha_worker *hw;           /* the HA sync's side of this worker; NULL: off */
+	/* the offload: marks set, packets of marked flows that still came
+	 * (no accept rule?), offloadable packets without a kernel entry */
+	counter_t offload_marked, offload_missed, offload_no_ct;
+	uint64_t offload_epoch;         /* of the last take-back this table forgot */
 };
 
 static _Atomic(struct generation *) current;
@@ -111,6 +124,15 @@ static _Atomic(struct shadow *) shadow; /* a candidate policy beside the running
 
 static struct worker *workers;
 static int n_workers;
+
+/* Offload take-backs (main thread): each bumps offload_epoch before the
+ * kernel's marks are cleared, and every worker forgets its flows' offload
+ * before its next batch.  A take-back that failed is retried every second
+ * with takeback_mark until it succeeds. */
+static _Atomic uint64_t offload_epoch;
+static uint32_t takeback_mark;
+static uint64_t takeback_retry_ns;
+static struct ctl_offload_stats offload_cnt;
 
 #ifdef VPCFW_TEST_HOOKS
 /* The test build only (tests/lab/watchdog.sh): SIGUSR2 toggles a stall of
@@ -150,6 +172,7 @@ static void generation_free(struct generation *g)
 	policy_free(g->pol);
 	free(g->bindings);
 	free(g->hits);
+	free(g->mirrored);
 	free(g);
 }
 
@@ -209,6 +232,36 @@ static const struct iface *bound_iface(const struct generation *g, uint32_t ifin
 	return NULL;
 }
 
+/* The offload's part of a generation: its bit, whether it may be set, the
+ * interfaces whose packets a mirroring session copies.  With the HA sync
+ * the offload stays off: the peer learns a flow's life from the journal
+ * this side keeps as packets come, and an offloaded flow's packets do not
+ * come. */
+static int offload_setup(struct generation *g)
+{
+	const struct model *m = g->pol->model;
+
+	atomic_init(&g->offload, false);
+	if (!m->vpcfw.offload)
+		return 0;
+	if (m->vpcfw.sync.enabled) {
+		logit(LOG_WARNING, "Offload is off while Sync is on: the HA peer learns flows from "
+		       "their packets");
+		return 0;
+	}
+	g->mirrored = calloc((size_t)g->pol->n_ifaces + 1, sizeof(*g->mirrored));
+	if (!g->mirrored)
+		return -1;
+	for (int i = 0; i < m->n_mirror_sessions; i++) {
+		const struct iface *f = policy_iface_by_id(g->pol, m->mirror_sessions[i].eni_id);
+		if (f && f->index >= 0 && f->index < g->pol->n_ifaces)
+			g->mirrored[f->index] = true;
+	}
+	g->offload_mark = m->vpcfw.offload_mark;
+	atomic_init(&g->offload, true);
+	return 0;
+}
+
 /* Loads and compiles the configuration beside whatever is running.  NULL
  * (every message logged) if it is refused. */
 static struct generation *generation_load(const struct daemon_options *opt, bool at_start)
@@ -238,6 +291,11 @@ static struct generation *generation_load(const struct daemon_options *opt, bool
 		return NULL;
 	}
 	g->number = 1;          /* a reload numbers it when it is installed */
+	if (offload_setup(g) < 0) {
+		logit(LOG_ERR, "out of memory");
+		generation_free(g);
+		return NULL;
+	}
 	return g;
 }
 
@@ -317,6 +375,56 @@ static void lane_refused(void *arg, int i, const struct packet *p, const struct 
 	note_refusal(w, p, v, nfqueue_packet(w->q, i));
 }
 
+static bool mirrored(const struct generation *g, const struct iface *f)
+{
+	return f && f->index >= 0 && f->index < g->pol->n_ifaces && g->mirrored[f->index];
+}
+
+/* The offload of one decided packet.  An ACCEPT that may leave its flow to
+ * the kernel (verdict.offloadable, pipeline.h; no mirroring session of
+ * either interface) sets the offload bit in the packet's mark; the kernel
+ * rule after the queue (mangle POSTROUTING: CONNMARK --or-mark) copies it
+ * into the flow's conntrack mark while the verdict is being applied, and
+ * the accept rule ahead of the NFQUEUE rule passes the flow's further
+ * packets.  A packet of a flow marked at least OFFLOAD_MISSED_MS ago still
+ * came: a rule is missing, or the kernel has no entry for the flow (its
+ * table full: the mark has nowhere to go and the flow stays on the queue,
+ * never accepted blindly) or a new one (the old expired): counted, and
+ * marked again at most every OFFLOAD_REMARK_MS.  Where the queue brings the
+ * kernel's entry (NFQA_CT) it says which: no entry, or one already marked. */
+#define OFFLOAD_MISSED_MS 100u
+#define OFFLOAD_REMARK_MS 1000u
+static void offload_packet(struct worker *w, const struct generation *g, int i,
+			   const struct lane_out *o, uint32_t now_ms)
+{
+	const struct nfqueue_packet *np = nfqueue_packet(w->q, i);
+	const struct verdict *v = o->v;
+	uint32_t at;
+
+	if (!o->accept || !v->offloadable || mirrored(g, v->src_iface) || mirrored(g, v->dst_iface))
+		return;
+	struct ct_entry *e = v->flows[0] ? v->flows[0] : v->flows[1];
+	if (np->ct.present && (np->ct.mark & g->offload_mark)) {
+		counter_inc(&w->offload_missed); /* marked, yet here: no accept rule */
+		return;
+	}
+	if (e && ct_offloaded(w->ct, e, NULL, &at)) {
+		if (now_ms - at >= OFFLOAD_MISSED_MS)
+			counter_inc(&w->offload_missed);
+		if (now_ms - at < OFFLOAD_REMARK_MS)
+			return;
+	}
+	if (nfqueue_has_conntrack(w->q) && !np->ct.present) {
+		counter_inc(&w->offload_no_ct);
+		return;
+	}
+	nfqueue_set_mark(w->q, i, np->mark | g->offload_mark);
+	for (int k = 0; k < 2; k++)
+		if (v->flows[k])
+			ct_set_offloaded(w->ct, v->flows[k], np->ct.id, now_ms);
+	counter_inc(&w->offload_marked);
+}
+
 /* One batch: take the generation, decide and run the hooks in the worker's
  * lane (lane.h), send the verdicts, let go.  Returns -1 if the kernel could
  * not be given the verdicts. */
@@ -336,7 +444,7 @@ static int run_batch(struct worker *w, int n)
 	struct lane_batch b = {
 		.pol = g->pol, .generation = g->number, .devices = true,
 		.shadow = atomic_load(&shadow),
-		.audit = atomic_load_explicit(&audit_mode, memory_order_relaxed),
+		.audit = atomic_load(&audit_mode), /* ordered after in_epoch: offload_pause */
 		.now_ns = monotonic_ns(), .wall_ns = clock_ns(CLOCK_REALTIME),
 	};
 	w->lane.pl.hits = g->hits ? g->hits + (size_t)w->index * g->pol->n_hits : NULL;
@@ -352,9 +460,22 @@ static int run_batch(struct worker *w, int n)
 				  .in_known = np->indev != 0 },
 		};
 	}
+	/* the offload: nothing set while the flows are being taken back, in
+	 * audit mode (every packet is counted) or with a shadow policy (every
+	 * packet is compared); the table first forgets what a take-back
+	 * cleared */
+	uint64_t oe = atomic_load(&offload_epoch);
+	if (oe != w->offload_epoch) {
+		ct_clear_offloaded_all(w->ct);
+		w->offload_epoch = oe;
+	}
+	bool offload = g->offload_mark && atomic_load(&g->offload) && !b.audit && !b.shadow;
 	lane_run(&w->lane, &b, in, n, out);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		nfqueue_set_verdict(w->q, i, out[i].accept ? NF_ACCEPT : NF_DROP);
+		if (offload)
+			offload_packet(w, g, i, &out[i], (uint32_t)(b.now_ns / 1000000u));
+	}
 	int r = nfqueue_send_verdicts(w->q);
 	atomic_store(&w->in_epoch, 0);
 	if (r < 0) {
@@ -632,6 +753,61 @@ static void grace_period(void)
 	}
 }
 
+/* The offload's take-back (main thread): clears `mark` on every kernel
+ * conntrack entry, so that the next packet of every offloaded flow comes
+ * to the queue again and is decided by what is in force then.  The caller
+ * has made sure no worker sets the mark any more (and waited out the
+ * batches that might).  A failure is logged and retried every second
+ * (daemon_serve) until it succeeds. */
+static void offload_take_back(uint32_t mark, const char *why)
+{
+	struct kct_clear_result r;
+	char err[256];
+
+	if (!mark)
+		return;
+	/* every worker forgets its flows' offload (and learns their TCP
+	 * windows again) before its next batch: before the kernel sends any
+	 * of their packets back */
+	atomic_fetch_add(&offload_epoch, 1);
+	uint64_t t0 = monotonic_ns();
+	int rc = kct_clear_mark(mark, &r, err, sizeof(err));
+	uint64_t us = (monotonic_ns() - t0) / 1000;
+	counter_inc(&offload_cnt.takebacks);
+	counter_add(&offload_cnt.cleared, r.cleared);
+	if (rc < 0) {
+		counter_inc(&offload_cnt.errors);
+		if (!takeback_mark)
+			logit(LOG_ERR, "offload: cannot take the offloaded flows back from the kernel "
+			       "(%s): %s; %" PRIu64 " taken back; retrying every second", why, err,
+			       r.cleared);
+		takeback_mark = mark;
+		takeback_retry_ns = monotonic_ns() + 1000000000u;
+		counter_set(&offload_cnt.pending, 1);
+		return;
+	}
+	if (takeback_mark)
+		logit(LOG_INFO, "offload: the failed take-back succeeded");
+	takeback_mark = 0;
+	counter_set(&offload_cnt.pending, 0);
+	logit(LOG_INFO, "offload: %" PRIu64 " flow(s) taken back from the kernel (%s) in %" PRIu64
+	       ".%03" PRIu64 " ms", r.cleared, why, us / 1000, us % 1000);
+}
+
+/* Waits out the batches that may still set g's mark and takes every
+ * offloaded flow back.  The caller has stopped the workers setting it: a
+ * reload by `retire` (g's offload is off for good), audit and shadow mode
+ * by their own switch, which the workers read with the generation. */
+static void offload_pause(struct generation *g, bool retire, const char *why)
+{
+	if (!g->offload_mark)
+		return;
+	if (retire)
+		atomic_store(&g->offload, false);
+	grace_period();
+	offload_take_back(g->offload_mark, why);
+}
+
 /* Reload: compile beside the running policy, swap, wait out the workers
  * that may still hold the old one, free it.  Conntrack is untouched. */
 static bool generation_counters(struct generation *g)
@@ -694,6 +870,23 @@ static bool reload_install(struct generation *g)
 	    (os->key_file && ns->key_file && strcmp(os->key_file, ns->key_file)))
 		logit(LOG_WARNING, "Vpcfw.Sync changed: takes effect on restart");
 
+	/* before the swap: no flow stays offloaded under the old policy (the
+	 * new one decides its next packet; a tracked flow is offloaded again,
+	 * a flow its NACLs or rules now refuse is cut), and the queues bring
+	 * the kernel's entries along if the new one offloads */
+	offload_pause(old, true, "reload");
+	if ((old->offload_mark != 0) != (g->offload_mark != 0)) {
+		char err[256];
+		if (g->offload_mark && !kct_probe(err, sizeof(err))) {
+			logit(LOG_ERR, "offload: kernel conntrack unavailable (%s): flows stay on the "
+			       "queue", err);
+			atomic_store(&g->offload, false);
+		}
+		for (int i = 0; i < n_workers; i++)
+			nfqueue_set_conntrack(workers[i].q, g->offload_mark != 0);
+		logit(LOG_INFO, "Offload is now %s", g->offload_mark ? "on" : "off");
+	}
+	counter_set(&offload_cnt.enabled, g->offload_mark != 0 && atomic_load(&g->offload));
 	/* before the swap: new sessions apply from the first packet */
 	mirror_set_policy(mirror, g->pol);
 	if (mirror_copy_range(g->pol) > mirror_copy_range(old->pol))
@@ -1118,6 +1311,9 @@ static void ctl_worker(void *ctx, int i, struct ctl_worker_stats *out)
 	out->recv_errors = ns.recv_errors;
 	out->send_errors = ns.send_errors;
 	out->audit_would_refuse = counter_get(&w->lane.would_refuse);
+	out->offload_marked = counter_get(&w->offload_marked);
+	out->offload_missed = counter_get(&w->offload_missed);
+	out->offload_no_conntrack = counter_get(&w->offload_no_ct);
 	if (nfqueue_kernel_stats(out->queue, &ks)) {
 		out->have_kernel = true;
 		out->kernel_waiting = ks.queue_total;
@@ -1200,6 +1396,9 @@ static void ctl_set_audit(void *ctx, bool on)
 {
 	(void)ctx;
 	atomic_store(&audit_mode, on);
+	/* audit mode counts every packet: the kernel passes none itself */
+	if (on)
+		offload_pause(atomic_load(&current), false, "audit mode");
 }
 
 static bool ctl_audit(void *ctx)
@@ -1215,6 +1414,9 @@ static struct shadow *ctl_set_shadow(void *ctx, struct shadow *s)
 	(void)ctx;
 	struct shadow *old = atomic_exchange(&shadow, s);
 	grace_period();
+	/* a shadow policy compares every packet: the kernel passes none itself */
+	if (s)
+		offload_pause(atomic_load(&current), false, "shadow policy");
 	return old;
 }
 
@@ -1440,6 +1642,7 @@ static int daemon_start(struct run *r, const struct daemon_options *user_opt)
 			.queue = r->queues[i],
 			.copy_range = need > NFQUEUE_COPY_RANGE_HEADERS ? need : 0,
 			.fail_open = g->pol->model->vpcfw.fail_open,
+			.conntrack = g->offload_mark != 0,
 		};
 		char err[256];
 
@@ -1462,6 +1665,20 @@ static int daemon_start(struct run *r, const struct daemon_options *user_opt)
 	if (!generation_counters(g)) {
 		logit(LOG_ERR, "out of memory for counters");
 		return -1;
+	}
+	/* the offload: ctnetlink must answer (it also loads the module that
+	 * applies a verdict's mark), and whatever a previous run left marked
+	 * is taken back before the first packet is decided */
+	if (g->offload_mark) {
+		char err[256];
+		if (!kct_probe(err, sizeof(err))) {
+			logit(LOG_ERR, "offload: kernel conntrack unavailable (%s): flows stay on the "
+			       "queue", err);
+			atomic_store(&g->offload, false);
+		} else {
+			offload_take_back(g->offload_mark, "start");
+		}
+		counter_set(&offload_cnt.enabled, atomic_load(&g->offload));
 	}
 	atomic_store(&current, g);
 	r->g = NULL;
@@ -1489,7 +1706,7 @@ static int daemon_start(struct run *r, const struct daemon_options *user_opt)
 			.flows = ctl_flows, .reload = ctl_reload, .compile = ctl_compile,
 			.install = ctl_install, .discard = ctl_discard, .set_audit = ctl_set_audit,
 			.audit = ctl_audit, .set_shadow = ctl_set_shadow, .losses = ctl_losses,
-			.state = &state_cnt, .ha = ha,
+			.state = &state_cnt, .ha = ha, .offload = &offload_cnt,
 		};
 		if (vc->control_socket && *vc->control_socket) {
 			r->ctl = ctl_open(&r->ctld, vc->control_socket, vc->read_only_socket,
@@ -1584,6 +1801,8 @@ static int daemon_serve(struct run *r)
 		}
 #endif
 		state_tick();
+		if (takeback_mark && monotonic_ns() >= takeback_retry_ns)
+			offload_take_back(takeback_mark, "retry");
 		const struct m_vpcfw *vc = &atomic_load(&current)->pol->model->vpcfw;
 		if (vc->metrics_file && monotonic_ns() >= next_metrics) {
 			if (ctl_write_metrics(&r->ctld, ctl, vc->metrics_file) < 0)
@@ -1615,6 +1834,27 @@ static int daemon_serve(struct run *r)
 	return atomic_load(&worker_failed) ? 1 : 0;
 }
 
+/* The offload at the stop, the workers gone: with a state file and a clean
+ * stop the offloaded flows stay with the kernel through a restart (the next
+ * start takes them back before its first packet, and they are offloaded
+ * again as their packets come); otherwise they are taken back now, and
+ * their next packets meet the unbound queue as every other packet does
+ * (dropped, or passed with --queue-bypass). */
+static void offload_stop(int rc)
+{
+	const struct generation *g = atomic_load(&current);
+
+	if (!g || !g->offload_mark)
+		return;
+	const char *sf = g->pol->model->vpcfw.state_file;
+	if (rc == 0 && sf && *sf && !takeback_mark) {
+		logit(LOG_INFO, "offload: offloaded flows stay with the kernel until the next start "
+		       "(StateFile)");
+		return;
+	}
+	offload_take_back(takeback_mark ? takeback_mark : g->offload_mark, "stop");
+}
+
 /* Takes down whatever daemon_start set up; rc: 0 after a clean stop (then
  * the flow table is saved), else 1. */
 static void daemon_stop(struct run *r, int rc)
@@ -1629,6 +1869,7 @@ static void daemon_stop(struct run *r, int rc)
 	ha_teardown();
 	if (rc == 0)    /* a clean stop: a worker's failure may have left a table half made */
 		state_save_final();
+	offload_stop(rc);
 	/* the last windows written before the counters at exit */
 	flowlog_finish(flowlog);
 	if (workers && workers[0].q && workers[n_workers - 1].q)

@@ -42,14 +42,16 @@ struct nfqueue {
 	struct iovec iov[NFQUEUE_BATCH_MAX];
 	struct nfqueue_packet pkts[PKTS_MAX];
 	uint32_t verdicts[PKTS_MAX];
-	uint32_t ctmarks[PKTS_MAX];     /* conntrack mark bits to set with the ACCEPT */
+	uint32_t marks[PKTS_MAX];       /* the packet mark an ACCEPT sets ... */
+	bool set_mark[PKTS_MAX];        /* ... when this is true */
 	int n_pkts;
 	uint32_t cfg_flags;             /* NFQA_CFG_F_* asked for at open */
+	bool ct_unsupported;            /* the kernel refused NFQA_CFG_F_CONNTRACK */
 	uint8_t vbuf[PKTS_MAX * VERDICT_MSG_SIZE];
 	size_t vlen;                    /* bytes of vbuf the last send built */
 	/* Written by the worker, read by the control thread. */
 	struct {
-		counter_t packets, accepted, dropped, batches, verdict_msgs, ctmark_verdicts,
+		counter_t packets, accepted, dropped, batches, verdict_msgs, mark_verdicts,
 			enobufs, truncated, netlink_errors, recv_errors, send_errors;
 	} cnt;
 };
@@ -136,18 +138,23 @@ static int configure(struct nfqueue *q, const struct nfqueue_options *opt, char 
 	 * CONNTRACK: the packet's kernel conntrack entry comes with it (the
 	 * offload reads its id and mark, and marks it in the verdict). */
 	q->cfg_flags = NFQA_CFG_F_GSO | (opt->conntrack ? NFQA_CFG_F_CONNTRACK : 0);
-	flags = q->cfg_flags | (opt->fail_open ? NFQA_CFG_F_FAIL_OPEN : 0);
-	nlh = nfq_nlmsg_put((char *)buf, NFQNL_MSG_CONFIG, q->queue);
-	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
-	mnl_attr_put_u32(nlh, NFQA_CFG_MASK,
-			 htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_CONNTRACK));
-	if (config_send(q, nlh) < 0) {
-		set_err(err, errlen, opt->conntrack
-			? "cannot set the queue flags (GSO, fail-open, conntrack)"
-			: "cannot set the queue flags (GSO, fail-open)", errno);
-		return -1;
+	for (;;) {
+		flags = q->cfg_flags | (opt->fail_open ? NFQA_CFG_F_FAIL_OPEN : 0);
+		nlh = nfq_nlmsg_put((char *)buf, NFQNL_MSG_CONFIG, q->queue);
+		mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
+		mnl_attr_put_u32(nlh, NFQA_CFG_MASK,
+				 htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_CONNTRACK));
+		if (config_send(q, nlh) == 0)
+			return 0;
+		/* a kernel without CONFIG_NETFILTER_NETLINK_GLUE_CT cannot
+		 * send the entry: the packets come without it */
+		if (errno != EOPNOTSUPP || !(q->cfg_flags & NFQA_CFG_F_CONNTRACK))
+			break;
+		q->cfg_flags &= ~(uint32_t)NFQA_CFG_F_CONNTRACK;
+		q->ct_unsupported = true;
 	}
-	return 0;
+	set_err(err, errlen, "cannot set the queue flags (GSO, fail-open)", errno);
+	return -1;
 }
 
 struct nfqueue *nfqueue_open(const struct nfqueue_options *opt, char *err, size_t errlen)
@@ -363,6 +370,9 @@ static void take_packet(struct nfqueue *q, const struct nlmsghdr *nlh, size_t av
 				p.skb_info = ntohl(u);
 			}
 			break;
+		case NFQA_MARK:
+			(void)get_be32(a, &p.mark);
+			break;
 		case NFQA_CT:
 			parse_ct(a, &p.ct);
 			break;
@@ -390,7 +400,7 @@ static void take_packet(struct nfqueue *q, const struct nlmsghdr *nlh, size_t av
 		return;
 	}
 	q->verdicts[q->n_pkts] = NF_DROP;
-	q->ctmarks[q->n_pkts] = 0;
+	q->set_mark[q->n_pkts] = false;
 	q->pkts[q->n_pkts++] = p;
 }
 
@@ -492,46 +502,43 @@ void nfqueue_set_verdict(struct nfqueue *q, int i, uint32_t verdict)
 	q->verdicts[i] = verdict == NF_ACCEPT ? NF_ACCEPT : NF_DROP;
 }
 
-void nfqueue_set_ctmark(struct nfqueue *q, int i, uint32_t bits)
+void nfqueue_set_mark(struct nfqueue *q, int i, uint32_t mark)
 {
-	q->ctmarks[i] = bits;
+	q->marks[i] = mark;
+	q->set_mark[i] = true;
 }
 
-/* The mark a packet's verdict carries: ACCEPTs only. */
-static uint32_t ctmark_of(const struct nfqueue *q, int i)
+/* Does packet i's verdict set its mark?  ACCEPTs only. */
+static bool marked(const struct nfqueue *q, int i)
 {
-	return q->verdicts[i] == NF_ACCEPT ? q->ctmarks[i] : 0;
+	return q->verdicts[i] == NF_ACCEPT && q->set_mark[i];
 }
 
 /* A batch verdict applies to every packet of the queue with an id up to
  * the one given.  Ids rise in the order we receive, and the kernel queues a
  * packet only once its message is in our socket, so the pending packets up
- * to a run's last id are exactly that run.  A packet whose verdict marks
- * its conntrack entry has a message of its own (a batch verdict carries no
- * attribute per packet), between the runs before and after it: the kernel
- * takes the messages of one datagram in order. */
+ * to a run's last id are exactly that run.  A packet whose verdict sets
+ * its mark has a message of its own (a batch verdict's mark would apply to
+ * every packet of the run), between the runs before and after it: the
+ * kernel takes the messages of one datagram in order. */
 int nfqueue_send_verdicts(struct nfqueue *q)
 {
 	size_t off = 0;
 	int i = 0;
 
-	_Static_assert(VERDICT_MSG_SIZE >= NLMSG_HDRLEN + 4 + 12 + 4 + 8 + 8,
-		       "a verdict with NFQA_CT { CTA_MARK, CTA_MARK_MASK } fits its slot");
+	_Static_assert(VERDICT_MSG_SIZE >= NLMSG_HDRLEN + 4 + 12 + 8,
+		       "a verdict with NFQA_MARK fits its slot");
 	while (i < q->n_pkts) {
 		int j = i;
 		uint32_t v = q->verdicts[i];
-		uint32_t mark = ctmark_of(q, i);
 		struct nlmsghdr *nlh;
-		if (mark) {
+		if (marked(q, i)) {
 			nlh = nfq_nlmsg_put((char *)q->vbuf + off, NFQNL_MSG_VERDICT, q->queue);
 			nfq_nlmsg_verdict_put(nlh, (int)q->pkts[i].id, (int)v);
-			struct nlattr *nest = mnl_attr_nest_start(nlh, NFQA_CT);
-			mnl_attr_put_u32(nlh, CTA_MARK, htonl(mark));
-			mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(mark));
-			mnl_attr_nest_end(nlh, nest);
-			counter_inc(&q->cnt.ctmark_verdicts);
+			nfq_nlmsg_verdict_put_mark(nlh, q->marks[i]);
+			counter_inc(&q->cnt.mark_verdicts);
 		} else {
-			while (j + 1 < q->n_pkts && q->verdicts[j + 1] == v && !ctmark_of(q, j + 1))
+			while (j + 1 < q->n_pkts && q->verdicts[j + 1] == v && !marked(q, j + 1))
 				j++;
 			nlh = nfq_nlmsg_put((char *)q->vbuf + off, NFQNL_MSG_VERDICT_BATCH, q->queue);
 			nfq_nlmsg_verdict_put(nlh, (int)q->pkts[j].id, (int)v);
@@ -581,6 +588,26 @@ void nfqueue_set_fail_open(struct nfqueue *q, bool fail_open)
 		counter_inc(&q->cnt.send_errors);
 }
 
+void nfqueue_set_conntrack(struct nfqueue *q, bool conntrack)
+{
+	uint8_t buf[256] = { 0 };
+	struct nlmsghdr *nlh = nfq_nlmsg_put((char *)buf, NFQNL_MSG_CONFIG, q->queue);
+
+	if (q->ct_unsupported)
+		return;
+	q->cfg_flags = (q->cfg_flags & ~(uint32_t)NFQA_CFG_F_CONNTRACK) |
+		       (conntrack ? NFQA_CFG_F_CONNTRACK : 0);
+	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(q->cfg_flags));
+	mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_CONNTRACK));
+	if (mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0)
+		counter_inc(&q->cnt.send_errors);
+}
+
+bool nfqueue_has_conntrack(const struct nfqueue *q)
+{
+	return (q->cfg_flags & NFQA_CFG_F_CONNTRACK) != 0;
+}
+
 uint16_t nfqueue_queue_num(const struct nfqueue *q)
 {
 	return q->queue;
@@ -593,7 +620,7 @@ void nfqueue_get_stats(const struct nfqueue *q, struct nfqueue_stats *out)
 	out->dropped = counter_get(&q->cnt.dropped);
 	out->batches = counter_get(&q->cnt.batches);
 	out->verdict_msgs = counter_get(&q->cnt.verdict_msgs);
-	out->ctmark_verdicts = counter_get(&q->cnt.ctmark_verdicts);
+	out->mark_verdicts = counter_get(&q->cnt.mark_verdicts);
 	out->enobufs = counter_get(&q->cnt.enobufs);
 	out->truncated = counter_get(&q->cnt.truncated);
 	out->netlink_errors = counter_get(&q->cnt.netlink_errors);

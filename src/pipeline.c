@@ -190,14 +190,18 @@ static struct ct_entry *icmp_direction_ok(struct ct_entry *e, const struct packe
 }
 
 /* A SYN on a closed connection (TIME_WAIT, CLOSE) opens a new one, which
- * the rules must judge, as nf_conntrack does: the old flow is forgotten. */
+ * the rules must judge, as nf_conntrack does: the old flow is forgotten.
+ * So does a SYN on a flow offloaded to the kernel: its close went by
+ * unseen, and the kernel queues the SYN of a new connection (an
+ * established entry's SYN would have passed there). */
 static struct ct_entry *tcp_reopened(struct pipeline *pl, struct ct_entry *e, const struct packet *p)
 {
 	if (!e || p->proto != PROTO_TCP || (p->tcp_flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
 		return e;
 	struct ct_flow_info info;
 	ct_entry_info(e, &info);
-	if (info.tcp_state != CT_TCP_TIME_WAIT && info.tcp_state != CT_TCP_CLOSE)
+	if (info.tcp_state != CT_TCP_TIME_WAIT && info.tcp_state != CT_TCP_CLOSE &&
+	    !ct_offloaded(pl->ct, e, NULL, NULL))
 		return e;
 	ct_remove(pl->ct, e);
 	return NULL;
@@ -325,6 +329,36 @@ static void place(struct verdict *v, const struct located *l)
 	v->dst_iface = l->b;
 	v->src_subnet = l->a ? l->a->subnet : l->ssub;
 	v->dst_subnet = l->b ? l->b->subnet : l->dsub;
+}
+
+/* One end of an accepted packet, for the offload: its security group
+ * (if any) admits every further packet of the flow both ways.  e: the
+ * flow's entry there (NULL: none); r: the rule that admitted the packet
+ * when the group was consulted. */
+static bool end_settled(const struct iface *f, const struct ct_entry *e, const struct sg_rule *r,
+			const struct packet *p, bool egress)
+{
+	if (!stateful(f))
+		return true;
+	if (e)
+		return ct_offloadable(e);
+	/* untracked by the rules: they decide each packet alike, both ways */
+	return r && (egress ? sg_flow_untracked(f->out, f->in, r, p, true)
+			    : sg_flow_untracked(f->in, f->out, r, p, false));
+}
+
+/* verdict.offloadable (pipeline.h), for a packet admitted by tracking. */
+static void offload_check(struct verdict *v, const struct packet *p, const struct iface *a,
+			  const struct iface *b, struct ct_entry *ea, struct ct_entry *eb,
+			  const struct sg_rule *ra, const struct sg_rule *rb)
+{
+	v->flows[0] = ea;
+	v->flows[1] = eb != ea ? eb : NULL;
+	if (p->flags & (PKT_F_FRAGMENT | PKT_F_FRAG_HEAD | PKT_F_ICMP_ERR) || v->detail)
+		return; /* a fragment, a related ICMP error, an ignored RST */
+	if (!(ea && ct_offloadable(ea)) && !(eb && ct_offloadable(eb)))
+		return; /* no end has seen the flow established both ways */
+	v->offloadable = end_settled(a, ea, ra, p, true) && end_settled(b, eb, rb, p, false);
 }
 
 static void eval_located(struct pipeline *pl, const struct policy *pol, const struct packet *p,
@@ -664,6 +698,7 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 	if ((a && tracked_a) || (b && tracked_b)) {
 		TRACE(pl, .stage = STAGE_CONNTRACK, .outcome = TRACE_PASS, .why = TW_TRACKED,
 		      .iface = tracked_a ? a : b);
+		offload_check(v, p, a, b, ea, eb, ra, rb);
 		finish(pl, v, true, STAGE_CONNTRACK, REASON_TRACKED_FLOW);
 		return;
 	}

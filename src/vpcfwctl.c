@@ -266,6 +266,15 @@ static int c_status(int argc, char **argv)
 		       "%lld restored, %lld dropped at start\n", num(sf, "flowlog_entries_written"),
 		       num(sf, "flowlog_entries_restored"), num(sf, "flowlog_entries_dropped"));
 	}
+	json_t *of = json_object_get(r, "offload");
+	if (json_is_object(of)) {
+		printf("offload                         %lld marks set, %lld packets missed, %lld "
+		       "without a kernel entry; %lld take-backs (%lld entries, %lld failed)\n",
+		       num(of, "marked"), num(of, "missed"), num(of, "no_conntrack"),
+		       num(of, "takebacks"), num(of, "taken_back"), num(of, "takeback_errors"));
+		if (*str(of, "hint"))
+			printf("offload hint                    %s\n", str(of, "hint"));
+	}
 	json_t *sy = json_object_get(r, "sync");
 	if (json_is_object(sy)) {
 		json_t *pe = json_object_get(sy, "peer"), *bk = json_object_get(sy, "bulk");

@@ -748,6 +748,53 @@ START_TEST(test_prefetch_changes_nothing)
 }
 END_TEST
 
+/* The offload's notes beside the entries (issue #16): UDP offloadable once
+ * a reply came; the kernel id kept; a freed slot starts clean; clear_all. */
+START_TEST(test_offload_notes)
+{
+	struct conntrack *ct = ct_create(16);
+	struct ct_tuple t = tup("10.0.0.1", "10.0.0.2", 17, 1000, 53), r = rev(&t);
+	struct ct_entry *e = insert(ct, 1, &t, 0, &defaults, at(0));
+	uint32_t id = 1, ms = 1;
+
+	ck_assert(!ct_offloadable(e));
+	ck_assert(!ct_offloaded(ct, e, &id, &ms));
+	ck_assert_uint_eq(id, 0);
+	ck_assert_uint_eq(ms, 0);
+	ct_update(ct, e, &r, 0, &defaults, at(1));
+	ck_assert(ct_offloadable(e));
+	ct_set_offloaded(ct, e, 0, 0); /* an unknown id, at the clock's 0 */
+	ck_assert(ct_offloaded(ct, e, &id, &ms));
+	ck_assert_uint_eq(id, 0);
+	ck_assert_uint_le(ms, 1);
+	ct_set_offloaded(ct, e, 0xfeedbeef, 0xfffffff0u);
+	ck_assert(ct_offloaded(ct, e, &id, &ms));
+	ck_assert_uint_eq(id, 0xfeedbeef);
+	ck_assert_uint_eq(ms, 0xfffffff0u);
+	ct_clear_offloaded(ct, e);
+	ck_assert(!ct_offloaded(ct, e, NULL, NULL));
+	ct_set_offloaded(ct, e, 7, 5);
+	ck_assert_uint_eq(ct_clear_offloaded_all(ct), 1);
+	ck_assert(!ct_offloaded(ct, e, NULL, NULL));
+	/* freed and reused: not offloaded */
+	ct_set_offloaded(ct, e, 7, 5);
+	ct_remove(ct, e);
+	e = insert(ct, 1, &t, 0, &defaults, at(2));
+	ck_assert(!ct_offloaded(ct, e, NULL, NULL));
+	/* TCP: only established */
+	struct ct_tuple k = tup("10.0.0.1", "10.0.0.2", 6, 1000, 80), kr = rev(&k);
+	struct ct_entry *c = insert(ct, 1, &k, TCP_SYN, &defaults, at(0));
+	ck_assert(!ct_offloadable(c));
+	ct_update(ct, c, &kr, TCP_SYN | TCP_ACK, &defaults, at(0));
+	ck_assert(!ct_offloadable(c));
+	ct_update(ct, c, &k, TCP_ACK, &defaults, at(0));
+	ck_assert(ct_offloadable(c));
+	ct_update(ct, c, &k, TCP_FIN | TCP_ACK, &defaults, at(0));
+	ck_assert(!ct_offloadable(c));
+	ct_destroy(ct);
+}
+END_TEST
+
 static const uint32_t sizes[] = { 1, 2, 3, 1000, 1024, 1025, 65537 };
 
 START_TEST(test_bytes_per_flow)
@@ -1606,6 +1653,7 @@ int main(void)
 	tcase_add_test(tc, test_expire_in_slices);
 	tcase_add_test(tc, test_foreach_live_only);
 	tcase_add_test(tc, test_prefetch_changes_nothing);
+	tcase_add_test(tc, test_offload_notes);
 	tcase_add_loop_test(tc, test_bytes_per_flow, 0, sizeof(sizes) / sizeof(sizes[0]));
 	tcase_add_test(tc, test_create_zero);
 	suite_add_tcase(s, tc);

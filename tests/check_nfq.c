@@ -80,6 +80,8 @@ static size_t packet_msg(uint8_t *buf, uint32_t id, bool ct, uint32_t mark, bool
 	struct nfqnl_msg_packet_hdr ph = { .packet_id = htonl(id), .hw_protocol = htons(0x0800),
 					   .hook = 2 };
 	mnl_attr_put(nlh, NFQA_PACKET_HDR, sizeof(ph), &ph);
+	if (mark)       /* the packet's own mark, as the kernel sends it when set */
+		mnl_attr_put_u32(nlh, NFQA_MARK, htonl(mark ^ 0x5));
 	if (ct) {
 		struct nlattr *n = mnl_attr_nest_start(nlh, NFQA_CT);
 		struct nlattr *t = mnl_attr_nest_start(nlh, CTA_TUPLE_ORIG);
@@ -118,6 +120,7 @@ START_TEST(test_ct_parsed)
 	ck_assert_uint_eq(p->ct.id, 0xdeadbeef);
 	ck_assert_uint_eq(p->ct.status, 0x0e);
 	ck_assert_uint_eq(p->ct.mark, 0x40000001);
+	ck_assert_uint_eq(p->mark, 0x40000004);
 	ck_assert_uint_eq(p->ct.info, 3);
 	ck_assert(p->ct.has_counters);
 	ck_assert_uint_eq(p->ct.orig_packets, 7);
@@ -142,6 +145,7 @@ START_TEST(test_ct_absent)
 	ck_assert(!p->ct.has_counters);
 	ck_assert_uint_eq(p->ct.mark, 0);
 	ck_assert_uint_eq(p->ct.orig_packets, 0);
+	ck_assert_uint_eq(p->mark, 0);
 	p = nfqueue_packet(q, 1);
 	ck_assert_uint_eq(p->id, 2);
 	ck_assert(!p->ct.present);
@@ -181,7 +185,8 @@ END_TEST
 struct vmsg {
 	uint16_t type;          /* NFQNL_MSG_VERDICT or _BATCH */
 	uint32_t id, verdict;
-	uint32_t mark, mask;    /* NFQA_CT's CTA_MARK / CTA_MARK_MASK; 0: none */
+	bool has_mark;          /* NFQA_MARK */
+	uint32_t mark;
 };
 
 static int read_verdicts(const uint8_t *buf, size_t len, struct vmsg *out, int max)
@@ -201,17 +206,11 @@ static int read_verdicts(const uint8_t *buf, size_t len, struct vmsg *out, int m
 				const struct nfqnl_msg_verdict_hdr *vh = mnl_attr_get_payload(a);
 				m->id = ntohl(vh->id);
 				m->verdict = ntohl(vh->verdict);
-			} else if (mnl_attr_get_type(a) == NFQA_CT) {
-				const struct nlattr *c;
-				mnl_attr_for_each_nested(c, a) {
-					if (mnl_attr_get_type(c) == CTA_MARK)
-						m->mark = ntohl(mnl_attr_get_u32(c));
-					else if (mnl_attr_get_type(c) == CTA_MARK_MASK)
-						m->mask = ntohl(mnl_attr_get_u32(c));
-					else
-						ck_abort_msg("unexpected attribute %u in NFQA_CT",
-							     mnl_attr_get_type(c));
-				}
+			} else if (mnl_attr_get_type(a) == NFQA_MARK) {
+				m->has_mark = true;
+				m->mark = ntohl(mnl_attr_get_u32(a));
+			} else {
+				ck_abort_msg("unexpected attribute %u", mnl_attr_get_type(a));
 			}
 		}
 	}
@@ -220,8 +219,8 @@ static int read_verdicts(const uint8_t *buf, size_t len, struct vmsg *out, int m
 }
 
 /* Runs of equal verdicts share a batch message; a marked ACCEPT has its
- * own NFQNL_MSG_VERDICT with NFQA_CT, in id order; a mark on a DROP is not
- * sent. */
+ * own NFQNL_MSG_VERDICT with NFQA_MARK, in id order; a mark on a DROP is
+ * not sent. */
 START_TEST(test_verdict_messages)
 {
 	uint8_t buf[8192];
@@ -236,34 +235,34 @@ START_TEST(test_verdict_messages)
 				NF_ACCEPT, NF_ACCEPT };
 	for (int i = 0; i < 8; i++)
 		nfqueue_set_verdict(q, i, v[i]);
-	nfqueue_set_ctmark(q, 2, 0x40000000);   /* id 13, in a run of ACCEPTs */
-	nfqueue_set_ctmark(q, 3, 0x40000000);   /* id 14, right after it */
-	nfqueue_set_ctmark(q, 5, 0x40000000);   /* id 16, a DROP: no mark */
-	nfqueue_set_ctmark(q, 7, 0x1);          /* id 18, the last */
+	nfqueue_set_mark(q, 2, 0x40000000);     /* id 13, in a run of ACCEPTs */
+	nfqueue_set_mark(q, 3, 0x40000003);     /* id 14, right after it */
+	nfqueue_set_mark(q, 5, 0x40000000);     /* id 16, a DROP: no mark */
+	nfqueue_set_mark(q, 7, 0);              /* id 18, the last: mark 0 is a mark */
 	ck_assert_int_eq(nfqueue_send_verdicts(q), 0);
 	const uint8_t *out = nfqueue_last_verdicts(q, &len);
 	int k = read_verdicts(out, len, m, 16);
 	const struct vmsg want[] = {
-		{ NFQNL_MSG_VERDICT_BATCH, 12, NF_ACCEPT, 0, 0 },
-		{ NFQNL_MSG_VERDICT, 13, NF_ACCEPT, 0x40000000, 0x40000000 },
-		{ NFQNL_MSG_VERDICT, 14, NF_ACCEPT, 0x40000000, 0x40000000 },
-		{ NFQNL_MSG_VERDICT_BATCH, 16, NF_DROP, 0, 0 },
-		{ NFQNL_MSG_VERDICT_BATCH, 17, NF_ACCEPT, 0, 0 },
-		{ NFQNL_MSG_VERDICT, 18, NF_ACCEPT, 1, 1 },
+		{ NFQNL_MSG_VERDICT_BATCH, 12, NF_ACCEPT, false, 0 },
+		{ NFQNL_MSG_VERDICT, 13, NF_ACCEPT, true, 0x40000000 },
+		{ NFQNL_MSG_VERDICT, 14, NF_ACCEPT, true, 0x40000003 },
+		{ NFQNL_MSG_VERDICT_BATCH, 16, NF_DROP, false, 0 },
+		{ NFQNL_MSG_VERDICT_BATCH, 17, NF_ACCEPT, false, 0 },
+		{ NFQNL_MSG_VERDICT, 18, NF_ACCEPT, true, 0 },
 	};
 	ck_assert_int_eq(k, (int)(sizeof(want) / sizeof(want[0])));
 	for (int i = 0; i < k; i++) {
 		ck_assert_msg(m[i].type == want[i].type && m[i].id == want[i].id &&
-			      m[i].verdict == want[i].verdict && m[i].mark == want[i].mark &&
-			      m[i].mask == want[i].mask,
-			      "message %d: type %u id %u verdict %u mark %#x/%#x", i, m[i].type,
-			      m[i].id, m[i].verdict, m[i].mark, m[i].mask);
+			      m[i].verdict == want[i].verdict && m[i].has_mark == want[i].has_mark &&
+			      m[i].mark == want[i].mark,
+			      "message %d: type %u id %u verdict %u mark %d %#x", i, m[i].type,
+			      m[i].id, m[i].verdict, m[i].has_mark, m[i].mark);
 	}
 	struct nfqueue_stats st;
 	nfqueue_get_stats(q, &st);
 	ck_assert_uint_eq(st.accepted, 6);
 	ck_assert_uint_eq(st.dropped, 2);
-	ck_assert_uint_eq(st.ctmark_verdicts, 3);
+	ck_assert_uint_eq(st.mark_verdicts, 3);
 	ck_assert_uint_eq(st.verdict_msgs, 6);
 
 	/* the next batch starts without marks */
@@ -274,7 +273,7 @@ START_TEST(test_verdict_messages)
 	out = nfqueue_last_verdicts(q, &len);
 	ck_assert_int_eq(read_verdicts(out, len, m, 16), 1);
 	ck_assert_uint_eq(m[0].type, NFQNL_MSG_VERDICT_BATCH);
-	ck_assert_uint_eq(m[0].mark, 0);
+	ck_assert(!m[0].has_mark);
 	nfqueue_close(q);
 }
 END_TEST
@@ -292,7 +291,7 @@ START_TEST(test_verdict_all_marked)
 	ck_assert_int_eq(nfqueue_parse_datagram(q, buf, n, false), NFQUEUE_BATCH_MAX);
 	for (int i = 0; i < NFQUEUE_BATCH_MAX; i++) {
 		nfqueue_set_verdict(q, i, NF_ACCEPT);
-		nfqueue_set_ctmark(q, i, 0x80000000u);
+		nfqueue_set_mark(q, i, 0x80000000u);
 	}
 	ck_assert_int_eq(nfqueue_send_verdicts(q), 0);
 	const uint8_t *out = nfqueue_last_verdicts(q, &len);
@@ -300,6 +299,7 @@ START_TEST(test_verdict_all_marked)
 	for (int i = 0; i < NFQUEUE_BATCH_MAX; i++) {
 		ck_assert_uint_eq(m[i].type, NFQNL_MSG_VERDICT);
 		ck_assert_uint_eq(m[i].id, (uint32_t)i + 1);
+		ck_assert(m[i].has_mark);
 		ck_assert_uint_eq(m[i].mark, 0x80000000u);
 	}
 	nfqueue_close(q);

@@ -684,6 +684,91 @@ START_TEST(test_blind_rst_dropped_flow_continues)
 }
 END_TEST
 
+/* The offload (issue #16): a packet's flow may be left to the kernel once
+ * every further packet of it, both ways, would be accepted by this policy. */
+static struct verdict offl(struct packet p, bool want)
+{
+	struct verdict v = eval(p);
+	ck_assert(v.accept);
+	ck_assert_msg(v.offloadable == want, "offloadable %d, want %d", v.offloadable, want);
+	return v;
+}
+
+START_TEST(test_offloadable)
+{
+	const char *w = "10.0.1.10", *a = "10.0.2.10";
+	/* web -> app:8000, tracked at both ends: not before the handshake's
+	 * last ACK, then every segment, with both entries */
+	offl(seg(w, a, 40000, 8000, TCP_SYN, 1000000, 0, 0), false);
+	offl(seg(a, w, 8000, 40000, TCP_SYN | TCP_ACK, 7000000, 1000001, 0), false);
+	struct verdict v = offl(seg(w, a, 40000, 8000, TCP_ACK, 1000001, 7000001, 0), true);
+	ck_assert_ptr_nonnull(v.flows[0]);
+	ck_assert_ptr_nonnull(v.flows[1]);
+	ck_assert_ptr_ne(v.flows[0], v.flows[1]);
+	offl(seg(a, w, 8000, 40000, TCP_ACK | TCP_PSH, 7000001, 1000001, 100), true);
+	/* a RST the windows ignore stays on the queue */
+	offl(seg(a, w, 8000, 40000, TCP_RST, 7000101 + 500, 0, 0), false);
+	/* closing: no longer established */
+	offl(seg(w, a, 40000, 8000, TCP_FIN | TCP_ACK, 1000001, 7000101, 0), false);
+
+	/* app -> web:80: tracked at app, untracked by web's rules (all ports
+	 * out to the world, 80 in from it): settled at both ends once app's
+	 * entry is established */
+	offl(seg(a, w, 41000, 80, TCP_SYN, 5000, 0, 0), false);
+	v = offl(seg(w, a, 80, 41000, TCP_SYN | TCP_ACK, 9000, 5001, 0), false);
+	ck_assert_ptr_null(v.flows[0]);
+	v = offl(seg(a, w, 41000, 80, TCP_ACK, 5001, 9001, 0), true);
+	ck_assert_ptr_nonnull(v.flows[0]);
+	ck_assert_ptr_null(v.flows[1]);
+
+	/* internet -> web:80: untracked, no entry anywhere: nothing proves
+	 * the replies pass, so never */
+	offl(TCP("203.0.113.7", w, 40001, 80, TCP_SYN), false);
+	offl(TCP(w, "203.0.113.7", 80, 40001, TCP_SYN | TCP_ACK), false);
+	offl(TCP("203.0.113.7", w, 40001, 80, TCP_ACK), false);
+
+	/* UDP: once a reply was admitted, both ways */
+	offl(UDP("10.0.3.10", "203.0.113.53", 5353, 53), false);
+	offl(UDP("203.0.113.53", "10.0.3.10", 53, 5353), true);
+	offl(UDP("10.0.3.10", "203.0.113.53", 5353, 53), true);
+	/* ICMP echo: the reply */
+	offl(tu_icmp("10.0.3.10", "203.0.113.7", 8, 0, 77), false);
+	offl(tu_icmp("203.0.113.7", "10.0.3.10", 0, 0, 77), true);
+	/* a fragment of an established UDP flow: judged with its datagram */
+	struct packet f = UDP("10.0.3.10", "203.0.113.53", 5353, 53);
+	f.flags |= PKT_F_FRAG_HEAD;
+	offl(f, false);
+}
+END_TEST
+
+/* A flow back from the kernel (a take-back): its segments moved on unseen;
+ * its windows are learnt again instead of refusing the next segment, and a
+ * SYN on it is a new connection the rules judge. */
+START_TEST(test_offload_take_back)
+{
+	const char *w = "10.0.1.10", *a = "10.0.2.10";
+	offl(seg(w, a, 40000, 8000, TCP_SYN, 1000000, 0, 0), false);
+	offl(seg(a, w, 8000, 40000, TCP_SYN | TCP_ACK, 7000000, 1000001, 0), false);
+	struct verdict v = offl(seg(w, a, 40000, 8000, TCP_ACK, 1000001, 7000001, 0), true);
+	ct_set_offloaded(pl.ct, v.flows[0], 0, 1);
+	ct_set_offloaded(pl.ct, v.flows[1], 0, 1);
+	/* 5 MB went by in the kernel: vpcfwd's windows refuse the ACK of it */
+	struct packet late = seg(w, a, 40000, 8000, TCP_ACK, 1000001, 12000001, 0);
+	expect(eval(late), false, STAGE_CONNTRACK, REASON_CONNTRACK_INVALID, NULL);
+	/* taken back: picked up again */
+	ck_assert_uint_eq(ct_clear_offloaded_all(pl.ct), 2);
+	expect(eval(late), true, STAGE_CONNTRACK, REASON_TRACKED_FLOW, NULL);
+	offl(seg(a, w, 8000, 40000, TCP_ACK | TCP_PSH, 12000001, 1000001, 100), true);
+	/* offloaded again, and a SYN of the same ports comes: a new connection
+	 * judged by the rules (web's ingress does not admit app:8000 -> web) */
+	v = offl(seg(w, a, 40000, 8000, TCP_ACK, 1000001, 12000101, 0), true);
+	ct_set_offloaded(pl.ct, v.flows[0], 0, 1);
+	ct_set_offloaded(pl.ct, v.flows[1], 0, 1);
+	expect(eval(seg(a, w, 8000, 40000, TCP_SYN, 99, 0, 0)), false, STAGE_SG_INGRESS,
+	       REASON_ENI_SG_RULES_MISMATCH, NULL);
+}
+END_TEST
+
 /* TcpLoose (nf_conntrack_tcp_loose): on by default, a flow first seen
  * mid-stream is tracked; off, only a SYN starts one. */
 START_TEST(test_tcp_loose)
@@ -979,6 +1064,8 @@ int main(void)
 	tcase_add_test(tc, test_spoofed_exempt_source);
 	tcase_add_test(tc, test_icmp_same_id_both_ways);
 	tcase_add_test(tc, test_syn_after_time_wait);
+	tcase_add_test(tc, test_offloadable);
+	tcase_add_test(tc, test_offload_take_back);
 	tcase_add_test(tc, test_blind_rst_dropped_flow_continues);
 	tcase_add_test(tc, test_tcp_loose);
 	tcase_add_test(tc, test_tcp_be_liberal);

@@ -250,6 +250,26 @@ struct ct_flow_info {
 	uint64_t expires_ns;
 };
 void ct_entry_info(const struct ct_entry *e, struct ct_flow_info *out);
+
+/* The offload (issue #16): the kernel passes an offloaded flow's further
+ * packets itself.  A flow may be offloaded once established both ways: TCP
+ * in CT_TCP_ESTABLISHED (the handshake's reply seen and acknowledged),
+ * other protocols once a reply was admitted (SPEC §4).  The table notes,
+ * beside the entry (8 bytes a flow), which flows were offloaded, when (the
+ * caller's clock in ms, wrapping) and their kernel conntrack id where the
+ * kernel told it (0: unknown); a freed flow, a restored or synced one is
+ * not offloaded. */
+bool ct_offloadable(const struct ct_entry *e);
+void ct_set_offloaded(struct conntrack *ct, struct ct_entry *e, uint32_t kct_id, uint32_t at_ms);
+void ct_clear_offloaded(struct conntrack *ct, struct ct_entry *e);
+/* True if offloaded; *kct_id and *at_ms (each may be NULL) as set. */
+bool ct_offloaded(const struct conntrack *ct, const struct ct_entry *e, uint32_t *kct_id,
+		  uint32_t *at_ms);
+/* Every flow taken back (the kernel's marks were cleared): the number that
+ * were offloaded.  An offloaded TCP flow's windows moved in the kernel
+ * unseen: they are learnt again from its next segments, as for a flow
+ * picked up mid-stream.  The owning worker's call, like every other. */
+uint64_t ct_clear_offloaded_all(struct conntrack *ct);
 /* Calls fn for every live flow; stops early if fn returns non-zero. */
 void ct_foreach(struct conntrack *ct, uint64_t now_ns,
 		int (*fn)(const struct ct_flow_info *info, void *arg), void *arg);

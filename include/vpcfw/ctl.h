@@ -77,6 +77,19 @@ struct ctl_worker_stats {
 	bool have_kernel;               /* the kernel lists the queue */
 	uint64_t kernel_waiting, kernel_queue_dropped, kernel_user_dropped;
 	uint64_t audit_would_refuse;
+	/* the offload (Vpcfw.Offload): flows marked for the kernel, packets of
+	 * marked flows that still reached the queue (no accept rule?),
+	 * offloadable packets without a kernel conntrack entry */
+	uint64_t offload_marked, offload_missed, offload_no_conntrack;
+};
+
+/* The offload's take-backs (the daemon's main thread writes them). */
+struct ctl_offload_stats {
+	counter_t enabled;              /* 1: Vpcfw.Offload on (and usable) */
+	counter_t takebacks;            /* kernel marks cleared: reloads, modes, start, stop */
+	counter_t cleared;              /* kernel entries whose mark was cleared */
+	counter_t errors;               /* take-backs that failed (retried) */
+	counter_t pending;              /* 1: a failed take-back waits for its retry */
 };
 
 struct ctl_daemon {
@@ -115,6 +128,8 @@ struct ctl_daemon {
 	const struct state_counters *state;
 	/* the HA pair's sync (Vpcfw.Sync, ha.h); NULL: off */
 	const struct ha *ha;
+	/* the offload (Vpcfw.Offload); NULL: none */
+	const struct ctl_offload_stats *offload;
 };
 
 struct ha;

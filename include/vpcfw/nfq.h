@@ -27,7 +27,9 @@ struct nfqueue_options {
 	int rcvbuf;             /* socket receive buffer, bytes; 0: 8 MiB */
 	bool fail_open;         /* a full queue accepts instead of dropping */
 	bool conntrack;         /* NFQA_CFG_F_CONNTRACK: each packet carries its
-				   kernel conntrack entry (nfqueue_packet.ct) */
+				   kernel conntrack entry (nfqueue_packet.ct),
+				   where the kernel can (CONFIG_NETFILTER_NETLINK_
+				   GLUE_CT; without it the queue opens without) */
 };
 
 /* The kernel conntrack entry of a queued packet (NFQA_CT, with
@@ -56,6 +58,7 @@ struct nfqueue_packet {
 	size_t wirelen;         /* the packet's real length (NFQA_CAP_LEN) */
 	uint32_t indev, outdev; /* ifindex, 0 if none */
 	uint32_t skb_info;      /* NFQA_SKB_* */
+	uint32_t mark;          /* NFQA_MARK: the packet's mark (skb->mark), 0 if none */
 	struct nfqueue_ct ct;   /* NFQA_CT; ct.present false without it */
 };
 
@@ -66,7 +69,7 @@ struct nfqueue_stats {
 	uint64_t accepted, dropped;
 	uint64_t batches;
 	uint64_t verdict_msgs;          /* verdict messages sent (runs of one verdict) */
-	uint64_t ctmark_verdicts;       /* ACCEPTs sent with a conntrack mark (their own message) */
+	uint64_t mark_verdicts;         /* ACCEPTs that set the packet's mark (their own message) */
 	uint64_t enobufs;               /* receive overruns: the kernel lost messages to us */
 	uint64_t truncated;             /* messages larger than our buffer (dropped) */
 	uint64_t netlink_errors;        /* error replies from the kernel (e.g. a verdict refused) */
@@ -96,13 +99,12 @@ int nfqueue_recv_batch(struct nfqueue *q, int timeout_ms);
 const struct nfqueue_packet *nfqueue_packet(const struct nfqueue *q, int i);
 /* verdict: NF_ACCEPT or NF_DROP. */
 void nfqueue_set_verdict(struct nfqueue *q, int i, uint32_t verdict);
-/* Packet i is to be ACCEPTed with the bits `bits` set in its kernel
- * conntrack entry's mark (offload: kernel rules then accept the flow's
- * further packets).  The verdict becomes a NFQNL_MSG_VERDICT of its own with
- * NFQA_CT { CTA_MARK = bits, CTA_MARK_MASK = bits } (the kernel sets those
- * bits and keeps the others: ctnetlink_change_mark); bits 0: none.  Ignored
+/* Packet i's ACCEPT sets the packet's mark (skb->mark) to `mark` (the
+ * offload: a kernel rule after the queue copies a bit of it to the flow's
+ * conntrack mark; keep the packet's own bits, nfqueue_packet.mark).  The
+ * verdict becomes a NFQNL_MSG_VERDICT of its own with NFQA_MARK.  Ignored
  * unless the verdict is NF_ACCEPT. */
-void nfqueue_set_ctmark(struct nfqueue *q, int i, uint32_t bits);
+void nfqueue_set_mark(struct nfqueue *q, int i, uint32_t mark);
 /* Sends the batch's verdicts: one NFQNL_MSG_VERDICT_BATCH per run of equal
  * verdicts without a mark, one NFQNL_MSG_VERDICT per packet with one, in
  * the order of the packets' ids and in one datagram (the kernel takes the
@@ -117,6 +119,11 @@ const uint8_t *nfqueue_last_verdicts(const struct nfqueue *q, size_t *len);
 /* Changes what a full queue does; safe while a worker uses q (the kernel's
  * acknowledgement is a message the worker skips). */
 void nfqueue_set_fail_open(struct nfqueue *q, bool fail_open);
+/* The same for nfqueue_options.conntrack (a reload that turns the offload
+ * on or off). */
+void nfqueue_set_conntrack(struct nfqueue *q, bool conntrack);
+/* Do the packets come with their conntrack entry (NFQA_CT)? */
+bool nfqueue_has_conntrack(const struct nfqueue *q);
 
 uint16_t nfqueue_queue_num(const struct nfqueue *q);
 void nfqueue_get_stats(const struct nfqueue *q, struct nfqueue_stats *out);

@@ -70,6 +70,17 @@ struct verdict {
 	/* detail of a src/dst-check refusal ("spoofed source", "not addressed
 	 * to interface"), of an exemption or of a refused exempt source */
 	const char *detail;
+	/* The offload (issue #16): true when this accepted packet's flow may
+	 * be left to the kernel, because under this policy every further
+	 * packet of it, both ways, is accepted: a tracked flow established
+	 * both ways at every end with a security group, or tracked at one end
+	 * and left untracked by the rules at the other (a reply already passed
+	 * those rules and the network ACLs, which match the same 5-tuple each
+	 * time); not a fragment, not a RST the windows ignored.  flows: the
+	 * entries that admit it (at A, at B; NULL where none), valid until the
+	 * worker's next batch. */
+	bool offloadable;
+	struct ct_entry *flows[2];
 };
 
 /* Which modelled interfaces the packet came in on / goes out to, when the

@@ -6,9 +6,9 @@
  * messages, error replies, attributes of any length, a batch overflowing
  * NFQUEUE_BATCH_MAX.  Every packet taken then goes to the packet parser as
  * the daemon hands it over (payload, caplen, wirelen), and the batch's
- * verdicts are built as the daemon sends them: ACCEPT with the entry's mark
- * bit set (NFQA_CT, the offload) for packets whose conntrack entry came
- * with them, runs of batch verdicts for the rest (a detached queue builds
+ * verdicts are built as the daemon sends them: ACCEPT with the offload's
+ * mark bit (NFQA_MARK) for packets whose conntrack entry came with them,
+ * runs of batch verdicts for the rest (a detached queue builds
  * and sends nothing). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			packet_parse_ip(np->payload, np->caplen, np->wirelen, &p);
 		nfqueue_set_verdict(q, i, np->id & 1 ? NF_ACCEPT : NF_DROP);
 		if (np->ct.present)
-			nfqueue_set_ctmark(q, i, 0x40000000u);
+			nfqueue_set_mark(q, i, np->mark | 0x40000000u);
 	}
 	if (nfqueue_send_verdicts(q) != 0)
 		abort();

@@ -1,0 +1,243 @@
+#!/bin/bash
+# Offload to the kernel (issue #16): with Vpcfw.Offload and the shipped
+# rules (contrib/offload/vpcfw-offload-iptables: the accept rule ahead of
+# the NFQUEUE rule, the mark rule in mangle POSTROUTING), an established
+# tracked flow is marked in its kernel conntrack entry by the verdict's
+# packet mark, and its further packets stop reaching vpcfwd (the queue's packet ids stop
+# rising while the stream goes on).  A reload takes every offloaded flow
+# back before the new policy answers: one that removes the security-group
+# rule leaves the tracked flow alive (offloaded again) and refuses new
+# connections; one that removes the network ACL's entry cuts it within one
+# packet.  Without the accept rule everything works as before and
+# vpcfw_offload_missed_total grows.  kill -9: the offloaded flow goes on in
+# the kernel, a new one meets the unbound queue (fail closed); the next start
+# takes the flow back.  A clean stop takes the flows back too.
+#
+# The flow: web -> app:8000 with app's security group allowing no egress,
+# so app's segments pass only as a tracked flow's (as restart.sh).  Needs
+# root, network namespaces and the conntrack / connmark matches; exits 77
+# (skipped) otherwise.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top_srcdir=${top_srcdir:-$here/../..}
+VPCFWD=${VPCFWD:-${top_builddir:-$top_srcdir}/src/vpcfwd}
+CTL=${VPCFWCTL:-$(dirname "$VPCFWD")/vpcfwctl}
+RULES=$top_srcdir/contrib/offload/vpcfw-offload-iptables
+. "$here/lib.sh"
+lab_can_run || exit 77
+[ -x "$VPCFWD" ] && [ -x "$CTL" ] || { echo "lab: no vpcfwd/vpcfwctl, skipped"; exit 77; }
+
+T=$(mktemp -d)
+trap 'lab_cleanup; rm -rf "$T"' EXIT
+trap 'exit 130' INT TERM HUP
+
+fails=0
+
+lab_gateway
+in_ns gw iptables -A FORWARD -m conntrack --ctstate ESTABLISHED -m connmark --mark 1/1 -j ACCEPT \
+	2>/dev/null && in_ns gw iptables -t mangle -A POSTROUTING -m mark --mark 1/1 -j CONNMARK \
+	--or-mark 1 2>/dev/null || { echo "lab: conntrack/connmark/CONNMARK unavailable, skipped"; exit 77; }
+in_ns gw iptables -F FORWARD
+in_ns gw iptables -t mangle -F POSTROUTING
+lab_host web vweb 10.0.1.1 $WEB4/24 2001:db8:1234:1::1 $WEB6/64
+lab_host app vapp 10.0.2.1 $APP4/24 2001:db8:1234:2::1 $APP6/64
+
+# the configurations: the example with app allowing no egress (base); the
+# same without app's ingress rule for web on 8000 (nosg); the same without
+# the network ACL's inbound IPv4 allow entry 100 (nonacl)
+conf() { # conf DIR [MORE-VPCFW-KEYS]
+	lab_conf_tracked_only "$1"
+	cat >"$1/90-vpcfw.json" <<JSON
+{"Vpcfw": {"Queues": [0], "ControlSocket": "$T/ctl.sock", "Offload": true, ${2:-}
+  "InterfaceBindings": [
+    {"NetworkInterfaceId": "eni-0000000000web01", "Device": "vweb"},
+    {"NetworkInterfaceId": "eni-0000000000app01", "Device": "vapp"}]}}
+JSON
+}
+conf "$T/base"
+# the same with TcpLoose off: a segment of no tracked flow starts none, so a
+# restarted vpcfwd cuts the stream whichever side's segment comes first
+conf "$T/strict" '"TcpLoose": false,'
+conf "$T/nosg"
+"$PY" - "$T/nosg/40-security-groups.json" <<'PYEOF'
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+for g in d["SecurityGroups"]:
+    if g["GroupId"] == "sg-0000000000000app":
+        g["IpPermissions"] = [r for r in g["IpPermissions"] if r.get("FromPort") != 8000]
+json.dump(d, open(p, "w"), indent=1)
+PYEOF
+conf "$T/nonacl"
+"$PY" - "$T/nonacl/30-network-acls.json" <<'PYEOF'
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+for n in d["NetworkAcls"]:
+    n["Entries"] = [e for e in n["Entries"] if not (e["RuleNumber"] == 100 and not e["Egress"])]
+json.dump(d, open(p, "w"), indent=1)
+PYEOF
+LIVE=$T/live
+use() { rm -rf "$LIVE"; cp -r "$T/$1" "$LIVE"; } # use CONF: what the next (re)load reads
+ctl() { "$CTL" -s "$T/ctl.sock" "$@"; }
+status_offload() { # status_offload KEY
+	ctl -j status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["offload"][sys.argv[1]])' "$1"
+}
+# the last packet id the kernel gave queue 0: one per packet queued
+qid() { in_ns gw awk '$1 == 0 { print $8 }' /proc/net/netfilter/nfnetlink_queue; }
+ms() { date +%s%3N; }
+
+lab_bg app "$PY" "$here/stream.py" serve $APP4 8000 "$T/ready"
+lab_wait_file "$T/ready" 10 || { echo "lab: stream server did not start"; exit 99; }
+client() { # client NAME: a new connection web -> app:8000, 5 lines through
+	lab_bg web "$PY" "$here/stream.py" client $APP4 8000 "$T/$1" 120
+	stream_wait_more "$T/$1" 0 5 10
+}
+# offloaded NAME WHAT: the stream goes on (10 lines, a second) while the
+# queue sees at most 2 of its packets (one in flight when the mark was set)
+offloaded() {
+	local c q0 q1
+	sleep 0.3
+	c=$(stream_count "$T/$1") q0=$(qid)
+	if ! stream_wait_more "$T/$1" "$c" 10 5; then
+		fail "$2: the stream stopped at $(stream_count "$T/$1") lines"
+		return
+	fi
+	q1=$(qid)
+	if [ $((q1 - q0)) -le 2 ]; then
+		pass "$2: offloaded (10 lines, $((q1 - q0)) packet(s) queued)"
+	else
+		fail "$2: not offloaded ($((q1 - q0)) packets queued for 10 lines)"
+	fi
+}
+# cut NAME WHAT: no more than one line after this point
+cut() {
+	local c
+	c=$(stream_count "$T/$1")
+	sleep 2
+	if [ "$(stream_count "$T/$1")" -le $((c + 1)) ]; then
+		pass "$2: the stream cut ($(stream_count "$T/$1") lines, $c at the cut)"
+	else
+		fail "$2: the stream went on ($c -> $(stream_count "$T/$1") lines)"
+	fi
+}
+SPORT=31000
+refused() { # refused WHAT LOG REASON: a new connection web -> app:8000 is refused
+	SPORT=$((SPORT + 1))
+	local r
+	r=$(probe web tcp $APP4 8000 --sport $SPORT)
+	if [ "$r" != timeout ]; then
+		fail "$1: a new connection got '$r'"
+	elif [ -n "$2" ] && ! lab_wait_log "$2" ":$SPORT -> $APP4:8000: $3" 3; then
+		fail "$1: no $3 refusal of the new connection in the log"
+	else
+		pass "$1: a new connection is refused${3:+ ($3)}"
+	fi
+}
+
+LOG=$T/vpcfwd.log
+# ------------------------------------------------------------ offloaded
+lab_queue_rules --queue-num 0
+in_ns gw sh "$RULES" add
+use base
+lab_start_vpcfwd "$LOG" -c "$LIVE" || { echo "lab: vpcfwd did not start"; exit 99; }
+client s1 || fail "the stream does not flow through vpcfwd"
+offloaded s1 "established tracked flow"
+check "status: offload.marked >= 1" 1 "$([ "$(status_offload marked)" -ge 1 ] && echo 1)"
+check "status: no missed packets with the accept rule" 0 "$(status_offload missed)"
+if command -v conntrack >/dev/null; then
+	in_ns gw conntrack -L -p tcp --dport 8000 2>/dev/null | grep -q 'mark=1073741824' &&
+		pass "the kernel entry carries the mark" || fail "no kernel entry with the mark"
+fi
+
+# ------------------------------------------------------------ reload: SG rule removed
+use nosg
+t0=$(ms)
+ctl reload >/dev/null || fail "reload (SG rule removed) refused"
+echo "figure: reload with the take-back: $(( $(ms) - t0 )) ms"
+lab_wait_log "$LOG" "offload: [1-9][0-9]* flow(s) taken back from the kernel (reload)" 3 &&
+	pass "reload: the offloaded flow taken back" ||
+	fail "reload: no take-back in the log ($(grep 'offload:' "$LOG" | tail -1))"
+offloaded s1 "SG rule removed: the tracked flow survives and"
+refused "SG rule removed" "$LOG" ENI_SG_RULES_MISMATCH
+
+# ------------------------------------------------------------ reload: NACL entry removed
+use base
+ctl reload >/dev/null || fail "reload (base) refused"
+offloaded s1 "back to the first configuration"
+use nonacl
+ctl reload >/dev/null || fail "reload (NACL entry removed) refused"
+cut s1 "NACL entry removed: within one packet"
+lab_wait_log "$LOG" "10.0.2.10:8000 -> 10.0.1.10:[0-9]*: SUBNET_ACL_RESTRICTION" 3 ||
+	lab_wait_log "$LOG" "10.0.1.10:[0-9]* -> 10.0.2.10:8000: SUBNET_ACL_RESTRICTION" 3 &&
+	pass "NACL entry removed: the flow's segments refused by the network ACL" ||
+	fail "NACL entry removed: no SUBNET_ACL_RESTRICTION refusal"
+
+# ------------------------------------------------------------ clean stop
+use base
+ctl reload >/dev/null || fail "reload (base) refused"
+client s2 || fail "the second stream does not flow"
+offloaded s2 "a new flow after the reloads"
+lab_stop_vpcfwd
+check "SIGTERM: vpcfwd exits 0" 0 "$VPCFWD_STATUS"
+grep -q "offload: [1-9][0-9]* flow(s) taken back from the kernel (stop)" "$LOG" &&
+	pass "stop: the offloaded flows taken back" || fail "stop: no take-back ($(grep 'offload:' "$LOG" | tail -1))"
+cut s2 "stop (fail closed): the flow meets the unbound queue"
+
+# ------------------------------------------------------------ kill -9
+lab_start_vpcfwd "$LOG.2" -c "$LIVE" || { echo "lab: vpcfwd did not start"; exit 99; }
+client s3 || fail "the third stream does not flow"
+offloaded s3 "before kill -9"
+kill -9 "$VPCFWD_PID"
+wait "$VPCFWD_PID" 2>/dev/null
+LAB_PIDS=$(echo "$LAB_PIDS" | tr ' ' '\n' | grep -vx "$VPCFWD_PID" | tr '\n' ' ')
+c=$(stream_count "$T/s3")
+stream_wait_more "$T/s3" "$c" 10 5 &&
+	pass "kill -9: the offloaded flow goes on in the kernel" ||
+	fail "kill -9: the offloaded flow stopped at $(stream_count "$T/s3") lines"
+refused "kill -9 (fail closed)" "" ""
+use strict
+lab_start_vpcfwd "$LOG.3" -c "$LIVE" || { echo "lab: vpcfwd did not restart"; exit 99; }
+grep -q "offload: [1-9][0-9]* flow(s) taken back from the kernel (start)" "$LOG.3" &&
+	pass "start: the flows a killed vpcfwd left offloaded are taken back" ||
+	fail "start: no take-back ($(grep 'offload:' "$LOG.3" | tail -1))"
+# no state file: the restarted vpcfwd knows nothing of the flow; app's
+# segments meet its egress rules and web's are of no tracked connection, as
+# without the offload
+cut s3 "start without a state file: the tracked-only flow"
+lab_stop_vpcfwd
+use base
+
+# ------------------------------------------------------------ no accept rule
+in_ns gw sh "$RULES" delete
+lab_queue_rules --queue-num 0
+lab_start_vpcfwd "$LOG.4" -c "$LIVE" || { echo "lab: vpcfwd did not start"; exit 99; }
+client s4 || fail "without the accept rule: the stream does not flow"
+sleep 0.3
+c=$(stream_count "$T/s4") q0=$(qid)
+if stream_wait_more "$T/s4" "$c" 10 5; then
+	q1=$(qid)
+	[ $((q1 - q0)) -ge 10 ] && pass "without the accept rule: works, every packet queued ($((q1 - q0)))" ||
+		fail "without the accept rule: only $((q1 - q0)) packets queued for 10 lines"
+else
+	fail "without the accept rule: the stream stopped"
+fi
+ctl metrics | grep -q '^vpcfw_offload_missed_total{queue="0"} [1-9]' &&
+	pass "without the accept rule: vpcfw_offload_missed_total grows" ||
+	fail "without the accept rule: $(ctl metrics | grep offload_missed)"
+status_offload hint | grep -q "accept rule" &&
+	pass "status: the hint names the missing accept rule" || fail "status: hint '$(status_offload hint)'"
+lab_stop_vpcfwd
+
+# ------------------------------------------------------------ the nftables form
+# (this kernel may lack nft_queue: the queue statement is left out of the check)
+if command -v nft >/dev/null; then
+	if sed '/queue num/d' "$top_srcdir/contrib/offload/vpcfw-offload.nft" | in_ns gw nft -c -f - 2>"$T/nft.err"; then
+		pass "vpcfw-offload.nft: the kernel takes its rules (queue statement aside)"
+	else
+		fail "vpcfw-offload.nft: $(cat "$T/nft.err")"
+	fi
+fi
+
+echo "offload lab: $fails failure(s)"
+[ "$fails" -eq 0 ]
