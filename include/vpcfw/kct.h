@@ -2,7 +2,8 @@
  * libmnl socket): what the offload needs of the kernel's flow table.
  *
  * The offload (Vpcfw.Offload, issue #16) marks a decided, established
- * flow's kernel conntrack entry in its verdict (nfq.h, nfqueue_set_ctmark),
+ * flow's kernel conntrack entry (its verdict sets the bit in the packet's
+ * mark, nfqueue_set_mark, and a kernel rule copies it into the entry),
  * and a kernel rule ahead of the NFQUEUE rule accepts the flow's further
  * packets.  Taking the flows back (a reload, audit or shadow mode, a stop)
  * clears that bit on every kernel entry that has it: kct_clear_mark.

@@ -208,6 +208,25 @@ cut s3 "start without a state file: the tracked-only flow"
 lab_stop_vpcfwd
 use base
 
+# ------------------------------------------------------------ -u nobody
+# CAP_NET_ADMIN alone (the daemon drops the rest) is enough for ctnetlink:
+# a SIGHUP reload's take-back works, and the flow is offloaded again
+if id nobody >/dev/null 2>&1; then
+	chmod 755 "$T"
+	chmod -R a+rX "$LIVE"
+	lab_start_vpcfwd "$LOG.5" -c "$LIVE" -u nobody || { echo "lab: vpcfwd -u nobody did not start"; exit 99; }
+	client s5 || fail "-u nobody: the stream does not flow"
+	offloaded s5 "-u nobody"
+	kill -HUP "$VPCFWD_PID"
+	lab_wait_log "$LOG.5" "offload: [1-9][0-9]* flow(s) taken back from the kernel (reload)" 5 &&
+		pass "-u nobody: a reload takes the offloaded flow back (ctnetlink with CAP_NET_ADMIN)" ||
+		fail "-u nobody: no take-back ($(grep 'offload:' "$LOG.5" | tail -1))"
+	offloaded s5 "-u nobody, after the reload"
+	lab_stop_vpcfwd
+	grep -q "offload: [1-9][0-9]* flow(s) taken back from the kernel (stop)" "$LOG.5" &&
+		pass "-u nobody: the stop takes the flows back" || fail "-u nobody: no take-back at the stop"
+fi
+
 # ------------------------------------------------------------ no accept rule
 in_ns gw sh "$RULES" delete
 lab_queue_rules --queue-num 0
