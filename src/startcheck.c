@@ -196,6 +196,21 @@ static void check_sync_key(const struct m_sync *y, struct diag *d)
 	memset(key, 0, sizeof(key));
 }
 
+/* Vpcfw.Offload: what would leave it without effect (issue #16).  The
+ * kernel's rules are the operator's: the daemon cannot see them, and says
+ * so at run time (vpcfw_offload_missed_total, the status's hint). */
+static void check_offload(const struct m_vpcfw *c, struct diag *d)
+{
+	if (!c->offload)
+		return;
+	if (c->sync.enabled)
+		diag_warn(d, NULL, "Vpcfw.Offload", "no effect while Vpcfw.Sync is on (the HA peer "
+			  "learns flows from their packets): every packet stays on the queue");
+	if (access("/proc/sys/net/netfilter/nf_conntrack_max", F_OK) != 0)
+		diag_warn(d, NULL, "Vpcfw.Offload", "this kernel has no connection tracking here: "
+			  "nothing to mark, every packet stays on the queue");
+}
+
 static void check_user(const char *user, struct diag *d)
 {
 	if (!user)
@@ -218,6 +233,7 @@ int start_check(const struct daemon_options *opt, const struct policy *pol, uint
 	check_empty(opt, pol, d);
 	check_outputs(opt, pol, d);
 	check_sync_key(&c->sync, d);
+	check_offload(c, d);
 	check_user(opt->user, d);
 	return diag_failed(d) ? -1 : n;
 }

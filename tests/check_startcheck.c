@@ -221,6 +221,23 @@ START_TEST(test_output_paths)
 }
 END_TEST
 
+/* Vpcfw.Offload: a warning where it can have no effect (with the HA sync);
+ * none otherwise (this host has connection tracking, or says why not). */
+START_TEST(test_offload)
+{
+	bool ct = access("/proc/sys/net/netfilter/nf_conntrack_max", F_OK) == 0;
+	ck_assert_int_eq(check("{'Offload': true}", NULL), 1);
+	ck_assert_uint_eq(d.warnings, ct ? 0 : 1);
+	diag_free(&d);
+	diag_init(&d);
+	char json[512];
+	snprintf(json, sizeof(json), "{'Offload': true, 'Sync': {'NodeId': 1, 'Peer': '192.0.2.2', "
+		 "'KeyFile': '%s/none.key'}}", tmpdir);
+	ck_assert_int_eq(check(json, NULL), -1); /* the key file is missing: an error */
+	ck_assert(has(false, "Vpcfw.Offload: no effect while Vpcfw.Sync is on"));
+}
+END_TEST
+
 START_TEST(test_user)
 {
 	struct daemon_options opt = { .user = "vpcfw-no-such-user" };
@@ -242,6 +259,7 @@ int main(void)
 	tcase_add_test(tc, test_socket_paths);
 	tcase_add_test(tc, test_bindings);
 	tcase_add_test(tc, test_output_paths);
+	tcase_add_test(tc, test_offload);
 	tcase_add_test(tc, test_user);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
