@@ -24,7 +24,8 @@ for f in "$sbindir/vpcfwd:x" "$bindir/vpcfwctl:x" "$unitdir/vpcfwd.service:f" \
 	 "$compdir/vpcfwctl:f" "$docdir/examples/three-tier/40-security-groups.json:f" \
 	 "$docdir/examples/three-tier.pcap:f" "$sysconfdir/vpcfw/90-vpcfw.json:f" \
 	 "$sbindir/vpcfw-sync:x" "$mandir/man8/vpcfw-sync.8:f" "$unitdir/vpcfw-sync.service:f" \
-	 "$unitdir/vpcfw-sync.timer:f"; do
+	 "$unitdir/vpcfw-sync.timer:f" "$docdir/examples/offload/vpcfw-offload-iptables:x" \
+	 "$docdir/examples/offload/vpcfw-offload.nft:f"; do
 	if [ -"${f##*:}" "$D${f%:*}" ]; then echo "PASS: installed ${f%:*}"
 	else echo "FAIL: not installed: ${f%:*}"; fails=$((fails + 1)); fi
 done
