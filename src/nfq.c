@@ -47,7 +47,7 @@ struct nfqueue {
 	int n_pkts;
 	uint32_t cfg_flags;             /* NFQA_CFG_F_* asked for at open */
 	bool ct_unsupported;            /* the kernel refused NFQA_CFG_F_CONNTRACK */
-	uint8_t vbuf[PKTS_MAX * VERDICT_MSG_SIZE];
+	_Alignas(8) uint8_t vbuf[PKTS_MAX * VERDICT_MSG_SIZE]; /* netlink messages: aligned */
 	size_t vlen;                    /* bytes of vbuf the last send built */
 	/* Written by the worker, read by the control thread. */
 	struct {
