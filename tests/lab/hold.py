@@ -23,20 +23,23 @@ for _ in range(n):
         s.close()
         continue
     socks.append(s)
-time.sleep(1)                     # the daemon answers refusals at once
-kept = []
-for s in socks:
-    r, _, _ = select.select([s], [], [], 0)
-    if r:
+# The daemon answers refusals at once, but a loaded machine may take a while
+# to get through hundreds: collect answers until none has come for a second
+# (10 s at most); the silent ones are the kept.
+kept = list(socks)
+quiet_since, give_up = time.time(), time.time() + 10
+while kept and time.time() - quiet_since < 1 and time.time() < give_up:
+    r, _, _ = select.select(kept, [], [], 0.1)
+    for s in r:
         try:
             data = s.recv(4096).decode(errors="replace")
         except OSError:
             data = ""
         refused += 1
         first = first or data.strip()
+        kept.remove(s)
         s.close()
-    else:
-        kept.append(s)
+        quiet_since = time.time()
 with open(report, "w") as f:
     json.dump({"kept": len(kept), "refused": refused, "connect_errors": errors,
                "first_refusal": first}, f)
