@@ -376,7 +376,7 @@ int diff_run(const struct policy *current, const struct policy *candidate,
 	} else if (n_logs) {
 		struct flr_stats st;
 		memset(&st, 0, sizeof(st));
-		if (!flr_read_paths_threads(logs, n_logs, o->threads, o->err, on_record, &df, &st))
+		if (!flr_read_paths_threads(logs, n_logs, o->threads, o->err, on_record, NULL, &df, &st))
 			complete = false;
 		if (!st.files)
 			complete = false;

@@ -558,6 +558,7 @@ struct chunk {
 struct reader {
 	FILE *err;
 	flr_record_fn fn;
+	flr_ahead_fn ahead;
 	void *arg;
 	/* the deciding side's */
 	struct flr_stats *st;
@@ -605,6 +606,9 @@ static void consume(struct reader *rd, const struct chunk *ch)
 	for (size_t i = 0; i < ch->n_items && !stopped(rd); i++) {
 		const struct item *it = &ch->items[i];
 		const char *note = it->note == NOTE_NONE ? NULL : ch->notes + it->note;
+		if (rd->ahead && i + FLR_AHEAD < ch->n_items &&
+		    ch->items[i + FLR_AHEAD].kind == IT_RECORD)
+			rd->ahead(&ch->items[i + FLR_AHEAD].r, rd->arg);
 		switch (it->kind) {
 		case IT_RECORD: {
 			st->lines++;
@@ -1022,7 +1026,7 @@ int flr_threads_default(void)
 }
 
 bool flr_read_paths_threads(const char *const *paths, int n, int threads, FILE *err,
-			    flr_record_fn fn, void *arg, struct flr_stats *st)
+			    flr_record_fn fn, flr_ahead_fn ahead, void *arg, struct flr_stats *st)
 {
 	struct reader *rd = calloc(1, sizeof(*rd));
 
@@ -1034,6 +1038,7 @@ bool flr_read_paths_threads(const char *const *paths, int n, int threads, FILE *
 	}
 	rd->err = err;
 	rd->fn = fn;
+	rd->ahead = ahead;
 	rd->arg = arg;
 	rd->st = st;
 	rd->ok = true;
@@ -1120,7 +1125,7 @@ bool flr_read_paths_threads(const char *const *paths, int n, int threads, FILE *
 bool flr_read_paths(const char *const *paths, int n, FILE *err, flr_record_fn fn, void *arg,
 		    struct flr_stats *st)
 {
-	return flr_read_paths_threads(paths, n, 1, err, fn, arg, st);
+	return flr_read_paths_threads(paths, n, 1, err, fn, NULL, arg, st);
 }
 
 /* ---------------------------------------------------------------- replay */
@@ -1245,6 +1250,8 @@ struct replay_state {
 	struct fid_row *fid;
 	size_t fid_used;
 	struct outbuf ob;               /* for out */
+	struct pipeline_ahead ahead[FLR_AHEAD]; /* the records ahead, by count */
+	unsigned n_ahead;
 };
 
 static void fid_count(struct replay_state *s, const struct flr_record *r)
@@ -1335,6 +1342,23 @@ static void write_record(struct outbuf *o, const struct flr_record *r,
 	else
 		OB_LIT(o, ", \"agrees\": false}\n");
 	ob_flush(o);
+}
+
+/* The flow table's buckets of the record FLR_AHEAD records ahead, and the
+ * first entries of one a few records ahead (its bucket loaded by now),
+ * loaded while the records before them are decided: the table is main-
+ * memory bound (issue #15 item 4). */
+static void replay_ahead(const struct flr_record *r, void *arg)
+{
+	struct replay_state *s = arg;
+	struct pipeline_ahead *ah = &s->ahead[s->n_ahead++ % FLR_AHEAD];
+	struct packet p;
+
+	if (flr_to_packet(r, &p))
+		pipeline_prefetch(&s->ln.pl, s->pol, &p, ah);
+	else
+		ah->has_a = ah->has_b = false;
+	pipeline_prefetch_entries(&s->ln.pl, &s->ahead[(s->n_ahead + FLR_AHEAD / 2) % FLR_AHEAD]);
 }
 
 static int replay_one(const struct flr_record *r, const struct flr_pos *pos, void *arg)
@@ -1471,8 +1495,8 @@ int flr_replay_run(const struct policy *pol, const struct flr_replay_options *op
 	}
 
 	struct flr_stats st;
-	if (!flr_read_paths_threads(opt->paths, opt->n_paths, opt->threads, stderr, replay_one, s,
-				    &st))
+	if (!flr_read_paths_threads(opt->paths, opt->n_paths, opt->threads, stderr, replay_one,
+				    replay_ahead, s, &st))
 		rc = 1;
 	if (s->out) {
 		bool ok = !ferror(s->out);

@@ -713,6 +713,37 @@ void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct p
 	eval_located(pl, pol, p, meta, now, v, &l);
 }
 
+void pipeline_prefetch(const struct pipeline *pl, const struct policy *pol,
+		       const struct packet *p, struct pipeline_ahead *ah)
+{
+	/* locate()'s interfaces and hash, without the rest of it: a wrong
+	 * guess costs a useless load, never a different verdict */
+	const struct iface *a = policy_iface_by_addr(pol, &p->src);
+	const struct iface *b = policy_iface_by_addr(pol, &p->dst);
+	struct ct_tuple t;
+
+	ah->has_a = ah->has_b = false;
+	if (is_later_fragment(p) || !ct_tuple_of(p, &t))
+		return;
+	ah->hash = ct_hash(&t);
+	ah->has_a = stateful(a) && a->subnet;
+	ah->has_b = stateful(b) && b->subnet && b != a;
+	ah->a = ah->has_a ? a->ct_id : 0;
+	ah->b = ah->has_b ? b->ct_id : 0;
+	if (ah->has_a)
+		ct_prefetch(pl->ct, ah->a, ah->hash, false);
+	if (ah->has_b)
+		ct_prefetch(pl->ct, ah->b, ah->hash, false);
+}
+
+void pipeline_prefetch_entries(const struct pipeline *pl, const struct pipeline_ahead *ah)
+{
+	if (ah->has_a)
+		ct_prefetch(pl->ct, ah->a, ah->hash, true);
+	if (ah->has_b)
+		ct_prefetch(pl->ct, ah->b, ah->hash, true);
+}
+
 void pipeline_eval_batch(struct pipeline *pl, const struct policy *pol, const struct packet *pkts,
 			 const struct pkt_meta *metas, int n, uint64_t now, struct verdict *out)
 {

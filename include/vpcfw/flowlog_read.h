@@ -87,12 +87,17 @@ typedef int (*flr_record_fn)(const struct flr_record *r, const struct flr_pos *p
 bool flr_read_paths(const char *const *paths, int n, FILE *err, flr_record_fn fn, void *arg,
 		    struct flr_stats *st);
 
-/* The same with threads: 1 reads and calls fn in the calling thread; 2
+/* The same with threads, and ahead (NULL: none), called in fn's thread with
+ * the record FLR_AHEAD records before fn is (within a chunk), as a hint:
+ * prefetching what deciding it will touch.  Threads: 1 reads and calls fn in the calling thread; 2
  * decompresses and parses in a second thread, a few chunks of records ahead
  * (bounded memory), while fn is called in the calling thread, with the same
  * calls, counts and messages in the same order; 0: flr_threads_default(). */
+typedef void (*flr_ahead_fn)(const struct flr_record *r, void *arg);
 bool flr_read_paths_threads(const char *const *paths, int n, int threads, FILE *err,
-			    flr_record_fn fn, void *arg, struct flr_stats *st);
+			    flr_record_fn fn, flr_ahead_fn ahead, void *arg, struct flr_stats *st);
+
+enum { FLR_AHEAD = 8 };
 
 /* 2 on a machine with more than one CPU online, else 1. */
 int flr_threads_default(void);

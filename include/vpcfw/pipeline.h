@@ -187,6 +187,20 @@ enum { PIPELINE_BATCH = 32 };
 void pipeline_eval_batch(struct pipeline *pl, const struct policy *pol, const struct packet *pkts,
 			 const struct pkt_meta *metas, int n, uint64_t now, struct verdict *out);
 
+/* Where a packet's flow-table lookups will go, so that a caller deciding
+ * packets one by one (flow-log replay) can load them a few packets ahead: a
+ * hint only, no state and no verdict changes.  pipeline_prefetch loads the
+ * buckets and fills ah; pipeline_prefetch_entries, a few packets later,
+ * loads their first entries. */
+struct pipeline_ahead {
+	uint64_t hash;
+	uint32_t a, b;                  /* the interfaces' flow-table ids */
+	bool has_a, has_b;
+};
+void pipeline_prefetch(const struct pipeline *pl, const struct policy *pol,
+		       const struct packet *p, struct pipeline_ahead *ah);
+void pipeline_prefetch_entries(const struct pipeline *pl, const struct pipeline_ahead *ah);
+
 /* Records a verdict for a packet that never reached the stages (not IP,
  * malformed) so that it is counted like the rest. */
 void pipeline_verdict_unparsed(struct pipeline *pl, enum packet_status st, struct verdict *v);
