@@ -33,6 +33,7 @@ enum msg_type {
 struct msg {
 	uint8_t type;
 	bool ok;                        /* M_BASE: the entry was found */
+	bool noentry;                   /* M_BASE: none, either way round */
 	bool marked;                    /* M_SAMPLE: the entry has the offload mark */
 	uint32_t handle;                /* the worker's flow */
 	uint32_t id;                    /* the kernel entry */
@@ -183,6 +184,9 @@ enum {
 	ST_MARKED,              /* marked: the dumps account for it */
 	ST_UNMARKED,            /* the last dump did not find it marked */
 	ST_DONE,                /* back on the queue for good: forget it */
+	ST_NOENTRY,             /* the kernel has no entry (no conntrack there: no
+				   offload rules): marking changes nothing, and
+				   the flow is looked up again later */
 };
 
 #define RECENT 16               /* packets noted while the baseline is read */
@@ -510,7 +514,10 @@ bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct
 	}
 	if (f && f->state == ST_MARKED)
 		return true;    /* marked again (the kernel's entry may be new): accounted */
-	if (f && !(f->state == ST_FAILED && now_ns >= f->retry_ns) && f->state != ST_DONE)
+	if (f && f->state == ST_NOENTRY && now_ns < f->retry_ns)
+		return true;    /* no kernel entry for the mark to go to: nothing to account */
+	if (f && !((f->state == ST_FAILED || f->state == ST_NOENTRY) && now_ns >= f->retry_ns) &&
+	    f->state != ST_DONE)
 		return false;   /* the baseline is on its way */
 	/* ask for the baseline: the flow stays on the queue until it is known */
 	if (ring_free(&w->up) <= UP_RESERVE || (!f && !w->n_free)) {
@@ -676,7 +683,7 @@ static void apply_base(struct offacct_worker *w, const struct msg *m, const stru
 		/* no entry (yet), or too much came meanwhile to tell what the
 		 * baseline holds: again later */
 		counter_inc(&w->cnt.baseline_failures);
-		f->state = ST_FAILED;
+		f->state = m->noentry ? ST_NOENTRY : ST_FAILED;
 		f->retry_ns = x->now_ns + 1000000000u;
 		return;
 	}
@@ -721,9 +728,9 @@ static void apply_sample(struct offacct_worker *w, const struct msg *m,
 	}
 	if (grew[0] || grew[1])
 		(void)touch(f, x, grew);
-	/* a full dump lists unmarked entries too: caught up, and from now on
-	 * on the queue */
-	f->state = m->marked ? ST_MARKED : ST_DONE;
+	/* a full dump lists unmarked entries too: caught up, and on the queue
+	 * until offloaded again (at once: the accounting goes on) */
+	f->state = m->marked ? ST_MARKED : ST_UNMARKED;
 }
 
 static bool request(struct offacct_worker *w, struct oa_flow *f, bool del)
@@ -882,8 +889,9 @@ static void set_tuple(struct nf_conntrack *ct, const struct offacct_tuple *t, bo
 
 /* The kernel entry of tuple t (as its packets have it: either direction of
  * the entry) into a->got.  False if none. */
-static bool get_entry(struct offacct *a, const struct offacct_tuple *t)
+static bool get_entry(struct offacct *a, const struct offacct_tuple *t, bool *noentry)
 {
+	*noentry = true;
 	for (int swap = 0; swap < 2; swap++) {
 		struct nf_conntrack *ct = nfct_new();
 		if (!ct)
@@ -894,6 +902,8 @@ static bool get_entry(struct offacct *a, const struct offacct_tuple *t)
 		nfct_destroy(ct);
 		if (r == 0 && a->got_one)
 			return true;
+		if (r == 0)
+			*noentry = false;       /* there, without counters */
 	}
 	return false;
 }
@@ -910,7 +920,8 @@ static void take_requests(struct offacct *a)
 			switch (m.type) {
 			case M_GET: {
 				struct msg b = { .type = M_BASE, .handle = m.handle };
-				if (a->hq && get_entry(a, &m.t)) {
+				bool noentry = false;
+				if (a->hq && get_entry(a, &m.t, &noentry)) {
 					b = a->got;
 					b.type = M_BASE;
 					b.handle = m.handle;
@@ -919,6 +930,8 @@ static void take_requests(struct offacct *a)
 					 * queued before it was counted before it */
 					if (!a->o.queue_seq || !a->o.queue_seq(a->o.queue_seq_arg, i, &b.qseq))
 						b.qseq = 0;
+				} else {
+					b.noentry = noentry;
 				}
 				(void)give(a, w, &b, a->wait);
 				break;
