@@ -44,6 +44,7 @@
 #include "vpcfw/mirror.h"
 #include "vpcfw/nfq.h"
 #include "vpcfw/notify.h"
+#include "vpcfw/offacct.h"
 #include "vpcfw/packet.h"
 #include "vpcfw/pipeline.h"
 #include "vpcfw/policy.h"
@@ -109,6 +110,8 @@ struct worker {
 	_Atomic int state_req;          /* 1: copy the flows into state_part, then 2 */
 	struct state_part state_part;
 	struct ha_worker *hw;           /* the HA sync's side of this worker; NULL: off */
+	/* the offloaded flows' accounting (offacct.h); NULL: no offload */
+	struct offacct_worker *oa;
 	/* the offload: marks set, packets of marked flows that still came
 	 * (no accept rule?), offloadable packets without a kernel entry */
 	counter_t offload_marked, offload_missed, offload_no_ct;
@@ -124,6 +127,8 @@ static _Atomic(struct shadow *) shadow; /* a candidate policy beside the running
 
 static struct worker *workers;
 static int n_workers;
+/* offloaded flows' flow logs and idle timeouts from the kernel's counters */
+static struct offacct *offacct;
 
 /* Offload take-backs (main thread): each bumps offload_epoch before the
  * kernel's marks are cleared, and every worker forgets its flows' offload
@@ -394,35 +399,81 @@ static bool mirrored(const struct generation *g, const struct iface *f)
  * kernel's entry (NFQA_CT) it says which: no entry, or one already marked. */
 #define OFFLOAD_MISSED_MS 100u
 #define OFFLOAD_REMARK_MS 1000u
-static void offload_packet(struct worker *w, const struct generation *g, int i,
-			   const struct lane_out *o, uint32_t now_ms)
+/* The offloaded flows' accounting sees every decided packet of a tracked
+ * flow; offloadable: it is asked whether the flow may be marked now (its
+ * baseline read: offacct.h). */
+static bool offacct_packet(struct worker *w, const struct generation *g, const struct lane_out *o,
+			   const struct nfqueue_packet *np, bool offloadable, uint64_t now_ns)
+{
+	const struct verdict *v = o->v;
+
+	if (!o->p || !v || (!v->flows[0] && !v->flows[1]))
+		return false;
+	struct offacct_track t[2] = { { 0 }, { 0 } };
+	const struct iface *ends[2] = { v->src_iface, v->dst_iface };
+	for (int k = 0; offloadable && k < 2; k++) {
+		if (!v->flows[k] || !ends[k])
+			continue;
+		t[k].iface = ends[k]->ct_id;
+		t[k].to = (struct ct_timeouts){ ends[k]->tcp_established_timeout, ends[k]->udp_timeout,
+						ends[k]->udp_stream_timeout };
+	}
+	return offacct_note(w->oa, o->p, v, np->id, offloadable, t, g->number, now_ns);
+}
+
+/* Returns true when offacct_packet has seen the packet. */
+static bool offload_packet(struct worker *w, const struct generation *g, int i,
+			   const struct lane_out *o, uint32_t now_ms, uint64_t now_ns)
 {
 	const struct nfqueue_packet *np = nfqueue_packet(w->q, i);
 	const struct verdict *v = o->v;
 	uint32_t at;
 
 	if (!o->accept || !v->offloadable || mirrored(g, v->src_iface) || mirrored(g, v->dst_iface))
-		return;
+		return false;
 	struct ct_entry *e = v->flows[0] ? v->flows[0] : v->flows[1];
 	if (np->ct.present && (np->ct.mark & g->offload_mark)) {
 		counter_inc(&w->offload_missed); /* marked, yet here: no accept rule */
-		return;
+		return false;
 	}
 	if (e && ct_offloaded(w->ct, e, NULL, &at)) {
 		if (now_ms - at >= OFFLOAD_MISSED_MS)
 			counter_inc(&w->offload_missed);
 		if (now_ms - at < OFFLOAD_REMARK_MS)
-			return;
+			return false;
 	}
 	if (nfqueue_has_conntrack(w->q) && !np->ct.present) {
 		counter_inc(&w->offload_no_ct);
-		return;
+		return false;
 	}
+	/* the kernel's counters carry the flow's flow logs and its activity
+	 * (offacct.h): marked once its baseline is read */
+	if (!w->oa)
+		return false;
+	if (!offacct_packet(w, g, o, np, true, now_ns))
+		return true;
 	nfqueue_set_mark(w->q, i, np->mark | g->offload_mark);
 	for (int k = 0; k < 2; k++)
 		if (v->flows[k])
 			ct_set_offloaded(w->ct, v->flows[k], np->ct.id, now_ms);
 	counter_inc(&w->offload_marked);
+	return true;
+}
+
+/* Between batches: what the accounting thread read of the kernel goes into
+ * the flow logs and the flow table, under the generation in force. */
+static void offacct_serve_worker(struct worker *w)
+{
+	if (!w->oa)
+		return;
+	atomic_store(&w->in_epoch, atomic_load(&epoch));
+	const struct generation *g = atomic_load(&current);
+	struct offacct_apply x = {
+		.flw = w->lane.flw, .pol = g->pol, .generation = g->number, .ct = w->ct,
+		.now_ns = monotonic_ns(), .wall_ns = clock_ns(CLOCK_REALTIME),
+	};
+	offacct_serve(w->oa, &x);
+	atomic_store(&w->in_epoch, 0);
 }
 
 /* One batch: take the generation, decide and run the hooks in the worker's
@@ -470,13 +521,23 @@ static int run_batch(struct worker *w, int n)
 		w->offload_epoch = oe;
 	}
 	bool offload = g->offload_mark && atomic_load(&g->offload) && !b.audit && !b.shadow;
+	if (w->oa) {    /* baselines read meanwhile: their flows may be marked now */
+		struct offacct_apply x = {
+			.flw = w->lane.flw, .pol = g->pol, .generation = g->number, .ct = w->ct,
+			.now_ns = b.now_ns, .wall_ns = b.wall_ns,
+		};
+		offacct_serve(w->oa, &x);
+	}
 	lane_run(&w->lane, &b, in, n, out);
 	for (int i = 0; i < n; i++) {
 		nfqueue_set_verdict(w->q, i, out[i].accept ? NF_ACCEPT : NF_DROP);
-		if (offload)
-			offload_packet(w, g, i, &out[i], (uint32_t)(b.now_ns / 1000000u));
+		bool seen = offload && offload_packet(w, g, i, &out[i],
+						      (uint32_t)(b.now_ns / 1000000u), b.now_ns);
+		if (!seen && w->oa)
+			(void)offacct_packet(w, g, &out[i], nfqueue_packet(w->q, i), false, b.now_ns);
 	}
 	int r = nfqueue_send_verdicts(w->q);
+	offacct_flush(w->oa);   /* the marks are the kernel's now: the thread may look */
 	atomic_store(&w->in_epoch, 0);
 	if (r < 0) {
 		/* A later batch verdict would cover these packets with its own
@@ -537,6 +598,7 @@ static void *worker_main(void *arg)
 		if (n > 0 && run_batch(w, n) < 0)
 			return NULL;
 		expire(w);
+		offacct_serve_worker(w);
 		serve_flow_listing(w);
 		serve_state_snapshot(w);
 		if (w->hw)
@@ -682,6 +744,35 @@ static void log_stats(const char *when)
 			if (sum.packets[st][r])
 				logit(LOG_INFO, "%s: %s %s: %" PRIu64, when, stage_name((enum stage)st),
 				       reason_name((enum reason)r), sum.packets[st][r]);
+	if (offacct) {
+		struct offacct_stats os, t = { 0 };
+		for (int i = 0; i < n_workers; i++) {
+			offacct_get_stats(offacct, i, &os);
+			t.flows += os.flows;
+			t.registered += os.registered;
+			t.refused_full += os.refused_full;
+			t.baselines += os.baselines;
+			t.baseline_failures += os.baseline_failures;
+			t.packets += os.packets;
+			t.bytes += os.bytes;
+			t.requeued += os.requeued;
+			t.kernel_deleted += os.kernel_deleted;
+			t.unmarked += os.unmarked;
+			t.delete_errors += os.delete_errors;
+			if (i == 0) {
+				t.dumps = os.dumps;
+				t.dump_errors = os.dump_errors;
+			}
+		}
+		logit(LOG_INFO, "%s: offload accounting: %" PRIu64 " flows now, %" PRIu64 " marked; %"
+		       PRIu64 " baselines (%" PRIu64 " not found), %" PRIu64 " refused (no room); %"
+		       PRIu64 " packets from the kernel (%" PRIu64 " bytes), %" PRIu64 " came through "
+		       "the queue after their baseline; %" PRIu64 " idled out (kernel entry deleted, %"
+		       PRIu64 " errors), %" PRIu64 " unmarked; %" PRIu64 " dumps (%" PRIu64 " failed)",
+		       when, t.flows, t.registered, t.baselines, t.baseline_failures, t.refused_full,
+		       t.packets, t.bytes, t.requeued, t.kernel_deleted, t.delete_errors, t.unmarked,
+		       t.dumps, t.dump_errors);
+	}
 	if (flowlog) {
 		struct flowlog_stats fs;
 		flowlog_get_stats(flowlog, &fs);
@@ -790,6 +881,9 @@ static void offload_take_back(uint32_t mark, const char *why)
 		logit(LOG_INFO, "offload: the failed take-back succeeded");
 	takeback_mark = 0;
 	counter_set(&offload_cnt.pending, 0);
+	/* what went round the queue since the last reading is read from the
+	 * entries, marked or not any more */
+	offacct_full_round(offacct);
 	logit(LOG_INFO, "offload: %" PRIu64 " flow(s) taken back from the kernel (%s) in %" PRIu64
 	       ".%03" PRIu64 " ms", r.cleared, why, us / 1000, us % 1000);
 }
@@ -1574,6 +1668,85 @@ static const char **absolute_paths(const struct daemon_options *opt)
 	return p;
 }
 
+/* The last packet id the kernel gave worker i's queue: where the
+ * accounting's baselines stand among the queued packets. */
+static bool queue_seq(void *arg, int i, uint32_t *id)
+{
+	struct nfqueue_kernel_stats ks;
+	(void)arg;
+	if (!nfqueue_kernel_stats(nfqueue_queue_num(workers[i].q), &ks))
+		return false;
+	*id = (uint32_t)ks.id_sequence;
+	return true;
+}
+
+/* The offloaded flows' accounting (offacct.h): its rings and its thread.
+ * The kernel counts a flow's packets only with net.netfilter.nf_conntrack_acct
+ * (per network namespace), turned on here if it is off: an offloaded flow
+ * without counters would be invisible to its flow logs and look idle to its
+ * AWS timeout (such a flow is not offloaded: it has no baseline). */
+static int offacct_setup(const struct generation *g)
+{
+	static const char acct[] = "/proc/sys/net/netfilter/nf_conntrack_acct";
+	FILE *f = fopen(acct, "r+");
+	int on = 0;
+
+	if (f && fscanf(f, "%d", &on) == 1 && !on) {
+		rewind(f);
+		if (fputs("1\n", f) >= 0 && fflush(f) == 0)
+			logit(LOG_INFO, "offload: net.netfilter.nf_conntrack_acct turned on (the kernel "
+			       "counts offloaded flows' packets: flow logs, idle timeouts)");
+		else
+			logit(LOG_WARNING, "offload: cannot turn net.netfilter.nf_conntrack_acct on: "
+			       "%s; flows stay on the queue", strerror(errno));
+	} else if (!f) {
+		logit(LOG_WARNING, "offload: %s: %s; flows stay on the queue unless it is 1", acct,
+		       strerror(errno));
+	}
+	if (f)
+		fclose(f);
+	uint32_t shard = g->pol->conntrack_max / (uint32_t)n_workers;
+	struct offacct_options o = {
+		.n_workers = n_workers, .mark = g->offload_mark,
+		.flows_per_worker = shard < 65536 ? (shard ? shard : 1) : 65536,
+		.queue_seq = queue_seq,
+	};
+	offacct = offacct_create(&o);
+	if (!offacct) {
+		logit(LOG_ERR, "out of memory for the offload's accounting");
+		return -1;
+	}
+	int e = offacct_start(offacct);
+	if (e) {
+		logit(LOG_ERR, "offload: cannot start the accounting thread: %s", strerror(e));
+		return -1;
+	}
+	for (int i = 0; i < n_workers; i++)
+		workers[i].oa = offacct_worker(offacct, i);
+	return 0;
+}
+
+/* At the stop, the workers gone: the kernel's last counts, applied here. */
+static void offacct_stop_all(void)
+{
+	if (!offacct)
+		return;
+	const struct generation *g = atomic_load(&current);
+	struct offacct_apply *x = calloc((size_t)n_workers, sizeof(*x));
+	if (!x) {
+		offacct_stop(offacct);
+		return;
+	}
+	for (int i = 0; i < n_workers; i++)
+		x[i] = (struct offacct_apply){
+			.flw = workers[i].lane.flw, .pol = g ? g->pol : NULL,
+			.generation = g ? g->number : 0, .ct = workers[i].ct,
+			.now_ns = monotonic_ns(), .wall_ns = clock_ns(CLOCK_REALTIME),
+		};
+	offacct_finish(offacct, x);
+	free(x);
+}
+
 /* What daemon_start sets up, daemon_serve runs and daemon_stop takes down
  * (the workers, queues, flow logs and mirror are this file's statics). */
 struct run {
@@ -1730,6 +1903,8 @@ static int daemon_start(struct run *r, const struct daemon_options *user_opt)
 	}
 	for (int i = 0; i < n_workers; i++)
 		workers[i].lane.flw = flowlog_worker(flowlog, i);
+	if (cur->offload_mark && atomic_load(&cur->offload) && offacct_setup(cur) < 0)
+		return -1;
 	state_load_flowlog(cur->pol);
 	struct mirror_options mo = { .n_workers = n_workers, .threaded = true, .send_vxlan = true };
 	mirror = mirror_create(cur->pol, &mo);
@@ -1870,6 +2045,9 @@ static void daemon_stop(struct run *r, int rc)
 	if (rc == 0)    /* a clean stop: a worker's failure may have left a table half made */
 		state_save_final();
 	offload_stop(rc);
+	/* the kernel's last counts of the offloaded flows, before the last
+	 * windows are written */
+	offacct_stop_all();
 	/* the last windows written before the counters at exit */
 	flowlog_finish(flowlog);
 	if (workers && workers[0].q && workers[n_workers - 1].q)
@@ -1890,6 +2068,8 @@ static void daemon_stop(struct run *r, int rc)
 		if (workers[i].ct)
 			ct_destroy(workers[i].ct);
 	}
+	offacct_destroy(offacct);
+	offacct = NULL;
 	free(workers);
 	workers = NULL;
 	n_workers = 0;
