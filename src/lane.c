@@ -13,6 +13,9 @@ void lane_run(struct lane *l, const struct lane_batch *b, const struct lane_pack
 	if (b->shadow)
 		shadow_eval(b->shadow, l->worker, l->pl.ct, l->decided, l->decided_metas,
 			    l->n_parsed, l->vs, b->generation, b->now_ns);
+	/* 4-7: nothing to do without a hook (audit counts in step 7) */
+	if (!l->refused && !l->mw && !l->flw && !b->audit)
+		return;
 
 	for (int i = 0; i < n; i++) {
 		const struct packet *p = out[i].p;

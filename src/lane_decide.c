@@ -12,7 +12,8 @@ void lane_init(struct lane *l, struct conntrack *ct, int worker)
 	l->worker = worker;
 }
 
-enum packet_status lane_parse(const struct lane_packet *in, struct packet *p)
+/* Step 1, inlined into lane_decide's loop (the packet path) */
+static inline enum packet_status parse(const struct lane_packet *in, struct packet *p)
 {
 	if (in->parsed) {
 		*p = *in->parsed;
@@ -31,31 +32,24 @@ enum packet_status lane_parse(const struct lane_packet *in, struct packet *p)
 	return st;
 }
 
-void lane_decide(struct lane *l, const struct lane_batch *b, const struct lane_packet *in, int n,
-		 struct lane_out *out)
+enum packet_status lane_parse(const struct lane_packet *in, struct packet *p)
+{
+	return parse(in, p);
+}
+
+/* A batch (the general case; out of line, so that the one-packet case
+ * below pays for none of its registers) */
+__attribute__((noinline)) static void decide_batch(struct lane *l, const struct lane_batch *b,
+						   const struct lane_packet *in, int n,
+						   struct lane_out *out)
 {
 	int parsed = 0;
 
-	if (n == 1 && in->parsed) {
-		/* offline, record by record: the packet as it is, nothing to
-		 * assemble or overlap */
-		const struct packet *p = in->parsed;
-		const struct pkt_meta *meta = b->devices ? &in->meta : NULL;
-		l->slot[0] = 0;
-		l->decided = p;
-		l->decided_metas = meta;
-		l->n_parsed = 1;
-		pipeline_eval(&l->pl, b->pol, p, meta, b->now_ns, l->vs);
-		out->p = p;
-		out->v = l->vs;
-		out->accept = l->vs->accept || b->audit;
-		return;
-	}
 	if (n > LANE_BATCH_MAX)
 		n = LANE_BATCH_MAX;
 	/* 1: parse */
 	for (int i = 0; i < n; i++) {
-		enum packet_status st = lane_parse(&in[i], &l->pkts[parsed]);
+		enum packet_status st = parse(&in[i], &l->pkts[parsed]);
 		if (st != PACKET_OK) {
 			l->slot[i] = -1;
 			pipeline_verdict_unparsed(&l->pl, st, &l->unparsed[i]);
@@ -80,4 +74,25 @@ void lane_decide(struct lane *l, const struct lane_batch *b, const struct lane_p
 		out[i] = (struct lane_out){ .p = k >= 0 ? &l->pkts[k] : NULL, .v = v,
 					    .accept = v->accept || b->audit };
 	}
+}
+
+void lane_decide(struct lane *l, const struct lane_batch *b, const struct lane_packet *in, int n,
+		 struct lane_out *out)
+{
+	if (n != 1 || !in->parsed) {
+		decide_batch(l, b, in, n, out);
+		return;
+	}
+	/* offline, record by record: the packet as it is, nothing to assemble
+	 * or overlap */
+	const struct packet *p = in->parsed;
+	const struct pkt_meta *meta = b->devices ? &in->meta : NULL;
+	l->slot[0] = 0;
+	l->decided = p;
+	l->decided_metas = meta;
+	l->n_parsed = 1;
+	pipeline_eval(&l->pl, b->pol, p, meta, b->now_ns, l->vs);
+	out->p = p;
+	out->v = l->vs;
+	out->accept = l->vs->accept || b->audit;
 }
