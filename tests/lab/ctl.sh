@@ -311,8 +311,9 @@ hold2=$!
 for i in $(seq 125); do [ -s "$T/hold/reader.json" ] && [ -s "$T/hold/outsider.json" ] && break; sleep 0.2; done
 check "flood: the reader keeps 8 connections" 8 "$(jq_py 'j["kept"]' <"$T/hold/reader.json")"
 # the rest are refused with an answer, or (once the backlog is full) at connect
-check "flood: none of the reader's other 492 kept" True \
-	"$(jq_py 'j["refused"] + j["connect_errors"] + j["kept"] <= 500 and j["refused"] >= 100' <"$T/hold/reader.json")"
+# (a slow daemon, under TSan say, lets its backlog fill: more refused at connect)
+check "flood: the reader's other 492 refused, some with an answer" True \
+	"$(jq_py 'j["refused"] + j["connect_errors"] == 492 and j["refused"] >= 1' <"$T/hold/reader.json")"
 jq_py 'j["first_refusal"]' <"$T/hold/reader.json" | grep -q "too many clients" &&
 	pass "flood: a refused client is told 'too many clients'" ||
 	fail "flood: first refusal $(cat "$T/hold/reader.json")"
