@@ -765,7 +765,7 @@ static void log_stats(const char *when)
 			}
 		}
 		logit(LOG_INFO, "%s: offload accounting: %" PRIu64 " flows now, %" PRIu64 " marked; %"
-		       PRIu64 " baselines (%" PRIu64 " not found), %" PRIu64 " refused (no room); %"
+		       PRIu64 " baselines (%" PRIu64 " not found or read again), %" PRIu64 " refused (no room); %"
 		       PRIu64 " packets from the kernel (%" PRIu64 " bytes), %" PRIu64 " came through "
 		       "the queue after their baseline; %" PRIu64 " idled out (kernel entry deleted, %"
 		       PRIu64 " errors), %" PRIu64 " unmarked; %" PRIu64 " dumps (%" PRIu64 " failed)",

@@ -37,7 +37,8 @@ struct msg {
 	bool marked;                    /* M_SAMPLE: the entry has the offload mark */
 	uint32_t handle;                /* the worker's flow */
 	uint32_t id;                    /* the kernel entry */
-	uint32_t qseq;                  /* M_BASE: the queue's last packet id */
+	uint32_t qlo, qhi;              /* M_BASE: the queue's last packet id just
+					   before and just after the reading */
 	uint64_t seq;                   /* M_ROUND: registrations taken before the dump */
 	uint64_t packets[2], bytes[2];
 	struct offacct_tuple t;         /* M_GET: the packet's; M_BASE, M_DELETE: original */
@@ -189,6 +190,7 @@ enum {
 				   the flow is looked up again later */
 };
 
+#define AMBIGUOUS_RETRY_NS 2000000u     /* a baseline read again after 2 ms */
 #define RECENT 16               /* packets noted while the baseline is read */
 #define HANDLE_BITS 20
 #define HANDLE_MASK ((1u << HANDLE_BITS) - 1)
@@ -201,7 +203,8 @@ struct oa_flow {
 	uint8_t family, proto, icmp_type, pflags;
 	uint16_t nonce;
 	uint32_t kid;                   /* the kernel entry */
-	uint32_t base_seq;              /* the queue's last packet id at the baseline */
+	uint32_t base_lo, base_hi;      /* the queue's last packet id before and
+					   after the baseline was read */
 	uint32_t upos;                  /* in used[] */
 	uint64_t hash;                  /* ct_hash of the tuple */
 	/* the template: the first offloadable packet */
@@ -484,11 +487,22 @@ bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct
 				f->n_recent++;
 			break;
 		case ST_READY:
+			/* queued while the baseline was read: in it or not,
+			 * nobody can tell, so it is read again (this packet
+			 * may ask at once).  A marked flow never sees one: the
+			 * packet that marks it came after every such packet. */
+			if ((int32_t)(pkt_id - f->base_lo) > 0 && (int32_t)(pkt_id - f->base_hi) <= 0) {
+				counter_inc(&w->cnt.baseline_failures);
+				f->state = ST_FAILED;
+				f->retry_ns = now_ns;
+				break;
+			}
+			/* fall through */
 		case ST_MARKED:
 		case ST_UNMARKED:
 			/* after the baseline (ids rise, modulo 2^32): the kernel
 			 * counted it and so do the flow logs here */
-			if ((int32_t)(pkt_id - f->base_seq) > 0) {
+			if ((int32_t)(pkt_id - f->base_hi) > 0) {
 				int d = same ? f->tdir : 1 - f->tdir;
 				f->q_pk[d]++;
 				f->q_by[d] += p->ip_len;
@@ -687,11 +701,21 @@ static void apply_base(struct offacct_worker *w, const struct msg *m, const stru
 		f->retry_ns = x->now_ns + 1000000000u;
 		return;
 	}
+	for (int i = 0; i < f->n_recent; i++) {
+		if ((int32_t)(f->recent[i].id - m->qlo) > 0 && (int32_t)(f->recent[i].id - m->qhi) <= 0) {
+			/* queued while the baseline was read: soon again */
+			counter_inc(&w->cnt.baseline_failures);
+			f->state = ST_FAILED;
+			f->retry_ns = x->now_ns + AMBIGUOUS_RETRY_NS;
+			return;
+		}
+	}
 	counter_inc(&w->cnt.baselines);
 	f->kid = m->id;
 	bool icmp = f->proto == PROTO_ICMP || f->proto == PROTO_ICMPV6;
 	f->tdir = addr_eq(&m->t.src, &f->src) && (icmp || m->t.sport == f->sport) ? 0 : 1;
-	f->base_seq = m->qseq;
+	f->base_lo = m->qlo;
+	f->base_hi = m->qhi;
 	for (int k = 0; k < 2; k++) {
 		f->acct_pk[k] = m->packets[k];
 		f->acct_by[k] = m->bytes[k];
@@ -699,7 +723,7 @@ static void apply_base(struct offacct_worker *w, const struct msg *m, const stru
 	}
 	/* what came through the queue after the reading, the flow logs have */
 	for (int i = 0; i < f->n_recent; i++) {
-		if ((int32_t)(f->recent[i].id - m->qseq) <= 0)
+		if ((int32_t)(f->recent[i].id - m->qhi) <= 0)
 			continue;
 		int d = f->recent[i].same ? f->tdir : 1 - f->tdir;
 		f->q_pk[d]++;
@@ -921,15 +945,25 @@ static void take_requests(struct offacct *a)
 			case M_GET: {
 				struct msg b = { .type = M_BASE, .handle = m.handle };
 				bool noentry = false;
+				/* The queue's position just before and just after the
+				 * reading.  The kernel counts a packet (conntrack, at
+				 * PREROUTING) before it queues it (FORWARD), in one
+				 * softirq: a packet queued by the first position was
+				 * counted in the baseline; one queued after the second
+				 * was not; one queued in between may be either (the
+				 * thread may even have been preempted in between): the
+				 * worker asks again if the flow has one. */
+				uint32_t qlo = 0;
+				bool seq_known = a->o.queue_seq &&
+						 a->o.queue_seq(a->o.queue_seq_arg, i, &qlo);
 				if (a->hq && get_entry(a, &m.t, &noentry)) {
 					b = a->got;
 					b.type = M_BASE;
 					b.handle = m.handle;
 					b.ok = true;
-					/* the queue's position after the reading: a packet
-					 * queued before it was counted before it */
-					if (!a->o.queue_seq || !a->o.queue_seq(a->o.queue_seq_arg, i, &b.qseq))
-						b.qseq = 0;
+					b.qlo = qlo;
+					if (!seq_known || !a->o.queue_seq(a->o.queue_seq_arg, i, &b.qhi))
+						b.qlo = b.qhi = 0;
 				} else {
 					b.noentry = noentry;
 				}
@@ -1198,9 +1232,9 @@ int offacct_test_request(struct offacct *a, int worker, uint32_t *handle, uint32
 
 bool offacct_test_baseline(struct offacct *a, int worker, uint32_t handle,
 			   const struct offacct_counters *c, const struct offacct_tuple *orig,
-			   uint32_t seq)
+			   uint32_t lo, uint32_t hi)
 {
-	struct msg m = { .type = M_BASE, .handle = handle, .ok = c != NULL, .qseq = seq };
+	struct msg m = { .type = M_BASE, .handle = handle, .ok = c != NULL, .qlo = lo, .qhi = hi };
 	if (c) {
 		m.id = c->id;
 		for (int k = 0; k < 2; k++) {

@@ -97,7 +97,8 @@ static const struct offacct_tuple orig_fwd = {
 };
 
 /* offers the flow (packet id `id`); the thread reads (op, rp) with the
- * queue at `seq`; the next offloadable packet is marked */
+ * queue at `seq` (before and after the reading); the next offloadable
+ * packet is marked */
 static uint32_t reg(uint32_t kid, uint64_t op, uint64_t rp, uint32_t id, uint32_t seq,
 		    bool reply_is_orig)
 {
@@ -115,7 +116,7 @@ static uint32_t reg(uint32_t kid, uint64_t op, uint64_t rp, uint32_t id, uint32_
 	ck_assert(addr_eq(&t.src, &pkt.src));
 	ck_assert(!note(false, id + 1, true));  /* still not */
 	struct offacct_counters c = cnt(kid, op, rp);
-	ck_assert(offacct_test_baseline(a, 0, h, &c, &o, seq));
+	ck_assert(offacct_test_baseline(a, 0, h, &c, &o, seq, seq));
 	serve(0);
 	ck_assert(note(false, id + 2, true));   /* now */
 	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 0); /* not before the verdicts */
@@ -270,6 +271,68 @@ START_TEST(idle_expiry)
 }
 END_TEST
 
+/* A packet of the flow queued while its baseline was being read (its id
+ * between the queue's positions before and after the reading) may or may
+ * not be in the kernel's count: the baseline is refused and read again,
+ * never guessed (a guess counts the packet twice or not at all: the bug
+ * tests/lab/offload-acct.sh once caught as one packet too many). */
+START_TEST(ambiguous_while_pending)
+{
+	uint32_t h, got;
+	struct offacct_tuple t, o = orig_fwd;
+	o.src = pkt.src;
+	o.dst = pkt.dst;
+	ck_assert(!note(false, 100, true));
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 'G');
+	ck_assert(!note(false, 101, true));     /* queued during the reading */
+	struct offacct_counters c = cnt(21, 3, 2);
+	ck_assert(offacct_test_baseline(a, 0, h, &c, &o, 100, 101));
+	serve(0);
+	ck_assert_uint_eq(stats().baselines, 0);
+	ck_assert_uint_eq(stats().baseline_failures, 1);
+	ck_assert(!note(false, 102, true));     /* not marked; not asked yet */
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 0);
+	/* soon after, the next offloadable packet asks again */
+	ck_assert(!offacct_note(w, &pkt, &acc, 103, true, track, 1, 3000000));
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 'G');
+	c = cnt(21, 4, 2);
+	ck_assert(offacct_test_baseline(a, 0, h, &c, &o, 103, 103));
+	serve(0);
+	ck_assert_uint_eq(stats().baselines, 1);
+	ck_assert(note(false, 104, true));
+}
+END_TEST
+
+/* the same packet seen only after the answer: the flow is not marked, the
+ * baseline is asked for again at once; a later packet marks it */
+START_TEST(ambiguous_after_answer)
+{
+	uint32_t h, got;
+	struct offacct_tuple t, o = orig_fwd;
+	o.src = pkt.src;
+	o.dst = pkt.dst;
+	ck_assert(!note(false, 100, true));
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 'G');
+	struct offacct_counters c = cnt(22, 3, 2);
+	ck_assert(offacct_test_baseline(a, 0, h, &c, &o, 100, 105));
+	serve(0);
+	ck_assert_uint_eq(stats().baselines, 1);
+	ck_assert(!note(false, 103, true));     /* between: not marked, asks */
+	ck_assert_uint_eq(stats().baseline_failures, 1);
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 'G');
+	ck_assert_uint_eq(stats().registered, 0);
+	c = cnt(22, 4, 2);
+	ck_assert(offacct_test_baseline(a, 0, h, &c, &o, 106, 106));
+	serve(0);
+	ck_assert(note(false, 107, true));
+	offacct_flush(w);
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 'R');
+	/* the kernel's growth after 4 packets is the flow logs' own */
+	sample(22, 9, 2, 1 * S);
+	ck_assert_uint_eq(stats().packets, 9 - 4 - 1);  /* 107 came on the queue */
+}
+END_TEST
+
 /* no kernel entry: not offloaded; asked again a second later */
 START_TEST(no_baseline)
 {
@@ -277,7 +340,7 @@ START_TEST(no_baseline)
 	struct offacct_tuple t;
 	ck_assert(!note(false, 1, true));
 	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'G');
-	ck_assert(offacct_test_baseline(a, 0, h, NULL, NULL, 0));
+	ck_assert(offacct_test_baseline(a, 0, h, NULL, NULL, 0, 0));
 	serve(0);
 	ck_assert_uint_eq(stats().baseline_failures, 1);
 	ck_assert(!note(false, 2, true));
@@ -315,6 +378,8 @@ int main(void)
 	tcase_add_test(tc, unmarked_caught_up);
 	tcase_add_test(tc, idle_expiry);
 	tcase_add_test(tc, no_baseline);
+	tcase_add_test(tc, ambiguous_while_pending);
+	tcase_add_test(tc, ambiguous_after_answer);
 	tcase_add_test(tc, full_refuses);
 	suite_add_tcase(s, tc);
 	return run_suite(s);

@@ -8,9 +8,13 @@
  *
  *   - a flow is offered for offload (it is offloadable) and this module
  *     starts accounting for it: its thread reads the kernel entry's counters
- *     (a ctnetlink get) — the baseline — and the NFQUEUE packet id the queue
- *     had reached then; every packet the kernel counted up to the baseline
- *     came through the queue and is in the flow logs already.  The flow is
+ *     (a ctnetlink get) — the baseline — between two readings of the
+ *     NFQUEUE packet id the queue had reached: a packet queued by the first
+ *     is in the baseline, one queued after the second is not, and a flow
+ *     with a packet queued in between has its baseline read again (the
+ *     kernel counts before it queues, so nothing else tells); every packet
+ *     the kernel counted up to the baseline came through the queue and is
+ *     in the flow logs already.  The flow is
  *     marked only once the baseline is known (the next offloadable packet:
  *     offacct_note says when);
  *   - the thread dumps, every interval, the kernel entries that have the
@@ -157,10 +161,11 @@ void offacct_get_stats(const struct offacct *a, int worker, struct offacct_stats
 int offacct_test_request(struct offacct *a, int worker, uint32_t *handle, uint32_t *id,
 			 struct offacct_tuple *t);
 /* Answers a 'G': c NULL: no such kernel entry; orig: the entry's original
- * tuple; seq: the queue's last packet id when it was read. */
+ * tuple; lo, hi: the queue's last packet id just before and just after it
+ * was read. */
 bool offacct_test_baseline(struct offacct *a, int worker, uint32_t handle,
 			   const struct offacct_counters *c, const struct offacct_tuple *orig,
-			   uint32_t seq);
+			   uint32_t lo, uint32_t hi);
 /* A reading of entry c->id as a dump gives it, then the end of a round. */
 bool offacct_test_sample(struct offacct *a, int worker, const struct offacct_counters *c,
 			 bool marked);
