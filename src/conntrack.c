@@ -105,7 +105,9 @@ struct conntrack {
 	uint32_t *charge;               /* [max]: the source hash a flow is charged
 	                                   to (0: none), beside pool */
 	uint64_t *offl;                 /* [max]: offloaded to the kernel (issue #16):
-	                                   kernel id << 32 | when (ms); 0: not */
+	                                   kernel id << 32 | when (ms, never 0);
+	                                   not offloaded: the flow's offloadable
+	                                   packets << 32 (ct_offload_count) */
 	struct ct_srcbucket *src;       /* [src_mask + 1] */
 	uint32_t src_mask;
 	uint8_t v6_prefix;              /* of the last ct_source_admit: new flows
@@ -1122,15 +1124,23 @@ void ct_set_offloaded(struct conntrack *ct, struct ct_entry *e, uint32_t kct_id,
 	ct->offl[idx(ct, e)] = (uint64_t)kct_id << 32 | (at_ms ? at_ms : 1);
 }
 
+/* A flow taken back had qualified: its count stays saturated, and it is
+ * offered again at once. */
+#define OFFL_QUALIFIED ((uint64_t)UINT32_MAX << 32)
+
 void ct_clear_offloaded(struct conntrack *ct, struct ct_entry *e)
 {
-	ct->offl[idx(ct, e)] = 0;
+	uint64_t *o = &ct->offl[idx(ct, e)];
+	if ((uint32_t)*o)
+		*o = OFFL_QUALIFIED;
 }
 
 bool ct_offloaded(const struct conntrack *ct, const struct ct_entry *e, uint32_t *kct_id,
 		  uint32_t *at_ms)
 {
 	uint64_t o = ct->offl[idx(ct, e)];
+	if ((uint32_t)o == 0)
+		o = 0;  /* not offloaded: the high half is a count */
 	if (kct_id)
 		*kct_id = (uint32_t)(o >> 32);
 	if (at_ms)
@@ -1138,14 +1148,26 @@ bool ct_offloaded(const struct conntrack *ct, const struct ct_entry *e, uint32_t
 	return o != 0;
 }
 
+uint32_t ct_offload_count(struct conntrack *ct, struct ct_entry *e)
+{
+	uint64_t *o = &ct->offl[idx(ct, e)];
+	if ((uint32_t)*o)
+		return UINT32_MAX;      /* offloaded (being marked again) */
+	uint32_t n = (uint32_t)(*o >> 32);
+	if (n != UINT32_MAX)
+		n++;
+	*o = (uint64_t)n << 32;
+	return n;
+}
+
 uint64_t ct_clear_offloaded_all(struct conntrack *ct)
 {
 	uint64_t n = 0;
 	for (uint32_t i = 0; i < ct->max; i++) {
-		if (!ct->offl[i])
+		if (!(uint32_t)ct->offl[i])
 			continue;
 		n++;
-		ct->offl[i] = 0;
+		ct->offl[i] = OFFL_QUALIFIED;
 		/* The kernel passed its segments unseen: the windows moved
 		 * there, and are picked up again from the next segments, as a
 		 * flow first seen mid-stream (Linux does the same for a flow

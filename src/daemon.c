@@ -76,6 +76,7 @@ struct generation {
 	 * starts taking the flows back); mirrored[iface index]: a mirroring
 	 * session's source, whose packets stay on the queue */
 	uint32_t offload_mark;
+	uint32_t offload_after;         /* Vpcfw.OffloadAfterPackets */
 	atomic_bool offload;
 	bool *mirrored;
 };
@@ -263,6 +264,7 @@ static int offload_setup(struct generation *g)
 			g->mirrored[f->index] = true;
 	}
 	g->offload_mark = m->vpcfw.offload_mark;
+	g->offload_after = m->vpcfw.offload_after;
 	atomic_init(&g->offload, true);
 	return 0;
 }
@@ -421,6 +423,25 @@ static bool offacct_packet(struct worker *w, const struct generation *g, const s
 	return offacct_note(w->oa, o->p, v, np->id, offloadable, t, g->number, now_ns);
 }
 
+/* Whether a flow has shown Vpcfw.OffloadAfterPackets offloadable packets
+ * on the queue before this one: until then it is not offered (the baseline's
+ * ctnetlink read is not worth it for a short flow).  The count lives beside
+ * each of its entries in the flow table (ct_offload_count: no allocation);
+ * both ends' entries see every packet, so the larger count is the flow's. */
+static bool offload_due(struct worker *w, const struct verdict *v, uint32_t after)
+{
+	uint32_t n = 0;
+
+	for (int k = 0; k < 2; k++) {
+		if (!v->flows[k])
+			continue;
+		uint32_t c = ct_offload_count(w->ct, v->flows[k]);
+		if (c > n)
+			n = c;
+	}
+	return n > after;
+}
+
 /* Returns true when offacct_packet has seen the packet. */
 static bool offload_packet(struct worker *w, const struct generation *g, int i,
 			   const struct lane_out *o, uint32_t now_ms, uint64_t now_ns)
@@ -448,7 +469,7 @@ static bool offload_packet(struct worker *w, const struct generation *g, int i,
 	}
 	/* the kernel's counters carry the flow's flow logs and its activity
 	 * (offacct.h): marked once its baseline is read */
-	if (!w->oa)
+	if (!w->oa || !offload_due(w, v, g->offload_after))
 		return false;
 	if (!offacct_packet(w, g, o, np, true, now_ns))
 		return true;

@@ -241,6 +241,14 @@ static const struct bad {
 	  "t.json: Vpcfw.OffloadMark: 0 is out of range (1 to 4294967295)" },
 	{ "Offload text", "{'Vpcfw':{'Offload':'yes'}}", true,
 	  "t.json: Vpcfw.Offload: \"yes\" is not true or false" },
+	{ "OffloadAfterPackets negative", "{'Vpcfw':{'Offload':true,'OffloadAfterPackets':-1}}", true,
+	  "t.json: Vpcfw.OffloadAfterPackets: -1 is out of range (0 to 1000000000)" },
+	{ "OffloadAfterPackets too many", "{'Vpcfw':{'OffloadAfterPackets':1000000001}}", true,
+	  "t.json: Vpcfw.OffloadAfterPackets: 1000000001 is out of range (0 to 1000000000)" },
+	{ "OffloadAfterPackets text", "{'Vpcfw':{'OffloadAfterPackets':'16'}}", true,
+	  "t.json: Vpcfw.OffloadAfterPackets: \"16\" is not a number" },
+	{ "OffloadAfterPackets fraction", "{'Vpcfw':{'OffloadAfterPackets':1.5}}", true,
+	  "t.json: Vpcfw.OffloadAfterPackets: 1.5 is not a whole number" },
 	{ "Queues 3-1", "{'Vpcfw':{'Queues':'3-1'}}", true,
 	  "t.json: Vpcfw.Queues: \"3-1\" is not a queue list (e.g. \"0-3\" or \"0,2\")" },
 	{ "Queues [70000]", "{'Vpcfw':{'Queues':[1,70000]}}", true,
@@ -431,6 +439,8 @@ START_TEST(test_defaults)
 	/* the offload is off until proven (issue #16); its bit when on */
 	ck_assert(!m.vpcfw.offload);
 	ck_assert_uint_eq(m.vpcfw.offload_mark, 0x40000000);
+	/* short flows (a connect, a byte each way, a close) never offered */
+	ck_assert_uint_eq(m.vpcfw.offload_after, 16);
 }
 END_TEST
 
@@ -440,6 +450,12 @@ START_TEST(test_vpcfw_offload)
 	assert_clean();
 	ck_assert(m.vpcfw.offload);
 	ck_assert_uint_eq(m.vpcfw.offload_mark, 0x80000000u);
+	ck_assert_uint_eq(load("t.json", "{'Vpcfw':{'Offload':true,'OffloadAfterPackets':0}}"), 0);
+	assert_clean();
+	ck_assert_uint_eq(m.vpcfw.offload_after, 0);
+	ck_assert_uint_eq(load("t.json", "{'Vpcfw':{'Offload':true,'OffloadAfterPackets':1000000000}}"), 0);
+	assert_clean();
+	ck_assert_uint_eq(m.vpcfw.offload_after, 1000000000u);
 }
 END_TEST
 

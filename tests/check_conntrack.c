@@ -781,6 +781,34 @@ START_TEST(test_offload_notes)
 	ct_remove(ct, e);
 	e = insert(ct, 1, &t, 0, &defaults, at(2));
 	ck_assert(!ct_offloaded(ct, e, NULL, NULL));
+	/* the offloadable packets counted until offloaded (OffloadAfterPackets);
+	 * the count is no kernel id and no time */
+	ck_assert_uint_eq(ct_offload_count(ct, e), 1);
+	ck_assert_uint_eq(ct_offload_count(ct, e), 2);
+	ck_assert(!ct_offloaded(ct, e, &id, &ms));
+	ck_assert_uint_eq(id, 0);
+	ck_assert_uint_eq(ms, 0);
+	ck_assert_uint_eq(ct_clear_offloaded_all(ct), 0);
+	ck_assert_uint_eq(ct_offload_count(ct, e), 3);
+	ct_clear_offloaded(ct, e);      /* not offloaded: the count stays */
+	ck_assert_uint_eq(ct_offload_count(ct, e), 4);
+	ct_set_offloaded(ct, e, 9, 3);
+	ck_assert_uint_eq(ct_offload_count(ct, e), UINT32_MAX); /* offloaded: due */
+	ck_assert(ct_offloaded(ct, e, &id, &ms));
+	ck_assert_uint_eq(id, 9);
+	ck_assert_uint_eq(ms, 3);
+	/* taken back: it had qualified, and stays so */
+	ck_assert_uint_eq(ct_clear_offloaded_all(ct), 1);
+	ck_assert(!ct_offloaded(ct, e, NULL, NULL));
+	ck_assert_uint_eq(ct_offload_count(ct, e), UINT32_MAX);
+	ct_set_offloaded(ct, e, 9, 3);
+	ct_clear_offloaded(ct, e);
+	ck_assert(!ct_offloaded(ct, e, NULL, NULL));
+	ck_assert_uint_eq(ct_offload_count(ct, e), UINT32_MAX);
+	/* freed and reused: counted from nothing */
+	ct_remove(ct, e);
+	e = insert(ct, 1, &t, 0, &defaults, at(3));
+	ck_assert_uint_eq(ct_offload_count(ct, e), 1);
 	/* TCP: only established */
 	struct ct_tuple k = tup("10.0.0.1", "10.0.0.2", 6, 1000, 80), kr = rev(&k);
 	struct ct_entry *c = insert(ct, 1, &k, TCP_SYN, &defaults, at(0));

@@ -258,11 +258,18 @@ void ct_entry_info(const struct ct_entry *e, struct ct_flow_info *out);
  * beside the entry (8 bytes a flow), which flows were offloaded, when (the
  * caller's clock in ms, wrapping) and their kernel conntrack id where the
  * kernel told it (0: unknown); a freed flow, a restored or synced one is
- * not offloaded. */
+ * not offloaded.  Until it is, the same 8 bytes count the flow's
+ * offloadable packets (Vpcfw.OffloadAfterPackets: short flows are never
+ * offered); a flow taken back (ct_clear_offloaded, _all) keeps a saturated
+ * count. */
 bool ct_offloadable(const struct ct_entry *e);
 void ct_set_offloaded(struct conntrack *ct, struct ct_entry *e, uint32_t kct_id, uint32_t at_ms);
 void ct_clear_offloaded(struct conntrack *ct, struct ct_entry *e);
-/* True if offloaded; *kct_id and *at_ms (each may be NULL) as set. */
+/* Counts one offloadable packet of e; returns the count so far, this one
+ * included (saturating at UINT32_MAX; UINT32_MAX too if e is offloaded). */
+uint32_t ct_offload_count(struct conntrack *ct, struct ct_entry *e);
+/* True if offloaded; *kct_id and *at_ms (each may be NULL) as set (0 if
+ * not offloaded). */
 bool ct_offloaded(const struct conntrack *ct, const struct ct_entry *e, uint32_t *kct_id,
 		  uint32_t *at_ms);
 /* Every flow taken back (the kernel's marks were cleared): the number that

@@ -89,9 +89,29 @@ ms() { date +%s%3N; }
 
 lab_bg app "$PY" "$here/stream.py" serve $APP4 8000 "$T/ready"
 lab_wait_file "$T/ready" 10 || { echo "lab: stream server did not start"; exit 99; }
-client() { # client NAME: a new connection web -> app:8000, 5 lines through
+# client NAME: a new connection web -> app:8000, 15 lines through (about
+# 30 segments: past the default OffloadAfterPackets, 16)
+client() {
 	lab_bg web "$PY" "$here/stream.py" client $APP4 8000 "$T/$1" 120
-	stream_wait_more "$T/$1" 0 5 10
+	stream_wait_more "$T/$1" 0 15 10
+}
+# short N: N connections web -> app:8000 that read one line and close
+# (a handful of segments each, as connrate's)
+short() {
+	in_ns web "$PY" - $APP4 "$1" <<'PYEOF'
+import socket, sys
+for i in range(int(sys.argv[2])):
+    c = socket.create_connection((sys.argv[1], 8000), timeout=5)
+    c.sendall(b"hello\n")
+    got = b""
+    while not got.endswith(b"\n"):
+        d = c.recv(64)
+        if not d:
+            break
+        got += d
+    c.close()
+print("ok")
+PYEOF
 }
 # offloaded NAME WHAT: the stream goes on (10 lines, a second) while the
 # queue sees at most 2 of its packets (one in flight when the mark was set)
@@ -149,6 +169,26 @@ if command -v conntrack >/dev/null; then
 	in_ns gw conntrack -L -p tcp --dport 8000 2>/dev/null | grep -q 'mark=1073741824' &&
 		pass "the kernel entry carries the mark" || fail "no kernel entry with the mark"
 fi
+# short connections (fewer than OffloadAfterPackets segments once
+# established) are never offered: nothing marked, no baseline read (the
+# accounting's counters, logged on SIGUSR1: baselines read + not found or read again)
+asked() {
+	local n
+	n=$(grep -c "offload accounting:" "$LOG")
+	kill -USR1 "$VPCFWD_PID"
+	for i in $(seq 50); do
+		[ "$(grep -c "offload accounting:" "$LOG")" -gt "$n" ] && break
+		sleep 0.1
+	done
+	grep "offload accounting:" "$LOG" | tail -1 |
+		sed -n 's/.* \([0-9][0-9]*\) baselines (\([0-9][0-9]*\) not found.*/\1 \2/p' |
+		awk '{ print $1 + $2 }'
+}
+m0=$(status_offload marked) b0=$(asked)
+check "short connections work" ok "$(short 5)"
+sleep 0.3
+check "short connections: none marked (OffloadAfterPackets)" "$m0" "$(status_offload marked)"
+check "short connections: no baseline asked for (OffloadAfterPackets)" "${b0:-none}" "$(asked)"
 
 # ------------------------------------------------------------ reload: SG rule removed
 use nosg
