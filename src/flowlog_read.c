@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "vpcfw/conntrack.h"
+#include "vpcfw/gzstream.h"
 #include "vpcfw/proto.h"
 #include "vpcfw/log.h"
 #include "vpcfw/safefile.h"
@@ -815,15 +816,13 @@ static void read_file(struct reader *rd, const char *path)
 		add_file_item(rd, path, IT_FILE_ERROR, strerror(errno));
 		return;
 	}
-	gzFile gz = gzdopen(fd, "rb");
+	struct gzs *gz = gzs_open(fd, false);
 	if (!gz) {
-		close(fd);
 		add_file_item(rd, path, IT_FILE_ERROR, "cannot read");
 		return;
 	}
-	gzbuffer(gz, 1 << 17);
 	if (!add_file_item(rd, path, IT_FILE, NULL)) {
-		gzclose(gz);
+		gzs_close(gz);
 		return;
 	}
 
@@ -835,10 +834,10 @@ static void read_file(struct reader *rd, const char *path)
 	size_t have = 0;
 	for (;;) {
 		char *buf = rd->ch->text;
-		int got = gzread(gz, buf + have, (unsigned)(FLR_BUF - have));
+		int got = gzs_read(gz, buf + have, (unsigned)(FLR_BUF - have));
 		if (got < 0) {
 			int zerr;
-			const char *m = gzerror(gz, &zerr);
+			const char *m = gzs_error(gz, &zerr);
 			char why[256];
 			snprintf(why, sizeof(why), "after line %" PRIu64 ": %s: the rest of the file "
 				 "is skipped", lineno, m && *m ? m : "corrupt gzip data");
@@ -879,7 +878,7 @@ static void read_file(struct reader *rd, const char *path)
 			break;
 		if (got == 0) { /* end of file: a last line without newline */
 			int zerr;
-			const char *m = gzerror(gz, &zerr);
+			const char *m = gzs_error(gz, &zerr);
 			uint64_t passes = rd->passes;
 			if (!room(rd, buf + off, total - off))
 				break;
@@ -924,7 +923,7 @@ static void read_file(struct reader *rd, const char *path)
 			memmove(buf, buf + off, have);
 		}
 	}
-	gzclose(gz);
+	gzs_close(gz);
 }
 
 static int no_dot(const struct dirent *d)

@@ -101,6 +101,22 @@ jq -R -c '{timestamp: 1418530010000, message: ., ingestionTime: 1418530080000}' 
 	ok "gzip S3 objects (directory walked) and CloudWatch JSON lines read" ||
 	bad "gzip/S3/CloudWatch: $(cat "$tmp/err")"
 
+# gzip as zlib reads it, whichever decoder configure chose (ISA-L's or
+# zlib's): a file of several members is read whole, bytes after the last
+# member are ignored; the records are those of the plain text
+mkdir -p "$tmp/gz"
+cat "$data/awsdocs_default_v2.log" "$data/awsdocs_default_v2.log" "$data/awsdocs_default_v2.log" >"$tmp/gz/plain.log"
+{ gzip -c "$data/awsdocs_default_v2.log"; gzip -c "$data/awsdocs_default_v2.log"
+  gzip -c "$data/awsdocs_default_v2.log"; printf 'trailing bytes\n'; } >"$tmp/gz/multi.log.gz"
+for f in plain.log multi.log.gz; do
+	"$VPCFWD" -c "$tmp/case0.json" --replay-flow-logs "$tmp/gz/$f" --verdicts "$tmp/gz/$f.json" \
+		2>"$tmp/gz/$f.err" || bad "gzip members: $f: exit $?: $(cat "$tmp/gz/$f.err")"
+	jq -c 'del(.file)' "$tmp/gz/$f.json" >"$tmp/gz/$f.nofile"
+done
+[ "$(jq -s length "$tmp/gz/multi.log.gz.json")" = 15 ] && cmp -s "$tmp/gz/plain.log.nofile" "$tmp/gz/multi.log.gz.nofile" &&
+	ok "gzip of three members and trailing bytes: the same 15 records as the plain text" ||
+	bad "gzip members: $(cat "$tmp/gz/multi.log.gz.err")"
+
 # malformed input: every problem reported with file and line, the rest decided
 mkdir -p "$tmp/bad"
 printf '2 123456789010 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1 2 ACCEPT\n' >"$tmp/bad/a-fields.log"

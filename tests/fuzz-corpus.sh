@@ -14,7 +14,7 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 
 pass=0
 fail=0
-for target in packet config flowlog ctl pcap logformat nfq state sync; do
+for target in packet config flowlog ctl pcap logformat nfq state sync gzstream; do
 	bin=$top_builddir/tests/fuzz/replay_$target
 	corpus=$top_srcdir/tests/fuzz/corpus/$target
 	if [ ! -x "$bin" ]; then
