@@ -84,15 +84,18 @@ static inline bool scan_u64(char **pp, uint64_t *out)
 	uint64_t v = 0;
 	unsigned d;
 
-	/* 19 digits cannot overflow; the checks only after them */
-	while ((d = (unsigned)(unsigned char)*p - '0') < 10 && p - *pp < 19) {
+	/* 19 digits cannot overflow: the checks only for a longer number, in
+	 * a second pass (the first may have wrapped) */
+	while ((d = (unsigned)(unsigned char)*p - '0') < 10) {
 		v = v * 10 + d;
 		p++;
 	}
-	while ((d = (unsigned)(unsigned char)*p - '0') < 10) {
-		if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, d, &v))
-			return false;
-		p++;
+	if (p - *pp > 19) {
+		v = 0;
+		for (const char *q = *pp; q < p; q++)
+			if (__builtin_mul_overflow(v, 10, &v) ||
+			    __builtin_add_overflow(v, (unsigned)(*q - '0'), &v))
+				return false;
 	}
 	if (p == *pp)
 		return false;
@@ -489,8 +492,11 @@ bool flr_to_packet(const struct flr_record *r, struct packet *p)
 	return true;
 }
 
-const struct verdict *flr_decide(struct lane *l, const struct policy *pol,
-				 const struct flr_record *r, uint64_t *clock, struct packet *p)
+/* flr_decide with the record's packet made and located already (loc not
+ * NULL: by flr_to_packet and pipeline_locate under pol, no meta) */
+static const struct verdict *decide(struct lane *l, const struct policy *pol,
+				    const struct flr_record *r, uint64_t *clock, struct packet *p,
+				    bool parsed, const struct pipeline_located *loc)
 {
 	/* the records' start times are the clock; it never runs backwards
 	 * (conntrack deadlines) */
@@ -500,11 +506,18 @@ const struct verdict *flr_decide(struct lane *l, const struct policy *pol,
 		*clock = t;
 	ct_expire(l->pl.ct, *clock, 2);
 	/* no packet (no addresses): malformed, as a packet without bytes */
-	struct lane_packet in = { .parsed = flr_to_packet(r, p) ? p : NULL };
+	struct lane_packet in = { .parsed = parsed ? p : NULL, .located = parsed ? loc : NULL };
 	struct lane_batch b = { .pol = pol, .now_ns = *clock, .wall_ns = *clock };
 	struct lane_out o;
 	lane_decide(l, &b, &in, 1, &o);
 	return o.v;
+}
+
+const struct verdict *flr_decide(struct lane *l, const struct policy *pol,
+				 const struct flr_record *r, uint64_t *clock, struct packet *p)
+{
+	bool parsed = flr_to_packet(r, p);
+	return decide(l, pol, r, clock, p, parsed, NULL);
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -1239,6 +1252,28 @@ struct fid_row {
 	uint64_t n;
 };
 
+/* A record FLR_AHEAD records ahead of the one decided: its packet and
+ * where it is (pipeline_locate), worked out when the reader announces it,
+ * its flow-table buckets loaded then and its first entries FLR_AHEAD / 2
+ * records later; deciding it takes them from here.  Slots by the record's
+ * item (records of one chunk are items of one array, so the FLR_AHEAD + 1
+ * records in flight have different slots). */
+enum { AHEAD_SLOTS = 16 };
+_Static_assert((int)AHEAD_SLOTS > (int)FLR_AHEAD && (AHEAD_SLOTS & (AHEAD_SLOTS - 1)) == 0,
+	       "a slot for every record in flight");
+struct ahead {
+	const struct flr_record *r;     /* NULL: free */
+	uintptr_t item;
+	bool parsed;
+	struct packet p;
+	struct pipeline_located loc;
+};
+
+static inline uintptr_t item_of(const struct flr_record *r)
+{
+	return (uintptr_t)r / sizeof(struct item);
+}
+
 struct replay_state {
 	const struct policy *pol;
 	struct lane ln;
@@ -1249,8 +1284,7 @@ struct replay_state {
 	struct fid_row *fid;
 	size_t fid_used;
 	struct outbuf ob;               /* for out */
-	struct pipeline_ahead ahead[FLR_AHEAD]; /* the records ahead, by count */
-	unsigned n_ahead;
+	struct ahead ahead[AHEAD_SLOTS]; /* the records ahead, by item */
 };
 
 static void fid_count(struct replay_state *s, const struct flr_record *r)
@@ -1343,28 +1377,42 @@ static void write_record(struct outbuf *o, const struct flr_record *r,
 	ob_flush(o);
 }
 
-/* The flow table's buckets of the record FLR_AHEAD records ahead, and the
- * first entries of one a few records ahead (its bucket loaded by now),
- * loaded while the records before them are decided: the table is main-
- * memory bound (issue #15 item 4). */
+/* A record FLR_AHEAD records ahead (struct ahead); the flow table is
+ * main-memory bound (issue #15 item 4). */
 static void replay_ahead(const struct flr_record *r, void *arg)
 {
 	struct replay_state *s = arg;
-	struct pipeline_ahead *ah = &s->ahead[s->n_ahead++ % FLR_AHEAD];
-	struct packet p;
+	uintptr_t it = item_of(r);
+	struct ahead *ah = &s->ahead[it % AHEAD_SLOTS];
 
-	if (flr_to_packet(r, &p))
-		pipeline_prefetch(&s->ln.pl, s->pol, &p, ah);
-	else
-		ah->has_a = ah->has_b = false;
-	pipeline_prefetch_entries(&s->ln.pl, &s->ahead[(s->n_ahead + FLR_AHEAD / 2) % FLR_AHEAD]);
+	ah->r = r;
+	ah->item = it;
+	ah->parsed = flr_to_packet(r, &ah->p);
+	if (ah->parsed) {
+		pipeline_locate(s->pol, &ah->p, NULL, &ah->loc);
+		pipeline_prefetch_located(&s->ln.pl, &ah->loc, false);
+	}
+	struct ahead *mid = &s->ahead[(it - FLR_AHEAD / 2) % AHEAD_SLOTS];
+	if (mid->r && mid->item == it - FLR_AHEAD / 2 && mid->parsed)
+		pipeline_prefetch_located(&s->ln.pl, &mid->loc, true);
 }
 
 static int replay_one(const struct flr_record *r, const struct flr_pos *pos, void *arg)
 {
 	struct replay_state *s = arg;
-	struct packet p;
-	struct verdict v = *flr_decide(&s->ln, s->pol, r, &s->clock, &p);
+	struct ahead *ah = &s->ahead[item_of(r) % AHEAD_SLOTS];
+	struct packet own;
+	const struct packet *p;
+	struct verdict v;
+
+	if (ah->r == r) {
+		ah->r = NULL;
+		v = *decide(&s->ln, s->pol, r, &s->clock, &ah->p, ah->parsed, &ah->loc);
+		p = &ah->p;
+	} else {
+		v = *flr_decide(&s->ln, s->pol, r, &s->clock, &own);
+		p = &own;
+	}
 
 	s->by_reason[v.accept][v.reason < REASON_COUNT ? v.reason : 0]++;
 	bool judged = r->action >= 0 && v.reason != REASON_NOT_MODELLED;
@@ -1379,7 +1427,7 @@ static int replay_one(const struct flr_record *r, const struct flr_pos *pos, voi
 		fid_count(s, r);
 	}
 	if (s->out)
-		write_record(&s->ob, r, pos, &p, &v, judged);
+		write_record(&s->ob, r, pos, p, &v, judged);
 	return 0;
 }
 

@@ -91,7 +91,10 @@ void lane_decide(struct lane *l, const struct lane_batch *b, const struct lane_p
 	l->decided = p;
 	l->decided_metas = meta;
 	l->n_parsed = 1;
-	pipeline_eval(&l->pl, b->pol, p, meta, b->now_ns, l->vs);
+	if (in->located)
+		pipeline_eval_located(&l->pl, b->pol, p, meta, b->now_ns, in->located, l->vs);
+	else
+		pipeline_eval(&l->pl, b->pol, p, meta, b->now_ns, l->vs);
 	out->p = p;
 	out->v = l->vs;
 	out->accept = l->vs->accept || b->audit;

@@ -248,17 +248,10 @@ static bool related_icmp(struct pipeline *pl, const struct policy *pol, const st
 	return ct_lookup(pl->ct, f->ct_id, &t, ct_hash(&t), now) != NULL;
 }
 
-/* Where a packet is: its subnets and interfaces, and its flow's hash.  The
- * part of a verdict that needs no flow state, so a batch can do it first and
- * prefetch the flow table while it does. */
-struct located {
-	const struct subnet *ssub, *dsub;
-	const struct iface *a, *b;
-	enum exempt_kind skind, dkind;
-	bool has_tuple, trackable;
-	struct ct_tuple t;
-	uint64_t hash;
-};
+/* Where a packet is (struct pipeline_located, pipeline.h): the part of a
+ * verdict that needs no flow state, so a batch can do it first and prefetch
+ * the flow table while it does. */
+#define located pipeline_located
 
 static inline bool stateful(const struct iface *f)
 {
@@ -705,43 +698,36 @@ static void eval_located(struct pipeline *pl, const struct policy *pol, const st
 	finish(pl, v, true, last, REASON_RULES_ALLOW);
 }
 
+void pipeline_locate(const struct policy *pol, const struct packet *p, const struct pkt_meta *meta,
+		     struct pipeline_located *l)
+{
+	locate(pol, p, meta, l);
+}
+
+void pipeline_prefetch_located(const struct pipeline *pl, const struct pipeline_located *l,
+			       bool entries)
+{
+	if (!l->trackable)
+		return;
+	if (stateful(l->a))
+		ct_prefetch(pl->ct, l->a->ct_id, l->hash, entries);
+	if (stateful(l->b) && l->b != l->a)
+		ct_prefetch(pl->ct, l->b->ct_id, l->hash, entries);
+}
+
+void pipeline_eval_located(struct pipeline *pl, const struct policy *pol, const struct packet *p,
+			   const struct pkt_meta *meta, uint64_t now,
+			   const struct pipeline_located *l, struct verdict *v)
+{
+	eval_located(pl, pol, p, meta, now, v, l);
+}
+
 void pipeline_eval(struct pipeline *pl, const struct policy *pol, const struct packet *p,
 		   const struct pkt_meta *meta, uint64_t now, struct verdict *v)
 {
 	struct located l;
 	locate(pol, p, meta, &l);
 	eval_located(pl, pol, p, meta, now, v, &l);
-}
-
-void pipeline_prefetch(const struct pipeline *pl, const struct policy *pol,
-		       const struct packet *p, struct pipeline_ahead *ah)
-{
-	/* locate()'s interfaces and hash, without the rest of it: a wrong
-	 * guess costs a useless load, never a different verdict */
-	const struct iface *a = policy_iface_by_addr(pol, &p->src);
-	const struct iface *b = policy_iface_by_addr(pol, &p->dst);
-	struct ct_tuple t;
-
-	ah->has_a = ah->has_b = false;
-	if (is_later_fragment(p) || !ct_tuple_of(p, &t))
-		return;
-	ah->hash = ct_hash(&t);
-	ah->has_a = stateful(a) && a->subnet;
-	ah->has_b = stateful(b) && b->subnet && b != a;
-	ah->a = ah->has_a ? a->ct_id : 0;
-	ah->b = ah->has_b ? b->ct_id : 0;
-	if (ah->has_a)
-		ct_prefetch(pl->ct, ah->a, ah->hash, false);
-	if (ah->has_b)
-		ct_prefetch(pl->ct, ah->b, ah->hash, false);
-}
-
-void pipeline_prefetch_entries(const struct pipeline *pl, const struct pipeline_ahead *ah)
-{
-	if (ah->has_a)
-		ct_prefetch(pl->ct, ah->a, ah->hash, true);
-	if (ah->has_b)
-		ct_prefetch(pl->ct, ah->b, ah->hash, true);
 }
 
 void pipeline_eval_batch(struct pipeline *pl, const struct policy *pol, const struct packet *pkts,

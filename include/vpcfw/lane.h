@@ -50,6 +50,9 @@ struct lane_packet {
 					   record's first packet, a capture record
 					   decided by two lanes): step 1 takes it as
 					   it is; data is for the mirror only */
+	const struct pipeline_located *located; /* with parsed, alone in its batch: located
+					   already (pipeline_locate, flow-log replay's
+					   records ahead); NULL: located here */
 	const uint8_t *data;            /* caplen bytes; NULL (and no parsed): malformed */
 	size_t caplen, wirelen;
 	size_t ip_off;                  /* where the IP header starts in data */

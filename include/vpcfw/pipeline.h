@@ -187,19 +187,28 @@ enum { PIPELINE_BATCH = 32 };
 void pipeline_eval_batch(struct pipeline *pl, const struct policy *pol, const struct packet *pkts,
 			 const struct pkt_meta *metas, int n, uint64_t now, struct verdict *out);
 
-/* Where a packet's flow-table lookups will go, so that a caller deciding
- * packets one by one (flow-log replay) can load them a few packets ahead: a
- * hint only, no state and no verdict changes.  pipeline_prefetch loads the
- * buckets and fills ah; pipeline_prefetch_entries, a few packets later,
- * loads their first entries. */
-struct pipeline_ahead {
+/* Where a packet is: its subnets, interfaces and exemptions, its flow's
+ * tuple and hash -- the part of a verdict that reads no flow state, so a
+ * caller deciding packets one by one (flow-log replay) can work it out a few
+ * packets ahead and load the flow table's buckets (pipeline_prefetch_located,
+ * entries false) and, a few packets later, their first entries (true), then
+ * decide with it: pipeline_eval_located is pipeline_eval with the packet
+ * located already (by pipeline_locate, under the same policy and meta). */
+struct pipeline_located {
+	const struct subnet *ssub, *dsub;
+	const struct iface *a, *b;
+	enum exempt_kind skind, dkind;
+	bool has_tuple, trackable;
+	struct ct_tuple t;
 	uint64_t hash;
-	uint32_t a, b;                  /* the interfaces' flow-table ids */
-	bool has_a, has_b;
 };
-void pipeline_prefetch(const struct pipeline *pl, const struct policy *pol,
-		       const struct packet *p, struct pipeline_ahead *ah);
-void pipeline_prefetch_entries(const struct pipeline *pl, const struct pipeline_ahead *ah);
+void pipeline_locate(const struct policy *pol, const struct packet *p, const struct pkt_meta *meta,
+		     struct pipeline_located *l);
+void pipeline_prefetch_located(const struct pipeline *pl, const struct pipeline_located *l,
+			       bool entries);
+void pipeline_eval_located(struct pipeline *pl, const struct policy *pol, const struct packet *p,
+			   const struct pkt_meta *meta, uint64_t now_ns,
+			   const struct pipeline_located *l, struct verdict *v);
 
 /* Records a verdict for a packet that never reached the stages (not IP,
  * malformed) so that it is counted like the rest. */
