@@ -191,7 +191,8 @@ enum {
 };
 
 #define AMBIGUOUS_RETRY_NS 2000000u     /* a baseline read again after 2 ms */
-#define RECENT 16               /* packets noted while the baseline is read */
+#define RECENT 16               /* packets noted while the baseline is read:
+				   the last ones (a ring) */
 #define HANDLE_BITS 20
 #define HANDLE_MASK ((1u << HANDLE_BITS) - 1)
 
@@ -199,7 +200,8 @@ struct oa_flow {
 	uint8_t state;
 	uint8_t tdir;                   /* the template's kernel direction: 0 original */
 	uint8_t stage, reason;          /* of the offloadable verdict */
-	uint8_t n_recent;
+	uint8_t n_recent;               /* noted while pending (saturating) */
+	uint8_t r_next;                 /* recent[]: where the next one goes */
 	uint8_t family, proto, icmp_type, pflags;
 	uint16_t nonce;
 	uint32_t kid;                   /* the kernel entry */
@@ -477,12 +479,14 @@ bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct
 		bool same = is_same(f, p);
 		switch (f->state) {
 		case ST_PENDING:
-			/* counted in the baseline or not: its answer says */
-			if (f->n_recent < RECENT) {
-				f->recent[f->n_recent].id = pkt_id;
-				f->recent[f->n_recent].bytes = p->ip_len;
-				f->recent[f->n_recent].same = same;
-			}
+			/* counted in the baseline or not: its answer says.
+			 * The last RECENT kept: the reading comes after the
+			 * request, so only the latest packets can be after it
+			 * (a busy flow overwrites the older ones) */
+			f->recent[f->r_next].id = pkt_id;
+			f->recent[f->r_next].bytes = p->ip_len;
+			f->recent[f->r_next].same = same;
+			f->r_next = (uint8_t)((f->r_next + 1) % RECENT);
 			if (f->n_recent < 255)
 				f->n_recent++;
 			break;
@@ -556,6 +560,7 @@ bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct
 	f->gen = generation;
 	f->state = ST_PENDING;
 	f->n_recent = 0;
+	f->r_next = 0;
 	f->retry_ns = now_ns + 10000000000u;    /* no answer by then: ask again */
 	struct msg m = { .type = M_GET, .handle = handle_of(w, f) };
 	m.t.src = p->src;
@@ -693,15 +698,24 @@ static void apply_base(struct offacct_worker *w, const struct msg *m, const stru
 
 	if (!f || f->state != ST_PENDING)
 		return;
-	if (!m->ok || f->n_recent > RECENT) {
-		/* no entry (yet), or too much came meanwhile to tell what the
-		 * baseline holds: again later */
+	if (!m->ok) {
+		/* no entry (yet): again later */
 		counter_inc(&w->cnt.baseline_failures);
 		f->state = m->noentry ? ST_NOENTRY : ST_FAILED;
 		f->retry_ns = x->now_ns + 1000000000u;
 		return;
 	}
-	for (int i = 0; i < f->n_recent; i++) {
+	int kept = f->n_recent < RECENT ? f->n_recent : RECENT;
+	/* more came meanwhile than recent[] keeps: the ones overwritten
+	 * were before the oldest kept, and so before the reading if that
+	 * one is; otherwise nobody can tell: soon again */
+	if (f->n_recent > RECENT && (int32_t)(f->recent[f->r_next].id - m->qlo) > 0) {
+		counter_inc(&w->cnt.baseline_failures);
+		f->state = ST_FAILED;
+		f->retry_ns = x->now_ns + AMBIGUOUS_RETRY_NS;
+		return;
+	}
+	for (int i = 0; i < kept; i++) {
 		if ((int32_t)(f->recent[i].id - m->qlo) > 0 && (int32_t)(f->recent[i].id - m->qhi) <= 0) {
 			/* queued while the baseline was read: soon again */
 			counter_inc(&w->cnt.baseline_failures);
@@ -722,7 +736,7 @@ static void apply_base(struct offacct_worker *w, const struct msg *m, const stru
 		f->q_pk[k] = f->q_by[k] = 0;
 	}
 	/* what came through the queue after the reading, the flow logs have */
-	for (int i = 0; i < f->n_recent; i++) {
+	for (int i = 0; i < kept; i++) {
 		if ((int32_t)(f->recent[i].id - m->qhi) <= 0)
 			continue;
 		int d = f->recent[i].same ? f->tdir : 1 - f->tdir;

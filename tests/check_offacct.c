@@ -333,6 +333,60 @@ START_TEST(ambiguous_after_answer)
 }
 END_TEST
 
+/* A busy flow: more packets come while its baseline is read than
+ * recent[] keeps.  The last ones are kept: if the oldest kept came before
+ * the reading, so did every one overwritten, and the baseline holds (a
+ * bulk transfer is offloaded mid-stream); if not, nobody can tell, and it
+ * is read again soon (not a second later). */
+START_TEST(busy_while_pending)
+{
+	uint32_t h, got;
+	struct offacct_tuple t, o = orig_fwd;
+	o.src = pkt.src;
+	o.dst = pkt.dst;
+	ck_assert(!note(false, 100, true));
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 'G');
+	for (uint32_t id = 101; id <= 140; id++)
+		ck_assert(!note(false, id, true));
+	/* 100..130 in the kernel's count; 131..140 came after */
+	struct offacct_counters c = cnt(31, 31, 0);
+	ck_assert(offacct_test_baseline(a, 0, h, &c, &o, 130, 130));
+	serve(0);
+	ck_assert_uint_eq(stats().baselines, 1);
+	ck_assert_uint_eq(stats().baseline_failures, 0);
+	ck_assert(note(false, 141, true));      /* marked */
+	offacct_flush(w);
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 'R');
+	/* 131..141 (11) came on the queue, 5 more in the kernel alone */
+	sample(31, 31 + 11 + 5, 0, 1 * S);
+	ck_assert_uint_eq(stats().packets, 5);
+	ck_assert_uint_eq(stats().bytes, 500);
+}
+END_TEST
+
+START_TEST(busy_while_pending_unknown)
+{
+	uint32_t h, got;
+	struct offacct_tuple t, o = orig_fwd;
+	o.src = pkt.src;
+	o.dst = pkt.dst;
+	ck_assert(!note(false, 100, true));
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 'G');
+	for (uint32_t id = 101; id <= 140; id++)
+		ck_assert(!note(false, id, true));
+	/* read with the queue at 110: 111..124 overwritten, before or after? */
+	struct offacct_counters c = cnt(32, 11, 0);
+	ck_assert(offacct_test_baseline(a, 0, h, &c, &o, 110, 110));
+	serve(0);
+	ck_assert_uint_eq(stats().baselines, 0);
+	ck_assert_uint_eq(stats().baseline_failures, 1);
+	ck_assert(!note(false, 141, true));     /* not marked */
+	/* asked again 2 ms later, not a second */
+	ck_assert(!offacct_note(w, &pkt, &acc, 142, true, track, 1, 3000000));
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &got, &t), 'G');
+}
+END_TEST
+
 /* no kernel entry: not offloaded; asked again a second later */
 START_TEST(no_baseline)
 {
@@ -380,6 +434,8 @@ int main(void)
 	tcase_add_test(tc, no_baseline);
 	tcase_add_test(tc, ambiguous_while_pending);
 	tcase_add_test(tc, ambiguous_after_answer);
+	tcase_add_test(tc, busy_while_pending);
+	tcase_add_test(tc, busy_while_pending_unknown);
 	tcase_add_test(tc, full_refuses);
 	suite_add_tcase(s, tc);
 	return run_suite(s);

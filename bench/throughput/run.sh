@@ -158,7 +158,7 @@ stop_reader() {
 	wait "$READER" 2>/dev/null
 	READER=
 	# what the reader saw: batches, socket overruns, the kernel's drops
-	grep -E 'mirror|at exit: [0-9]+ packets|at exit: flow logs|kernel queue|accept-all: queue' "$T/reader.log" |
+	grep -E 'mirror|at exit: [0-9]+ packets|at exit: flow logs|at exit: offload accounting|kernel queue|accept-all: queue' "$T/reader.log" |
 		sed 's/^/    /' >&2
 	: >"$T/reader.log"
 }
