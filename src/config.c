@@ -1760,7 +1760,7 @@ static const struct vkey {
 	  "let the kernel pass the further packets of decided, established flows (conntrack mark + a rule of yours)" },
 	{ "OffloadMark", V_COUNT, OFF(offload_mark), 1, 4294967295LL, 0x40000000, NULL,
 	  "the one conntrack-mark bit that offloads a flow (the accept rule's mask)" },
-	{ "OffloadAfterPackets", V_COUNT, OFF(offload_after), 0, 1000000000, 16, NULL,
+	{ "OffloadAfterPackets", V_COUNT, OFF(offload_after), 0, 1000000000, 8, NULL,
 	  "packets an established flow has on the queue before it is offloaded (short flows stay; 0: at once)" },
 	{ "PcapTargets", V_PCAP_TARGETS, OFF(pcap_targets), 0, 0, 0, NULL,
 	  "[{TrafficMirrorTargetId, Path, RotateBytes}]: a mirror target written to a pcap file" },

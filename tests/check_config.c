@@ -440,7 +440,7 @@ START_TEST(test_defaults)
 	ck_assert(!m.vpcfw.offload);
 	ck_assert_uint_eq(m.vpcfw.offload_mark, 0x40000000);
 	/* short flows (a connect, a byte each way, a close) never offered */
-	ck_assert_uint_eq(m.vpcfw.offload_after, 16);
+	ck_assert_uint_eq(m.vpcfw.offload_after, 8);
 }
 END_TEST
 

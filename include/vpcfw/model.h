@@ -294,7 +294,7 @@ struct m_vpcfw {
 	bool offload;                   /* Offload, default false (issue #16) */
 	uint32_t offload_mark;          /* OffloadMark: one conntrack-mark bit, 0x40000000 */
 	uint32_t offload_after;         /* OffloadAfterPackets: offloadable packets a
-					   flow shows on the queue before it is offered, 16 */
+					   flow shows on the queue before it is offered, 8 */
 	/* mirroring */
 	struct m_mirror_pcap *pcap_targets;     /* PcapTargets */
 	int n_pcap_targets;

@@ -228,7 +228,7 @@ dst, sport, active, total, out = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("", sport))
 s.settimeout(2)
-for i in range(20):                     # a stream, past OffloadAfterPackets (16)
+for i in range(20):                     # a stream, past OffloadAfterPackets (8)
     s.sendto(b"x", (dst, 53)); s.recvfrom(100)
     time.sleep(0.05)
 open(out, "w").write("started\n")

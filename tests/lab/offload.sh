@@ -90,7 +90,7 @@ ms() { date +%s%3N; }
 lab_bg app "$PY" "$here/stream.py" serve $APP4 8000 "$T/ready"
 lab_wait_file "$T/ready" 10 || { echo "lab: stream server did not start"; exit 99; }
 # client NAME: a new connection web -> app:8000, 15 lines through (about
-# 30 segments: past the default OffloadAfterPackets, 16)
+# 30 segments: past the default OffloadAfterPackets, 8)
 client() {
 	lab_bg web "$PY" "$here/stream.py" client $APP4 8000 "$T/$1" 120
 	stream_wait_more "$T/$1" 0 15 10
