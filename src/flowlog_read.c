@@ -141,6 +141,12 @@ static inline bool scan_v4(char **pp, struct ip_addr *a)
 	return true;
 }
 
+/* strcmp(tok, lit) == 0 for a token of tl bytes, NUL-terminated (it may
+ * hold a NUL of its own: strcmp stops there), without the call */
+#define TOKEN_IS(tok, tl, lit) \
+	((tl) >= sizeof(lit) - 1 && memcmp((tok), (lit), sizeof(lit) - 1) == 0 && \
+	 (tok)[sizeof(lit) - 1] == '\0')
+
 static bool parse_line(const struct fl_format *f, char *line, char *end, struct flr_record *r,
 		       char *err, size_t errlen)
 {
@@ -233,6 +239,7 @@ static bool parse_line(const struct fl_format *f, char *line, char *end, struct 
 		}
 		while (!SEP(*s))
 			s++;
+		size_t tl = (size_t)(s - tok);
 		*s = '\0';
 		if (s < end)
 			s++;
@@ -249,20 +256,20 @@ static bool parse_line(const struct fl_format *f, char *line, char *end, struct 
 		case FLF_DSTADDR: ok = parse_addr(tok, &r->dstaddr, &dfam); break;
 		case FLF_PKT_SRCADDR: ok = parse_addr(tok, &r->pkt_srcaddr, &psfam); break;
 		case FLF_PKT_DSTADDR: ok = parse_addr(tok, &r->pkt_dstaddr, &pdfam); break;
-		case FLF_ACTION:
-			if (strcmp(tok, "ACCEPT") == 0)
+		case FLF_ACTION: /* as strcmp: up to a NUL in the token */
+			if (TOKEN_IS(tok, tl, "ACCEPT"))
 				r->action = 1;
-			else if (strcmp(tok, "REJECT") == 0)
+			else if (TOKEN_IS(tok, tl, "REJECT"))
 				r->action = 0;
 			else
 				ok = false;
 			break;
 		case FLF_LOG_STATUS:
-			if (strcmp(tok, "OK") == 0)
+			if (TOKEN_IS(tok, tl, "OK"))
 				r->status = FL_OK;
-			else if (strcmp(tok, "NODATA") == 0)
+			else if (TOKEN_IS(tok, tl, "NODATA"))
 				r->status = FL_NODATA;
-			else if (strcmp(tok, "SKIPDATA") == 0)
+			else if (TOKEN_IS(tok, tl, "SKIPDATA"))
 				r->status = FL_SKIPDATA;
 			else
 				ok = false;
@@ -1142,9 +1149,9 @@ bool flr_read_paths(const char *const *paths, int n, FILE *err, flr_record_fn fn
 
 /* ---------------------------------------------------------------- replay */
 
-/* The verdict lines are built in a line buffer and written with one fwrite
- * each (no printf per field); a piece longer than the buffer goes straight
- * to the stream. */
+/* The verdict lines are built in a buffer and written with one fwrite
+ * when it is full (no printf per field); a piece longer than the buffer
+ * goes straight to the stream. */
 struct outbuf {
 	FILE *f;
 	size_t n;
@@ -1242,6 +1249,28 @@ static void json_field(struct outbuf *o, const char *name, const char *val)
 		OB_LIT(o, "null");
 }
 
+/* The verdict line's pieces that repeat from record to record, escaped
+ * once: the file's name (the same for a whole file), and the deciding
+ * rule's text, a function of the verdict's stage, reason, rules, interface
+ * and detail (constants of the policy and string literals, the same for
+ * the whole run), in a small direct-mapped cache. */
+enum { MEMO_TEXT = 768, RULE_MEMO = 64 };
+struct text_memo {
+	char raw[256];                  /* the file's name ("" with n 0: none) */
+	size_t n;                       /* bytes of text; 0: not cached */
+	char text[MEMO_TEXT];           /* , "file": "..." */
+};
+struct rule_key {
+	const void *nacl, *nacl_rule, *sg_rule, *stage_iface;
+	const char *detail;
+	int stage, reason;
+};
+struct rule_memo {
+	struct rule_key k;
+	size_t n;                       /* 0: free */
+	char text[MEMO_TEXT];           /* , "rule": "..." or , "rule": null */
+};
+
 /* Disagreements between AWS's logged action and vpcfw's verdict, by
  * interface, protocol and port: a fixed table (no allocation per record). */
 enum { FID_SLOTS = 4096 };
@@ -1284,6 +1313,8 @@ struct replay_state {
 	struct fid_row *fid;
 	size_t fid_used;
 	struct outbuf ob;               /* for out */
+	struct text_memo file_memo;
+	struct rule_memo rule_memo[RULE_MEMO];
 	struct ahead ahead[AHEAD_SLOTS]; /* the records ahead, by item */
 };
 
@@ -1320,15 +1351,84 @@ static void fid_count(struct replay_state *s, const struct flr_record *r)
 	s->fid_other++;
 }
 
-static void write_record(struct outbuf *o, const struct flr_record *r,
+/* What json_field(name, val) writes, into buf (false: not in cap bytes).
+ * The value is short enough (a file name under 256 bytes, a rule's text
+ * under 512) for its escaped text to stay in the line buffer, which is
+ * never flushed to its (absent) stream here. */
+static bool field_text(const char *name, const char *val, char *buf, size_t cap, size_t *n)
+{
+	struct outbuf o;
+
+	o.f = NULL;
+	o.n = 0;
+	json_field(&o, name, val);
+	if (o.n > cap)
+		return false;
+	memcpy(buf, o.b, o.n);
+	*n = o.n;
+	return true;
+}
+
+static void put_file(struct outbuf *o, struct text_memo *m, const char *file)
+{
+	if (m->n && strcmp(m->raw, file) == 0) {
+		ob_put(o, m->text, m->n);
+		return;
+	}
+	m->n = 0;
+	size_t len = strlen(file);
+	if (len < sizeof(m->raw) && field_text("file", file, m->text, sizeof(m->text), &m->n)) {
+		memcpy(m->raw, file, len + 1);
+		ob_put(o, m->text, m->n);
+		return;
+	}
+	m->n = 0;
+	json_field(o, "file", file);
+}
+
+static void put_rule(struct outbuf *o, struct rule_memo *memo, const struct verdict *v)
+{
+	struct rule_key k;
+	memset(&k, 0, sizeof(k)); /* padding too: keys compared whole */
+	k.nacl = v->nacl;
+	k.nacl_rule = v->nacl_rule;
+	k.sg_rule = v->sg_rule;
+	k.stage_iface = v->stage_iface;
+	k.detail = v->detail;
+	k.stage = (int)v->stage;
+	k.reason = (int)v->reason;
+	uint64_t h = (uint64_t)(uintptr_t)k.nacl_rule * 0x9E3779B97F4A7C15ULL ^
+		     (uint64_t)(uintptr_t)k.sg_rule * 0xC2B2AE3D27D4EB4FULL ^
+		     (uint64_t)(uintptr_t)k.stage_iface * 0x165667B19E3779F9ULL ^
+		     (uint64_t)(uintptr_t)k.detail ^ (uint64_t)(k.stage * 131 + k.reason);
+	h ^= h >> 31; /* pointers' low bits are zeros: the slot from high bits */
+	h *= 0x9E3779B97F4A7C15ULL;
+	struct rule_memo *m = &memo[(h >> 40) % RULE_MEMO];
+	if (m->n && memcmp(&m->k, &k, sizeof(k)) == 0) {
+		ob_put(o, m->text, m->n);
+		return;
+	}
+	char rule[512];
+	verdict_rule_format(v, rule, sizeof(rule));
+	m->n = 0;
+	if (field_text("rule", rule[0] ? rule : NULL, m->text, sizeof(m->text), &m->n)) {
+		m->k = k;
+		ob_put(o, m->text, m->n);
+		return;
+	}
+	m->n = 0;
+	json_field(o, "rule", rule[0] ? rule : NULL);
+}
+
+static void write_record(struct replay_state *s, const struct flr_record *r,
 			 const struct flr_pos *pos, const struct packet *p, const struct verdict *v,
 			 bool judged)
 {
-	char rule[512];
+	struct outbuf *o = &s->ob;
 
 	OB_LIT(o, "{\"record\": ");
 	ob_u64(o, pos->index);
-	json_field(o, "file", pos->file);
+	put_file(o, &s->file_memo, pos->file);
 	OB_LIT(o, ", \"line\": ");
 	ob_u64(o, pos->line);
 	OB_LIT(o, ", \"verdict\": \"");
@@ -1338,8 +1438,7 @@ static void write_record(struct outbuf *o, const struct flr_record *r,
 	OB_LIT(o, "\", \"reason\": \"");
 	ob_cstr(o, reason_name(v->reason));
 	OB_LIT(o, "\"");
-	verdict_rule_format(v, rule, sizeof(rule));
-	json_field(o, "rule", rule[0] ? rule : NULL);
+	put_rule(o, s->rule_memo, v);
 	OB_LIT(o, ", \"src\": \"");
 	ob_addr(o, &p->src, p->family);
 	OB_LIT(o, "\", \"dst\": \"");
@@ -1357,8 +1456,13 @@ static void write_record(struct outbuf *o, const struct flr_record *r,
 	if (v->detail)
 		json_field(o, "detail", v->detail);
 	json_field(o, "interface_id", r->interface_id);
-	json_field(o, "flow_direction", r->direction < 0 ? NULL
-				       : r->direction ? "egress" : "ingress");
+	/* json_field's text for the constants */
+	if (r->direction < 0)
+		OB_LIT(o, ", \"flow_direction\": null");
+	else if (r->direction)
+		OB_LIT(o, ", \"flow_direction\": \"egress\"");
+	else
+		OB_LIT(o, ", \"flow_direction\": \"ingress\"");
 	OB_LIT(o, ", \"packets\": ");
 	ob_u64(o, r->packets);
 	OB_LIT(o, ", \"bytes\": ");
@@ -1367,14 +1471,18 @@ static void write_record(struct outbuf *o, const struct flr_record *r,
 	ob_u64(o, r->start);
 	OB_LIT(o, ", \"end\": ");
 	ob_u64(o, r->end);
-	json_field(o, "action", r->action < 0 ? NULL : r->action ? "ACCEPT" : "REJECT");
+	if (r->action < 0)
+		OB_LIT(o, ", \"action\": null");
+	else if (r->action)
+		OB_LIT(o, ", \"action\": \"ACCEPT\"");
+	else
+		OB_LIT(o, ", \"action\": \"REJECT\"");
 	if (!judged)
 		OB_LIT(o, ", \"agrees\": null}\n");
 	else if ((r->action == 1) == v->accept)
 		OB_LIT(o, ", \"agrees\": true}\n");
 	else
 		OB_LIT(o, ", \"agrees\": false}\n");
-	ob_flush(o);
 }
 
 /* A record FLR_AHEAD records ahead (struct ahead); the flow table is
@@ -1427,7 +1535,7 @@ static int replay_one(const struct flr_record *r, const struct flr_pos *pos, voi
 		fid_count(s, r);
 	}
 	if (s->out)
-		write_record(&s->ob, r, pos, p, &v, judged);
+		write_record(s, r, pos, p, &v, judged);
 	return 0;
 }
 
@@ -1546,6 +1654,7 @@ int flr_replay_run(const struct policy *pol, const struct flr_replay_options *op
 				    replay_ahead, s, &st))
 		rc = 1;
 	if (s->out) {
+		ob_flush(&s->ob);
 		bool ok = !ferror(s->out);
 		ok = (s->out == stdout ? fflush(s->out) : fclose(s->out)) == 0 && ok;
 		if (!ok) {
