@@ -118,6 +118,13 @@ struct conntrack {
 	uint32_t free_head;
 	uint32_t emb_head, emb_tail;
 	uint64_t cursor;                /* next bucket ct_expire visits */
+	/* No flow's deadline is before floor_ns: while now is before it a
+	 * sweep cannot free anything and skips reading the table (a full
+	 * table of live flows would otherwise cost RECLAIM_BUDGET cache
+	 * misses per new flow for nothing).  cycle_min is the least deadline
+	 * seen or set since the cursor last passed bucket 0: floor_ns when
+	 * it passes again.  Every deadline is written through set_deadline. */
+	uint64_t floor_ns, cycle_min;
 	/* the change journal (ct_set_journal); jfn NULL: none */
 	ct_journal_fn jfn;
 	void *jarg;
@@ -243,6 +250,7 @@ struct conntrack *ct_create(uint32_t max)
 	ct->mask = nb - 1;
 	ct->max = max;
 	ct->emb_head = ct->emb_tail = NIL;
+	ct->cycle_min = UINT64_MAX; /* floor_ns 0: nothing known yet */
 	return ct;
 }
 
@@ -556,10 +564,20 @@ static uint32_t timeout_of(const struct ct_entry *e, const struct ct_timeouts *t
 	}
 }
 
-static void refresh(struct ct_entry *e, const struct ct_timeouts *to, uint64_t now_ns)
+static inline void set_deadline(struct conntrack *ct, struct ct_entry *e, uint64_t d)
+{
+	e->deadline = d;
+	if (d < ct->floor_ns)
+		ct->floor_ns = d;
+	if (d < ct->cycle_min)
+		ct->cycle_min = d;
+}
+
+static void refresh(struct conntrack *ct, struct ct_entry *e, const struct ct_timeouts *to,
+		    uint64_t now_ns)
 {
 	uint64_t d = (uint64_t)timeout_of(e, to) * NS_PER_S;
-	e->deadline = now_ns > UINT64_MAX - d ? UINT64_MAX : now_ns + d;
+	set_deadline(ct, e, now_ns > UINT64_MAX - d ? UINT64_MAX : now_ns + d);
 }
 
 /* A simplified nf_conntrack TCP state machine.  `reply` says which side sent
@@ -896,7 +914,7 @@ enum ct_tcp_verdict ct_update_seg(struct conntrack *ct, struct ct_entry *e,
 		note_direction(e, reply);
 		tcp_step(ct, e, reply, seg->flags);
 		tcp_start(ct, e, seg);
-		refresh(e, to, now_ns);
+		refresh(ct, e, to, now_ns);
 		journal(ct, e, now_ns);
 		return CT_TCP_OK;
 	}
@@ -908,7 +926,7 @@ enum ct_tcp_verdict ct_update_seg(struct conntrack *ct, struct ct_entry *e,
 	view_store(ct, e, &v);
 	note_direction(e, reply);
 	tcp_step(ct, e, reply, seg->flags);
-	refresh(e, to, now_ns);
+	refresh(ct, e, to, now_ns);
 	journal(ct, e, now_ns);
 	return CT_TCP_OK;
 }
@@ -920,8 +938,28 @@ void ct_update(struct conntrack *ct, struct ct_entry *e, const struct ct_tuple *
 	note_direction(e, reply);
 	if (e->proto == PROTO_TCP)
 		tcp_step(ct, e, reply, tcp_flags);
-	refresh(e, to, now_ns);
+	refresh(ct, e, to, now_ns);
 	journal(ct, e, now_ns);
+}
+
+/* A full table stays full: the next new flow removes the embryonic FIFO's
+ * new head (in the cache since it was unlinked beside the one removed).
+ * Start loading what its removal touches, scattered over the table. */
+static void prefetch_next_eviction(const struct conntrack *ct)
+{
+	uint32_t h = ct->emb_head;
+	if (h == NIL)
+		return;
+	const struct ct_entry *e = &ct->pool[h];
+	struct ct_tuple t = {
+		.src = e->src, .dst = e->dst, .sport = e->sport, .dport = e->dport,
+		.proto = e->proto,
+	};
+	__builtin_prefetch(&ct->buckets[bucket_of(ct, e->iface, ct_hash(&t))]);
+	__builtin_prefetch(&ct->charge[h]);
+	__builtin_prefetch(&ct->offl[h]);
+	if (e->enext != NIL)
+		__builtin_prefetch(&ct->pool[e->enext]);
 }
 
 /* Room for one more flow in a full table: expired flows first, then the
@@ -931,6 +969,7 @@ static bool make_room(struct conntrack *ct, uint64_t now_ns)
 	if (ct->emb_head != NIL && ct->pool[ct->emb_head].deadline <= now_ns) {
 		ct_remove(ct, &ct->pool[ct->emb_head]);
 		counter_inc(&ct->cnt.expired);
+		prefetch_next_eviction(ct);
 		return true;
 	}
 	for (unsigned n = 0; n < RECLAIM_BUDGET; n++)
@@ -939,6 +978,7 @@ static bool make_room(struct conntrack *ct, uint64_t now_ns)
 	if (ct->emb_head != NIL) {
 		ct_remove(ct, &ct->pool[ct->emb_head]);
 		counter_inc(&ct->cnt.evicted_embryonic);
+		prefetch_next_eviction(ct);
 		return true;
 	}
 	return false;
@@ -1031,7 +1071,7 @@ static struct ct_entry *insert(struct conntrack *ct, uint32_t iface, const struc
 		if (!syn) /* a FIN or RST still counts */
 			tcp_step(ct, e, false, tcp_flags);
 	}
-	refresh(e, to, now_ns);
+	refresh(ct, e, to, now_ns);
 	journal(ct, e, now_ns);
 	return e;
 }
@@ -1059,19 +1099,35 @@ unsigned ct_expire(struct conntrack *ct, uint64_t now_ns, unsigned budget)
 {
 	unsigned freed = 0;
 	for (unsigned n = 0; n < budget && n <= ct->mask; n++) {
-		/* Chains are scattered over the pool: start loading ahead. */
-		uint32_t ahead = ct->buckets[(ct->cursor + SWEEP_AHEAD) & ct->mask];
-		if (ahead != NIL)
-			__builtin_prefetch(&ct->pool[ahead]);
-		uint32_t *link = &ct->buckets[ct->cursor];
-		ct->cursor = (ct->cursor + 1) & ct->mask;
-		while (*link != NIL) {
-			if (now_ns >= ct->pool[*link].deadline) {
-				release(ct, link);
-				freed++;
-			} else {
-				link = &ct->pool[*link].next;
+		uint64_t b = ct->cursor;
+		ct->cursor = (b + 1) & ct->mask;
+		if (now_ns < ct->floor_ns) {
+			/* nothing can have expired: the cursor moves on as if the
+			 * bucket had been swept, so what later sweeps find (and
+			 * so the verdicts of a full table) stays the same */
+			if (ct->floor_ns < ct->cycle_min)
+				ct->cycle_min = ct->floor_ns;
+		} else {
+			/* Chains are scattered over the pool: start loading ahead. */
+			uint32_t ahead = ct->buckets[(b + SWEEP_AHEAD) & ct->mask];
+			if (ahead != NIL)
+				__builtin_prefetch(&ct->pool[ahead]);
+			uint32_t *link = &ct->buckets[b];
+			while (*link != NIL) {
+				uint64_t d = ct->pool[*link].deadline;
+				if (now_ns >= d) {
+					release(ct, link);
+					freed++;
+				} else {
+					if (d < ct->cycle_min)
+						ct->cycle_min = d;
+					link = &ct->pool[*link].next;
+				}
 			}
+		}
+		if (ct->cursor == 0) {
+			ct->floor_ns = ct->cycle_min;
+			ct->cycle_min = UINT64_MAX;
 		}
 	}
 	counter_add(&ct->cnt.expired, freed);
@@ -1258,7 +1314,7 @@ int ct_restore(struct conntrack *ct, const struct ct_saved *s, uint64_t now_ns)
 		if (s->flags & saved_flags[k].saved)
 			e->flags |= saved_flags[k].entry;
 	set_state(ct, e, s->tcp_state);
-	e->deadline = s->deadline_ns;
+	set_deadline(ct, e, s->deadline_ns);
 	journal_quiet(ct, e);
 	return 0;
 }
@@ -1301,7 +1357,7 @@ int ct_sync_apply(struct conntrack *ct, const struct ct_saved *s, uint64_t now_n
 	if (e->proto == PROTO_TCP)
 		set_state(ct, e, s->tcp_state);
 	if (!same_state || s->deadline_ns > e->deadline)
-		e->deadline = s->deadline_ns;
+		set_deadline(ct, e, s->deadline_ns);
 	journal_quiet(ct, e);
 	return 1;
 }

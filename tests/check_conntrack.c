@@ -1655,6 +1655,50 @@ START_TEST(test_restored_flows_are_charged)
 }
 END_TEST
 
+/* ct_expire reads no bucket while no flow can have expired (now before the
+ * least deadline of its last full round, a full table of live flows then
+ * costs nothing per new flow: issue #15's flow-log replay); a deadline set
+ * since, earlier than that floor, must still be found in time.  Each case
+ * fails if the floor ignored it. */
+START_TEST(test_sweep_floor_follows_new_deadlines)
+{
+	struct conntrack *ct = ct_create(64);
+	struct ct_tuple a = tup("10.0.0.1", "10.0.0.2", PROTO_TCP, 1000, 80);
+	struct ct_tuple r = rev(&a);
+	struct ct_entry *e = insert(ct, 1, &a, TCP_SYN, &defaults, at(0));
+	ct_update(ct, e, &r, TCP_SYN | TCP_ACK, &defaults, at(0));
+	ct_update(ct, e, &a, TCP_ACK, &defaults, at(0));
+	ck_assert_uint_eq(info_of(e).tcp_state, CT_TCP_ESTABLISHED);
+	/* two full rounds (a call sweeps one at most): the floor is the
+	 * established flow's deadline */
+	ck_assert_uint_eq(ct_expire(ct, at(1), 1024), 0);
+	ck_assert_uint_eq(ct_expire(ct, at(1), 1024), 0);
+
+	/* a new flow with a shorter deadline */
+	struct ct_tuple u = tup("10.0.0.1", "10.0.0.3", PROTO_UDP, 2000, 53);
+	ck_assert_ptr_nonnull(insert(ct, 1, &u, 0, &defaults, at(2)));
+	ck_assert_uint_eq(ct_expire(ct, at(2 + CT_DEFAULT_UDP), 1024), 1);
+
+	/* a restored flow */
+	struct ct_saved sv;
+	memset(&sv, 0, sizeof(sv));
+	sv.iface = 1;
+	sv.orig = tup("10.0.0.1", "10.0.0.4", PROTO_UDP, 3000, 123);
+	sv.deadline_ns = at(100);
+	ck_assert_uint_eq(ct_expire(ct, at(50), 1024), 0);
+	ck_assert_int_eq(ct_restore(ct, &sv, at(50)), 0);
+	ck_assert_uint_eq(ct_expire(ct, at(100), 1024), 1);
+
+	/* a live flow's deadline brought forward: the RST closes it */
+	ck_assert_uint_eq(ct_expire(ct, at(200), 1024), 0);
+	ct_update(ct, e, &a, TCP_RST, &defaults, at(200));
+	ck_assert_uint_eq(info_of(e).tcp_state, CT_TCP_CLOSE);
+	ck_assert_uint_eq(ct_expire(ct, at(200 + CT_TIMEOUT_TCP_CLOSE), 1024), 1);
+	ck_assert_uint_eq(used(ct), 0);
+	ct_destroy(ct);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("conntrack");
@@ -1679,6 +1723,7 @@ int main(void)
 	tcase_add_test(tc, test_insert_existing_flow_is_no_duplicate);
 	tcase_add_test(tc, test_available_and_remove);
 	tcase_add_test(tc, test_expire_in_slices);
+	tcase_add_test(tc, test_sweep_floor_follows_new_deadlines);
 	tcase_add_test(tc, test_foreach_live_only);
 	tcase_add_test(tc, test_prefetch_changes_nothing);
 	tcase_add_test(tc, test_offload_notes);
