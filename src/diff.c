@@ -88,6 +88,7 @@ struct diff {
 	uint64_t decided, changed, records_skipped;
 	struct keyset all_flows;
 	bool oom;
+	struct flr_lookahead ahead_cur, ahead_cand; /* flow logs: records ahead */
 };
 
 static void side_of(const struct verdict *v, struct side *s)
@@ -132,11 +133,9 @@ static void example(const struct packet *p, char *buf, size_t len)
 }
 
 /* One flow (a flow-log record or a captured packet) decided both ways. */
-static void compare(struct diff *df, const struct packet *p, const struct verdict *a,
-		    const struct verdict *b, uint64_t packets, uint64_t bytes, const char *iface)
+static void compare(struct diff *df, const struct packet *p, uint64_t fk, const struct verdict *a,
+		    const struct verdict *b, uint64_t packets, uint64_t bytes)
 {
-	uint64_t fk = flow_key(p, iface);
-
 	df->decided++;
 	if (!keyset_add(&df->all_flows, fk))
 		df->oom = true;
@@ -182,17 +181,30 @@ static void compare(struct diff *df, const struct packet *p, const struct verdic
 static int on_record(const struct flr_record *r, const struct flr_pos *pos, void *arg)
 {
 	struct diff *df = arg;
-	struct packet p1, p2;
+	struct packet own1, own2;
+	const struct packet *p1, *p2;
 
 	(void)pos;
-	const struct verdict *a = flr_decide(df->cur, df->pol_cur, r, &df->clock_cur, &p1);
-	const struct verdict *b = flr_decide(df->cand, df->pol_cand, r, &df->clock_cand, &p2);
+	/* a verdict is the lane's until its next decision: each side has its own */
+	const struct verdict *a = flr_lookahead_decide(&df->ahead_cur, df->cur, df->pol_cur, r,
+						       &df->clock_cur, &p1, &own1);
+	const struct verdict *b = flr_lookahead_decide(&df->ahead_cand, df->cand, df->pol_cand, r,
+						       &df->clock_cand, &p2, &own2);
+	(void)p2;
 	if (a->stage == STAGE_PARSE) {
 		df->records_skipped++;
 		return 0;
 	}
-	compare(df, &p1, a, b, r->packets, r->bytes, r->interface_id);
+	compare(df, p1, flow_key(p1, r->interface_id), a, b, r->packets, r->bytes);
 	return 0;
+}
+
+/* A record FLR_AHEAD before on_record's: both sides' flow-table lines loaded */
+static void on_ahead(const struct flr_record *r, void *arg)
+{
+	struct diff *df = arg;
+	flr_lookahead_note(&df->ahead_cur, df->cur, df->pol_cur, r);
+	flr_lookahead_note(&df->ahead_cand, df->cand, df->pol_cand, r);
 }
 
 /* Every IP packet of a capture decided both ways, with its time as the
@@ -244,7 +256,7 @@ static bool read_capture(struct diff *df, const char *path, char *err, size_t er
 							   .wall_ns = now }, &one, 1, &a);
 		lane_decide(df->cand, &(struct lane_batch){ .pol = df->pol_cand, .now_ns = now,
 							    .wall_ns = now }, &one, 1, &b);
-		compare(df, &p, a.v, b.v, 1, wire - in.ip_off, NULL);
+		compare(df, &p, flow_key(&p, NULL), a.v, b.v, 1, wire - in.ip_off);
 	}
 	capture_close(c);
 	return true;
@@ -376,7 +388,7 @@ int diff_run(const struct policy *current, const struct policy *candidate,
 	} else if (n_logs) {
 		struct flr_stats st;
 		memset(&st, 0, sizeof(st));
-		if (!flr_read_paths_threads(logs, n_logs, o->threads, o->err, on_record, NULL, &df, &st))
+		if (!flr_read_paths_threads(logs, n_logs, o->threads, o->err, on_record, on_ahead, &df, &st))
 			complete = false;
 		if (!st.files)
 			complete = false;

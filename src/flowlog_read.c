@@ -1281,26 +1281,48 @@ struct fid_row {
 	uint64_t n;
 };
 
-/* A record FLR_AHEAD records ahead of the one decided: its packet and
- * where it is (pipeline_locate), worked out when the reader announces it,
- * its flow-table buckets loaded then and its first entries FLR_AHEAD / 2
- * records later; deciding it takes them from here.  Slots by the record's
- * item (records of one chunk are items of one array, so the FLR_AHEAD + 1
- * records in flight have different slots). */
-enum { AHEAD_SLOTS = 16 };
-_Static_assert((int)AHEAD_SLOTS > (int)FLR_AHEAD && (AHEAD_SLOTS & (AHEAD_SLOTS - 1)) == 0,
-	       "a slot for every record in flight");
-struct ahead {
-	const struct flr_record *r;     /* NULL: free */
-	uintptr_t item;
-	bool parsed;
-	struct packet p;
-	struct pipeline_located loc;
-};
-
 static inline uintptr_t item_of(const struct flr_record *r)
 {
 	return (uintptr_t)r / sizeof(struct item);
+}
+
+/* The slot of a record: records of one chunk are items of one array, so the
+ * FLR_AHEAD + 1 records in flight have different slots. */
+_Static_assert((int)FLR_AHEAD_SLOTS > (int)FLR_AHEAD &&
+	       (FLR_AHEAD_SLOTS & (FLR_AHEAD_SLOTS - 1)) == 0, "a slot for every record in flight");
+
+void flr_lookahead_note(struct flr_lookahead *la, struct lane *l, const struct policy *pol,
+			const struct flr_record *r)
+{
+	uintptr_t it = item_of(r);
+	struct flr_ahead_slot *ah = &la->slot[it % FLR_AHEAD_SLOTS];
+
+	ah->r = r;
+	ah->item = it;
+	ah->parsed = flr_to_packet(r, &ah->p);
+	if (ah->parsed) {
+		pipeline_locate(pol, &ah->p, NULL, &ah->loc);
+		pipeline_prefetch_located(&l->pl, &ah->loc, false);
+	}
+	/* the record FLR_AHEAD / 2 before: its buckets are loaded by now */
+	const struct flr_ahead_slot *mid = &la->slot[(it - FLR_AHEAD / 2) % FLR_AHEAD_SLOTS];
+	if (mid->r && mid->item == it - FLR_AHEAD / 2 && mid->parsed)
+		pipeline_prefetch_located(&l->pl, &mid->loc, true);
+}
+
+const struct verdict *flr_lookahead_decide(struct flr_lookahead *la, struct lane *l,
+					   const struct policy *pol, const struct flr_record *r,
+					   uint64_t *clock, const struct packet **p, struct packet *own)
+{
+	struct flr_ahead_slot *ah = &la->slot[item_of(r) % FLR_AHEAD_SLOTS];
+
+	if (ah->r == r) {
+		ah->r = NULL;
+		*p = &ah->p;
+		return decide(l, pol, r, clock, &ah->p, ah->parsed, &ah->loc);
+	}
+	*p = own;
+	return flr_decide(l, pol, r, clock, own);
 }
 
 struct replay_state {
@@ -1315,7 +1337,7 @@ struct replay_state {
 	struct outbuf ob;               /* for out */
 	struct text_memo file_memo;
 	struct rule_memo rule_memo[RULE_MEMO];
-	struct ahead ahead[AHEAD_SLOTS]; /* the records ahead, by item */
+	struct flr_lookahead ahead;     /* the records ahead */
 };
 
 static void fid_count(struct replay_state *s, const struct flr_record *r)
@@ -1485,42 +1507,18 @@ static void write_record(struct replay_state *s, const struct flr_record *r,
 		OB_LIT(o, ", \"agrees\": false}\n");
 }
 
-/* A record FLR_AHEAD records ahead (struct ahead); the flow table is
- * main-memory bound (issue #15 item 4). */
 static void replay_ahead(const struct flr_record *r, void *arg)
 {
 	struct replay_state *s = arg;
-	uintptr_t it = item_of(r);
-	struct ahead *ah = &s->ahead[it % AHEAD_SLOTS];
-
-	ah->r = r;
-	ah->item = it;
-	ah->parsed = flr_to_packet(r, &ah->p);
-	if (ah->parsed) {
-		pipeline_locate(s->pol, &ah->p, NULL, &ah->loc);
-		pipeline_prefetch_located(&s->ln.pl, &ah->loc, false);
-	}
-	struct ahead *mid = &s->ahead[(it - FLR_AHEAD / 2) % AHEAD_SLOTS];
-	if (mid->r && mid->item == it - FLR_AHEAD / 2 && mid->parsed)
-		pipeline_prefetch_located(&s->ln.pl, &mid->loc, true);
+	flr_lookahead_note(&s->ahead, &s->ln, s->pol, r);
 }
 
 static int replay_one(const struct flr_record *r, const struct flr_pos *pos, void *arg)
 {
 	struct replay_state *s = arg;
-	struct ahead *ah = &s->ahead[item_of(r) % AHEAD_SLOTS];
 	struct packet own;
 	const struct packet *p;
-	struct verdict v;
-
-	if (ah->r == r) {
-		ah->r = NULL;
-		v = *decide(&s->ln, s->pol, r, &s->clock, &ah->p, ah->parsed, &ah->loc);
-		p = &ah->p;
-	} else {
-		v = *flr_decide(&s->ln, s->pol, r, &s->clock, &own);
-		p = &own;
-	}
+	struct verdict v = *flr_lookahead_decide(&s->ahead, &s->ln, s->pol, r, &s->clock, &p, &own);
 
 	s->by_reason[v.accept][v.reason < REASON_COUNT ? v.reason : 0]++;
 	bool judged = r->action >= 0 && v.reason != REASON_NOT_MODELLED;

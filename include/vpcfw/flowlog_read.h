@@ -99,6 +99,29 @@ bool flr_read_paths_threads(const char *const *paths, int n, int threads, FILE *
 
 enum { FLR_AHEAD = 8 };
 
+/* Records announced ahead (flr_ahead_fn) made into their packets and
+ * located under a policy when announced, their flow-table buckets loaded
+ * then and their first entries FLR_AHEAD / 2 records later, so deciding
+ * them finds memory loaded.  One per lane and policy, zeroed to start. */
+enum { FLR_AHEAD_SLOTS = 16 };
+struct flr_ahead_slot {
+	const struct flr_record *r;     /* NULL: free */
+	uintptr_t item;
+	bool parsed;
+	struct packet p;
+	struct pipeline_located loc;
+};
+struct flr_lookahead {
+	struct flr_ahead_slot slot[FLR_AHEAD_SLOTS];
+};
+void flr_lookahead_note(struct flr_lookahead *la, struct lane *l, const struct policy *pol,
+			const struct flr_record *r);
+/* flr_decide for r, from what flr_lookahead_note worked out when it was
+ * noted, or without it (into *own) when it was not; *p: the packet. */
+const struct verdict *flr_lookahead_decide(struct flr_lookahead *la, struct lane *l,
+					   const struct policy *pol, const struct flr_record *r,
+					   uint64_t *clock, const struct packet **p, struct packet *own);
+
 /* 2 on a machine with more than one CPU online, else 1. */
 int flr_threads_default(void);
 
