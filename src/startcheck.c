@@ -196,19 +196,63 @@ static void check_sync_key(const struct m_sync *y, struct diag *d)
 	memset(key, 0, sizeof(key));
 }
 
+static const char *sysctl_dir = "/proc/sys";
+
+void start_check_set_sysctl_dir(const char *dir)
+{
+	sysctl_dir = dir ? dir : "/proc/sys";
+}
+
+/* The first line of sysctl_dir/name, blanks trimmed, into buf; false when
+ * it cannot be read (no such file: the kernel has no such setting here). */
+static bool read_sysctl(const char *name, char *buf, size_t size)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", sysctl_dir, name) >= sizeof(path))
+		return false;
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	bool ok = fgets(buf, (int)size, f) != NULL;
+	fclose(f);
+	if (!ok)
+		return false;
+	size_t n = strcspn(buf, "\n");
+	while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		n--;
+	buf[n] = '\0';
+	return n > 0;
+}
+
 /* Vpcfw.Offload: what would leave it without effect (issue #16).  The
  * kernel's rules are the operator's: the daemon cannot see them, and says
- * so at run time (vpcfw_offload_missed_total, the status's hint). */
+ * so at run time (vpcfw_offload_missed_total, the status's hint).  And what
+ * would make the kernel pass what vpcfwd refuses: with
+ * nf_conntrack_tcp_be_liberal on (in the network namespace vpcfwd runs in,
+ * where its flows are offloaded), the kernel keeps out-of-window segments
+ * of an offloaded flow ESTABLISHED and the accept rule passes them, where
+ * vpcfwd, TcpBeLiberal off, refuses them (the TCP window checks). */
 static void check_offload(const struct m_vpcfw *c, struct diag *d)
 {
+	char v[32];
+
 	if (!c->offload)
 		return;
 	if (c->sync.enabled)
 		diag_warn(d, NULL, "Vpcfw.Offload", "no effect while Vpcfw.Sync is on (the HA peer "
 			  "learns flows from their packets): every packet stays on the queue");
-	if (access("/proc/sys/net/netfilter/nf_conntrack_max", F_OK) != 0)
+	if (!read_sysctl("net/netfilter/nf_conntrack_max", v, sizeof(v)))
 		diag_warn(d, NULL, "Vpcfw.Offload", "this kernel has no connection tracking here: "
 			  "nothing to mark, every packet stays on the queue");
+	if (!c->tcp_be_liberal && read_sysctl("net/netfilter/nf_conntrack_tcp_be_liberal", v, sizeof(v)) &&
+	    strcmp(v, "0") != 0)
+		diag_warn(d, NULL, "Vpcfw.Offload", "the kernel's net.netfilter.nf_conntrack_tcp_be_liberal "
+			  "is %s here while Vpcfw.TcpBeLiberal is off: the kernel passes the TCP segments "
+			  "of offloaded flows that are outside their window, which vpcfwd refuses; set "
+			  "it to 0 in this network namespace (sysctl -w "
+			  "net.netfilter.nf_conntrack_tcp_be_liberal=0), or turn Vpcfw.TcpBeLiberal on", v);
 }
 
 static void check_user(const char *user, struct diag *d)

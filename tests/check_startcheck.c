@@ -26,6 +26,7 @@ static void teardown(void)
 {
 	char cmd[64 + sizeof(tmpdir)];
 	diag_free(&d);
+	start_check_set_sysctl_dir(NULL);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	ck_assert_int_eq(system(cmd), 0);
 	strcpy(tmpdir + strlen(tmpdir) - 6, "XXXXXX");
@@ -226,8 +227,15 @@ END_TEST
 START_TEST(test_offload)
 {
 	bool ct = access("/proc/sys/net/netfilter/nf_conntrack_max", F_OK) == 0;
+	FILE *bl = fopen("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal", "r");
+	int liberal = 0;
+	if (bl) {
+		if (fscanf(bl, "%d", &liberal) != 1)
+			liberal = 0;
+		fclose(bl);
+	}
 	ck_assert_int_eq(check("{'Offload': true}", NULL), 1);
-	ck_assert_uint_eq(d.warnings, ct ? 0 : 1);
+	ck_assert_uint_eq(d.warnings, (ct ? 0 : 1) + (liberal != 0 ? 1 : 0));
 	diag_free(&d);
 	diag_init(&d);
 	char json[512];
@@ -235,6 +243,64 @@ START_TEST(test_offload)
 		 "'KeyFile': '%s/none.key'}}", tmpdir);
 	ck_assert_int_eq(check(json, NULL), -1); /* the key file is missing: an error */
 	ck_assert(has(false, "Vpcfw.Offload: no effect while Vpcfw.Sync is on"));
+}
+END_TEST
+
+/* a fake sysctl tree: DIR/net/netfilter/NAME holding value (NULL: none) */
+static void put_sysctl(const char *name, const char *value)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/net", tmpdir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/net/netfilter", tmpdir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/net/netfilter/%s", tmpdir, name);
+	if (!value) {
+		unlink(path);
+		return;
+	}
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(value, f);
+	fclose(f);
+}
+
+static int warnings_of(const char *vpcfw)
+{
+	diag_free(&d);
+	diag_init(&d);
+	ck_assert_int_eq(check(vpcfw, NULL), 1);
+	return (int)d.warnings;
+}
+
+/* Vpcfw.Offload with the kernel's nf_conntrack_tcp_be_liberal on and
+ * Vpcfw.TcpBeLiberal off: the kernel would pass out-of-window segments of
+ * offloaded flows that vpcfwd refuses, a warning naming the sysctl, its
+ * value and the fix; none with 0, without the file, with TcpBeLiberal on or
+ * without Offload. */
+START_TEST(test_offload_be_liberal)
+{
+	start_check_set_sysctl_dir(tmpdir);
+	put_sysctl("nf_conntrack_max", "262144\n");
+	put_sysctl("nf_conntrack_tcp_be_liberal", "0\n");
+	ck_assert_int_eq(warnings_of("{'Offload': true}"), 0);
+	put_sysctl("nf_conntrack_tcp_be_liberal", "1\n");
+	ck_assert_int_eq(warnings_of("{'Offload': true}"), 1);
+	ck_assert(has(false, "Vpcfw.Offload: the kernel's net.netfilter.nf_conntrack_tcp_be_liberal "
+		      "is 1 here while Vpcfw.TcpBeLiberal is off"));
+	ck_assert(has(false, "sysctl -w net.netfilter.nf_conntrack_tcp_be_liberal=0"));
+	ck_assert_int_eq(warnings_of("{'Offload': true, 'TcpBeLiberal': true}"), 0);
+	ck_assert_int_eq(warnings_of("{'Offload': false}"), 0);
+	ck_assert_int_eq(warnings_of("{}"), 0);
+	put_sysctl("nf_conntrack_tcp_be_liberal", "2");        /* any non-zero value, as read */
+	ck_assert_int_eq(warnings_of("{'Offload': true}"), 1);
+	ck_assert(has(false, "nf_conntrack_tcp_be_liberal is 2 here"));
+	put_sysctl("nf_conntrack_tcp_be_liberal", NULL);       /* no such setting: no warning */
+	ck_assert_int_eq(warnings_of("{'Offload': true}"), 0);
+	/* no connection tracking at all: that warning only */
+	put_sysctl("nf_conntrack_max", NULL);
+	ck_assert_int_eq(warnings_of("{'Offload': true}"), 1);
+	ck_assert(has(false, "no connection tracking here"));
 }
 END_TEST
 
@@ -260,6 +326,7 @@ int main(void)
 	tcase_add_test(tc, test_bindings);
 	tcase_add_test(tc, test_output_paths);
 	tcase_add_test(tc, test_offload);
+	tcase_add_test(tc, test_offload_be_liberal);
 	tcase_add_test(tc, test_user);
 	suite_add_tcase(s, tc);
 	return run_suite(s);

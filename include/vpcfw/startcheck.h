@@ -23,4 +23,8 @@
 int start_check(const struct daemon_options *opt, const struct policy *pol, uint16_t *queues,
 		struct diag *d);
 
+/* Where the checks read the kernel's settings (net/netfilter/...): /proc/sys
+ * unless a test says otherwise (NULL: /proc/sys again). */
+void start_check_set_sysctl_dir(const char *dir);
+
 #endif
