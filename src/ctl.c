@@ -1185,7 +1185,8 @@ static void offload_metrics(struct ctl_text *t, const struct ctl_daemon *d,
 		ctl_text_put(t, "vpcfw_offload_missed_total{queue=\"%u\"} %" PRIu64 "\n", w[i].queue,
 			     w[i].offload_missed);
 	head(t, "vpcfw_offload_no_conntrack_total", "counter",
-	     "offloadable packets without a kernel conntrack entry (table full?): kept on the queue");
+	     "offloadable packets without a kernel conntrack entry (no offload rules, NOTRACK, table full): "
+	     "kept on the queue");
 	for (int i = 0; i < d->n_workers; i++)
 		ctl_text_put(t, "vpcfw_offload_no_conntrack_total{queue=\"%u\"} %" PRIu64 "\n",
 			     w[i].queue, w[i].offload_no_conntrack);
@@ -1661,7 +1662,10 @@ static json_t *offload_json(const struct ctl_daemon *d, uint64_t marked, uint64_
 		: missed ? "packets of offloaded flows still reach the queue: are the offload's accept "
 			   "rule (ahead of the NFQUEUE rule) and mark rule (after it) installed? "
 			   "(contrib/offload)"
-		: no_ct ? "some offloadable flows had no kernel conntrack entry (nf_conntrack_max?)"
+		: no_ct ? "offloadable flows without a kernel conntrack entry stay on the queue: are the "
+			  "offload's accept rule (ahead of the NFQUEUE rule) and mark rule installed "
+			  "(contrib/offload; they make the kernel track flows)? else the kernel does not "
+			  "track them (raw-table NOTRACK) or its table is full (nf_conntrack_max)"
 		: "";
 	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:s}",
 		"marked", (json_int_t)marked, "missed", (json_int_t)missed,

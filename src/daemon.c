@@ -780,18 +780,20 @@ static void log_stats(const char *when)
 			t.kernel_deleted += os.kernel_deleted;
 			t.unmarked += os.unmarked;
 			t.delete_errors += os.delete_errors;
+			t.noentry += os.noentry;
 			if (i == 0) {
 				t.dumps = os.dumps;
 				t.dump_errors = os.dump_errors;
 			}
 		}
 		logit(LOG_INFO, "%s: offload accounting: %" PRIu64 " flows now, %" PRIu64 " marked; %"
-		       PRIu64 " baselines (%" PRIu64 " not found or read again), %" PRIu64 " refused (no room); %"
+		       PRIu64 " baselines (%" PRIu64 " not found or read again), %" PRIu64 " refused (no room), %"
+		       PRIu64 " packets kept on the queue (no kernel entry); %"
 		       PRIu64 " packets from the kernel (%" PRIu64 " bytes), %" PRIu64 " came through "
 		       "the queue after their baseline; %" PRIu64 " idled out (kernel entry deleted, %"
 		       PRIu64 " errors), %" PRIu64 " unmarked; %" PRIu64 " dumps (%" PRIu64 " failed)",
 		       when, t.flows, t.registered, t.baselines, t.baseline_failures, t.refused_full,
-		       t.packets, t.bytes, t.requeued, t.kernel_deleted, t.delete_errors, t.unmarked,
+		       t.noentry, t.packets, t.bytes, t.requeued, t.kernel_deleted, t.delete_errors, t.unmarked,
 		       t.dumps, t.dump_errors);
 	}
 	if (flowlog) {
@@ -1429,6 +1431,12 @@ static void ctl_worker(void *ctx, int i, struct ctl_worker_stats *out)
 	out->offload_marked = counter_get(&w->offload_marked);
 	out->offload_missed = counter_get(&w->offload_missed);
 	out->offload_no_conntrack = counter_get(&w->offload_no_ct);
+	if (offacct) {
+		/* without NFQA_CT: the flows whose baseline found no kernel entry */
+		struct offacct_stats os;
+		offacct_get_stats(offacct, i, &os);
+		out->offload_no_conntrack += os.noentry;
+	}
 	if (nfqueue_kernel_stats(out->queue, &ks)) {
 		out->have_kernel = true;
 		out->kernel_waiting = ks.queue_total;

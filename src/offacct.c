@@ -247,7 +247,7 @@ struct offacct_worker {
 	uint64_t round;
 	struct {
 		counter_t flows, registered, refused_full, baselines, baseline_failures, samples,
-			packets, bytes, requeued, kernel_deleted, unmarked, delete_errors;
+			packets, bytes, requeued, kernel_deleted, unmarked, delete_errors, noentry;
 	} cnt;
 };
 
@@ -532,8 +532,15 @@ bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct
 	}
 	if (f && f->state == ST_MARKED)
 		return true;    /* marked again (the kernel's entry may be new): accounted */
-	if (f && f->state == ST_NOENTRY && now_ns < f->retry_ns)
-		return true;    /* no kernel entry for the mark to go to: nothing to account */
+	if (f && f->state == ST_NOENTRY && now_ns < f->retry_ns) {
+		/* no kernel entry (the kernel's table full, the flow untracked
+		 * there: NOTRACK, or no conntrack rule at all in the namespace):
+		 * not marked, the flow stays on the queue.  A mark would be
+		 * useless at best; at worst an entry made meanwhile would take
+		 * it without a baseline (bypassing the accounting). */
+		counter_inc(&w->cnt.noentry);
+		return false;
+	}
 	if (f && !((f->state == ST_FAILED || f->state == ST_NOENTRY) && now_ns >= f->retry_ns) &&
 	    f->state != ST_DONE)
 		return false;   /* the baseline is on its way */
@@ -1210,6 +1217,7 @@ void offacct_get_stats(const struct offacct *a, int worker, struct offacct_stats
 	out->kernel_deleted = counter_get(&w->cnt.kernel_deleted);
 	out->unmarked = counter_get(&w->cnt.unmarked);
 	out->delete_errors = counter_get(&w->cnt.delete_errors);
+	out->noentry = counter_get(&w->cnt.noentry);
 	if (worker == 0) {
 		out->dumps = counter_get(&a->dumps);
 		out->dump_errors = counter_get(&a->dump_errors);
@@ -1248,7 +1256,8 @@ bool offacct_test_baseline(struct offacct *a, int worker, uint32_t handle,
 			   const struct offacct_counters *c, const struct offacct_tuple *orig,
 			   uint32_t lo, uint32_t hi)
 {
-	struct msg m = { .type = M_BASE, .handle = handle, .ok = c != NULL, .qlo = lo, .qhi = hi };
+	struct msg m = { .type = M_BASE, .handle = handle, .ok = c != NULL, .noentry = c == NULL,
+			 .qlo = lo, .qhi = hi };
 	if (c) {
 		m.id = c->id;
 		for (int k = 0; k < 2; k++) {

@@ -387,7 +387,9 @@ START_TEST(busy_while_pending_unknown)
 }
 END_TEST
 
-/* no kernel entry: not offloaded; asked again a second later */
+/* no kernel entry (the kernel's table full, the flow untracked there): not
+ * marked, not offloaded, counted (vpcfw_offload_no_conntrack_total); asked
+ * again a second later */
 START_TEST(no_baseline)
 {
 	uint32_t h, id;
@@ -397,9 +399,13 @@ START_TEST(no_baseline)
 	ck_assert(offacct_test_baseline(a, 0, h, NULL, NULL, 0, 0));
 	serve(0);
 	ck_assert_uint_eq(stats().baseline_failures, 1);
-	ck_assert(!note(false, 2, true));
+	ck_assert_uint_eq(stats().noentry, 0);
+	ck_assert(!note(false, 2, true));       /* not marked: the flow stays on the queue */
+	ck_assert(!note(false, 3, true));
+	ck_assert_uint_eq(stats().noentry, 2);
+	ck_assert_uint_eq(stats().registered, 0);
 	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 0);
-	ck_assert(!offacct_note(w, &pkt, &acc, 3, true, track, 1, 2 * S));
+	ck_assert(!offacct_note(w, &pkt, &acc, 4, true, track, 1, 2 * S));
 	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'G');
 }
 END_TEST

@@ -96,6 +96,9 @@ struct offacct_stats {
 	uint64_t unmarked;              /* marks gone without us (reload, kernel) */
 	uint64_t dumps, dump_errors;    /* the thread's (worker 0's snapshot only) */
 	uint64_t delete_errors;
+	uint64_t noentry;               /* offloadable packets of flows with no kernel
+					   entry (none at their baseline's reading):
+					   not marked, kept on the queue */
 };
 
 /* NULL on ENOMEM.  Starts no thread. */
@@ -130,7 +133,8 @@ struct offacct_track {
  * counted it too).  offloadable: the verdict would leave the flow to the
  * kernel; returns true if it may be marked now (its baseline is known),
  * false while the baseline is being read (the first offloadable packet
- * asks for it) or without room.  track: where vpcfwd tracks the flow;
+ * asks for it), without room, or when the kernel has no entry for the flow
+ * (stats: noentry; asked again a second later).  track: where vpcfwd tracks the flow;
  * generation: of the policy v is of. */
 bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct verdict *v,
 		  uint32_t pkt_id, bool offloadable, const struct offacct_track track[2],

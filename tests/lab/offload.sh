@@ -9,7 +9,8 @@
 # rule leaves the tracked flow alive (offloaded again) and refuses new
 # connections; one that removes the network ACL's entry cuts it within one
 # packet.  Without the accept rule everything works as before and
-# vpcfw_offload_missed_total grows.  kill -9: the offloaded flow goes on in
+# vpcfw_offload_missed_total grows; without any rule (the kernel tracks
+# nothing here), vpcfw_offload_no_conntrack_total.  kill -9: the offloaded flow goes on in
 # the kernel, a new one meets the unbound queue (fail closed); the next start
 # takes the flow back.  A clean stop takes the flows back too.
 #
@@ -268,25 +269,35 @@ if id nobody >/dev/null 2>&1; then
 fi
 
 # ------------------------------------------------------------ no accept rule
+# The mark rule stays (it keeps the kernel tracking flows here): the flow is
+# marked in vain and its packets still come, vpcfw_offload_missed_total.
+# Then no rule at all: nothing else here makes the kernel track flows, the
+# flow has no kernel entry and is never marked, vpcfw_offload_no_conntrack_total.
+norules() { # norules NAME LOG WHAT COUNTER
+	lab_start_vpcfwd "$2" -c "$LIVE" || { echo "lab: vpcfwd did not start"; exit 99; }
+	client "$1" || fail "$3: the stream does not flow"
+	sleep 0.3
+	local c q0 q1
+	c=$(stream_count "$T/$1") q0=$(qid)
+	if stream_wait_more "$T/$1" "$c" 10 5; then
+		q1=$(qid)
+		[ $((q1 - q0)) -ge 10 ] && pass "$3: works, every packet queued ($((q1 - q0)))" ||
+			fail "$3: only $((q1 - q0)) packets queued for 10 lines"
+	else
+		fail "$3: the stream stopped"
+	fi
+	ctl metrics | grep -q "^$4{queue=\"0\"} [1-9]" &&
+		pass "$3: $4 grows" || fail "$3: $(ctl metrics | grep -E 'offload_(missed|no_conntrack)_total\{')"
+	status_offload hint | grep -q "accept rule" &&
+		pass "$3: the status's hint names the accept rule" || fail "$3: hint '$(status_offload hint)'"
+	lab_stop_vpcfwd
+}
 in_ns gw sh "$RULES" delete
 lab_queue_rules --queue-num 0
-lab_start_vpcfwd "$LOG.4" -c "$LIVE" || { echo "lab: vpcfwd did not start"; exit 99; }
-client s4 || fail "without the accept rule: the stream does not flow"
-sleep 0.3
-c=$(stream_count "$T/s4") q0=$(qid)
-if stream_wait_more "$T/s4" "$c" 10 5; then
-	q1=$(qid)
-	[ $((q1 - q0)) -ge 10 ] && pass "without the accept rule: works, every packet queued ($((q1 - q0)))" ||
-		fail "without the accept rule: only $((q1 - q0)) packets queued for 10 lines"
-else
-	fail "without the accept rule: the stream stopped"
-fi
-ctl metrics | grep -q '^vpcfw_offload_missed_total{queue="0"} [1-9]' &&
-	pass "without the accept rule: vpcfw_offload_missed_total grows" ||
-	fail "without the accept rule: $(ctl metrics | grep offload_missed)"
-status_offload hint | grep -q "accept rule" &&
-	pass "status: the hint names the missing accept rule" || fail "status: hint '$(status_offload hint)'"
-lab_stop_vpcfwd
+in_ns gw iptables -t mangle -A POSTROUTING -m mark --mark 0x40000000/0x40000000 -j CONNMARK --or-mark 0x40000000
+norules s4 "$LOG.4" "without the accept rule" vpcfw_offload_missed_total
+in_ns gw iptables -t mangle -F POSTROUTING
+norules s6 "$LOG.6" "without any rule" vpcfw_offload_no_conntrack_total
 
 # ------------------------------------------------------------ the nftables form
 # (this kernel may lack nft_queue: the queue statement is left out of the check)
