@@ -11,7 +11,8 @@ only on ok.
                                         stdin is one exchange, each answer one
                                         line on stdout
   probe.py spoof SRC DST PORT           one UDP datagram from a forged source
-  probe.py rtt DST COUNT                ICMP echo round trips: p50 p99 (us)
+  probe.py rtt DST COUNT [--warmup N]   ICMP echo round trips: p50 p99 (us),
+                                        after N uncounted ones of the same flow
   probe.py notify PATH OUT              a $NOTIFY_SOCKET: each datagram, one
                                         line per field, appended to OUT
 """
@@ -171,6 +172,11 @@ def rtt(args):
     ident = os.getpid() & 0xffff
     times = []
     lost = 0
+    # the same flow's first echoes, not counted: an established flow's
+    # latency, not its first packets' (decided on the queue, offload or not)
+    for i in range(args.warmup):
+        icmp_once(s, args.dst, ident, (args.count + i) & 0xffff, 1.0)
+        time.sleep(args.interval)
     for i in range(args.count):
         t = icmp_once(s, args.dst, ident, i & 0xffff, 1.0)
         if t is None:
@@ -253,6 +259,7 @@ def main():
     p.add_argument('dst')
     p.add_argument('count', type=int)
     p.add_argument('--interval', type=float, default=0.01)
+    p.add_argument('--warmup', type=int, default=0)
     p = sub.add_parser('notify')
     p.add_argument('path')
     p.add_argument('out')
