@@ -243,13 +243,36 @@ run_mode() {
 	rules_none
 }
 
-declare -A best
+declare -A best rounds
+# paired A B: the median over rounds of A's figure against B's of the same
+# round (ratios for rates, differences in us for latency): the load of a
+# shared machine changes between rounds more than within one
+paired() {
+	awk -v a="${rounds[$1]:-}" -v b="${rounds[$2]:-}" 'BEGIN {
+		na = split(a, ra, ";"); split(b, rb, ";"); n = 0
+		for (i = 1; i < na; i++) {
+			split(ra[i], x, " "); split(rb[i], y, " ")
+			if (y[1] <= 0) continue
+			n++; t[n] = x[1] / y[1]; u[n] = x[2] / y[2]; l[n] = x[4] - y[4]
+			c[n] = y[5] > 0 ? x[5] / y[5] : 0
+		}
+		if (!n) { print "n/a"; exit }
+		printf "TCP %.2f, UDP64 %.2f, p99 %+.0f us, conn/s %.2f (%d rounds)",
+			med(t, n), med(u, n), med(l, n), med(c, n), n
+	}
+	function med(v, n,   i, j, s, w) {
+		for (i = 1; i <= n; i++) s[i] = v[i]
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && s[j - 1] > s[j]; j--) { w = s[j]; s[j] = s[j - 1]; s[j - 1] = w }
+		return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
+	}'
+}
 for r in $(seq "$ROUNDS"); do
 	order=$MODES
 	[ $((r % 2)) = 0 ] && order=$(echo $MODES | tr ' ' '\n' | tac | tr '\n' ' ')
 	for m in $order; do
 		res=$(run_mode "$m")
 		echo "round $r $m: $res" >&2
+		rounds[$m]="${rounds[$m]:-}$res;"
 		prev=${best[$m]:-}
 		if [ -z "$prev" ]; then
 			best[$m]=$res
@@ -288,6 +311,7 @@ for q in 1 2; do
 	o_tcp=$1 o_udp=$2 o_p99=$4 o_cps=${5:-0}
 	set -- ${best[vpcfwd:$q]:-0 0 0 0 0}
 	echo "offload, $q queue(s): TCP $(ratio "$o_tcp" "$k_tcp"), UDP64 $(ratio "$o_udp" "$k_udp") of the kernel (target >= 0.95); new flows $(ratio "$o_cps" "${5:-0}") of vpcfwd without offload (target >= 1); p99 $(awk -v a="$o_p99" -v b="$k_p99" 'BEGIN { printf "%+.0f", a - b }') us from the kernel (target <= 10)"
+	echo "  per round, median: vpcfwd+off:$q / kernel: $(paired "vpcfwd+off:$q" kernel); / vpcfwd:$q: $(paired "vpcfwd+off:$q" "vpcfwd:$q")"
 done
 for q in 1 2; do
 	set -- ${best[vpcfwd:$q]:-0 0}
