@@ -19,8 +19,12 @@
 #define NS_PER_S 1000000000ULL
 /* Buckets swept for expired flows before a full table refuses or evicts.
  * Each refusal moves the sweep on, so an expired flow is found within
- * buckets / RECLAIM_BUDGET refusals even without ct_expire calls. */
+ * buckets / RECLAIM_BUDGET refusals even without ct_expire calls.  A table
+ * of at most RECLAIM_WHOLE buckets is swept whole (reclaim_budget): cheap,
+ * and whether an expired flow is found no longer depends on where the
+ * cursor is, nor so on the hash key chosen at random per process. */
 #define RECLAIM_BUDGET 16
+#define RECLAIM_WHOLE 64
 #define SWEEP_AHEAD 8
 
 enum {
@@ -379,6 +383,11 @@ static void uncharge(struct conntrack *ct, uint32_t i)
 	ct->charge[i] = 0;
 }
 
+static inline unsigned reclaim_budget(const struct conntrack *ct)
+{
+	return ct->mask < RECLAIM_WHOLE ? (unsigned)ct->mask + 1 : RECLAIM_BUDGET;
+}
+
 static inline bool fairness_on(const struct ct_fairness *f)
 {
 	return f && (f->rate || f->share_pct);
@@ -417,7 +426,8 @@ enum ct_source_verdict ct_source_admit(struct conntrack *ct, const struct ct_fai
 		/* expired flows count until freed (the workers' sweep frees
 		 * them within seconds): at the cap, first reclaim from a
 		 * bounded sweep, as a full table does */
-		for (unsigned n = 0; n < RECLAIM_BUDGET && held && held + (uint64_t)slots > cap; n++)
+		for (unsigned n = 0, nb = reclaim_budget(ct);
+		     n < nb && held && held + (uint64_t)slots > cap; n++)
 			if (ct_expire(ct, now_ns, 1) > 0)
 				held = x->flows < y->flows ? x->flows : y->flows;
 		/* a source that holds nothing may start one flow, even one
@@ -972,7 +982,7 @@ static bool make_room(struct conntrack *ct, uint64_t now_ns)
 		prefetch_next_eviction(ct);
 		return true;
 	}
-	for (unsigned n = 0; n < RECLAIM_BUDGET; n++)
+	for (unsigned n = 0, nb = reclaim_budget(ct); n < nb; n++)
 		if (ct_expire(ct, now_ns, 1) > 0)
 			return true;
 	if (ct->emb_head != NIL) {
