@@ -338,6 +338,32 @@ json.dump(d, open(p, "w"), indent=1)
 PYEOF
 }
 
+# lab_conf_offload DIR SOCKET [MORE-VPCFW-KEYS]: lab_conf_tracked_only with
+# queue 0, the control socket SOCKET, Offload on and web and app bound to
+# vweb and vapp (MORE-VPCFW-KEYS: '"Key": value,' each)
+lab_conf_offload() {
+	lab_conf_tracked_only "$1"
+	cat >"$1/90-vpcfw.json" <<JSON
+{"Vpcfw": {"Queues": [0], "ControlSocket": "$2", "Offload": true, ${3:-}
+  "InterfaceBindings": [
+    {"NetworkInterfaceId": "eni-0000000000web01", "Device": "vweb"},
+    {"NetworkInterfaceId": "eni-0000000000app01", "Device": "vapp"}]}}
+JSON
+}
+
+# lab_conf_drop_nacl_in100 DIR: DIR's network ACLs without their inbound
+# IPv4 allow entry 100 (what admits the example's traffic into a subnet)
+lab_conf_drop_nacl_in100() {
+	"$PY" - "$1/30-network-acls.json" <<'PYEOF'
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+for n in d["NetworkAcls"]:
+    n["Entries"] = [e for e in n["Entries"] if not (e["RuleNumber"] == 100 and not e["Egress"])]
+json.dump(d, open(p, "w"), indent=1)
+PYEOF
+}
+
 # stream_count STATUS: lines a stream.py client has received (-1: closed)
 stream_count() {
 	local s

@@ -51,27 +51,12 @@ in_ns gw iptables -t raw -F PREROUTING
 lab_host web vweb 10.0.1.1 $WEB4/24 2001:db8:1234:1::1 $WEB6/64
 lab_host app vapp 10.0.2.1 $APP4/24 2001:db8:1234:2::1 $APP6/64
 
-conf() { # conf DIR [MORE-VPCFW-KEYS]
-	lab_conf_tracked_only "$1"
-	cat >"$1/90-vpcfw.json" <<JSON
-{"Vpcfw": {"Queues": [0], "ControlSocket": "$T/ctl.sock", "Offload": true, ${2:-}
-  "InterfaceBindings": [
-    {"NetworkInterfaceId": "eni-0000000000web01", "Device": "vweb"},
-    {"NetworkInterfaceId": "eni-0000000000app01", "Device": "vapp"}]}}
-JSON
-}
+conf() { lab_conf_offload "$1" "$T/ctl.sock" "${2:-}"; } # conf DIR [MORE-VPCFW-KEYS]
 conf "$T/base"
 conf "$T/liberal" '"TcpBeLiberal": true,'
 # the same without the network ACL's inbound IPv4 allow entry 100
 conf "$T/nonacl"
-"$PY" - "$T/nonacl/30-network-acls.json" <<'PYEOF'
-import json, sys
-p = sys.argv[1]
-d = json.load(open(p))
-for n in d["NetworkAcls"]:
-    n["Entries"] = [e for e in n["Entries"] if not (e["RuleNumber"] == 100 and not e["Egress"])]
-json.dump(d, open(p, "w"), indent=1)
-PYEOF
+lab_conf_drop_nacl_in100 "$T/nonacl"
 LIVE=$T/live
 use() { rm -rf "$LIVE"; cp -r "$T/$1" "$LIVE"; }
 ctl() { "$CTL" -s "$T/ctl.sock" "$@"; }
