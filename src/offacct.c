@@ -2,13 +2,16 @@
 #include "vpcfw/offacct.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
@@ -245,6 +248,7 @@ struct offacct_worker {
 	uint32_t n_pending;
 	uint64_t reg_seq;               /* marks announced */
 	uint64_t round;
+	bool kick;                      /* a request the thread should take now */
 	struct {
 		counter_t flows, registered, refused_full, baselines, baseline_failures, samples,
 			packets, bytes, requeued, kernel_deleted, unmarked, delete_errors, noentry;
@@ -261,6 +265,8 @@ struct offacct {
 	bool started;
 	atomic_bool stop;
 	atomic_bool full_next;
+	int wake;                       /* eventfd: the workers' urgent requests
+					   (a baseline, a deletion) and stop */
 	struct nfct_handle *h;          /* dumps */
 	struct nfct_handle *hq;         /* gets, deletes */
 	bool sample_blocked;            /* a ring stayed full: the round is cut short */
@@ -352,6 +358,11 @@ struct offacct *offacct_create(const struct offacct_options *o)
 	if (!a)
 		return NULL;
 	a->o = *o;
+	a->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (a->wake < 0) {
+		free(a);
+		return NULL;
+	}
 	if (!a->o.flows_per_worker)
 		a->o.flows_per_worker = DEFAULT_FLOWS;
 	if (a->o.flows_per_worker > HANDLE_MASK)
@@ -414,7 +425,21 @@ void offacct_destroy(struct offacct *a)
 	free(a->w);
 	free(a->reg_taken);
 	idtab_free(&a->owner);
+	close(a->wake);
 	free(a);
+}
+
+/* Wakes the thread for an urgent request, or when the requests fill a
+ * quarter of the ring; otherwise they wait for its next round.  One
+ * eventfd write per batch at most (offacct_flush, offacct_serve). */
+static void kick(struct offacct_worker *w)
+{
+	uint32_t used = atomic_load_explicit(&w->up.head, memory_order_relaxed) -
+			atomic_load_explicit(&w->up.tail, memory_order_relaxed);
+	if (!w->kick && used <= w->up.mask / 4)
+		return;
+	w->kick = false;
+	(void)eventfd_write(w->a->wake, 1);
 }
 
 /* Growth of a counter beyond what is accounted, less what the queue counted
@@ -576,7 +601,7 @@ bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct
 	m.t.dport = t.dport;
 	m.t.family = p->family;
 	m.t.proto = p->proto;
-	(void)ring_push(&w->up, &m);
+	w->kick |= ring_push(&w->up, &m);
 	return false;
 }
 
@@ -592,6 +617,7 @@ void offacct_flush(struct offacct_worker *w)
 			w->reg_seq++;
 	}
 	w->n_pending = 0;
+	kick(w);
 }
 
 /* ------------------------------------------------------------ applying */
@@ -794,7 +820,11 @@ static bool request(struct offacct_worker *w, struct oa_flow *f, bool del)
 		if (f->proto == PROTO_ICMP || f->proto == PROTO_ICMPV6)
 			m.t.sport = m.t.dport = f->icmp_id;
 	}
-	return ring_push(&w->up, &m);
+	bool ok = ring_push(&w->up, &m);
+	/* an idled-out flow's kernel entry goes at once: its next packet
+	 * must meet the queue, not the accept rule */
+	w->kick |= ok && del;
+	return ok;
 }
 
 /* The end of a dump: flows it did not find lost their mark; flows back on
@@ -849,6 +879,7 @@ void offacct_serve(struct offacct_worker *w, const struct offacct_apply *x)
 		else if (m.type == M_ROUND)
 			end_round(w, &m, x);
 	}
+	kick(w);
 }
 
 /* ------------------------------------------------------------ the thread */
@@ -1112,11 +1143,16 @@ static void *thread_main(void *arg)
 			round_once(a, full, true);
 			next = t + period;
 		} else {
-			/* baselines asked for are read within a millisecond or two */
+			/* asleep until the next round or a worker's urgent
+			 * request (a baseline, a deletion: kick) */
+			uint64_t ms = (next - t + 999999u) / 1000000u;
+			struct pollfd pfd = { .fd = a->wake, .events = POLLIN };
+			if (poll(&pfd, 1, ms > 60000 ? 60000 : (int)ms) > 0) {
+				eventfd_t v;
+				(void)eventfd_read(a->wake, &v);
+			}
 			a->wait = true;
 			take_requests(a);
-			struct timespec ts = { 0, 1000000 };
-			nanosleep(&ts, NULL);
 		}
 	}
 	return NULL;
@@ -1167,8 +1203,10 @@ int offacct_start(struct offacct *a)
 
 void offacct_full_round(struct offacct *a)
 {
-	if (a)
+	if (a) {
 		atomic_store(&a->full_next, true);
+		(void)eventfd_write(a->wake, 1);
+	}
 }
 
 void offacct_stop(struct offacct *a)
@@ -1176,6 +1214,7 @@ void offacct_stop(struct offacct *a)
 	if (!a || !a->started)
 		return;
 	atomic_store(&a->stop, true);
+	(void)eventfd_write(a->wake, 1);
 	pthread_join(a->thread, NULL);
 	a->started = false;
 }
