@@ -1756,7 +1756,7 @@ static const struct vkey {
 	  "file that keeps the flow table across restarts; none: flows are forgotten" },
 	{ "StateSyncInterval", V_COUNT, OFF(state_sync_interval), 0, 86400, 5, NULL,
 	  "seconds between two snapshots of the flow table to StateFile; 0: only at a clean stop" },
-	{ "Offload", V_BOOL, OFF(offload), 0, 1, 0, NULL,
+	{ "Offload", V_BOOL, OFF(offload), 0, 1, 1, NULL,
 	  "let the kernel pass the further packets of decided, established flows (conntrack mark + a rule of yours)" },
 	{ "OffloadMark", V_COUNT, OFF(offload_mark), 1, 4294967295LL, 0x40000000, NULL,
 	  "the one conntrack-mark bit that offloads a flow (the accept rule's mask)" },
@@ -2185,6 +2185,8 @@ static void vpcfw_section(struct ctx *c, json_t *o)
 			break;
 		}
 	}
+	if (json_object_get(o, "Offload"))
+		w->offload_explicit = true;
 	if (w->offload_mark & (w->offload_mark - 1)) {
 		size_t p = push_key(c, "OffloadMark");
 		err(c, "%u (0x%x) is not a single bit", w->offload_mark, w->offload_mark);

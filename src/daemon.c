@@ -251,8 +251,9 @@ static int offload_setup(struct generation *g)
 	if (!m->vpcfw.offload)
 		return 0;
 	if (m->vpcfw.sync.enabled) {
-		logit(LOG_WARNING, "Offload is off while Sync is on: the HA peer learns flows from "
-		       "their packets");
+		/* a warning when asked for; the default just gives way */
+		logit(m->vpcfw.offload_explicit ? LOG_WARNING : LOG_INFO,
+		      "Offload is off while Sync is on: the HA peer learns flows from their packets");
 		return 0;
 	}
 	g->mirrored = calloc((size_t)g->pol->n_ifaces + 1, sizeof(*g->mirrored));
@@ -1874,8 +1875,10 @@ static int daemon_start(struct run *r, const struct daemon_options *user_opt)
 	if (g->offload_mark) {
 		char err[256];
 		if (!kct_probe(err, sizeof(err))) {
-			logit(LOG_ERR, "offload: kernel conntrack unavailable (%s): flows stay on the "
-			       "queue", err);
+			/* an error when asked for; with the default, vpcfwd is a
+			 * plain NFQUEUE reader on a kernel without conntrack */
+			logit(g->pol->model->vpcfw.offload_explicit ? LOG_ERR : LOG_INFO,
+			      "offload: kernel conntrack unavailable (%s): flows stay on the queue", err);
 			atomic_store(&g->offload, false);
 		} else {
 			offload_take_back(g->offload_mark, "start");

@@ -236,17 +236,23 @@ static bool read_sysctl(const char *name, char *buf, size_t size)
  * vpcfwd, TcpBeLiberal off, refuses them (the TCP window checks). */
 static void check_offload(const struct m_vpcfw *c, struct diag *d)
 {
+	/* Offload is on by default: these are said when it is written in the
+	 * configuration, where they tell its author something; with the
+	 * default, to everyone who never installs the rules, they are noise
+	 * (and --strict would refuse their configuration). */
 	char v[32];
 
 	if (!c->offload)
 		return;
-	if (c->sync.enabled)
+	if (c->sync.enabled && c->offload_explicit)
 		diag_warn(d, NULL, "Vpcfw.Offload", "no effect while Vpcfw.Sync is on (the HA peer "
 			  "learns flows from their packets): every packet stays on the queue");
-	if (!read_sysctl("net/netfilter/nf_conntrack_max", v, sizeof(v)))
+	/* asked for, not just the default: a kernel without conntrack is
+	 * where vpcfwd runs as a plain NFQUEUE reader */
+	if (c->offload_explicit && !read_sysctl("net/netfilter/nf_conntrack_max", v, sizeof(v)))
 		diag_warn(d, NULL, "Vpcfw.Offload", "this kernel has no connection tracking here: "
 			  "nothing to mark, every packet stays on the queue");
-	if (!c->tcp_be_liberal && read_sysctl("net/netfilter/nf_conntrack_tcp_be_liberal", v, sizeof(v)) &&
+	if (c->offload_explicit && !c->tcp_be_liberal && read_sysctl("net/netfilter/nf_conntrack_tcp_be_liberal", v, sizeof(v)) &&
 	    strcmp(v, "0") != 0)
 		diag_warn(d, NULL, "Vpcfw.Offload", "the kernel's net.netfilter.nf_conntrack_tcp_be_liberal "
 			  "is %s here while Vpcfw.TcpBeLiberal is off: the kernel passes the TCP segments "

@@ -436,8 +436,9 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(m.vpcfw.per_source_burst, 0);
 	ck_assert_uint_eq(m.vpcfw.per_source_share, 0);
 	ck_assert_uint_eq(m.vpcfw.per_source_v6_prefix, 128);
-	/* the offload is off until proven (issue #16); its bit when on */
-	ck_assert(!m.vpcfw.offload);
+	/* the offload is on (issue #16: proven by the throughput bench); its bit */
+	ck_assert(m.vpcfw.offload);
+	ck_assert(!m.vpcfw.offload_explicit);   /* the default, not written */
 	ck_assert_uint_eq(m.vpcfw.offload_mark, 0x40000000);
 	/* short flows (a connect, a byte each way, a close) never offered */
 	ck_assert_uint_eq(m.vpcfw.offload_after, 8);
@@ -456,6 +457,17 @@ START_TEST(test_vpcfw_offload)
 	ck_assert_uint_eq(load("t.json", "{'Vpcfw':{'Offload':true,'OffloadAfterPackets':1000000000}}"), 0);
 	assert_clean();
 	ck_assert_uint_eq(m.vpcfw.offload_after, 1000000000u);
+	/* written either way: start checks speak of it (startcheck.c) */
+	ck_assert(m.vpcfw.offload_explicit);
+	ck_assert_uint_eq(load("t.json", "{'Vpcfw':{'Offload':false}}"), 0);
+	assert_clean();
+	ck_assert(!m.vpcfw.offload);
+	ck_assert(m.vpcfw.offload_explicit);
+	/* a later file that does not write it changes neither */
+	ck_assert_uint_eq(load("u.json", "{'Vpcfw':{'OffloadAfterPackets':4}}"), 0);
+	assert_clean();
+	ck_assert(!m.vpcfw.offload);
+	ck_assert(m.vpcfw.offload_explicit);
 }
 END_TEST
 

@@ -243,6 +243,13 @@ START_TEST(test_offload)
 		 "'KeyFile': '%s/none.key'}}", tmpdir);
 	ck_assert_int_eq(check(json, NULL), -1); /* the key file is missing: an error */
 	ck_assert(has(false, "Vpcfw.Offload: no effect while Vpcfw.Sync is on"));
+	/* on by default, not written: Sync simply takes precedence */
+	diag_free(&d);
+	diag_init(&d);
+	snprintf(json, sizeof(json), "{'Sync': {'NodeId': 1, 'Peer': '192.0.2.2', "
+		 "'KeyFile': '%s/none.key'}}", tmpdir);
+	ck_assert_int_eq(check(json, NULL), -1);
+	ck_assert(!has(false, "Vpcfw.Offload"));
 }
 END_TEST
 
@@ -291,7 +298,7 @@ START_TEST(test_offload_be_liberal)
 	ck_assert(has(false, "sysctl -w net.netfilter.nf_conntrack_tcp_be_liberal=0"));
 	ck_assert_int_eq(warnings_of("{'Offload': true, 'TcpBeLiberal': true}"), 0);
 	ck_assert_int_eq(warnings_of("{'Offload': false}"), 0);
-	ck_assert_int_eq(warnings_of("{}"), 0);
+	ck_assert_int_eq(warnings_of("{}"), 0);         /* on by default, not written */
 	put_sysctl("nf_conntrack_tcp_be_liberal", "2");        /* any non-zero value, as read */
 	ck_assert_int_eq(warnings_of("{'Offload': true}"), 1);
 	ck_assert(has(false, "nf_conntrack_tcp_be_liberal is 2 here"));
@@ -301,6 +308,7 @@ START_TEST(test_offload_be_liberal)
 	put_sysctl("nf_conntrack_max", NULL);
 	ck_assert_int_eq(warnings_of("{'Offload': true}"), 1);
 	ck_assert(has(false, "no connection tracking here"));
+	ck_assert_int_eq(warnings_of("{}"), 0);         /* the default: a plain NFQUEUE reader */
 }
 END_TEST
 

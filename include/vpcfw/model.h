@@ -291,7 +291,9 @@ struct m_vpcfw {
 	uint32_t metrics_interval;      /* MetricsInterval, seconds */
 	const char *state_file;         /* StateFile: the flow table across restarts */
 	uint32_t state_sync_interval;   /* StateSyncInterval, seconds; 0: at the stop only */
-	bool offload;                   /* Offload, default false (issue #16) */
+	bool offload;                   /* Offload, default true (issue #16) */
+	bool offload_explicit;          /* Offload written in a file: what would
+					   leave it without effect is worth a warning */
 	uint32_t offload_mark;          /* OffloadMark: one conntrack-mark bit, 0x40000000 */
 	uint32_t offload_after;         /* OffloadAfterPackets: offloadable packets a
 					   flow shows on the queue before it is offered, 8 */
