@@ -256,6 +256,19 @@ static int offload_setup(struct generation *g)
 		      "Offload is off while Sync is on: the HA peer learns flows from their packets");
 		return 0;
 	}
+	/* The default gives way where the kernel would pass what vpcfwd
+	 * refuses (an offloaded flow's out-of-window segments); written, it
+	 * is the operator's choice, warned about at start (startcheck.c).
+	 * Read at every reload. */
+	char liberal[32];
+	if (!m->vpcfw.offload_explicit &&
+	    start_check_be_liberal_conflict(&m->vpcfw, liberal, sizeof(liberal))) {
+		logit(LOG_NOTICE, "Offload (the default) is off: the kernel's "
+		      "net.netfilter.nf_conntrack_tcp_be_liberal is %s here while Vpcfw.TcpBeLiberal "
+		      "is off, and the kernel would pass offloaded flows' segments outside their "
+		      "window; set it to 0, or write \"Offload\": true", liberal);
+		return 0;
+	}
 	g->mirrored = calloc((size_t)g->pol->n_ifaces + 1, sizeof(*g->mirrored));
 	if (!g->mirrored)
 		return -1;

@@ -252,13 +252,19 @@ static void check_offload(const struct m_vpcfw *c, struct diag *d)
 	if (c->offload_explicit && !read_sysctl("net/netfilter/nf_conntrack_max", v, sizeof(v)))
 		diag_warn(d, NULL, "Vpcfw.Offload", "this kernel has no connection tracking here: "
 			  "nothing to mark, every packet stays on the queue");
-	if (c->offload_explicit && !c->tcp_be_liberal && read_sysctl("net/netfilter/nf_conntrack_tcp_be_liberal", v, sizeof(v)) &&
-	    strcmp(v, "0") != 0)
+	if (c->offload_explicit && start_check_be_liberal_conflict(c, v, sizeof(v)))
 		diag_warn(d, NULL, "Vpcfw.Offload", "the kernel's net.netfilter.nf_conntrack_tcp_be_liberal "
 			  "is %s here while Vpcfw.TcpBeLiberal is off: the kernel passes the TCP segments "
 			  "of offloaded flows that are outside their window, which vpcfwd refuses; set "
 			  "it to 0 in this network namespace (sysctl -w "
 			  "net.netfilter.nf_conntrack_tcp_be_liberal=0), or turn Vpcfw.TcpBeLiberal on", v);
+}
+
+bool start_check_be_liberal_conflict(const struct m_vpcfw *c, char *value, size_t size)
+{
+	return !c->tcp_be_liberal &&
+	       read_sysctl("net/netfilter/nf_conntrack_tcp_be_liberal", value, size) &&
+	       strcmp(value, "0") != 0;
 }
 
 static void check_user(const char *user, struct diag *d)

@@ -312,6 +312,28 @@ START_TEST(test_offload_be_liberal)
 }
 END_TEST
 
+/* What turns the default Offload off in the daemon (offload_setup): the
+ * same conflict, whatever the configuration says of Offload. */
+START_TEST(test_be_liberal_conflict)
+{
+	struct m_vpcfw c;
+	char v[32];
+
+	memset(&c, 0, sizeof(c));
+	start_check_set_sysctl_dir(tmpdir);
+	put_sysctl("nf_conntrack_tcp_be_liberal", "1\n");
+	ck_assert(start_check_be_liberal_conflict(&c, v, sizeof(v)));
+	ck_assert_str_eq(v, "1");
+	c.tcp_be_liberal = true;
+	ck_assert(!start_check_be_liberal_conflict(&c, v, sizeof(v)));
+	c.tcp_be_liberal = false;
+	put_sysctl("nf_conntrack_tcp_be_liberal", "0\n");
+	ck_assert(!start_check_be_liberal_conflict(&c, v, sizeof(v)));
+	put_sysctl("nf_conntrack_tcp_be_liberal", NULL);
+	ck_assert(!start_check_be_liberal_conflict(&c, v, sizeof(v)));
+}
+END_TEST
+
 START_TEST(test_user)
 {
 	struct daemon_options opt = { .user = "vpcfw-no-such-user" };
@@ -335,6 +357,7 @@ int main(void)
 	tcase_add_test(tc, test_output_paths);
 	tcase_add_test(tc, test_offload);
 	tcase_add_test(tc, test_offload_be_liberal);
+	tcase_add_test(tc, test_be_liberal_conflict);
 	tcase_add_test(tc, test_user);
 	suite_add_tcase(s, tc);
 	return run_suite(s);

@@ -5,6 +5,8 @@
 #ifndef VPCFW_STARTCHECK_H
 #define VPCFW_STARTCHECK_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vpcfw/daemon.h"
@@ -22,6 +24,12 @@
  * start would be refused (diag_failed). */
 int start_check(const struct daemon_options *opt, const struct policy *pol, uint16_t *queues,
 		struct diag *d);
+
+/* Whether the kernel's net.netfilter.nf_conntrack_tcp_be_liberal (its
+ * value into value) is on here while c's TcpBeLiberal is off: the kernel
+ * would pass an offloaded flow's out-of-window segments that vpcfwd
+ * refuses (issue #16).  Written Offload: a warning; the default: off. */
+bool start_check_be_liberal_conflict(const struct m_vpcfw *c, char *value, size_t size);
 
 /* Where the checks read the kernel's settings (net/netfilter/...): /proc/sys
  * unless a test says otherwise (NULL: /proc/sys again). */

@@ -17,7 +17,9 @@
 # 2. nf_conntrack_tcp_be_liberal on in vpcfwd's namespace while
 #    Vpcfw.TcpBeLiberal is off: vpcfwd --check-config and vpcfwd's start
 #    warn (the kernel would pass out-of-window segments of offloaded flows
-#    that vpcfwd refuses); with 0, no warning.
+#    that vpcfwd refuses); with 0, no warning.  With Offload not written
+#    (on by default), no warning but no offload either: vpcfwd's start
+#    says the default is off, and why.
 #
 # The flow: web -> app:8000 with app's security group allowing no egress
 # (as offload.sh).  Needs root, network namespaces, the conntrack/connmark
@@ -54,6 +56,9 @@ lab_host app vapp 10.0.2.1 $APP4/24 2001:db8:1234:2::1 $APP6/64
 conf() { lab_conf_offload "$1" "$T/ctl.sock" "${2:-}"; } # conf DIR [MORE-VPCFW-KEYS]
 conf "$T/base"
 conf "$T/liberal" '"TcpBeLiberal": true,'
+# the same with Offload not written: on by default
+conf "$T/default"
+sed -i 's/"Offload": true, //' "$T/default/90-vpcfw.json"
 # the same without the network ACL's inbound IPv4 allow entry 100
 conf "$T/nonacl"
 lab_conf_drop_nacl_in100 "$T/nonacl"
@@ -93,6 +98,16 @@ lab_start_vpcfwd "$LOG.liberal" -c "$LIVE" || { echo "lab: vpcfwd did not start"
 lab_stop_vpcfwd
 grep -q "$WARN" "$LOG.liberal" && pass "start, be_liberal 1: the warning is logged" ||
 	fail "start, be_liberal 1: no warning in the log"
+grep -q '"Offload"' "$T/default/90-vpcfw.json" && fail "the default's configuration writes Offload"
+out=$(in_ns gw "$VPCFWD" --check-config -c "$T/default" 2>&1)
+echo "$out" | grep -q "nf_conntrack_tcp_be_liberal" &&
+	fail "--check-config, be_liberal 1, Offload by default: warned ($out)" ||
+	pass "--check-config, be_liberal 1, Offload by default: no warning"
+lab_start_vpcfwd "$LOG.default" -c "$T/default" || { echo "lab: vpcfwd did not start"; exit 99; }
+lab_stop_vpcfwd
+grep -q "Offload (the default) is off: the kernel's net.netfilter.nf_conntrack_tcp_be_liberal is 1" \
+	"$LOG.default" && pass "start, be_liberal 1, Offload by default: off, and the log says why" ||
+	fail "start, be_liberal 1, Offload by default: not said to be off ($(cat "$LOG.default"))"
 liberal 0
 out=$(in_ns gw "$VPCFWD" --check-config -c "$LIVE" 2>&1)
 echo "$out" | grep -q "nf_conntrack_tcp_be_liberal" &&
