@@ -1733,6 +1733,10 @@ static int offacct_setup(const struct generation *g)
 	static const char acct[] = "/proc/sys/net/netfilter/nf_conntrack_acct";
 	FILE *f = fopen(acct, "r+");
 	int on = 0;
+	/* a warning when Offload is written; with the default (the packaged
+	 * unit cannot write kernel settings: ProtectKernelTunables) it would
+	 * reach every host that never installs the rules */
+	int level = g->pol->model->vpcfw.offload_explicit ? LOG_WARNING : LOG_INFO;
 
 	if (f && fscanf(f, "%d", &on) == 1 && !on) {
 		rewind(f);
@@ -1740,10 +1744,10 @@ static int offacct_setup(const struct generation *g)
 			logit(LOG_INFO, "offload: net.netfilter.nf_conntrack_acct turned on (the kernel "
 			       "counts offloaded flows' packets: flow logs, idle timeouts)");
 		else
-			logit(LOG_WARNING, "offload: cannot turn net.netfilter.nf_conntrack_acct on: "
+			logit(level, "offload: cannot turn net.netfilter.nf_conntrack_acct on: "
 			       "%s; flows stay on the queue", strerror(errno));
 	} else if (!f) {
-		logit(LOG_WARNING, "offload: %s: %s; flows stay on the queue unless it is 1", acct,
+		logit(level, "offload: %s: %s; flows stay on the queue unless it is 1", acct,
 		       strerror(errno));
 	}
 	if (f)
