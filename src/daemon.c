@@ -410,8 +410,10 @@ static bool mirrored(const struct generation *g, const struct iface *f)
  * packets.  A packet of a flow marked at least OFFLOAD_MISSED_MS ago still
  * came: a rule is missing, or the kernel has no entry for the flow (its
  * table full: the mark has nowhere to go and the flow stays on the queue,
- * never accepted blindly) or a new one (the old expired): counted, and
- * marked again at most every OFFLOAD_REMARK_MS.  Where the queue brings the
+ * never accepted blindly) or a new one (the old expired, or a new
+ * connection of the tuple): counted, and offered again at most every
+ * OFFLOAD_REMARK_MS (offacct_note marks it only with a baseline of the
+ * entry it has now).  Where the queue brings the
  * kernel's entry (NFQA_CT) it says which: no entry, or one already marked. */
 #define OFFLOAD_MISSED_MS 100u
 #define OFFLOAD_REMARK_MS 1000u
@@ -793,6 +795,7 @@ static void log_stats(const char *when)
 			t.requeued += os.requeued;
 			t.kernel_deleted += os.kernel_deleted;
 			t.unmarked += os.unmarked;
+			t.replaced += os.replaced;
 			t.delete_errors += os.delete_errors;
 			t.noentry += os.noentry;
 			if (i == 0) {
@@ -805,10 +808,11 @@ static void log_stats(const char *when)
 		       PRIu64 " packets kept on the queue (no kernel entry); %"
 		       PRIu64 " packets from the kernel (%" PRIu64 " bytes), %" PRIu64 " came through "
 		       "the queue after their baseline; %" PRIu64 " idled out (kernel entry deleted, %"
-		       PRIu64 " errors), %" PRIu64 " unmarked; %" PRIu64 " dumps (%" PRIu64 " failed)",
+		       PRIu64 " errors), %" PRIu64 " unmarked (%" PRIu64 " kernel entries gone or "
+		       "replaced); %" PRIu64 " dumps (%" PRIu64 " failed)",
 		       when, t.flows, t.registered, t.baselines, t.baseline_failures, t.refused_full,
 		       t.noentry, t.packets, t.bytes, t.requeued, t.kernel_deleted, t.delete_errors, t.unmarked,
-		       t.dumps, t.dump_errors);
+		       t.replaced, t.dumps, t.dump_errors);
 	}
 	if (flowlog) {
 		struct flowlog_stats fs;

@@ -38,6 +38,7 @@ struct msg {
 	bool ok;                        /* M_BASE: the entry was found */
 	bool noentry;                   /* M_BASE: none, either way round */
 	bool marked;                    /* M_SAMPLE: the entry has the offload mark */
+	bool full;                      /* M_ROUND: of a whole dump, marked or not */
 	uint32_t handle;                /* the worker's flow */
 	uint32_t id;                    /* the kernel entry */
 	uint32_t qlo, qhi;              /* M_BASE: the queue's last packet id just
@@ -186,7 +187,11 @@ enum {
 	ST_FAILED,              /* no baseline (no kernel entry?): ask again later */
 	ST_READY,               /* baseline known: mark on the next offloadable packet */
 	ST_MARKED,              /* marked: the dumps account for it */
-	ST_UNMARKED,            /* the last dump did not find it marked */
+	ST_UNMARKED,            /* a full dump found its entry without the mark */
+	ST_LOST,                /* marked, but not in the last dump: its entry's
+				   mark cleared, or the entry gone or replaced
+				   (a new connection of the same tuple); a full
+				   dump tells which */
 	ST_DONE,                /* back on the queue for good: forget it */
 	ST_NOENTRY,             /* the kernel has no entry (no conntrack there: no
 				   offload rules): marking changes nothing, and
@@ -249,9 +254,12 @@ struct offacct_worker {
 	uint64_t reg_seq;               /* marks announced */
 	uint64_t round;
 	bool kick;                      /* a request the thread should take now */
+	bool want_full;                 /* a lost flow came back: a full dump */
+	uint64_t full_asked;            /* the round it was last asked in */
 	struct {
 		counter_t flows, registered, refused_full, baselines, baseline_failures, samples,
-			packets, bytes, requeued, kernel_deleted, unmarked, delete_errors, noentry;
+			packets, bytes, requeued, kernel_deleted, unmarked, delete_errors, noentry,
+			replaced;
 	} cnt;
 };
 
@@ -436,6 +444,11 @@ static void kick(struct offacct_worker *w)
 {
 	uint32_t used = atomic_load_explicit(&w->up.head, memory_order_relaxed) -
 			atomic_load_explicit(&w->up.tail, memory_order_relaxed);
+	if (w->want_full) {
+		w->want_full = false;
+		atomic_store(&w->a->full_next, true);
+		w->kick = true;
+	}
 	if (!w->kick && used <= w->up.mask / 4)
 		return;
 	w->kick = false;
@@ -529,6 +542,7 @@ bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct
 			/* fall through */
 		case ST_MARKED:
 		case ST_UNMARKED:
+		case ST_LOST:
 			/* after the baseline (ids rise, modulo 2^32): the kernel
 			 * counted it and so do the flow logs here */
 			if ((int32_t)(pkt_id - f->base_hi) > 0) {
@@ -555,8 +569,21 @@ bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct
 		counter_inc(&w->cnt.registered);
 		return true;
 	}
+	/* Marked, yet here: the accept rule missing (the dumps keep finding
+	 * it marked), or its kernel entry replaced by a new connection of the
+	 * same tuple, which must not take the mark without a baseline of its
+	 * own.  The dumps tell: on the queue meanwhile. */
 	if (f && f->state == ST_MARKED)
-		return true;    /* marked again (the kernel's entry may be new): accounted */
+		return false;
+	if (f && f->state == ST_LOST) {
+		/* a full dump says whether its entry is there unmarked (marked
+		 * again at once) or gone (let go: a new baseline) */
+		if (w->full_asked != w->round + 1) {
+			w->full_asked = w->round + 1;
+			w->want_full = true;
+		}
+		return false;
+	}
 	if (f && f->state == ST_NOENTRY && now_ns < f->retry_ns) {
 		/* no kernel entry (the kernel's table full, the flow untracked
 		 * there: NOTRACK, or no conntrack rule at all in the namespace):
@@ -785,7 +812,8 @@ static void apply_sample(struct offacct_worker *w, const struct msg *m,
 	struct oa_flow *f = by_handle(w, m->handle);
 	bool grew[2] = { false, false };
 
-	if (!f || f->kid != m->id || (f->state != ST_MARKED && f->state != ST_UNMARKED))
+	if (!f || f->kid != m->id ||
+	    (f->state != ST_MARKED && f->state != ST_UNMARKED && f->state != ST_LOST))
 		return;
 	counter_inc(&w->cnt.samples);
 	f->sampled_round = w->round + 1;
@@ -843,8 +871,21 @@ static void end_round(struct offacct_worker *w, const struct msg *m, const struc
 			continue;
 		}
 		if (f->state == ST_MARKED && f->reg_seq <= m->seq && f->sampled_round != w->round) {
-			f->state = ST_UNMARKED;
+			f->state = ST_LOST;
 			counter_inc(&w->cnt.unmarked);
+		}
+		/* what a full dump found unmarked holds for that round only:
+		 * the entry could be replaced since */
+		if (f->state == ST_UNMARKED && f->sampled_round != w->round)
+			f->state = ST_LOST;
+		if (f->state == ST_LOST && m->full && f->sampled_round != w->round) {
+			/* not even in a whole dump: its kernel entry is gone
+			 * (accounted up to the last dump that had it); let go,
+			 * its next packet asks for a new baseline */
+			counter_inc(&w->cnt.replaced);
+			if (request(w, f, false))
+				drop(w, f);
+			continue;
 		}
 		if (f->state == ST_PENDING && x->now_ns >= f->retry_ns) {
 			f->state = ST_FAILED;   /* the answer was lost: ask again */
@@ -855,7 +896,7 @@ static void end_round(struct offacct_worker *w, const struct msg *m, const struc
 			continue;
 		/* vpcfwd let the flow go: so does the kernel (a flow never
 		 * marked has nothing to delete) */
-		bool del = f->state == ST_MARKED || f->state == ST_UNMARKED;
+		bool del = f->state == ST_MARKED || f->state == ST_UNMARKED || f->state == ST_LOST;
 		if (request(w, f, del)) {
 			if (del)
 				counter_inc(&w->cnt.kernel_deleted);
@@ -1124,7 +1165,8 @@ static void round_once(struct offacct *a, bool full, bool wait)
 	}
 	/* a failed or cut dump says nothing of what it did not list */
 	for (int i = 0; i < nw; i++) {
-		struct msg m = { .type = M_ROUND, .seq = ok && !a->sample_blocked ? seq[i] : 0 };
+		struct msg m = { .type = M_ROUND, .seq = ok && !a->sample_blocked ? seq[i] : 0,
+				 .full = full && ok && !a->sample_blocked };
 		(void)give(a, &a->w[i], &m, wait);
 	}
 }
@@ -1257,6 +1299,7 @@ void offacct_get_stats(const struct offacct *a, int worker, struct offacct_stats
 	out->unmarked = counter_get(&w->cnt.unmarked);
 	out->delete_errors = counter_get(&w->cnt.delete_errors);
 	out->noentry = counter_get(&w->cnt.noentry);
+	out->replaced = counter_get(&w->cnt.replaced);
 	if (worker == 0) {
 		out->dumps = counter_get(&a->dumps);
 		out->dump_errors = counter_get(&a->dump_errors);
@@ -1322,10 +1365,10 @@ bool offacct_test_sample(struct offacct *a, int worker, const struct offacct_cou
 	return ring_push(&a->w[worker].down, &m);
 }
 
-void offacct_test_round(struct offacct *a)
+void offacct_test_round(struct offacct *a, bool full)
 {
 	for (int i = 0; i < a->o.n_workers; i++) {
-		struct msg m = { .type = M_ROUND, .seq = a->reg_taken[i] };
+		struct msg m = { .type = M_ROUND, .seq = a->reg_taken[i], .full = full };
 		(void)ring_push(&a->w[i].down, &m);
 	}
 }

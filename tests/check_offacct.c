@@ -135,7 +135,7 @@ static void sample(uint32_t id, uint64_t op, uint64_t rp, uint64_t now)
 
 static void round_end(uint64_t now)
 {
-	offacct_test_round(a);
+	offacct_test_round(a, false);
 	serve(now);
 }
 
@@ -235,6 +235,79 @@ START_TEST(unmarked_caught_up)
 	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'R');
 	sample(15, 14, 5, 4 * S);
 	ck_assert_uint_eq(stats().packets, 8 + (14 - 9) - 2);
+}
+END_TEST
+
+/* Marked, yet a packet came through the queue: the accept rule missing or
+ * the kernel entry replaced (a new connection of the same tuple).  Not
+ * marked again blindly: a new entry would take the mark without a
+ * baseline, bypassing the flow logs and the AWS timeout. */
+START_TEST(marked_not_remarked)
+{
+	ct_insert(ct, 7, &tup, ct_hash(&tup), 0, &to, 0);
+	reg(16, 3, 2, 100, 102, false);
+	ck_assert(!note(false, 110, true));
+	offacct_flush(w);
+	uint32_t h, id;
+	struct offacct_tuple t;
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 0);
+	ck_assert_uint_eq(stats().registered, 1);
+}
+END_TEST
+
+/* Not in a dump of the marked entries, then not in a dump of every entry:
+ * the kernel entry is gone or replaced.  The flow is let go; its next
+ * offloadable packet asks for a baseline of the new entry, and only then
+ * is it marked, accounted from that baseline. */
+START_TEST(replaced_entry_new_baseline)
+{
+	ct_insert(ct, 7, &tup, ct_hash(&tup), 0, &to, 0);
+	reg(17, 3, 2, 100, 102, false);
+	sample(17, 6, 4, 1 * S);
+	round_end(1 * S);
+	ck_assert_uint_eq(stats().packets, 5);
+	round_end(2 * S);                       /* not in this dump */
+	ck_assert_uint_eq(stats().unmarked, 1);
+	ck_assert(!note(false, 110, true));     /* not marked: a full dump first */
+	offacct_flush(w);
+	uint32_t h, id;
+	struct offacct_tuple t;
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 0);
+	offacct_test_round(a, true);            /* the whole table: not there */
+	serve(3 * S);
+	ck_assert_uint_eq(stats().replaced, 1);
+	ck_assert_uint_eq(stats().flows, 0);
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'F');
+	ck_assert_uint_eq(id, 17);
+	/* the new entry: its own baseline, then the mark */
+	reg(18, 2, 1, 120, 121, false);
+	sample(18, 5, 1, 4 * S);
+	ck_assert_uint_eq(stats().packets, 5 + (5 - 2) - 1);
+	ck_assert_uint_eq(stats().registered, 2);
+}
+END_TEST
+
+/* Not in a dump of the marked entries, but in a dump of every entry
+ * without the mark (a take-back): the same entry, caught up and marked
+ * again at once. */
+START_TEST(lost_found_unmarked)
+{
+	ct_insert(ct, 7, &tup, ct_hash(&tup), 0, &to, 0);
+	reg(19, 3, 2, 100, 102, false);
+	round_end(1 * S);                       /* not in this dump */
+	ck_assert(!note(false, 110, true));
+	struct offacct_counters c = cnt(19, 7, 2);
+	ck_assert(offacct_test_sample(a, 0, &c, false));
+	offacct_test_round(a, true);
+	serve(2 * S);
+	ck_assert_uint_eq(stats().replaced, 0);
+	ck_assert_uint_eq(stats().packets, (7 - 3) - 1);  /* 110 came through the queue */
+	ck_assert(note(false, 111, true));
+	offacct_flush(w);
+	uint32_t h, id;
+	struct offacct_tuple t;
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'R');
+	ck_assert_uint_eq(id, 19);
 }
 END_TEST
 
@@ -436,6 +509,9 @@ int main(void)
 	tcase_add_test(tc, reply_is_original);
 	tcase_add_test(tc, requeued_after_reading);
 	tcase_add_test(tc, unmarked_caught_up);
+	tcase_add_test(tc, marked_not_remarked);
+	tcase_add_test(tc, replaced_entry_new_baseline);
+	tcase_add_test(tc, lost_found_unmarked);
 	tcase_add_test(tc, idle_expiry);
 	tcase_add_test(tc, no_baseline);
 	tcase_add_test(tc, ambiguous_while_pending);

@@ -99,6 +99,10 @@ struct offacct_stats {
 	uint64_t noentry;               /* offloadable packets of flows with no kernel
 					   entry (none at their baseline's reading):
 					   not marked, kept on the queue */
+	uint64_t replaced;              /* marked flows whose kernel entry a whole
+					   dump did not find (gone, or a new
+					   connection of the tuple): let go, a new
+					   baseline before any mark */
 };
 
 /* NULL on ENOMEM.  Starts no thread. */
@@ -170,9 +174,10 @@ int offacct_test_request(struct offacct *a, int worker, uint32_t *handle, uint32
 bool offacct_test_baseline(struct offacct *a, int worker, uint32_t handle,
 			   const struct offacct_counters *c, const struct offacct_tuple *orig,
 			   uint32_t lo, uint32_t hi);
-/* A reading of entry c->id as a dump gives it, then the end of a round. */
+/* A reading of entry c->id as a dump gives it; then the end of a round
+ * (full: of a dump of every entry, marked or not). */
 bool offacct_test_sample(struct offacct *a, int worker, const struct offacct_counters *c,
 			 bool marked);
-void offacct_test_round(struct offacct *a);
+void offacct_test_round(struct offacct *a, bool full);
 
 #endif
