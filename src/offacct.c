@@ -39,6 +39,8 @@ struct msg {
 	bool noentry;                   /* M_BASE: none, either way round */
 	bool marked;                    /* M_SAMPLE: the entry has the offload mark */
 	bool full;                      /* M_ROUND: of a whole dump, marked or not */
+	bool check;                     /* M_GET, M_BASE: not a baseline: is a lost
+					   flow's entry still there (its id), marked? */
 	uint32_t handle;                /* the worker's flow */
 	uint32_t id;                    /* the kernel entry */
 	uint32_t qlo, qhi;              /* M_BASE: the queue's last packet id just
@@ -190,8 +192,8 @@ enum {
 	ST_UNMARKED,            /* a full dump found its entry without the mark */
 	ST_LOST,                /* marked, but not in the last dump: its entry's
 				   mark cleared, or the entry gone or replaced
-				   (a new connection of the same tuple); a full
-				   dump tells which */
+				   (a new connection of the same tuple); a
+				   reading of its tuple tells which */
 	ST_DONE,                /* back on the queue for good: forget it */
 	ST_NOENTRY,             /* the kernel has no entry (no conntrack there: no
 				   offload rules): marking changes nothing, and
@@ -231,6 +233,7 @@ struct oa_flow {
 	uint64_t q_pk[2], q_by[2];
 	uint64_t retry_ns;
 	uint64_t reg_seq, sampled_round;
+	uint64_t checked_round;         /* ST_LOST: the round its check was asked in */
 	struct {
 		uint32_t id, bytes;
 		bool same;              /* in the template's direction */
@@ -254,8 +257,6 @@ struct offacct_worker {
 	uint64_t reg_seq;               /* marks announced */
 	uint64_t round;
 	bool kick;                      /* a request the thread should take now */
-	bool want_full;                 /* a lost flow came back: a full dump */
-	uint64_t full_asked;            /* the round it was last asked in */
 	struct {
 		counter_t flows, registered, refused_full, baselines, baseline_failures, samples,
 			packets, bytes, requeued, kernel_deleted, unmarked, delete_errors, noentry,
@@ -444,11 +445,6 @@ static void kick(struct offacct_worker *w)
 {
 	uint32_t used = atomic_load_explicit(&w->up.head, memory_order_relaxed) -
 			atomic_load_explicit(&w->up.tail, memory_order_relaxed);
-	if (w->want_full) {
-		w->want_full = false;
-		atomic_store(&w->a->full_next, true);
-		w->kick = true;
-	}
 	if (!w->kick && used <= w->up.mask / 4)
 		return;
 	w->kick = false;
@@ -499,6 +495,21 @@ static void set_template(struct oa_flow *f, const struct packet *p, const struct
 	f->dsub = v->dst_subnet;
 	f->track[0] = track[0];
 	f->track[1] = track[1];
+}
+
+/* Asks the thread to read the kernel entry of p's tuple (t): f's baseline,
+ * or (check) whether a lost flow's entry is still there. */
+static void ask(struct offacct_worker *w, const struct oa_flow *f, const struct packet *p,
+		const struct ct_tuple *t, bool check)
+{
+	struct msg m = { .type = M_GET, .check = check, .handle = handle_of(w, f) };
+	m.t.src = p->src;
+	m.t.dst = p->dst;
+	m.t.sport = t->sport;
+	m.t.dport = t->dport;
+	m.t.family = p->family;
+	m.t.proto = p->proto;
+	w->kick |= ring_push(&w->up, &m);
 }
 
 bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct verdict *v,
@@ -576,11 +587,12 @@ bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct
 	if (f && f->state == ST_MARKED)
 		return false;
 	if (f && f->state == ST_LOST) {
-		/* a full dump says whether its entry is there unmarked (marked
-		 * again at once) or gone (let go: a new baseline) */
-		if (w->full_asked != w->round + 1) {
-			w->full_asked = w->round + 1;
-			w->want_full = true;
+		/* a reading of its tuple says whether its entry is there (the
+		 * same id: caught up, and marked again at once if unmarked) or
+		 * gone or replaced (let go: a new baseline); once a round */
+		if (f->checked_round != w->round + 1 && ring_free(&w->up) > UP_RESERVE) {
+			f->checked_round = w->round + 1;
+			ask(w, f, p, &t, true);
 		}
 		return false;
 	}
@@ -621,14 +633,7 @@ bool offacct_note(struct offacct_worker *w, const struct packet *p, const struct
 	f->n_recent = 0;
 	f->r_next = 0;
 	f->retry_ns = now_ns + 10000000000u;    /* no answer by then: ask again */
-	struct msg m = { .type = M_GET, .handle = handle_of(w, f) };
-	m.t.src = p->src;
-	m.t.dst = p->dst;
-	m.t.sport = t.sport;
-	m.t.dport = t.dport;
-	m.t.family = p->family;
-	m.t.proto = p->proto;
-	w->kick |= ring_push(&w->up, &m);
+	ask(w, f, p, &t, false);
 	return false;
 }
 
@@ -832,6 +837,33 @@ static void apply_sample(struct offacct_worker *w, const struct msg *m,
 	f->state = m->marked ? ST_MARKED : ST_UNMARKED;
 }
 
+static bool request(struct offacct_worker *w, struct oa_flow *f, bool del);
+
+/* The answer to a lost flow's check: its entry still there (the same id),
+ * caught up like a dump's reading and marked again at once if unmarked
+ * (a take-back); gone, or replaced by a new connection of the tuple: let
+ * go, its accounting ends with the last reading that had it, and its next
+ * packet asks for a baseline of the new entry. */
+static void apply_check(struct offacct_worker *w, const struct msg *m,
+			const struct offacct_apply *x)
+{
+	struct oa_flow *f = by_handle(w, m->handle);
+
+	if (!f || f->state != ST_LOST)
+		return;
+	if (m->ok && m->id == f->kid) {
+		struct msg s = *m;
+		s.type = M_SAMPLE;
+		apply_sample(w, &s, x);
+		return;
+	}
+	if (!m->ok && !m->noentry)
+		return;         /* not read (no handle, an error): asked again */
+	counter_inc(&w->cnt.replaced);
+	if (request(w, f, false))
+		drop(w, f);
+}
+
 static bool request(struct offacct_worker *w, struct oa_flow *f, bool del)
 {
 	struct msg m = { .type = del ? M_DELETE : M_FORGET, .id = f->kid, .handle = handle_of(w, f) };
@@ -915,6 +947,8 @@ void offacct_serve(struct offacct_worker *w, const struct offacct_apply *x)
 	for (int i = 0; i < 4096 && ring_pop(&w->down, &m); i++) {
 		if (m.type == M_SAMPLE)
 			apply_sample(w, &m, x);
+		else if (m.type == M_BASE && m.check)
+			apply_check(w, &m, x);
 		else if (m.type == M_BASE)
 			apply_base(w, &m, x);
 		else if (m.type == M_ROUND)
@@ -950,6 +984,7 @@ static int on_get(enum nf_conntrack_msg_type type, struct nf_conntrack *ct, void
 	(void)type;
 
 	m->id = nfct_get_attr_u32(ct, ATTR_ID);
+	m->marked = (nfct_get_attr_u32(ct, ATTR_MARK) & a->o.mark) == a->o.mark;
 	m->packets[0] = nfct_get_attr_u64(ct, ATTR_ORIG_COUNTER_PACKETS);
 	m->packets[1] = nfct_get_attr_u64(ct, ATTR_REPL_COUNTER_PACKETS);
 	m->bytes[0] = nfct_get_attr_u64(ct, ATTR_ORIG_COUNTER_BYTES);
@@ -1036,7 +1071,7 @@ static void take_requests(struct offacct *a)
 			uint64_t owner;
 			switch (m.type) {
 			case M_GET: {
-				struct msg b = { .type = M_BASE, .handle = m.handle };
+				struct msg b = { .type = M_BASE, .handle = m.handle, .check = m.check };
 				bool noentry = false;
 				/* The queue's position just before and just after the
 				 * reading.  The kernel counts a packet (conntrack, at
@@ -1053,6 +1088,7 @@ static void take_requests(struct offacct *a)
 					b = a->got;
 					b.type = M_BASE;
 					b.handle = m.handle;
+					b.check = m.check;
 					b.ok = true;
 					b.qlo = qlo;
 					if (!seq_known || !a->o.queue_seq(a->o.queue_seq_arg, i, &b.qhi))
@@ -1319,7 +1355,7 @@ int offacct_test_request(struct offacct *a, int worker, uint32_t *handle, uint32
 	*t = m.t;
 	switch (m.type) {
 	case M_GET:
-		return 'G';
+		return m.check ? 'C' : 'G';
 	case M_REG:
 		a->reg_taken[worker]++;
 		if (m.id)
@@ -1361,6 +1397,21 @@ bool offacct_test_sample(struct offacct *a, int worker, const struct offacct_cou
 	for (int k = 0; k < 2; k++) {
 		m.packets[k] = c->packets[k];
 		m.bytes[k] = c->bytes[k];
+	}
+	return ring_push(&a->w[worker].down, &m);
+}
+
+bool offacct_test_check(struct offacct *a, int worker, uint32_t handle,
+			const struct offacct_counters *c, bool marked)
+{
+	struct msg m = { .type = M_BASE, .check = true, .handle = handle, .ok = c != NULL,
+			 .noentry = c == NULL, .marked = marked };
+	if (c) {
+		m.id = c->id;
+		for (int k = 0; k < 2; k++) {
+			m.packets[k] = c->packets[k];
+			m.bytes[k] = c->bytes[k];
+		}
 	}
 	return ring_push(&a->w[worker].down, &m);
 }

@@ -255,35 +255,94 @@ START_TEST(marked_not_remarked)
 }
 END_TEST
 
-/* Not in a dump of the marked entries, then not in a dump of every entry:
- * the kernel entry is gone or replaced.  The flow is let go; its next
- * offloadable packet asks for a baseline of the new entry, and only then
- * is it marked, accounted from that baseline. */
-START_TEST(replaced_entry_new_baseline)
+/* Not in a dump of the marked entries: lost.  Its next packet asks for a
+ * reading of its tuple (once a round); no entry there, or another one (a
+ * new connection of the tuple): let go, and its next offloadable packet
+ * asks for a baseline of the new entry, marked only then and accounted
+ * from that baseline. */
+static uint32_t lose(uint32_t kid)
 {
+	uint32_t h, id;
+	struct offacct_tuple t;
+
 	ct_insert(ct, 7, &tup, ct_hash(&tup), 0, &to, 0);
-	reg(17, 3, 2, 100, 102, false);
-	sample(17, 6, 4, 1 * S);
+	reg(kid, 3, 2, 100, 102, false);
+	sample(kid, 6, 4, 1 * S);
 	round_end(1 * S);
 	ck_assert_uint_eq(stats().packets, 5);
 	round_end(2 * S);                       /* not in this dump */
 	ck_assert_uint_eq(stats().unmarked, 1);
-	ck_assert(!note(false, 110, true));     /* not marked: a full dump first */
+	ck_assert(!note(false, 110, true));     /* not marked: its entry read first */
 	offacct_flush(w);
-	uint32_t h, id;
-	struct offacct_tuple t;
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'C');
+	ck_assert(!note(false, 111, true));     /* asked once a round */
+	offacct_flush(w);
 	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 0);
-	offacct_test_round(a, true);            /* the whole table: not there */
-	serve(3 * S);
+	return h;
+}
+
+static void replaced_then_new(uint32_t old, uint32_t h)
+{
+	uint32_t id;
+	struct offacct_tuple t;
+
 	ck_assert_uint_eq(stats().replaced, 1);
 	ck_assert_uint_eq(stats().flows, 0);
 	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'F');
-	ck_assert_uint_eq(id, 17);
+	ck_assert_uint_eq(id, old);
 	/* the new entry: its own baseline, then the mark */
-	reg(18, 2, 1, 120, 121, false);
-	sample(18, 5, 1, 4 * S);
+	reg(old + 1, 2, 1, 120, 121, false);
+	sample(old + 1, 5, 1, 4 * S);
 	ck_assert_uint_eq(stats().packets, 5 + (5 - 2) - 1);
 	ck_assert_uint_eq(stats().registered, 2);
+}
+
+START_TEST(lost_entry_gone)
+{
+	uint32_t h = lose(17);
+	ck_assert(offacct_test_check(a, 0, h, NULL, false));
+	serve(3 * S);
+	replaced_then_new(17, h);
+}
+END_TEST
+
+START_TEST(lost_entry_replaced)
+{
+	uint32_t h = lose(20);
+	struct offacct_counters c = cnt(99, 4, 4);      /* another connection's */
+	ck_assert(offacct_test_check(a, 0, h, &c, false));
+	serve(3 * S);
+	ck_assert_uint_eq(stats().packets, 5);          /* nothing of it taken */
+	replaced_then_new(20, h);
+}
+END_TEST
+
+/* Lost, and its entry is there without the mark (cleared behind our back):
+ * caught up, marked again at once */
+START_TEST(lost_entry_unmarked)
+{
+	uint32_t h = lose(22), id;
+	struct offacct_tuple t;
+	struct offacct_counters c = cnt(22, 9, 5);
+	ck_assert(offacct_test_check(a, 0, h, &c, false));
+	serve(3 * S);
+	/* 110 and 111 came through the queue: owed by the growth */
+	ck_assert_uint_eq(stats().packets, 5 + (9 - 6) + (5 - 4) - 2);
+	ck_assert_uint_eq(stats().replaced, 0);
+	ck_assert(note(false, 112, true));
+	offacct_flush(w);
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'R');
+	ck_assert_uint_eq(id, 22);
+}
+END_TEST
+
+/* Lost, and not in a whole dump either (a take-back's): let go */
+START_TEST(lost_not_in_full_dump)
+{
+	uint32_t h = lose(24);
+	offacct_test_round(a, true);
+	serve(3 * S);
+	replaced_then_new(24, h);
 }
 END_TEST
 
@@ -306,6 +365,7 @@ START_TEST(lost_found_unmarked)
 	offacct_flush(w);
 	uint32_t h, id;
 	struct offacct_tuple t;
+	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'C');   /* asked for 110 */
 	ck_assert_int_eq(offacct_test_request(a, 0, &h, &id, &t), 'R');
 	ck_assert_uint_eq(id, 19);
 }
@@ -510,7 +570,10 @@ int main(void)
 	tcase_add_test(tc, requeued_after_reading);
 	tcase_add_test(tc, unmarked_caught_up);
 	tcase_add_test(tc, marked_not_remarked);
-	tcase_add_test(tc, replaced_entry_new_baseline);
+	tcase_add_test(tc, lost_entry_gone);
+	tcase_add_test(tc, lost_entry_replaced);
+	tcase_add_test(tc, lost_entry_unmarked);
+	tcase_add_test(tc, lost_not_in_full_dump);
 	tcase_add_test(tc, lost_found_unmarked);
 	tcase_add_test(tc, idle_expiry);
 	tcase_add_test(tc, no_baseline);

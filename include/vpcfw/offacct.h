@@ -164,7 +164,8 @@ void offacct_get_stats(const struct offacct *a, int worker, struct offacct_stats
 /* ---- tests: the thread's side by hand */
 
 /* The next request a worker sent the thread: 'G'et a baseline (handle, t:
- * the packet's tuple), 'R'egistered (marked), 'F'orget, 'D'elete (t: the
+ * the packet's tuple), 'C'heck a lost flow's entry (the same), 'R'egistered
+ * (marked), 'F'orget, 'D'elete (t: the
  * original tuple); 0 when none. */
 int offacct_test_request(struct offacct *a, int worker, uint32_t *handle, uint32_t *id,
 			 struct offacct_tuple *t);
@@ -174,6 +175,9 @@ int offacct_test_request(struct offacct *a, int worker, uint32_t *handle, uint32
 bool offacct_test_baseline(struct offacct *a, int worker, uint32_t handle,
 			   const struct offacct_counters *c, const struct offacct_tuple *orig,
 			   uint32_t lo, uint32_t hi);
+/* Answers a 'C' (a lost flow's check): c NULL: no entry of its tuple. */
+bool offacct_test_check(struct offacct *a, int worker, uint32_t handle,
+			const struct offacct_counters *c, bool marked);
 /* A reading of entry c->id as a dump gives it; then the end of a round
  * (full: of a dump of every entry, marked or not). */
 bool offacct_test_sample(struct offacct *a, int worker, const struct offacct_counters *c,
