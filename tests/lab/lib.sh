@@ -48,6 +48,18 @@ lab_can_run() {
 	return 0
 }
 
+# lab_begin_ctl: the start of a test that drives $VPCFWD and $CTL: skipped
+# (77) where the lab cannot run or either is missing; a scratch directory
+# $T and the cleanup on exit (namespaces, processes, $T); fails=0
+lab_begin_ctl() {
+	lab_can_run || exit 77
+	[ -x "$VPCFWD" ] && [ -x "$CTL" ] || { echo "lab: no vpcfwd/vpcfwctl, skipped"; exit 77; }
+	T=$(mktemp -d)
+	trap 'lab_cleanup; rm -rf "$T"' EXIT
+	trap 'exit 130' INT TERM HUP
+	fails=0
+}
+
 # lab_gateway: the gateway namespace, forwarding both families.
 lab_gateway() {
 	ip netns add "$(lab_ns gw)"

@@ -25,14 +25,7 @@ VPCFWD=${VPCFWD:-${top_builddir:-$top_srcdir}/src/vpcfwd}
 CTL=${VPCFWCTL:-$(dirname "$VPCFWD")/vpcfwctl}
 RULES=$top_srcdir/contrib/offload/vpcfw-offload-iptables
 . "$here/lib.sh"
-lab_can_run || exit 77
-[ -x "$VPCFWD" ] && [ -x "$CTL" ] || { echo "lab: no vpcfwd/vpcfwctl, skipped"; exit 77; }
-
-T=$(mktemp -d)
-trap 'lab_cleanup; rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM HUP
-
-fails=0
+lab_begin_ctl
 
 lab_gateway
 in_ns gw iptables -A FORWARD -m conntrack --ctstate ESTABLISHED -m connmark --mark 1/1 -j ACCEPT \

@@ -21,14 +21,7 @@ top_srcdir=${top_srcdir:-$here/../..}
 VPCFWD=${VPCFWD:-${top_builddir:-$top_srcdir}/src/vpcfwd}
 CTL=${VPCFWCTL:-$(dirname "$VPCFWD")/vpcfwctl}
 . "$here/lib.sh"
-lab_can_run || exit 77
-[ -x "$VPCFWD" ] && [ -x "$CTL" ] || { echo "lab: no vpcfwd/vpcfwctl, skipped"; exit 77; }
-
-T=$(mktemp -d)
-trap 'lab_cleanup; rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM HUP
-
-fails=0
+lab_begin_ctl
 WEB=eni-0000000000web01 APP=eni-0000000000app01
 RATE=50                 # datagrams a second
 SYNC=1                  # Vpcfw.StateSyncInterval

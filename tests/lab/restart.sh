@@ -14,14 +14,7 @@ top_srcdir=${top_srcdir:-$here/../..}
 VPCFWD=${VPCFWD:-${top_builddir:-$top_srcdir}/src/vpcfwd}
 CTL=${VPCFWCTL:-$(dirname "$VPCFWD")/vpcfwctl}
 . "$here/lib.sh"
-lab_can_run || exit 77
-[ -x "$VPCFWD" ] && [ -x "$CTL" ] || { echo "lab: no vpcfwd/vpcfwctl, skipped"; exit 77; }
-
-T=$(mktemp -d)
-trap 'lab_cleanup; rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM HUP
-
-fails=0
+lab_begin_ctl
 
 # web (client) and app (server) of the three-tier example
 lab_gateway
